@@ -1,0 +1,136 @@
+//! Types shared by the XDP program (`responder-ebpf`) and the agent
+//! (`responder-user`). Everything here is `#[repr(C)]` with explicit padding so
+//! the kernel, the program, the agent and `bpftool map dump` agree byte for
+//! byte; `tests` below pin every size and offset.
+#![no_std]
+
+pub mod csum;
+pub mod wire;
+
+/// Name of the XDP program in the object file and of its pin.
+pub const PROGRAM_NAME: &str = "responder";
+/// Map names as written in the eBPF object (and shown by `bpftool map`).
+pub const VIPS_MAP: &str = "VIPS";
+pub const VIP_STATS_MAP: &str = "VIP_STATS";
+/// File names under the pin directory (default `/sys/fs/bpf/responder`).
+pub const PIN_PROGRAM: &str = "prog";
+pub const PIN_VIPS: &str = "vips";
+pub const PIN_VIP_STATS: &str = "vip_stats";
+/// Link pins are `link_<ifname>`.
+pub const PIN_LINK_PREFIX: &str = "link_";
+
+/// Capacity of the VIP and counter maps. Entries are allocated on demand
+/// (BPF_F_NO_PREALLOC), so an idle node does not pay for it.
+pub const MAX_VIPS: usize = 131_072;
+
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+/// Which (interface, VLAN stack, address) a VIP is answered on.
+///
+/// One exact-match lookup per request: the agent expands an unscoped VIP into
+/// one key per attached interface, so the data plane never tries wildcards.
+/// VLAN ids are host byte order (readable in `bpftool map dump`), 0 = no tag.
+/// IPv4 addresses occupy `addr[..4]`, the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipKey {
+    pub ifindex: u32,
+    /// Outermost tag (802.1ad S-tag or the only 802.1Q tag), 0 if untagged.
+    pub vlan_outer: u16,
+    /// Second tag of a QinQ stack, 0 if fewer than two tags.
+    pub vlan_inner: u16,
+    /// `FAMILY_IPV4` or `FAMILY_IPV6`.
+    pub family: u8,
+    pub _pad: [u8; 3],
+    /// Network byte order.
+    pub addr: [u8; 16],
+}
+
+impl VipKey {
+    pub const fn v4(ifindex: u32, vlan_outer: u16, vlan_inner: u16, addr: [u8; 4]) -> Self {
+        let mut a = [0u8; 16];
+        a[0] = addr[0];
+        a[1] = addr[1];
+        a[2] = addr[2];
+        a[3] = addr[3];
+        VipKey { ifindex, vlan_outer, vlan_inner, family: FAMILY_IPV4, _pad: [0; 3], addr: a }
+    }
+
+    pub const fn v6(ifindex: u32, vlan_outer: u16, vlan_inner: u16, addr: [u8; 16]) -> Self {
+        VipKey { ifindex, vlan_outer, vlan_inner, family: FAMILY_IPV6, _pad: [0; 3], addr }
+    }
+}
+
+/// What the data plane needs to answer for a VIP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipValue {
+    /// Source MAC of replies: the MAC of the interface the key names.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Reserved for per-VIP state (must be 0 for now).
+    pub flags: u32,
+    pub _reserved: u32,
+}
+
+/// Per-CPU counters for one VIP; the agent sums the CPUs when it reads them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipStats {
+    /// Valid ARP requests / Neighbor Solicitations for the VIP.
+    pub requests: u64,
+    /// Replies sent with XDP_TX.
+    pub replies: u64,
+    /// Another MAC claimed the VIP (gratuitous ARP, ARP reply, or NA).
+    pub conflicts: u64,
+}
+
+impl VipStats {
+    pub fn add(&mut self, other: &VipStats) {
+        self.requests += other.requests;
+        self.replies += other.replies;
+        self.conflicts += other.conflicts;
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` data without implicit padding (see tests).
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipValue {}
+    unsafe impl aya::Pod for super::VipStats {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn vip_key_layout_has_no_hidden_padding() {
+        assert_eq!(size_of::<VipKey>(), 28);
+        assert_eq!(offset_of!(VipKey, ifindex), 0);
+        assert_eq!(offset_of!(VipKey, vlan_outer), 4);
+        assert_eq!(offset_of!(VipKey, vlan_inner), 6);
+        assert_eq!(offset_of!(VipKey, family), 8);
+        assert_eq!(offset_of!(VipKey, _pad), 9);
+        assert_eq!(offset_of!(VipKey, addr), 12);
+    }
+
+    #[test]
+    fn vip_value_and_stats_layout() {
+        assert_eq!(size_of::<VipValue>(), 16);
+        assert_eq!(offset_of!(VipValue, flags), 8);
+        assert_eq!(size_of::<VipStats>(), 24);
+        assert_eq!(offset_of!(VipStats, conflicts), 16);
+    }
+
+    #[test]
+    fn v4_key_zero_fills_the_tail() {
+        let k = VipKey::v4(3, 100, 0, [192, 0, 2, 10]);
+        assert_eq!(&k.addr[..4], &[192, 0, 2, 10]);
+        assert!(k.addr[4..].iter().all(|b| *b == 0));
+        assert_eq!(k.family, FAMILY_IPV4);
+    }
+}
