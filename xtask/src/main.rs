@@ -1,1 +1,124 @@
-fn main() {}
+//! Developer tasks: `cargo xtask <setup|build-ebpf|test|demo>`.
+mod setup;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, test and demo tasks for the XDP neighbor responder")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks (idempotent): nightly rust-src,
+    /// bpf-linker, Debian packages, bpffs.
+    Setup {
+        /// Only what building needs (rust-src, bpf-linker), e.g. in a container build.
+        #[arg(long)]
+        build_only: bool,
+    },
+    /// Build the XDP object on its own and print its path.
+    BuildEbpf,
+    /// Set up, then run every test layer (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Set up, build, and show the responder answering arping and ndisc6
+    /// between two network namespaces.
+    Demo,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup { build_only: true } => setup::build_tools(),
+        Task::Setup { build_only: false } => setup::all(),
+        Task::BuildEbpf => {
+            setup::all()?;
+            let object = build_ebpf()?;
+            println!("{}", object.display());
+            Ok(())
+        }
+        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Demo => demo(),
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Runs `cmd`, failing with its rendering when it does not succeed.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("failed to start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Builds the eBPF crate the way aya-build does (same flags), so the object
+/// printed here is byte-compatible with the one embedded in the agent.
+fn build_ebpf() -> Result<PathBuf> {
+    let root = workspace_root();
+    let target_dir = root.join("target").join("ebpf");
+    let rustflags = [
+        "--cfg=bpf_target_arch=\"x86_64\"",
+        "-Cdebuginfo=2",
+        "-Clink-arg=--btf",
+    ]
+    .join("\x1f");
+    run(Command::new("rustup")
+        .args(["run", "nightly", "cargo", "build", "--package", "responder-ebpf", "--bins", "--release"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .current_dir(&root))?;
+    Ok(target_dir.join("bpfel-unknown-none").join("release").join("responder"))
+}
+
+fn require_root(task: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { geteuid() } != 0 {
+        bail!("`cargo xtask {task}` loads XDP programs and creates network namespaces: run it as root");
+    }
+    Ok(())
+}
+
+extern "C" {
+    fn geteuid() -> u32;
+}
+
+fn test(cargo_args: &[String]) -> Result<()> {
+    require_root("test")?;
+    setup::all()?;
+    setup::kube_apiserver()?;
+    let root = workspace_root();
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--exclude", "responder-ebpf"])
+        .args(cargo_args)
+        .current_dir(&root))?;
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    require_root("demo")?;
+    setup::all()?;
+    let root = workspace_root();
+    run(Command::new("cargo")
+        .args(["build", "--quiet", "--package", "responder-user", "--bin", "responder"])
+        .current_dir(&root))?;
+    run(Command::new("cargo")
+        .args(["run", "--quiet", "--package", "responder-tests", "--bin", "demo", "--"])
+        .arg(root.join("target").join("debug").join("responder"))
+        .current_dir(&root))
+}

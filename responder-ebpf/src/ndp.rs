@@ -1,0 +1,228 @@
+//! IPv6 Neighbor Discovery (RFC 4861): answer Neighbor Solicitations for our
+//! VIPs with a Neighbor Advertisement built in place, and notice Neighbor
+//! Advertisements from other hosts claiming them.
+//!
+//! Fields are checked and rewritten where they lie in the frame rather than
+//! copied out: a few 16-byte addresses held in registers would spill past
+//! the 512-byte BPF stack.
+
+use core::mem::size_of;
+
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
+use responder_common::{
+    csum::{finish, verifies},
+    wire::{
+        solicited_node, EthHdr, Ipv6Hdr, NdMsg, NdOptLinkAddr, ICMPV6_NA, ICMPV6_NS,
+        IPPROTO_ICMPV6, IPV6_ALL_NODES, MAC_ALL_NODES, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED,
+        NA_WITH_TLLA_LEN, ND_HOP_LIMIT, ND_OPT_SOURCE_LL_ADDR, ND_OPT_TARGET_LL_ADDR,
+    },
+    VipKey,
+};
+
+use crate::{
+    csum::{add_frame_bytes, add_icmpv6_pseudo_header, MAX_ND_MESSAGE_LEN},
+    packet::{bytes_eq, frame_len, ptr_at, read, Pass},
+    program::{count_conflict, count_reply, vip_mac},
+    vlan::Layer3,
+};
+
+const IPV6_HLEN: usize = size_of::<Ipv6Hdr>();
+const ND_MSG_LEN: usize = size_of::<NdMsg>();
+/// Option lengths count 8-byte units.
+const ND_OPT_UNIT: usize = 8;
+/// Options walked per message; more are passed. Real NS/NA carry one or two,
+/// and the verifier needs a constant bound.
+const MAX_ND_OPTIONS: usize = 16;
+/// A link-layer address option for Ethernet is one unit long.
+const ND_OPT_LINK_ADDR_UNITS: u8 = 1;
+const MULTICAST_PREFIX: u8 = 0xff;
+const UNSPECIFIED: [u8; 16] = [0; 16];
+
+#[inline(always)]
+pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
+    let ip_at = ptr_at::<Ipv6Hdr>(ctx, l3.offset)?;
+    // SAFETY (all dereferences below): `ptr_at` checked that the header is
+    // inside the frame, and nothing else accesses the frame meanwhile.
+    let ip = unsafe { &*ip_at };
+    // Plain IPv6 traffic leaves here after a single load. RFC 4861 also
+    // requires ND to follow the IPv6 header directly, so extension headers
+    // mean pass.
+    if ip.next_hdr != IPPROTO_ICMPV6 {
+        return Err(Pass);
+    }
+    let icmp_offset = l3.offset + IPV6_HLEN;
+    let msg = unsafe { &*ptr_at::<NdMsg>(ctx, icmp_offset)? };
+    let is_solicitation = match msg.icmp_type {
+        ICMPV6_NS => true,
+        ICMPV6_NA => false,
+        _ => return Err(Pass),
+    };
+
+    // RFC 4861 §7.1.1 / §7.1.2 checks that need neither lookup nor checksum.
+    let payload_len = u16::from_be(ip.payload_len) as usize;
+    if ip.ver_tc_flow[0] >> 4 != 6
+        || ip.hop_limit != ND_HOP_LIMIT
+        || msg.code != 0
+        || msg.target[0] == MULTICAST_PREFIX
+        || payload_len < ND_MSG_LEN
+        || payload_len > MAX_ND_MESSAGE_LEN
+        || icmp_offset + payload_len > frame_len(ctx)
+    {
+        return Err(Pass);
+    }
+    let wanted_option = if is_solicitation {
+        ND_OPT_SOURCE_LL_ADDR
+    } else {
+        ND_OPT_TARGET_LL_ADDR
+    };
+    let link_addr = link_addr_option(
+        ctx,
+        icmp_offset + ND_MSG_LEN,
+        icmp_offset + payload_len,
+        wanted_option,
+    )?;
+    let from_unspecified = bytes_eq(&ip.src, &UNSPECIFIED);
+    if is_solicitation {
+        if ip.src[0] == MULTICAST_PREFIX {
+            return Err(Pass);
+        }
+        // Duplicate Address Detection: the sender has no address yet, so it
+        // has no link-layer address to announce, and it asks the target's
+        // solicited-node group.
+        if from_unspecified
+            && (link_addr.is_some() || !bytes_eq(&ip.dst, &solicited_node(&msg.target)))
+        {
+            return Err(Pass);
+        }
+    }
+
+    let eth = unsafe { &*ptr_at::<EthHdr>(ctx, 0)? };
+    let key = VipKey::v6(
+        ctx.ingress_ifindex() as u32,
+        l3.vlan_outer,
+        l3.vlan_inner,
+        msg.target,
+    );
+    let mac = vip_mac(&key, &eth.dst)?;
+    // Checksummed only once the VIP is known to be ours: solicitations for
+    // other hosts are the common case on a shared segment.
+    let acc = add_icmpv6_pseudo_header(ctx, 0, l3.offset, payload_len as u32)?;
+    if !verifies(add_frame_bytes(ctx, acc, icmp_offset, payload_len)?) {
+        return Err(Pass);
+    }
+    if is_solicitation {
+        let reply_to = if from_unspecified {
+            MAC_ALL_NODES
+        } else {
+            link_addr.unwrap_or(eth.src)
+        };
+        advertise(ctx, l3, &key, reply_to, from_unspecified, mac)
+    } else {
+        if !bytes_eq(&link_addr.unwrap_or(eth.src), &mac) {
+            count_conflict(&key);
+        }
+        Ok(xdp_action::XDP_PASS)
+    }
+}
+
+/// Walks the options in `offset..end`: each must be non-empty and together
+/// they must fill the message exactly. Returns the MAC of the first option of
+/// `kind` (a duplicate is ignored, as Linux does).
+#[inline(always)]
+fn link_addr_option(
+    ctx: &XdpContext,
+    mut offset: usize,
+    end: usize,
+    kind: u8,
+) -> Result<Option<[u8; 6]>, Pass> {
+    let mut found = None;
+    for _ in 0..MAX_ND_OPTIONS {
+        if offset >= end {
+            break;
+        }
+        // Every valid option spans at least one 8-byte unit, so one read of
+        // a link-layer-address-sized option covers whatever this one is.
+        let option: NdOptLinkAddr = read(ctx, offset)?;
+        if option.len == 0 {
+            return Err(Pass);
+        }
+        let next = offset + option.len as usize * ND_OPT_UNIT;
+        if next > end {
+            return Err(Pass);
+        }
+        if option.kind == kind {
+            if option.len != ND_OPT_LINK_ADDR_UNITS {
+                return Err(Pass);
+            }
+            if found.is_none() {
+                found = Some(option.mac);
+            }
+        }
+        offset = next;
+    }
+    if offset != end {
+        return Err(Pass);
+    }
+    Ok(found)
+}
+
+/// Rewrites the NS into the NA answering it and bounces it back out. The
+/// NS's addresses and target stay where they are until moved into place.
+#[inline(always)]
+fn advertise(
+    ctx: &XdpContext,
+    l3: &Layer3,
+    key: &VipKey,
+    reply_to: [u8; 6],
+    duplicate_address_detection: bool,
+    mac: [u8; 6],
+) -> Result<u32, Pass> {
+    let reply_len = l3.offset + IPV6_HLEN + NA_WITH_TLLA_LEN;
+    let delta = reply_len as i32 - frame_len(ctx) as i32;
+    // SAFETY: the helper only moves data_end (the NS is at least as long as
+    // the reply's headers, so they keep their bytes); every packet pointer is
+    // re-derived below.
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return Err(Pass);
+    }
+    // Cannot fail: the frame is now exactly `reply_len` long. The checks are
+    // for the verifier, which does not know what the helper did.
+    let eth_at = ptr_at::<EthHdr>(ctx, 0)?;
+    let ip_at = ptr_at::<Ipv6Hdr>(ctx, l3.offset)?;
+    let msg_at = ptr_at::<NdMsg>(ctx, l3.offset + IPV6_HLEN)?;
+    let tlla_at = ptr_at::<NdOptLinkAddr>(ctx, l3.offset + IPV6_HLEN + ND_MSG_LEN)?;
+    // SAFETY: `ptr_at` checked all four are inside the resized frame. The
+    // references end before the frame is read back for the checksum.
+    {
+        let (eth, ip, msg, tlla) =
+            unsafe { (&mut *eth_at, &mut *ip_at, &mut *msg_at, &mut *tlla_at) };
+        eth.dst = reply_to;
+        eth.src = mac;
+        ip.ver_tc_flow = [0x60, 0, 0, 0];
+        ip.payload_len = (NA_WITH_TLLA_LEN as u16).to_be();
+        // A DAD prober cannot receive unicast yet: tell all nodes, and without
+        // S, which RFC 4861 §7.2.4 reserves for replies to a unicast source.
+        let flags = if duplicate_address_detection {
+            ip.dst = IPV6_ALL_NODES;
+            NA_FLAG_OVERRIDE
+        } else {
+            ip.dst = ip.src;
+            NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE
+        };
+        ip.src = msg.target;
+        msg.icmp_type = ICMPV6_NA;
+        msg.checksum = 0;
+        msg.flags = [flags, 0, 0, 0];
+        *tlla = NdOptLinkAddr {
+            kind: ND_OPT_TARGET_LL_ADDR,
+            len: ND_OPT_LINK_ADDR_UNITS,
+            mac,
+        };
+    }
+    let acc = add_icmpv6_pseudo_header(ctx, 0, l3.offset, NA_WITH_TLLA_LEN as u32)?;
+    let acc = add_frame_bytes(ctx, acc, l3.offset + IPV6_HLEN, NA_WITH_TLLA_LEN)?;
+    // SAFETY: as above.
+    unsafe { (*msg_at).checksum = finish(acc) };
+    count_reply(key);
+    Ok(xdp_action::XDP_TX)
+}

@@ -1,0 +1,649 @@
+//! The ownership loop: keeps reflectors of Services, Nodes, EndpointSlices and
+//! membership Leases, recomputes ownership when any of them (or the set of live
+//! members) changes, and publishes this node's VIPs.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::announce::Announcement;
+use super::membership::{lease_name, lease_selector, LeaseTracker};
+use super::ownership::{self, Assignment, Inputs};
+use super::selector::LabelSelector;
+use super::{KubeError, KubeSettings, ServiceRef};
+
+const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    Services,
+    Nodes,
+    EndpointSlices,
+    Leases,
+}
+
+enum Update {
+    /// A reflected source moved on; its store already holds the objects.
+    Reflected(Source, watcher::Result<Progress>),
+    Leases(watcher::Result<Box<watcher::Event<Lease>>>),
+}
+
+enum Progress {
+    Changed,
+    InitDone,
+}
+
+impl Progress {
+    fn of<K>(event: watcher::Event<K>) -> Self {
+        match event {
+            watcher::Event::InitDone => Progress::InitDone,
+            _ => Progress::Changed,
+        }
+    }
+}
+
+impl Update {
+    fn source(&self) -> Source {
+        match self {
+            Update::Reflected(source, _) => *source,
+            Update::Leases(_) => Source::Leases,
+        }
+    }
+
+    fn error(&self) -> Option<&watcher::Error> {
+        match self {
+            Update::Reflected(_, Err(e)) | Update::Leases(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn is_init_done(&self) -> bool {
+        match self {
+            Update::Reflected(_, Ok(progress)) => matches!(progress, Progress::InitDone),
+            Update::Leases(Ok(event)) => matches!(**event, watcher::Event::InitDone),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Health {
+    /// No complete view yet; nothing computed or published.
+    Starting,
+    Healthy,
+    /// The view is broken: ownership is frozen at the last computed state.
+    Frozen {
+        since: Instant,
+    },
+}
+
+/// Asks API discovery once whether EndpointSlices v1 are served, retrying (with
+/// backoff) until the API server answers at all.
+async fn endpoint_slices_served(client: &Client) -> bool {
+    let mut delay = Duration::from_millis(250);
+    let mut warned = false;
+    loop {
+        match client.list_api_groups().await {
+            Ok(groups) => {
+                return groups
+                    .groups
+                    .iter()
+                    .flat_map(|group| &group.versions)
+                    .any(|version| version.group_version == ENDPOINT_SLICE_GROUP_VERSION)
+            }
+            Err(error) => {
+                if !warned {
+                    warn!(%error, "API discovery failed; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+pub(crate) async fn assign_forever(
+    client: Client,
+    settings: KubeSettings,
+    selector: LabelSelector,
+    announcer: mpsc::UnboundedSender<Announcement>,
+    owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+) -> Result<(), KubeError> {
+    let slices_served = endpoint_slices_served(&client).await;
+    if !slices_served {
+        // Without EndpointSlices (Kubernetes < 1.21) we cannot see where endpoints
+        // run, so externalTrafficPolicy: Local Services are assigned like Cluster
+        // ones: every eligible live node counts as having endpoints.
+        warn!("{ENDPOINT_SLICE_GROUP_VERSION} is not served; Local Services are assigned as if every node had endpoints");
+    }
+
+    let (services, services_writer) = reflector::store();
+    let (nodes, nodes_writer) = reflector::store();
+    let (slices, slices_writer) = reflector::store();
+    let mut sources: Vec<BoxStream<'static, Update>> = vec![
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(services_writer)
+        .map(|result| Update::Reflected(Source::Services, result.map(Progress::of)))
+        .boxed(),
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(nodes_writer)
+            .map(|result| Update::Reflected(Source::Nodes, result.map(Progress::of)))
+            .boxed(),
+        // The LeaseTracker is the cache of Leases: it needs each change as it
+        // arrives to timestamp it, which a store would not give.
+        watcher(
+            Api::<Lease>::namespaced(client.clone(), &settings.namespace),
+            watcher::Config::default().labels(&lease_selector()),
+        )
+        .default_backoff()
+        .map(|result| Update::Leases(result.map(Box::new)))
+        .boxed(),
+    ];
+    if slices_served {
+        sources.push(
+            watcher(
+                Api::<EndpointSlice>::all(client),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(slices_writer)
+            .map(|result| Update::Reflected(Source::EndpointSlices, result.map(Progress::of)))
+            .boxed(),
+        );
+    }
+    let mut unsynced: BTreeSet<Source> = [Source::Services, Source::Nodes, Source::Leases].into();
+    if slices_served {
+        unsynced.insert(Source::EndpointSlices);
+    }
+    let mut updates = stream::select_all(sources);
+
+    let mut agent = Agent {
+        own_lease: lease_name(&settings.node_name),
+        tracker: LeaseTracker::new(settings.lease_duration),
+        settings,
+        selector,
+        services,
+        nodes,
+        slices: slices_served.then_some(slices),
+        unsynced,
+        failing: BTreeSet::new(),
+        relisted_leases: None,
+        health: Health::Starting,
+        dirty: false,
+        last_members: BTreeSet::new(),
+        assignments: BTreeMap::new(),
+        reported_problems: BTreeSet::new(),
+        announcer,
+        owned,
+    };
+    loop {
+        let wake = agent.next_wake(Instant::now());
+        tokio::select! {
+            update = updates.next() => {
+                let update = update.ok_or(KubeError::WatchEnded("Kubernetes objects"))?;
+                agent.apply(update, Instant::now());
+            }
+            () = sleep_until_some(wake) => {}
+        }
+        // Coalesce bursts (relists, many renewals at once) into one recomputation.
+        while let Some(Some(update)) = updates.next().now_or_never() {
+            agent.apply(update, Instant::now());
+        }
+        agent.evaluate(Instant::now());
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Agent {
+    settings: KubeSettings,
+    selector: LabelSelector,
+    own_lease: String,
+    services: Store<Service>,
+    nodes: Store<Node>,
+    slices: Option<Store<EndpointSlice>>,
+    tracker: LeaseTracker,
+    /// Sources that have not completed their first list.
+    unsynced: BTreeSet<Source>,
+    /// Sources whose last result was an error.
+    failing: BTreeSet<Source>,
+    /// Lease names seen since the Lease watch restarted its list.
+    relisted_leases: Option<HashSet<String>>,
+    health: Health,
+    dirty: bool,
+    last_members: BTreeSet<String>,
+    assignments: BTreeMap<ServiceRef, Assignment>,
+    reported_problems: BTreeSet<(ServiceRef, String)>,
+    announcer: mpsc::UnboundedSender<Announcement>,
+    owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+}
+
+impl Agent {
+    fn apply(&mut self, update: Update, now: Instant) {
+        let source = update.source();
+        if let Some(error) = update.error() {
+            if self.failing.insert(source) {
+                warn!(?source, %error, "watch failed; keeping the last known state while it retries");
+            } else {
+                debug!(?source, %error, "watch still failing");
+            }
+            return;
+        }
+        if self.failing.remove(&source) {
+            info!(?source, "watch works again");
+        }
+        if update.is_init_done() {
+            self.unsynced.remove(&source);
+        }
+        match update {
+            Update::Leases(Ok(event)) => self.apply_lease(*event, now),
+            // The reflectors already hold the objects; any change may move owners.
+            _ => self.dirty = true,
+        }
+    }
+
+    fn apply_lease(&mut self, event: watcher::Event<Lease>, now: Instant) {
+        match event {
+            watcher::Event::Apply(lease) => self.tracker.observe(&lease, now),
+            watcher::Event::Delete(lease) => {
+                if let Some(name) = &lease.metadata.name {
+                    self.tracker.forget(name);
+                }
+            }
+            watcher::Event::Init => self.relisted_leases = Some(HashSet::new()),
+            watcher::Event::InitApply(lease) => {
+                self.tracker.observe(&lease, now);
+                if let (Some(seen), Some(name)) = (&mut self.relisted_leases, &lease.metadata.name)
+                {
+                    seen.insert(name.clone());
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(seen) = self.relisted_leases.take() {
+                    self.tracker.retain(&seen);
+                }
+            }
+        }
+    }
+
+    /// Our own renewals come back through the Lease watch every renew interval; not
+    /// seeing them for half a lease duration means our view (or our renewing) is
+    /// broken, and is noticed before any other member could expire in that view.
+    fn own_lease_deadline(&self) -> Option<Instant> {
+        self.tracker
+            .last_change(&self.own_lease)
+            .map(|seen| seen + self.settings.lease_duration / 2)
+    }
+
+    fn broken_view(&self, now: Instant) -> Option<String> {
+        if !self.unsynced.is_empty() {
+            return Some(format!("initial list of {:?} incomplete", self.unsynced));
+        }
+        if self.failing.contains(&Source::Leases) {
+            return Some("the Lease watch is failing".to_owned());
+        }
+        match self.own_lease_deadline() {
+            Some(deadline) if now < deadline => None,
+            _ => Some(format!("own Lease {} not seen renewed", self.own_lease)),
+        }
+    }
+
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        if self.health != Health::Healthy {
+            // Recovery arrives as a watch event (our own renewal), not by time.
+            return None;
+        }
+        [self.own_lease_deadline(), self.tracker.next_expiry(now)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn evaluate(&mut self, now: Instant) {
+        match (&self.health, self.broken_view(now)) {
+            (Health::Starting, Some(_)) | (Health::Frozen { .. }, Some(_)) => return,
+            (Health::Starting, None) => {
+                info!(node = %self.settings.node_name, "membership view complete; assigning Services");
+                self.health = Health::Healthy;
+                self.dirty = true;
+            }
+            (Health::Healthy, Some(reason)) => {
+                warn!(%reason, "Kubernetes view broken; keeping the current VIPs until it recovers");
+                self.health = Health::Frozen { since: now };
+                return;
+            }
+            (Health::Frozen { since }, None) => {
+                info!(outage = ?now.duration_since(*since), "Kubernetes view recovered; reassigning Services");
+                self.tracker.restart_clocks(now);
+                self.health = Health::Healthy;
+                self.dirty = true;
+            }
+            (Health::Healthy, None) => {}
+        }
+        let live = self.tracker.live(now);
+        if live != self.last_members {
+            self.last_members = live;
+            self.dirty = true;
+        }
+        if self.dirty {
+            self.dirty = false;
+            self.reassign();
+        }
+    }
+
+    fn reassign(&mut self) {
+        let members: BTreeSet<String> = self
+            .nodes
+            .state()
+            .iter()
+            .filter(|node| ownership::node_eligible(node, &self.selector))
+            .filter_map(|node| node.metadata.name.clone())
+            .filter(|name| self.last_members.contains(name))
+            .collect();
+        let endpoints = self.slices.as_ref().map(|slices| {
+            let state = slices.state();
+            ownership::endpoint_nodes(state.iter().map(Arc::as_ref))
+        });
+        let inputs = Inputs {
+            lb_class: self.settings.lb_class.as_deref(),
+            members: &members,
+            endpoints: endpoints.as_ref(),
+        };
+        let mut problems = BTreeSet::new();
+        let assignments =
+            ownership::assign(self.services.state().iter(), &inputs, |service, problem| {
+                problems.insert((service.clone(), problem.to_owned()));
+            });
+        for (service, problem) in problems.difference(&self.reported_problems) {
+            warn!(%service, %problem, "skipping load-balancer ingress entry");
+        }
+        self.reported_problems = problems;
+
+        self.report_changes(&assignments);
+        self.assignments = assignments;
+        let owned = ownership::owned_by(&self.assignments, &self.settings.node_name);
+        self.owned.send_if_modified(|current| {
+            let changed = *current != owned;
+            *current = owned;
+            changed
+        });
+    }
+
+    fn report_changes(&self, assignments: &BTreeMap<ServiceRef, Assignment>) {
+        let node = self.settings.node_name.as_str();
+        let services: BTreeSet<&ServiceRef> =
+            self.assignments.keys().chain(assignments.keys()).collect();
+        for service in services {
+            let old = self.assignments.get(service);
+            let new = assignments.get(service);
+            let old_owner = old.and_then(|a| a.owner.as_deref());
+            let new_owner = new.and_then(|a| a.owner.as_deref());
+            let old_ips = old.map(|a| a.ips.as_slice()).unwrap_or_default();
+            let new_ips = new.map(|a| a.ips.as_slice()).unwrap_or_default();
+            if old_owner != new_owner {
+                info!(%service, ips = ?new_ips, old_owner = old_owner.unwrap_or("none"), new_owner = new_owner.unwrap_or("none"), "ownership changed");
+            } else if old_ips != new_ips {
+                info!(%service, old_ips = ?old_ips, new_ips = ?new_ips, owner = new_owner.unwrap_or("none"), "addresses changed");
+            }
+            let was_ours = old_owner == Some(node);
+            let is_ours = new_owner == Some(node);
+            // The receiver only goes away when the agent stops, when Events no longer matter.
+            let _ = match (old, new) {
+                (Some(old), _) if was_ours && !is_ours => {
+                    self.announcer.send(Announcement::Stopped {
+                        service: Arc::clone(&old.service),
+                        ips: old.ips.clone(),
+                    })
+                }
+                (_, Some(new)) if is_ours && (!was_ours || old_ips != new_ips) => {
+                    self.announcer.send(Announcement::Started {
+                        service: Arc::clone(&new.service),
+                        ips: new.ips.clone(),
+                    })
+                }
+                _ => Ok(()),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::jiff::Timestamp;
+    use kube::api::ObjectMeta;
+
+    use super::super::ownership::pick_owner;
+    use super::super::ownership::tests::{lb_service, svc};
+
+    const WINNER_AND_LOSER: [&str; 2] = ["node-a", "node-b"];
+
+    struct Harness {
+        agent: Agent,
+        owned: watch::Receiver<BTreeMap<IpAddr, ServiceRef>>,
+        announcements: mpsc::UnboundedReceiver<Announcement>,
+        start: Instant,
+    }
+
+    fn lease_event(node: &str, renewal: i64) -> watcher::Event<Lease> {
+        watcher::Event::Apply(Lease {
+            metadata: ObjectMeta {
+                name: Some(lease_name(node)),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(node.into()),
+                renew_time: Some(MicroTime(
+                    Timestamp::from_second(renewal).expect("timestamp"),
+                )),
+                ..Default::default()
+            }),
+        })
+    }
+
+    impl Harness {
+        /// An agent on `node` that has listed one Service and both nodes' Leases at `start`.
+        fn new(node: &str) -> Self {
+            let (services, mut services_writer) = reflector::store();
+            let (nodes, mut nodes_writer) = reflector::store();
+            services_writer.apply_watcher_event(&watcher::Event::Apply(lb_service(
+                "web",
+                None,
+                "Cluster",
+                &[(Some("192.0.2.1"), None)],
+            )));
+            for name in WINNER_AND_LOSER {
+                nodes_writer.apply_watcher_event(&watcher::Event::Apply(Node {
+                    metadata: ObjectMeta {
+                        name: Some(name.into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }));
+            }
+            let (announcer, announcements) = mpsc::unbounded_channel();
+            let (owned_tx, owned) = watch::channel(BTreeMap::new());
+            let mut settings = KubeSettings::new(node, "responder");
+            settings.lease_duration = Duration::from_secs(1);
+            let mut agent = Agent {
+                own_lease: lease_name(node),
+                tracker: LeaseTracker::new(settings.lease_duration),
+                settings,
+                selector: LabelSelector::default(),
+                services,
+                nodes,
+                slices: None,
+                unsynced: [Source::Services, Source::Nodes, Source::Leases].into(),
+                failing: BTreeSet::new(),
+                relisted_leases: None,
+                health: Health::Starting,
+                dirty: false,
+                last_members: BTreeSet::new(),
+                assignments: BTreeMap::new(),
+                reported_problems: BTreeSet::new(),
+                announcer,
+                owned: owned_tx,
+            };
+            let start = Instant::now();
+            for source in [Source::Services, Source::Nodes] {
+                agent.apply(Update::Reflected(source, Ok(Progress::InitDone)), start);
+            }
+            for node in WINNER_AND_LOSER {
+                agent.apply(Update::Leases(Ok(Box::new(lease_event(node, 1)))), start);
+            }
+            agent.apply(
+                Update::Leases(Ok(Box::new(watcher::Event::InitDone))),
+                start,
+            );
+            agent.evaluate(start);
+            Harness {
+                agent,
+                owned,
+                announcements,
+                start,
+            }
+        }
+
+        fn renew(&mut self, node: &str, renewal: i64, at_ms: u64) {
+            let at = self.start + Duration::from_millis(at_ms);
+            self.agent
+                .apply(Update::Leases(Ok(Box::new(lease_event(node, renewal)))), at);
+            self.agent.evaluate(at);
+        }
+
+        fn evaluate(&mut self, at_ms: u64) {
+            self.agent
+                .evaluate(self.start + Duration::from_millis(at_ms));
+        }
+
+        fn owns_web(&self) -> bool {
+            self.owned
+                .borrow()
+                .values()
+                .any(|s| *s == svc("default", "web"))
+        }
+    }
+
+    fn winner() -> &'static str {
+        pick_owner(WINNER_AND_LOSER, &svc("default", "web")).expect("two candidates")
+    }
+
+    fn loser() -> &'static str {
+        WINNER_AND_LOSER
+            .into_iter()
+            .find(|node| *node != winner())
+            .expect("two nodes")
+    }
+
+    #[test]
+    fn takes_over_when_the_owner_stops_renewing() {
+        let mut agent = Harness::new(loser());
+        assert_eq!(agent.agent.health, Health::Healthy);
+        assert!(
+            !agent.owns_web(),
+            "{} wins the hash while both are live",
+            winner()
+        );
+        agent.renew(loser(), 2, 300);
+        agent.renew(loser(), 3, 600);
+        agent.renew(winner(), 2, 700);
+        agent.renew(loser(), 4, 900);
+        agent.evaluate(1_100);
+        assert!(
+            !agent.owns_web(),
+            "the winner renewed at 700 ms and is live until 1700 ms"
+        );
+        agent.renew(loser(), 5, 1_200);
+        agent.renew(loser(), 6, 1_500);
+        agent.evaluate(1_700);
+        assert!(agent.owns_web(), "the winner expired at 1700 ms");
+        match agent.announcements.try_recv() {
+            Ok(Announcement::Started { ips, .. }) => {
+                assert_eq!(ips, ["192.0.2.1".parse::<IpAddr>().expect("ip")])
+            }
+            other => panic!("expected AnnouncingStarted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_broken_view_freezes_ownership_until_it_recovers() {
+        let mut agent = Harness::new(loser());
+        agent.renew(loser(), 2, 300);
+        // Nothing arrives any more, not even our own renewals: by 800 ms our view
+        // is broken, before the winner (seen at 0 ms) could expire at 1000 ms.
+        agent.evaluate(800);
+        assert!(
+            matches!(agent.agent.health, Health::Frozen { .. }),
+            "{:?}",
+            agent.agent.health
+        );
+        agent.evaluate(5_000);
+        assert!(!agent.owns_web(), "a frozen agent must not take over");
+
+        // Recovery: every member gets a full lease duration again.
+        agent.renew(loser(), 3, 5_000);
+        assert_eq!(agent.agent.health, Health::Healthy);
+        assert!(
+            !agent.owns_web(),
+            "the winner is given time to show a renewal"
+        );
+        agent.renew(loser(), 4, 5_400);
+        agent.renew(loser(), 5, 5_800);
+        agent.evaluate(6_000);
+        assert!(
+            agent.owns_web(),
+            "the winner stayed silent for a lease duration after recovery"
+        );
+    }
+
+    #[test]
+    fn a_failing_lease_watch_freezes_and_the_owner_keeps_its_vips() {
+        let mut agent = Harness::new(winner());
+        assert!(agent.owns_web());
+        let at = agent.start + Duration::from_millis(100);
+        agent
+            .agent
+            .apply(Update::Leases(Err(watcher::Error::NoResourceVersion)), at);
+        agent.agent.evaluate(at);
+        assert!(
+            matches!(agent.agent.health, Health::Frozen { .. }),
+            "{:?}",
+            agent.agent.health
+        );
+        agent.evaluate(10_000);
+        assert!(
+            agent.owns_web(),
+            "fail-static: keep announcing while the view is broken"
+        );
+        agent.renew(winner(), 2, 10_000);
+        assert_eq!(agent.agent.health, Health::Healthy);
+        assert!(agent.owns_web());
+    }
+}

@@ -1,0 +1,92 @@
+//! Kubernetes Events on a Service when this node starts or stops announcing it.
+//! Publishing happens off the ownership loop so a slow or failing API server never
+//! delays withdrawing or taking over a VIP.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use tokio::sync::{mpsc, watch};
+use tracing::warn;
+
+use super::ownership::service_ref;
+
+const REPORTER: &str = "responder";
+
+#[derive(Debug)]
+pub(crate) enum Announcement {
+    Started {
+        service: Arc<Service>,
+        ips: Vec<IpAddr>,
+    },
+    Stopped {
+        service: Arc<Service>,
+        ips: Vec<IpAddr>,
+    },
+}
+
+pub(crate) fn channel() -> (
+    mpsc::UnboundedSender<Announcement>,
+    mpsc::UnboundedReceiver<Announcement>,
+) {
+    mpsc::unbounded_channel()
+}
+
+/// Events go to the Service's namespace: the API rejects Events whose namespace
+/// differs from the namespaced object they regard.
+pub(crate) async fn publish_events(
+    client: Client,
+    node: String,
+    interfaces: watch::Receiver<Vec<String>>,
+    mut announcements: mpsc::UnboundedReceiver<Announcement>,
+) {
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: REPORTER.to_owned(),
+            instance: Some(node.clone()),
+        },
+    );
+    while let Some(announcement) = announcements.recv().await {
+        let interfaces = interfaces.borrow().join(", ");
+        let (service, reason, action, note) = match &announcement {
+            Announcement::Started { service, ips } => (
+                service,
+                "AnnouncingStarted",
+                "Announce",
+                format!(
+                    "node {node} answers ARP/NDP for {} on [{interfaces}]",
+                    join(ips)
+                ),
+            ),
+            Announcement::Stopped { service, ips } => (
+                service,
+                "AnnouncingStopped",
+                "Withdraw",
+                format!(
+                    "node {node} stopped answering ARP/NDP for {} on [{interfaces}]",
+                    join(ips)
+                ),
+            ),
+        };
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &service.object_ref(&())).await {
+            warn!(service = %service_ref(service), reason, %error, "could not record Event");
+        }
+    }
+}
+
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

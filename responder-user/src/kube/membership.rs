@@ -1,0 +1,294 @@
+//! Membership: each agent keeps one Lease for its node fresh, and judges the other
+//! Leases alive by when it last saw them change, never by the timestamps written in
+//! them, so clock skew between nodes cannot expire or prolong a member.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+pub(crate) const LEASE_LABEL_KEY: &str = "app.kubernetes.io/component";
+pub(crate) const LEASE_LABEL_VALUE: &str = "responder-membership";
+
+pub(crate) fn lease_selector() -> String {
+    format!("{LEASE_LABEL_KEY}={LEASE_LABEL_VALUE}")
+}
+
+pub(crate) fn lease_name(node: &str) -> String {
+    format!("responder-{node}")
+}
+
+#[derive(Debug)]
+struct Observation {
+    holder: String,
+    renew_time: Option<MicroTime>,
+    observed_at: Instant,
+}
+
+/// Lease expiry as seen from this agent, in the style of client-go leader election.
+#[derive(Debug)]
+pub(crate) struct LeaseTracker {
+    lease_duration: Duration,
+    leases: HashMap<String, Observation>,
+}
+
+impl LeaseTracker {
+    pub fn new(lease_duration: Duration) -> Self {
+        LeaseTracker {
+            lease_duration,
+            leases: HashMap::new(),
+        }
+    }
+
+    /// Restarts the expiry clock of a Lease only when its holder or renewTime
+    /// changed, so re-deliveries (relists, unrelated metadata edits) do not keep a
+    /// dead member alive.
+    pub fn observe(&mut self, lease: &Lease, now: Instant) {
+        let Some(name) = lease.metadata.name.clone() else {
+            return;
+        };
+        let spec = lease.spec.as_ref();
+        let holder = spec
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default();
+        let renew_time = spec.and_then(|s| s.renew_time.clone());
+        match self.leases.get_mut(&name) {
+            Some(seen) if seen.holder == holder && seen.renew_time == renew_time => {}
+            Some(seen) => {
+                seen.holder = holder;
+                seen.renew_time = renew_time;
+                seen.observed_at = now;
+            }
+            None => {
+                self.leases.insert(
+                    name,
+                    Observation {
+                        holder,
+                        renew_time,
+                        observed_at: now,
+                    },
+                );
+            }
+        }
+    }
+
+    pub fn forget(&mut self, name: &str) {
+        self.leases.remove(name);
+    }
+
+    /// After a relist: Leases deleted while we were not watching are gone.
+    pub fn retain(&mut self, names: &HashSet<String>) {
+        self.leases.retain(|name, _| names.contains(name));
+    }
+
+    /// Time spent without a working view must not count against anyone: every
+    /// member gets a full lease duration to show a renewal again.
+    pub fn restart_clocks(&mut self, now: Instant) {
+        for seen in self.leases.values_mut() {
+            seen.observed_at = now;
+        }
+    }
+
+    fn expiry(&self, seen: &Observation) -> Instant {
+        seen.observed_at + self.lease_duration
+    }
+
+    /// Holders of Leases renewed within the lease duration.
+    pub fn live(&self, now: Instant) -> BTreeSet<String> {
+        self.leases
+            .values()
+            .filter(|seen| !seen.holder.is_empty() && now < self.expiry(seen))
+            .map(|seen| seen.holder.clone())
+            .collect()
+    }
+
+    /// When the next currently live Lease expires, so membership changes without
+    /// waiting for an unrelated event.
+    pub fn next_expiry(&self, now: Instant) -> Option<Instant> {
+        self.leases
+            .values()
+            .map(|seen| self.expiry(seen))
+            .filter(|&at| at > now)
+            .min()
+    }
+
+    pub fn last_change(&self, name: &str) -> Option<Instant> {
+        self.leases.get(name).map(|seen| seen.observed_at)
+    }
+}
+
+/// Creates the node's Lease if needed and renews it every `renew_interval` with
+/// one merge patch, backing off (up to the lease duration) while renewals fail.
+pub(crate) async fn hold_lease(
+    api: Api<Lease>,
+    node: String,
+    renew_interval: Duration,
+    lease_duration: Duration,
+) -> Infallible {
+    let name = lease_name(&node);
+    let mut delay = renew_interval;
+    let mut failing = false;
+    loop {
+        let started = Instant::now();
+        match renew(&api, &name, &node, lease_duration).await {
+            Ok(()) => {
+                if failing {
+                    info!(lease = %name, "lease renewals succeed again");
+                }
+                failing = false;
+                delay = renew_interval;
+            }
+            Err(error) => {
+                if failing {
+                    debug!(lease = %name, %error, "lease renewal failed again");
+                } else {
+                    warn!(lease = %name, %error, "lease renewal failed; retrying with backoff");
+                }
+                failing = true;
+                delay = (delay * 2).min(lease_duration.max(renew_interval));
+            }
+        }
+        tokio::time::sleep_until(started + delay).await;
+    }
+}
+
+async fn renew(
+    api: &Api<Lease>,
+    name: &str,
+    node: &str,
+    lease_duration: Duration,
+) -> Result<(), kube::Error> {
+    let now = MicroTime(Timestamp::now());
+    let duration_seconds = i32::try_from(lease_duration.as_secs_f64().ceil() as u64)
+        .unwrap_or(i32::MAX)
+        .max(1);
+    let patch = serde_json::json!({
+        "metadata": { "labels": { LEASE_LABEL_KEY: LEASE_LABEL_VALUE } },
+        "spec": {
+            "holderIdentity": node,
+            "leaseDurationSeconds": duration_seconds,
+            "renewTime": now,
+        },
+    });
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    labels: Some(
+                        [(LEASE_LABEL_KEY.to_owned(), LEASE_LABEL_VALUE.to_owned())].into(),
+                    ),
+                    ..Default::default()
+                },
+                spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                    holder_identity: Some(node.to_owned()),
+                    lease_duration_seconds: Some(duration_seconds),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    ..Default::default()
+                }),
+            };
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(()),
+                // Lost a race with our own previous attempt; the next tick patches it.
+                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+                Err(error) => Err(error),
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+
+    fn lease(node: &str, renewed_at_second: i64) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(lease_name(node)),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(node.into()),
+                renew_time: Some(MicroTime(
+                    Timestamp::from_second(renewed_at_second).expect("timestamp"),
+                )),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn members(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn expiry_follows_local_observation_not_written_timestamps() {
+        let start = Instant::now();
+        let mut tracker = LeaseTracker::new(SECOND);
+        // renewTime far in the past: a skewed clock must not make it look expired.
+        tracker.observe(&lease("a", 1_000), start);
+        tracker.observe(&lease("b", 4_000_000_000), start);
+        assert_eq!(tracker.live(start), members(&["a", "b"]));
+        assert_eq!(tracker.next_expiry(start), Some(start + SECOND));
+
+        let later = start + Duration::from_millis(600);
+        tracker.observe(&lease("a", 1_001), later);
+        // b re-delivered unchanged: its clock keeps running.
+        tracker.observe(&lease("b", 4_000_000_000), later);
+        let after_b_expired = start + Duration::from_millis(1_100);
+        assert_eq!(tracker.live(after_b_expired), members(&["a"]));
+        assert_eq!(tracker.next_expiry(after_b_expired), Some(later + SECOND));
+        assert_eq!(tracker.live(later + SECOND), members(&[]));
+        assert_eq!(tracker.next_expiry(later + SECOND), None);
+    }
+
+    #[test]
+    fn restarting_clocks_forgives_an_outage() {
+        let start = Instant::now();
+        let mut tracker = LeaseTracker::new(SECOND);
+        tracker.observe(&lease("a", 1), start);
+        let after_outage = start + Duration::from_secs(30);
+        assert!(tracker.live(after_outage).is_empty());
+        tracker.restart_clocks(after_outage);
+        assert_eq!(tracker.live(after_outage), members(&["a"]));
+        assert_eq!(tracker.last_change(&lease_name("a")), Some(after_outage));
+    }
+
+    #[test]
+    fn forgetting_and_relisting_drop_members() {
+        let now = Instant::now();
+        let mut tracker = LeaseTracker::new(SECOND);
+        for node in ["a", "b", "c"] {
+            tracker.observe(&lease(node, 1), now);
+        }
+        tracker.forget(&lease_name("a"));
+        tracker.retain(&[lease_name("b")].into());
+        assert_eq!(tracker.live(now), members(&["b"]));
+    }
+
+    #[test]
+    fn holderless_leases_are_not_members() {
+        let now = Instant::now();
+        let mut tracker = LeaseTracker::new(SECOND);
+        let mut released = lease("a", 1);
+        released.spec.as_mut().expect("spec").holder_identity = None;
+        tracker.observe(&released, now);
+        assert!(tracker.live(now).is_empty());
+    }
+}

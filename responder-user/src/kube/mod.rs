@@ -1,0 +1,132 @@
+//! Kubernetes source of VIPs: every agent watches LoadBalancer Services, Nodes,
+//! EndpointSlices and the agents' membership Leases, and all agents derive the same
+//! single owner per Service by rendezvous hashing, so exactly one node answers
+//! ARP/NDP for each VIP without any per-Service coordination.
+
+mod agent;
+mod announce;
+mod membership;
+mod ownership;
+mod selector;
+
+#[cfg(test)]
+mod mock_tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use selector::{LabelSelector, SelectorError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeSettings {
+    /// This node's name, as in its Node object.
+    pub node_name: String,
+    /// Where the membership Leases live.
+    pub namespace: String,
+    /// Handle only Services with this `spec.loadBalancerClass`; `None` handles only
+    /// Services without a class.
+    pub lb_class: Option<String>,
+    /// Label selector restricting which Nodes may announce.
+    pub node_selector: Option<String>,
+    pub renew_interval: Duration,
+    /// How long a member stays alive after this agent last saw its Lease renewed:
+    /// the failover time.
+    pub lease_duration: Duration,
+}
+
+impl KubeSettings {
+    /// 250 ms renewals against a 1 s lease tolerate three lost renewals before a
+    /// node is dropped, keeping failover near 1 s at one small write per node per
+    /// interval.
+    pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_millis(250);
+    pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(1);
+
+    pub fn new(node_name: impl Into<String>, namespace: impl Into<String>) -> Self {
+        KubeSettings {
+            node_name: node_name.into(),
+            namespace: namespace.into(),
+            lb_class: None,
+            node_selector: None,
+            renew_interval: Self::DEFAULT_RENEW_INTERVAL,
+            lease_duration: Self::DEFAULT_LEASE_DURATION,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error(transparent)]
+    NodeSelector(#[from] SelectorError),
+    #[error(
+        "renew interval {renew:?} must be non-zero and shorter than the lease duration {lease:?}"
+    )]
+    LeaseTiming { renew: Duration, lease: Duration },
+    #[error("node name must not be empty")]
+    EmptyNodeName,
+    #[error("the watch of {0} ended")]
+    WatchEnded(&'static str),
+}
+
+/// Runs until cancelled (drop the future or abort its task), publishing into
+/// `owned` the VIPs this node must answer for now. `interfaces` names the attached
+/// interfaces for the Event text.
+///
+/// While the API server is unreachable the last published set stays in place.
+pub async fn run(
+    client: kube::Client,
+    settings: KubeSettings,
+    interfaces: watch::Receiver<Vec<String>>,
+    owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+) -> Result<(), KubeError> {
+    let selector: LabelSelector = settings
+        .node_selector
+        .as_deref()
+        .unwrap_or_default()
+        .parse()?;
+    if settings.renew_interval.is_zero() || settings.renew_interval >= settings.lease_duration {
+        return Err(KubeError::LeaseTiming {
+            renew: settings.renew_interval,
+            lease: settings.lease_duration,
+        });
+    }
+    if settings.node_name.is_empty() {
+        return Err(KubeError::EmptyNodeName);
+    }
+    let leases = kube::Api::namespaced(client.clone(), &settings.namespace);
+    let (announcer, announcements) = announce::channel();
+    // The announcer ends once the agent loop drops its sender, after the last Events.
+    let agent_and_announcer = async {
+        let (result, ()) = tokio::join!(
+            agent::assign_forever(client.clone(), settings.clone(), selector, announcer, owned),
+            announce::publish_events(
+                client.clone(),
+                settings.node_name.clone(),
+                interfaces,
+                announcements
+            ),
+        );
+        result
+    };
+    tokio::select! {
+        never = membership::hold_lease(leases, settings.node_name.clone(), settings.renew_interval, settings.lease_duration) => {
+            match never {}
+        }
+        result = agent_and_announcer => result,
+    }
+}

@@ -1,0 +1,584 @@
+//! Pure ownership logic: which Services are ours to announce, which nodes may
+//! announce them, and which single node does. Every agent runs this on the same
+//! watched objects, so it must be deterministic and independent of iteration order,
+//! process, architecture and crate versions.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::selector::LabelSelector;
+use super::ServiceRef;
+
+pub(crate) const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// FNV-1a 64 of node and service key, finished with splitmix64: FNV alone clusters
+/// for inputs sharing long prefixes (node-1, node-2, …), the finalizer spreads them.
+/// Written out here because std's hashers are neither stable across releases nor
+/// across processes.
+pub(crate) fn rendezvous_weight(node: &str, service: &ServiceRef) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let fnv = [
+        node.as_bytes(),
+        &[0],
+        service.namespace.as_bytes(),
+        b"/",
+        service.name.as_bytes(),
+    ]
+    .into_iter()
+    .flatten()
+    .fold(OFFSET, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    let mut z = fnv.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Highest-random-weight choice: a node leaving only moves the Services it owned,
+/// a node joining only takes Services for which it now has the highest weight.
+/// Ties (astronomically rare) go to the greater name so the answer stays total.
+pub(crate) fn pick_owner<'a>(
+    candidates: impl IntoIterator<Item = &'a str>,
+    service: &ServiceRef,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .max_by_key(|node| (rendezvous_weight(node, service), *node))
+}
+
+pub(crate) fn service_ref(service: &Service) -> ServiceRef {
+    ServiceRef {
+        namespace: service.metadata.namespace.clone().unwrap_or_default(),
+        name: service.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// LoadBalancer Services of our class; with no class configured only classless
+/// ones, because a classed Service is explicitly meant for another implementation.
+pub(crate) fn is_ours(service: &Service, lb_class: Option<&str>) -> bool {
+    let Some(spec) = &service.spec else {
+        return false;
+    };
+    spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == lb_class
+}
+
+pub(crate) fn is_local_policy(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.external_traffic_policy.as_deref())
+        == Some("Local")
+}
+
+/// The addresses in `status.loadBalancer.ingress`, sorted and deduplicated, and a
+/// description of every entry that is not a usable IP (hostname-only, malformed).
+pub(crate) fn ingress_ips(service: &Service) -> (Vec<IpAddr>, Vec<String>) {
+    let entries = service
+        .status
+        .as_ref()
+        .and_then(|status| status.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_deref())
+        .unwrap_or_default();
+    let mut ips = BTreeSet::new();
+    let mut problems = Vec::new();
+    for entry in entries {
+        match (&entry.ip, &entry.hostname) {
+            (Some(ip), _) => match ip.parse::<IpAddr>() {
+                Ok(addr) => {
+                    ips.insert(addr);
+                }
+                Err(_) => problems.push(format!("ingress ip {ip:?} is not an IP address")),
+            },
+            (None, Some(hostname)) => {
+                problems.push(format!("ingress hostname {hostname:?} has no ip"))
+            }
+            (None, None) => problems.push("ingress entry has neither ip nor hostname".to_owned()),
+        }
+    }
+    (ips.into_iter().collect(), problems)
+}
+
+/// Mirrors the service controller's rules for load-balancer backends.
+pub(crate) fn node_eligible(node: &Node, selector: &LabelSelector) -> bool {
+    let empty = BTreeMap::new();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
+    let network_unavailable = node
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True");
+    !labels.contains_key(EXCLUDE_LB_LABEL) && !network_unavailable && selector.matches(labels)
+}
+
+/// Nodes hosting a ready or serving (e.g. terminating but still draining) endpoint,
+/// per Service. Absent conditions mean ready, as the EndpointSlice API specifies.
+pub(crate) fn endpoint_nodes<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> HashMap<ServiceRef, BTreeSet<String>> {
+    let mut index: HashMap<ServiceRef, BTreeSet<String>> = HashMap::new();
+    for slice in slices {
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let key = ServiceRef {
+            namespace: slice.metadata.namespace.clone().unwrap_or_default(),
+            name: service.clone(),
+        };
+        let nodes = index.entry(key).or_default();
+        for endpoint in slice.endpoints.iter().flatten() {
+            let conditions = endpoint.conditions.as_ref();
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+            if let (true, Some(node)) = (ready || serving, &endpoint.node_name) {
+                nodes.insert(node.clone());
+            }
+        }
+    }
+    index
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Assignment {
+    pub ips: Vec<IpAddr>,
+    pub owner: Option<String>,
+    pub service: Arc<Service>,
+}
+
+pub(crate) struct Inputs<'a> {
+    pub lb_class: Option<&'a str>,
+    /// Live members that are eligible nodes.
+    pub members: &'a BTreeSet<String>,
+    /// `None` when EndpointSlices are not served: Local Services then treat every
+    /// member as having endpoints.
+    pub endpoints: Option<&'a HashMap<ServiceRef, BTreeSet<String>>>,
+}
+
+/// Owner of every Service of ours that has at least one usable ingress IP.
+/// `on_problem` hears about skipped ingress entries.
+pub(crate) fn assign<'s>(
+    services: impl IntoIterator<Item = &'s Arc<Service>>,
+    inputs: &Inputs<'_>,
+    mut on_problem: impl FnMut(&ServiceRef, &str),
+) -> BTreeMap<ServiceRef, Assignment> {
+    let no_endpoints = BTreeSet::new();
+    let mut assignments = BTreeMap::new();
+    for service in services {
+        if !is_ours(service, inputs.lb_class) {
+            continue;
+        }
+        let key = service_ref(service);
+        let (ips, problems) = ingress_ips(service);
+        for problem in &problems {
+            on_problem(&key, problem);
+        }
+        if ips.is_empty() {
+            continue;
+        }
+        let owner = match inputs.endpoints {
+            Some(endpoints) if is_local_policy(service) => {
+                let with_endpoints = endpoints.get(&key).unwrap_or(&no_endpoints);
+                pick_owner(
+                    inputs
+                        .members
+                        .intersection(with_endpoints)
+                        .map(String::as_str),
+                    &key,
+                )
+            }
+            _ => pick_owner(inputs.members.iter().map(String::as_str), &key),
+        };
+        assignments.insert(
+            key,
+            Assignment {
+                ips,
+                owner: owner.map(str::to_owned),
+                service: Arc::clone(service),
+            },
+        );
+    }
+    assignments
+}
+
+/// The VIPs `node` answers for. An address claimed by two Services we own maps to
+/// the first ServiceRef, so the result does not depend on iteration order.
+pub(crate) fn owned_by(
+    assignments: &BTreeMap<ServiceRef, Assignment>,
+    node: &str,
+) -> BTreeMap<IpAddr, ServiceRef> {
+    let mut owned = BTreeMap::new();
+    for (service, assignment) in assignments {
+        if assignment.owner.as_deref() == Some(node) {
+            for ip in &assignment.ips {
+                owned.entry(*ip).or_insert_with(|| service.clone());
+            }
+        }
+    }
+    owned
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, NodeCondition, NodeStatus, ServiceSpec,
+        ServiceStatus,
+    };
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+    use kube::api::ObjectMeta;
+
+    pub(crate) fn svc(namespace: &str, name: &str) -> ServiceRef {
+        ServiceRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    pub(crate) fn lb_service(
+        name: &str,
+        class: Option<&str>,
+        policy: &str,
+        ingress: &[(Option<&str>, Option<&str>)],
+    ) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                namespace: Some("default".into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                load_balancer_class: class.map(Into::into),
+                external_traffic_policy: Some(policy.into()),
+                ..Default::default()
+            }),
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(
+                        ingress
+                            .iter()
+                            .map(|(ip, hostname)| LoadBalancerIngress {
+                                ip: ip.map(Into::into),
+                                hostname: hostname.map(Into::into),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub(crate) fn slice(
+        service: &str,
+        endpoints: &[(&str, Option<bool>, Option<bool>)],
+    ) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some("default".into()),
+                name: Some(format!("{service}-abcde")),
+                labels: Some([(SERVICE_NAME_LABEL.to_owned(), service.to_owned())].into()),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: Some(
+                endpoints
+                    .iter()
+                    .map(|(node, ready, serving)| Endpoint {
+                        addresses: vec!["198.51.100.10".into()],
+                        node_name: Some((*node).into()),
+                        conditions: Some(EndpointConditions {
+                            ready: *ready,
+                            serving: *serving,
+                            terminating: None,
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ports: None,
+        }
+    }
+
+    fn nodes(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn owner_of(service: &ServiceRef, members: &BTreeSet<String>) -> String {
+        pick_owner(members.iter().map(String::as_str), service)
+            .expect("non-empty members have an owner")
+            .to_owned()
+    }
+
+    #[test]
+    fn weight_is_a_fixed_function() {
+        // Pinned so a change to the hash, which would silently split-brain a
+        // rolling upgrade, fails here instead.
+        assert_eq!(
+            rendezvous_weight("node-a", &svc("default", "web")),
+            0x2464_718b_9ae3_950c
+        );
+    }
+
+    #[test]
+    fn owner_does_not_depend_on_candidate_order() {
+        let service = svc("default", "web");
+        let forward = ["n1", "n2", "n3", "n4", "n5"];
+        let mut backward = forward;
+        backward.reverse();
+        assert_eq!(
+            pick_owner(forward, &service),
+            pick_owner(backward, &service)
+        );
+        assert_eq!(pick_owner(Vec::<&str>::new(), &service), None);
+    }
+
+    #[test]
+    fn services_spread_evenly() {
+        let members = nodes(&["n1", "n2", "n3", "n4", "n5"]);
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for i in 0..10_000 {
+            *counts
+                .entry(owner_of(&svc("ns", &format!("svc-{i}")), &members))
+                .or_default() += 1;
+        }
+        for (node, count) in &counts {
+            assert!(
+                (1700..=2300).contains(count),
+                "{node} owns {count} of 10000 services: {counts:?}"
+            );
+        }
+        assert_eq!(counts.len(), 5, "every node owns something: {counts:?}");
+    }
+
+    #[test]
+    fn leaving_node_moves_only_its_services() {
+        let before = nodes(&["n1", "n2", "n3", "n4", "n5"]);
+        let after = nodes(&["n1", "n2", "n4", "n5"]);
+        for i in 0..2_000 {
+            let service = svc("ns", &format!("svc-{i}"));
+            let (old, new) = (owner_of(&service, &before), owner_of(&service, &after));
+            if old != "n3" {
+                assert_eq!(old, new, "{service:?} moved although its owner stayed");
+            }
+        }
+    }
+
+    #[test]
+    fn joining_node_takes_services_only_for_itself() {
+        let before = nodes(&["n1", "n2", "n3"]);
+        let after = nodes(&["n1", "n2", "n3", "n4"]);
+        let mut taken = 0;
+        for i in 0..2_000 {
+            let service = svc("ns", &format!("svc-{i}"));
+            let (old, new) = (owner_of(&service, &before), owner_of(&service, &after));
+            if old != new {
+                assert_eq!(new, "n4", "{service:?} moved between existing nodes");
+                taken += 1;
+            }
+        }
+        assert!(
+            (300..=700).contains(&taken),
+            "the new node took {taken} of 2000, expected about 500"
+        );
+    }
+
+    #[test]
+    fn class_filter() {
+        let classless = lb_service("a", None, "Cluster", &[]);
+        let classed = lb_service("b", Some("example.com/responder"), "Cluster", &[]);
+        let mut cluster_ip = lb_service("c", None, "Cluster", &[]);
+        cluster_ip.spec.as_mut().expect("spec").type_ = Some("ClusterIP".into());
+        assert!(is_ours(&classless, None));
+        assert!(!is_ours(&classed, None));
+        assert!(is_ours(&classed, Some("example.com/responder")));
+        assert!(!is_ours(&classless, Some("example.com/responder")));
+        assert!(!is_ours(&classed, Some("example.com/other")));
+        assert!(!is_ours(&cluster_ip, None));
+        assert!(!is_ours(&Service::default(), None));
+    }
+
+    #[test]
+    fn ingress_parsing_keeps_good_entries_and_reports_bad_ones() {
+        let service = lb_service(
+            "a",
+            None,
+            "Cluster",
+            &[
+                (Some("2001:db8::1"), None),
+                (None, Some("lb.example.com")),
+                (Some("192.0.2.10"), Some("lb.example.com")),
+                (Some("not-an-ip"), None),
+                (Some("192.0.2.300"), None),
+                (None, None),
+                (Some("192.0.2.10"), None),
+            ],
+        );
+        let (ips, problems) = ingress_ips(&service);
+        assert_eq!(
+            ips,
+            [
+                "192.0.2.10".parse::<IpAddr>().expect("ip"),
+                "2001:db8::1".parse().expect("ip")
+            ]
+        );
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("lb.example.com"), "{problems:?}");
+        assert!(ingress_ips(&Service::default()).0.is_empty());
+    }
+
+    fn node(labels: &[(&str, &str)], network_unavailable: Option<&str>) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                conditions: network_unavailable.map(|status| {
+                    vec![NodeCondition {
+                        type_: "NetworkUnavailable".into(),
+                        status: status.into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn eligibility_rules() {
+        let any: LabelSelector = "".parse().expect("empty selector");
+        let edge: LabelSelector = "role=edge".parse().expect("selector");
+        assert!(node_eligible(&node(&[], None), &any));
+        assert!(node_eligible(&node(&[], Some("False")), &any));
+        assert!(!node_eligible(&node(&[], Some("True")), &any));
+        assert!(!node_eligible(&node(&[(EXCLUDE_LB_LABEL, "")], None), &any));
+        assert!(
+            !node_eligible(&node(&[(EXCLUDE_LB_LABEL, "false")], None), &any),
+            "presence excludes"
+        );
+        assert!(!node_eligible(&node(&[("role", "core")], None), &edge));
+        assert!(node_eligible(&node(&[("role", "edge")], None), &edge));
+        assert!(node_eligible(&Node::default(), &any));
+    }
+
+    #[test]
+    fn endpoint_conditions() {
+        let slices = [
+            slice(
+                "web",
+                &[
+                    ("a", Some(true), None),
+                    ("b", Some(false), Some(true)),
+                    ("c", Some(false), Some(false)),
+                ],
+            ),
+            slice("web", &[("d", None, None), ("e", Some(false), None)]),
+        ];
+        let index = endpoint_nodes(&slices);
+        assert_eq!(index[&svc("default", "web")], nodes(&["a", "b", "d"]));
+    }
+
+    #[test]
+    fn local_services_follow_endpoints() {
+        let members = nodes(&["a", "b", "c"]);
+        let services = [
+            Arc::new(lb_service(
+                "local",
+                None,
+                "Local",
+                &[(Some("192.0.2.1"), None)],
+            )),
+            Arc::new(lb_service(
+                "nowhere",
+                None,
+                "Local",
+                &[(Some("192.0.2.2"), None)],
+            )),
+            Arc::new(lb_service(
+                "cluster",
+                None,
+                "Cluster",
+                &[(Some("192.0.2.3"), None)],
+            )),
+        ];
+        let index = endpoint_nodes(&[
+            slice("local", &[("b", Some(true), None), ("z", Some(true), None)]),
+            slice("nowhere", &[("a", Some(false), Some(false))]),
+        ]);
+        let with_slices = Inputs {
+            lb_class: None,
+            members: &members,
+            endpoints: Some(&index),
+        };
+        let assignments = assign(&services, &with_slices, |_, _| {});
+        assert_eq!(
+            assignments[&svc("default", "local")].owner.as_deref(),
+            Some("b")
+        );
+        assert_eq!(assignments[&svc("default", "nowhere")].owner, None);
+        assert!(assignments[&svc("default", "cluster")].owner.is_some());
+
+        let without_slices = Inputs {
+            endpoints: None,
+            ..with_slices
+        };
+        let assignments = assign(&services, &without_slices, |_, _| {});
+        assert_eq!(
+            assignments[&svc("default", "nowhere")].owner,
+            Some(owner_of(&svc("default", "nowhere"), &members)),
+            "without EndpointSlices every member counts as having endpoints"
+        );
+    }
+
+    #[test]
+    fn owned_by_collects_dual_stack_addresses() {
+        let members = nodes(&["a"]);
+        let services = [Arc::new(lb_service(
+            "web",
+            None,
+            "Cluster",
+            &[
+                (Some("192.0.2.1"), None),
+                (Some("2001:db8::1"), None),
+                (None, Some("x.example")),
+            ],
+        ))];
+        let mut problems = Vec::new();
+        let inputs = Inputs {
+            lb_class: None,
+            members: &members,
+            endpoints: None,
+        };
+        let assignments = assign(&services, &inputs, |service, problem| {
+            problems.push((service.clone(), problem.to_owned()))
+        });
+        let owned = owned_by(&assignments, "a");
+        assert_eq!(owned.len(), 2, "{owned:?}");
+        assert!(owned.values().all(|s| *s == svc("default", "web")));
+        assert!(owned_by(&assignments, "b").is_empty());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+}

@@ -1,0 +1,674 @@
+//! Interface discovery: which links the responder attaches to, followed through rtnetlink
+//! link and address notifications rather than polling.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io,
+    net::IpAddr,
+};
+
+use netlink_packet_core::{
+    ErrorMessage, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_REQUEST,
+};
+use netlink_packet_route::{
+    address::{AddressAttribute, AddressMessage},
+    link::{InfoPortKind, LinkAttribute, LinkFlags, LinkInfo as LinkInfoAttribute, LinkMessage},
+    AddressFamily, RouteNetlinkMessage,
+};
+use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
+use regex::Regex;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Name prefixes of interfaces that container runtimes and CNI plugins create; answering
+/// neighbor requests there would hijack pod traffic.
+pub const DEFAULT_EXCLUDED_PREFIXES: &[&str] = &[
+    "docker",
+    "veth",
+    "cali",
+    "cni",
+    "flannel",
+    "kube-ipvs",
+    "lxc",
+    "cilium",
+];
+
+/// Large enough that a burst of link changes (e.g. a node starting many pods) rarely
+/// overruns the socket; an overrun is still handled by re-dumping.
+const RECEIVE_BUFFER_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetwatchError {
+    #[error("cannot open or subscribe the rtnetlink socket")]
+    Socket(#[source] io::Error),
+    #[error("rtnetlink socket failed")]
+    Receive(#[source] io::Error),
+    #[error("the kernel rejected an rtnetlink dump request")]
+    Request(#[source] io::Error),
+}
+
+/// What the responder needs to know about one network interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub name: String,
+    pub ifindex: u32,
+    /// All zeros when the link has no 6-byte hardware address.
+    pub mac: [u8; 6],
+    /// Administratively up (IFF_UP) and operationally up (IFF_RUNNING): without carrier no
+    /// request can arrive, and treating carrier return as "appeared" lets the agent
+    /// re-announce its VIPs after a flap.
+    pub up: bool,
+    pub loopback: bool,
+    pub noarp: bool,
+    /// Port of a bond, bridge or team. VRF membership does not count: VRF members still
+    /// receive their own frames.
+    pub has_master: bool,
+    /// IFLA_INFO_KIND ("veth", "bridge", …); None for physical NICs.
+    pub kind: Option<String>,
+    /// The interface's own addresses (IFA_LOCAL, else IFA_ADDRESS), sorted.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Decides which interfaces the responder attaches to.
+#[derive(Clone, Debug)]
+pub struct InterfaceFilter {
+    names: BTreeSet<String>,
+    include: Option<Regex>,
+    exclude: Option<Regex>,
+}
+
+impl InterfaceFilter {
+    /// `names` non-empty selects exactly those interfaces and disables both regexes and the
+    /// default exclusions. Otherwise every interface matching `include` (all when None),
+    /// not matching `exclude` and not starting with a [`DEFAULT_EXCLUDED_PREFIXES`] entry is
+    /// selected. Regexes are unanchored: anchor them (`^eth[0-9]+$`) to match whole names.
+    pub fn new(names: Vec<String>, include: Option<Regex>, exclude: Option<Regex>) -> Self {
+        Self {
+            names: names.into_iter().collect(),
+            include,
+            exclude,
+        }
+    }
+
+    /// Down, loopback and NOARP links are never accepted, even when named: no neighbor
+    /// request can be answered there. Bond/bridge ports are accepted only when named,
+    /// because an operator may know the port sees the frames (e.g. active-backup bonds).
+    pub fn accepts(&self, link: &LinkInfo) -> bool {
+        if !link.up || link.loopback || link.noarp {
+            return false;
+        }
+        if !self.names.is_empty() {
+            return self.names.contains(&link.name);
+        }
+        !link.has_master
+            && self
+                .include
+                .as_ref()
+                .is_none_or(|re| re.is_match(&link.name))
+            && !self
+                .exclude
+                .as_ref()
+                .is_some_and(|re| re.is_match(&link.name))
+            && !DEFAULT_EXCLUDED_PREFIXES
+                .iter()
+                .any(|prefix| link.name.starts_with(prefix))
+    }
+}
+
+/// Snapshot of every link in the current network namespace, sorted by ifindex.
+pub async fn list_links() -> Result<Vec<LinkInfo>, NetwatchError> {
+    loop {
+        let mut session = Session::open(0)?;
+        match session.synchronize().await {
+            Ok(()) => return Ok(session.table.links().collect()),
+            Err(SessionEnd::Resync(reason)) => warn!("re-dumping links: {reason}"),
+            Err(SessionEnd::Fatal(error)) => return Err(error),
+        }
+    }
+}
+
+/// Publishes the accepted interfaces (by ifindex) of the current network namespace: first
+/// once the initial link and address dumps are complete, then whenever a link or address
+/// notification changes the accepted set or any accepted link's details (addresses
+/// included). Runs until cancelled, or returns Ok once every receiver of `out` is gone.
+pub async fn watch(
+    filter: InterfaceFilter,
+    out: watch::Sender<BTreeMap<u32, LinkInfo>>,
+) -> Result<(), NetwatchError> {
+    let groups = (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+    loop {
+        // A fresh socket per resync: messages queued on the old one may predate the new
+        // dump, and notifications lost in an overrun could leave stale links behind.
+        let mut session = Session::open(groups)?;
+        match session.follow(&filter, &out).await {
+            Ok(()) => return Ok(()),
+            Err(SessionEnd::Resync(reason)) => warn!("re-dumping links: {reason}"),
+            Err(SessionEnd::Fatal(error)) => return Err(error),
+        }
+    }
+}
+
+enum SessionEnd {
+    /// The view may have diverged from the kernel's; start over from a dump.
+    Resync(String),
+    Fatal(NetwatchError),
+}
+
+impl From<NetwatchError> for SessionEnd {
+    fn from(error: NetwatchError) -> Self {
+        Self::Fatal(error)
+    }
+}
+
+/// One rtnetlink socket, subscribed before dumping so that no change between the dump and
+/// the subscription is missed: notifications queued during the dump are applied in arrival
+/// order, interleaved with the dump records, so the newest state wins.
+struct Session {
+    socket: TokioSocket,
+    sequence: u32,
+    table: LinkTable,
+}
+
+impl Session {
+    fn open(groups: u32) -> Result<Self, NetwatchError> {
+        let mut socket = TokioSocket::new(NETLINK_ROUTE).map_err(NetwatchError::Socket)?;
+        let raw = socket.socket_mut();
+        raw.set_rx_buf_sz(RECEIVE_BUFFER_BYTES)
+            .map_err(NetwatchError::Socket)?;
+        raw.bind(&SocketAddr::new(0, groups))
+            .map_err(NetwatchError::Socket)?;
+        Ok(Self {
+            socket,
+            sequence: 0,
+            table: LinkTable::default(),
+        })
+    }
+
+    async fn synchronize(&mut self) -> Result<(), SessionEnd> {
+        self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .await?;
+        self.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
+            .await
+    }
+
+    async fn follow(
+        &mut self,
+        filter: &InterfaceFilter,
+        out: &watch::Sender<BTreeMap<u32, LinkInfo>>,
+    ) -> Result<(), SessionEnd> {
+        self.synchronize().await?;
+        loop {
+            publish(out, self.table.accepted(filter));
+            if out.is_closed() {
+                return Ok(());
+            }
+            for message in self.receive().await? {
+                if let NetlinkPayload::InnerMessage(message) = message.payload {
+                    self.table.apply(message);
+                }
+            }
+        }
+    }
+
+    async fn dump(&mut self, request: RouteNetlinkMessage) -> Result<(), SessionEnd> {
+        self.sequence += 1;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = self.sequence;
+        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        self.socket
+            .send_to(&bytes, &SocketAddr::new(0, 0))
+            .await
+            .map_err(NetwatchError::Socket)?;
+
+        let mut interrupted = false;
+        loop {
+            for message in self.receive().await? {
+                let ours = message.header.sequence_number == self.sequence;
+                interrupted |= ours && message.header.flags & NLM_F_DUMP_INTR != 0;
+                match message.payload {
+                    NetlinkPayload::InnerMessage(message) => self.table.apply(message),
+                    NetlinkPayload::Done(_) if ours => {
+                        return if interrupted {
+                            Err(SessionEnd::Resync(
+                                "links or addresses changed while being dumped".into(),
+                            ))
+                        } else {
+                            Ok(())
+                        };
+                    }
+                    NetlinkPayload::Error(ErrorMessage {
+                        code: Some(code), ..
+                    }) if ours => {
+                        let error = io::Error::from_raw_os_error(-code.get());
+                        return Err(NetwatchError::Request(error).into());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn receive(&mut self) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>, SessionEnd> {
+        match self.socket.recv_from_full().await {
+            Ok((bytes, _)) => Ok(parse_messages(&bytes)),
+            Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => Err(SessionEnd::Resync(
+                "rtnetlink notifications overran the socket".into(),
+            )),
+            Err(error) => Err(NetwatchError::Receive(error).into()),
+        }
+    }
+}
+
+fn parse_messages(mut bytes: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> {
+    let mut messages = Vec::new();
+    while let Ok(buffer) = NetlinkBuffer::new_checked(bytes) {
+        let length = buffer.length() as usize;
+        match NetlinkMessage::deserialize(&bytes[..length]) {
+            Ok(message) => messages.push(message),
+            // Skipping one undecodable message beats failing the whole watch; the next
+            // notification about that link carries its full state again.
+            Err(error) => warn!("skipping undecodable rtnetlink message: {error}"),
+        }
+        let aligned = (length + 3) & !3;
+        bytes = bytes.get(aligned..).unwrap_or_default();
+    }
+    messages
+}
+
+fn publish(out: &watch::Sender<BTreeMap<u32, LinkInfo>>, accepted: BTreeMap<u32, LinkInfo>) {
+    out.send_if_modified(|current| {
+        if *current == accepted {
+            return false;
+        }
+        for (ifindex, link) in &accepted {
+            match current.get(ifindex) {
+                None => info!(interface = %link.name, ifindex, "interface added"),
+                Some(previous) if previous != link => {
+                    debug!(interface = %link.name, ifindex, ?link, "interface changed")
+                }
+                Some(_) => {}
+            }
+        }
+        for (ifindex, link) in current.iter() {
+            if !accepted.contains_key(ifindex) {
+                info!(interface = %link.name, ifindex, "interface removed");
+            }
+        }
+        *current = accepted;
+        true
+    });
+}
+
+/// The kernel's links and addresses as last reported, before filtering.
+#[derive(Default)]
+struct LinkTable {
+    links: BTreeMap<u32, LinkInfo>,
+    // Kept apart from `links` because a link update carries no addresses and must not
+    // erase the ones already known.
+    addresses: BTreeMap<u32, BTreeSet<IpAddr>>,
+}
+
+impl LinkTable {
+    fn apply(&mut self, message: RouteNetlinkMessage) {
+        match message {
+            // The bridge driver reports port state on the link group with family AF_BRIDGE,
+            // including an RTM_DELLINK when a port leaves the bridge; the link itself stays.
+            RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link)
+                if link.header.interface_family == AddressFamily::Bridge => {}
+            RouteNetlinkMessage::NewLink(link) => {
+                if let Some(link) = link_from_message(&link) {
+                    self.links.insert(link.ifindex, link);
+                }
+            }
+            RouteNetlinkMessage::DelLink(link) => {
+                self.links.remove(&link.header.index);
+                self.addresses.remove(&link.header.index);
+            }
+            RouteNetlinkMessage::NewAddress(address) => {
+                if let Some(ip) = address_from_message(&address) {
+                    self.addresses
+                        .entry(address.header.index)
+                        .or_default()
+                        .insert(ip);
+                }
+            }
+            RouteNetlinkMessage::DelAddress(address) => {
+                if let (Some(ip), Some(known)) = (
+                    address_from_message(&address),
+                    self.addresses.get_mut(&address.header.index),
+                ) {
+                    known.remove(&ip);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn links(&self) -> impl Iterator<Item = LinkInfo> + '_ {
+        self.links.values().map(|link| LinkInfo {
+            addresses: self
+                .addresses
+                .get(&link.ifindex)
+                .map(|addresses| addresses.iter().copied().collect())
+                .unwrap_or_default(),
+            ..link.clone()
+        })
+    }
+
+    fn accepted(&self, filter: &InterfaceFilter) -> BTreeMap<u32, LinkInfo> {
+        self.links()
+            .filter(|link| filter.accepts(link))
+            .map(|link| (link.ifindex, link))
+            .collect()
+    }
+}
+
+fn link_from_message(message: &LinkMessage) -> Option<LinkInfo> {
+    let mut name = None;
+    let mut mac = [0; 6];
+    let mut master = None;
+    let mut kind = None;
+    let mut port_kind = None;
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(ifname) => name = Some(ifname.clone()),
+            LinkAttribute::Address(address) => {
+                if let Ok(address) = <[u8; 6]>::try_from(address.as_slice()) {
+                    mac = address;
+                }
+            }
+            LinkAttribute::Controller(ifindex) if *ifindex != 0 => master = Some(*ifindex),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfoAttribute::Kind(info_kind) => kind = Some(info_kind.to_string()),
+                        LinkInfoAttribute::PortKind(info_port_kind) => {
+                            port_kind = Some(info_port_kind.clone())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let flags = message.header.flags;
+    Some(LinkInfo {
+        name: name?,
+        ifindex: message.header.index,
+        mac,
+        up: flags.contains(LinkFlags::Up | LinkFlags::Running),
+        loopback: flags.contains(LinkFlags::Loopback),
+        noarp: flags.contains(LinkFlags::Noarp),
+        has_master: master.is_some() && port_kind != Some(InfoPortKind::Vrf),
+        kind,
+        addresses: Vec::new(),
+    })
+}
+
+fn address_from_message(message: &AddressMessage) -> Option<IpAddr> {
+    // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is always our own.
+    let local = message
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            AddressAttribute::Local(ip) => Some(*ip),
+            _ => None,
+        });
+    local.or_else(|| {
+        message
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &str) -> LinkInfo {
+        LinkInfo {
+            name: name.into(),
+            ifindex: 7,
+            mac: [0x02, 0, 0, 0, 0, 7],
+            up: true,
+            loopback: false,
+            noarp: false,
+            has_master: false,
+            kind: None,
+            addresses: Vec::new(),
+        }
+    }
+
+    fn regex(pattern: &str) -> Option<Regex> {
+        Some(Regex::new(pattern).expect("test regex compiles"))
+    }
+
+    fn everything() -> InterfaceFilter {
+        InterfaceFilter::new(Vec::new(), None, None)
+    }
+
+    #[test]
+    fn default_filter_accepts_plain_up_interface() {
+        assert!(everything().accepts(&link("eth0")));
+        assert!(everything().accepts(&link("bond0")));
+    }
+
+    #[test]
+    fn default_filter_rejects_each_default_exclusion() {
+        for prefix in DEFAULT_EXCLUDED_PREFIXES {
+            let name = format!("{prefix}0abc");
+            assert!(
+                !everything().accepts(&link(&name)),
+                "{name} must be excluded"
+            );
+        }
+        assert!(
+            everything().accepts(&link("eth-docker")),
+            "only prefixes are excluded"
+        );
+    }
+
+    #[test]
+    fn down_loopback_noarp_and_ports_are_rejected() {
+        let filter = everything();
+        assert!(!filter.accepts(&LinkInfo {
+            up: false,
+            ..link("eth0")
+        }));
+        assert!(!filter.accepts(&LinkInfo {
+            loopback: true,
+            ..link("lo")
+        }));
+        assert!(!filter.accepts(&LinkInfo {
+            noarp: true,
+            ..link("wg0")
+        }));
+        assert!(!filter.accepts(&LinkInfo {
+            has_master: true,
+            ..link("eth1")
+        }));
+    }
+
+    #[test]
+    fn explicit_names_select_exactly_those() {
+        let filter = InterfaceFilter::new(
+            vec!["eth1".into(), "veth0".into()],
+            regex("^eth0$"),
+            regex("eth1"),
+        );
+        assert!(
+            filter.accepts(&link("eth1")),
+            "names override the exclude regex"
+        );
+        assert!(
+            filter.accepts(&link("veth0")),
+            "names override default exclusions"
+        );
+        assert!(
+            !filter.accepts(&link("eth0")),
+            "include regex is ignored with names"
+        );
+        assert!(!filter.accepts(&link("eth2")));
+        assert!(filter.accepts(&LinkInfo {
+            has_master: true,
+            ..link("eth1")
+        }));
+    }
+
+    #[test]
+    fn explicit_names_still_require_up_arp_capable_links() {
+        let filter = InterfaceFilter::new(vec!["eth1".into(), "lo".into()], None, None);
+        assert!(!filter.accepts(&LinkInfo {
+            up: false,
+            ..link("eth1")
+        }));
+        assert!(!filter.accepts(&LinkInfo {
+            noarp: true,
+            ..link("eth1")
+        }));
+        assert!(!filter.accepts(&LinkInfo {
+            loopback: true,
+            ..link("lo")
+        }));
+    }
+
+    #[test]
+    fn include_regex_limits_the_selection() {
+        let filter = InterfaceFilter::new(Vec::new(), regex("^(eth|ens)[0-9]+$"), None);
+        assert!(filter.accepts(&link("eth0")));
+        assert!(filter.accepts(&link("ens3")));
+        assert!(!filter.accepts(&link("bond0")));
+        assert!(!filter.accepts(&link("eth0.100")));
+    }
+
+    #[test]
+    fn exclude_regex_and_default_exclusions_apply_on_top_of_include() {
+        let filter = InterfaceFilter::new(Vec::new(), regex("^(eth|veth)"), regex("^eth9$"));
+        assert!(filter.accepts(&link("eth0")));
+        assert!(!filter.accepts(&link("eth9")));
+        assert!(!filter.accepts(&link("veth1")));
+    }
+
+    fn link_message(flags: LinkFlags, attributes: Vec<LinkAttribute>) -> LinkMessage {
+        let mut message = LinkMessage::default();
+        message.header.index = 4;
+        message.header.flags = flags;
+        message.attributes = attributes;
+        message
+    }
+
+    #[test]
+    fn link_message_is_decoded() {
+        let message = link_message(
+            LinkFlags::Up | LinkFlags::Running | LinkFlags::Broadcast,
+            vec![
+                LinkAttribute::IfName("rsp0".into()),
+                LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]),
+                LinkAttribute::LinkInfo(vec![LinkInfoAttribute::Kind(
+                    netlink_packet_route::link::InfoKind::Dummy,
+                )]),
+            ],
+        );
+        let decoded = link_from_message(&message).expect("named link decodes");
+        assert_eq!(
+            decoded,
+            LinkInfo {
+                kind: Some("dummy".into()),
+                ifindex: 4,
+                mac: [2, 0, 0, 0, 0, 1],
+                ..link("rsp0")
+            }
+        );
+    }
+
+    #[test]
+    fn admin_up_without_carrier_is_down() {
+        let message = link_message(LinkFlags::Up, vec![LinkAttribute::IfName("rsp0".into())]);
+        assert!(!link_from_message(&message).expect("decodes").up);
+    }
+
+    #[test]
+    fn bridge_port_has_master_but_vrf_member_does_not() {
+        let port = |kind| {
+            link_message(
+                LinkFlags::Up | LinkFlags::Running,
+                vec![
+                    LinkAttribute::IfName("rsp0".into()),
+                    LinkAttribute::Controller(9),
+                    LinkAttribute::LinkInfo(vec![LinkInfoAttribute::PortKind(kind)]),
+                ],
+            )
+        };
+        assert!(
+            link_from_message(&port(InfoPortKind::Bridge))
+                .expect("decodes")
+                .has_master
+        );
+        assert!(
+            link_from_message(&port(InfoPortKind::Bond))
+                .expect("decodes")
+                .has_master
+        );
+        assert!(
+            !link_from_message(&port(InfoPortKind::Vrf))
+                .expect("decodes")
+                .has_master
+        );
+    }
+
+    #[test]
+    fn table_follows_links_addresses_and_ignores_bridge_family() {
+        let mut table = LinkTable::default();
+        let up = link_message(
+            LinkFlags::Up | LinkFlags::Running,
+            vec![LinkAttribute::IfName("rsp0".into())],
+        );
+        table.apply(RouteNetlinkMessage::NewLink(up.clone()));
+
+        let mut address = AddressMessage::default();
+        address.header.index = 4;
+        address.attributes = vec![AddressAttribute::Address("192.0.2.1".parse().expect("ip"))];
+        table.apply(RouteNetlinkMessage::NewAddress(address.clone()));
+        // A later link update must keep the addresses already known.
+        table.apply(RouteNetlinkMessage::NewLink(up.clone()));
+        let accepted = table.accepted(&everything());
+        assert_eq!(
+            accepted[&4].addresses,
+            vec!["192.0.2.1".parse::<IpAddr>().expect("ip")]
+        );
+
+        let mut bridge_port_removed = up.clone();
+        bridge_port_removed.header.interface_family = AddressFamily::Bridge;
+        table.apply(RouteNetlinkMessage::DelLink(bridge_port_removed));
+        assert!(table.accepted(&everything()).contains_key(&4));
+
+        table.apply(RouteNetlinkMessage::DelAddress(address));
+        assert!(table.accepted(&everything())[&4].addresses.is_empty());
+
+        table.apply(RouteNetlinkMessage::DelLink(up));
+        assert!(table.accepted(&everything()).is_empty());
+    }
+
+    #[test]
+    fn local_address_wins_over_peer_address() {
+        let mut address = AddressMessage::default();
+        address.attributes = vec![
+            AddressAttribute::Address("198.51.100.2".parse().expect("ip")),
+            AddressAttribute::Local("198.51.100.1".parse().expect("ip")),
+        ];
+        assert_eq!(
+            address_from_message(&address),
+            Some("198.51.100.1".parse().expect("ip"))
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! A two-host L2 lab: a "client" and a "node" namespace joined by veth, the
+//! responder running on the node side, real clients (the kernel, arping,
+//! ndisc6) on the client side.
+use std::{
+    fs::File,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use aya::programs::{Xdp, XdpFlags};
+
+use crate::netns::{run_ok, veth, wait_for, ChildGuard, NetNs};
+
+pub const NODE_IF: &str = "rspnode0";
+pub const CLIENT_IF: &str = "rspcli0";
+pub const NODE_V4: &str = "198.51.100.1";
+pub const CLIENT_V4: &str = "198.51.100.2";
+pub const VIP_V4: &str = "198.51.100.10";
+pub const OTHER_V4: &str = "198.51.100.20";
+pub const NODE_V6: &str = "2001:db8:100::1";
+pub const CLIENT_V6: &str = "2001:db8:100::2";
+pub const VIP_V6: &str = "2001:db8:100::10";
+pub const OTHER_V6: &str = "2001:db8:100::20";
+
+pub struct Lab {
+    pub client: NetNs,
+    pub node: NetNs,
+    /// Keeps the client's XDP program attached (see `attach_pass_through`).
+    _client_xdp: PassThrough,
+}
+
+impl Lab {
+    pub fn new(name: &str) -> Self {
+        let client = NetNs::new(&format!("rsp-{name}-c"));
+        let node = NetNs::new(&format!("rsp-{name}-n"));
+        veth(&node, NODE_IF, &client, CLIENT_IF);
+        node.ip(&["addr", "add", &format!("{NODE_V4}/24"), "dev", NODE_IF]);
+        node.ip(&["addr", "add", &format!("{NODE_V6}/64"), "dev", NODE_IF, "nodad"]);
+        client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", CLIENT_IF]);
+        client.ip(&["addr", "add", &format!("{CLIENT_V6}/64"), "dev", CLIENT_IF, "nodad"]);
+        let client_xdp = attach_pass_through(&client, CLIENT_IF);
+        Lab { client, node, _client_xdp: client_xdp }
+    }
+
+    /// Starts `responder run` on the node side with its own pin path, and
+    /// waits until `expected_entries` VIP keys are installed.
+    pub fn start_responder(&self, args: &[&str], expected_entries: usize) -> Responder {
+        let pin_path = PathBuf::from(format!("/sys/fs/bpf/{}", self.node.name()));
+        let log_path = std::env::temp_dir().join(format!("{}.log", self.node.name()));
+        let log = File::create(&log_path).expect("create responder log");
+        let mut cmd = self.node.command(responder_bin().to_str().expect("utf-8 path"));
+        cmd.arg("run")
+            .arg("--pin-path")
+            .arg(&pin_path)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        let responder = Responder { child: ChildGuard::spawn(cmd, "responder run"), pin_path, log_path };
+        let installed = wait_for(Duration::from_secs(20), || {
+            let n = responder.vips().len();
+            (n == expected_entries).then_some(n)
+        });
+        assert!(
+            installed.is_some(),
+            "responder did not install {expected_entries} VIP entries within 20 s; log:\n{}",
+            responder.log()
+        );
+        responder
+    }
+
+    /// The client's neighbor entry for `ip`: (lladdr, state), if any.
+    pub fn client_neighbor(&self, ip: &str) -> Option<(String, String)> {
+        let out = self.client.ip(&["neigh", "show", ip, "dev", CLIENT_IF]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let lladdr = words.iter().position(|w| *w == "lladdr").map(|i| words[i + 1].to_owned())?;
+        Some((lladdr, words.last().expect("state").to_string()))
+    }
+
+    pub fn node_mac(&self) -> String {
+        format_mac(&self.node.mac(NODE_IF))
+    }
+}
+
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+pub struct Responder {
+    child: ChildGuard,
+    pub pin_path: PathBuf,
+    log_path: PathBuf,
+}
+
+impl Responder {
+    /// `responder vips --json`, as parsed JSON objects (empty while nothing is pinned).
+    pub fn vips(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(responder_bin())
+            .args(["vips", "--json", "--pin-path"])
+            .arg(&self.pin_path)
+            .output()
+            .expect("run responder vips");
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("vips --json is a JSON array")
+    }
+
+    /// Sum of a counter (`requests`, `replies`, `conflicts`) over the entries for `ip`.
+    pub fn counter(&self, ip: &str, field: &str) -> u64 {
+        self.vips()
+            .iter()
+            .filter(|v| v["ip"] == ip)
+            .map(|v| v[field].as_u64().unwrap_or_else(|| panic!("{field} in {v}")))
+            .sum()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn child(&mut self) -> &mut ChildGuard {
+        &mut self.child
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- responder log ({}) ---\n{}", self.log_path.display(), self.log());
+        }
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// The `responder` binary of this workspace: `RESPONDER_BIN`, else the one
+/// cargo built next to the test executable.
+pub fn responder_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("RESPONDER_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let bin = profile_dir.join("responder");
+    assert!(bin.exists(), "{} missing: build it with `cargo build -p responder-user` or set RESPONDER_BIN", bin.display());
+    bin
+}
+
+/// An XDP program on the client side of the veth. Frames a driver-mode XDP
+/// program sends with XDP_TX only reach the veth peer when the peer has an XDP
+/// program too. The responder itself with no VIPs passes everything.
+pub struct PassThrough {
+    _ebpf: aya::Ebpf,
+}
+
+pub fn attach_pass_through(ns: &NetNs, ifname: &str) -> PassThrough {
+    let mut ebpf = aya::Ebpf::load(responder::EBPF_OBJECT).expect("load XDP object");
+    let program: &mut Xdp = ebpf
+        .program_mut(responder_common::PROGRAM_NAME)
+        .expect("program in object")
+        .try_into()
+        .expect("XDP program");
+    program.load().expect("load pass-through program");
+    ns.enter(|| program.attach(ifname, XdpFlags::DRV_MODE)).expect("attach pass-through XDP to the client veth");
+    PassThrough { _ebpf: ebpf }
+}
+
+/// `arping` from the client: (exit success, output).
+pub fn arping(lab: &Lab, ip: &str, count: u32) -> (bool, String) {
+    let out = lab
+        .client
+        .command("arping")
+        .args(["-c", &count.to_string(), "-w", &(count + 2).to_string(), "-I", CLIENT_IF, ip])
+        .output()
+        .expect("run arping");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ndisc6` from the client: (exit success, output).
+pub fn ndisc6(lab: &Lab, ip: &str) -> (bool, String) {
+    let out = lab.client.command("ndisc6").args(["-r", "3", "-w", "1000", ip, CLIENT_IF]).output().expect("run ndisc6");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Makes the client's kernel resolve `ip` (one ping; the VIP answers ARP/NDP
+/// but nothing answers the echo, which is fine).
+pub fn kernel_resolve(lab: &Lab, ip: &str) {
+    let _ = lab.client.command("ping").args(["-c", "1", "-W", "1", ip]).stdout(Stdio::null()).status();
+}
+
+pub fn run_in(ns: &NetNs, program: &str, args: &[&str]) -> String {
+    let out = run_ok(ns.command(program).args(args));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,228 @@
+//! Runs the XDP program on single frames with BPF_PROG_TEST_RUN: loaded but
+//! never attached, so no interface is touched.
+
+use std::{
+    io,
+    mem::size_of,
+    os::fd::{AsFd as _, AsRawFd as _},
+};
+
+use aya::{
+    maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues},
+    programs::{ProgramError, Xdp},
+    util::nr_cpus,
+    Ebpf, EbpfError,
+};
+use responder_common::{VipKey, VipStats, VipValue, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP};
+
+/// `BPF_PROG_TEST_RUN` from `enum bpf_cmd`.
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+/// Room for any frame the program can grow (a test-run frame is one page).
+const DATA_OUT_LEN: usize = 4096;
+/// The loopback interface: present in every network namespace.
+pub const LOOPBACK_IFINDEX: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestRunError {
+    #[error("loading the eBPF object: {0}")]
+    Object(#[from] EbpfError),
+    #[error("the object has no {0}")]
+    Missing(&'static str),
+    #[error("loading the XDP program: {0:#}")]
+    Program(#[from] ProgramError),
+    #[error("map access: {0}")]
+    Map(#[from] MapError),
+    #[error("per-CPU counters ({0}): {1}")]
+    Cpus(&'static str, io::Error),
+    #[error("BPF_PROG_TEST_RUN: {0}")]
+    Syscall(io::Error),
+}
+
+impl TestRunError {
+    /// The errno of a failed BPF_PROG_TEST_RUN, e.g. EINVAL for frames
+    /// shorter than an Ethernet header.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            TestRunError::Syscall(error) => error.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// `struct xdp_md`: how the program sees the frame's context.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// The `test` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    /// Explicit so it is zeroed: the kernel rejects (EINVAL) any non-zero
+    /// byte after the last field it knows.
+    _pad: u32,
+}
+
+/// What one BPF_PROG_TEST_RUN returned.
+struct Outcome {
+    action: u32,
+    output: Vec<u8>,
+    duration_ns: u32,
+}
+
+/// The responder program loaded with fresh, private maps.
+pub struct LoadedResponder {
+    ebpf: Ebpf,
+    vips: HashMap<MapData, VipKey, VipValue>,
+    stats: PerCpuHashMap<MapData, VipKey, VipStats>,
+}
+
+impl LoadedResponder {
+    pub fn load() -> Result<Self, TestRunError> {
+        let mut ebpf = Ebpf::load(responder::EBPF_OBJECT)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(TestRunError::Missing("XDP program"))?
+            .try_into()?;
+        program.load()?;
+        let vips = ebpf
+            .take_map(VIPS_MAP)
+            .ok_or(TestRunError::Missing("VIPS map"))?;
+        let stats = ebpf
+            .take_map(VIP_STATS_MAP)
+            .ok_or(TestRunError::Missing("VIP_STATS map"))?;
+        Ok(LoadedResponder {
+            ebpf,
+            vips: HashMap::try_from(vips)?,
+            stats: PerCpuHashMap::try_from(stats)?,
+        })
+    }
+
+    /// Adds a VIP with zeroed counters, as the agent does.
+    pub fn insert_vip(&mut self, key: VipKey, value: VipValue) -> Result<(), TestRunError> {
+        let cpus = nr_cpus().map_err(|(what, error)| TestRunError::Cpus(what, error))?;
+        let zeroed = PerCpuValues::try_from(vec![VipStats::default(); cpus])
+            .map_err(|error| TestRunError::Cpus("per-CPU values", error))?;
+        self.stats.insert(key, zeroed, 0)?;
+        self.vips.insert(key, value, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), TestRunError> {
+        self.vips.remove(key)?;
+        self.stats.remove(key)?;
+        Ok(())
+    }
+
+    /// The VIP's counters summed over all CPUs.
+    pub fn stats(&self, key: &VipKey) -> Result<VipStats, TestRunError> {
+        let mut total = VipStats::default();
+        for per_cpu in self.stats.get(key, 0)?.iter() {
+            total.add(per_cpu);
+        }
+        Ok(total)
+    }
+
+    /// Runs the program once on `frame` as if it arrived on `ingress_ifindex`;
+    /// returns the XDP action and the frame as the program left it.
+    pub fn try_run(
+        &self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+    ) -> Result<(u32, Vec<u8>), TestRunError> {
+        let outcome = self.test_run(frame, ingress_ifindex, 1)?;
+        Ok((outcome.action, outcome.output))
+    }
+
+    /// `try_run` for tests, which expect the kernel to accept the frame.
+    pub fn run(&self, frame: &[u8], ingress_ifindex: u32) -> (u32, Vec<u8>) {
+        self.try_run(frame, ingress_ifindex)
+            .expect("BPF_PROG_TEST_RUN failed")
+    }
+
+    /// Mean run time in nanoseconds over `repeat` runs. The kernel reuses one
+    /// buffer for all of them, so a frame the program rewrites (an answered
+    /// request) is seen as its own reply from the second run on.
+    pub fn run_repeat(
+        &self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> Result<u32, TestRunError> {
+        Ok(self.test_run(frame, ingress_ifindex, repeat)?.duration_ns)
+    }
+
+    fn test_run(
+        &self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> Result<Outcome, TestRunError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(TestRunError::Missing("XDP program"))?
+            .try_into()?;
+        let program_fd = program.fd()?;
+        let mut output = vec![0u8; DATA_OUT_LEN];
+        // data/data_end are offsets into the frame; the kernel insists they
+        // cover it exactly and that there is no metadata.
+        let ctx = XdpMd {
+            data_end: frame.len() as u32,
+            ingress_ifindex,
+            ..XdpMd::default()
+        };
+        let mut attr = TestRunAttr {
+            prog_fd: program_fd.as_fd().as_raw_fd() as u32,
+            data_size_in: frame.len() as u32,
+            data_size_out: output.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            data_out: output.as_mut_ptr() as u64,
+            repeat,
+            ctx_size_in: size_of::<XdpMd>() as u32,
+            ctx_in: &ctx as *const XdpMd as u64,
+            ..TestRunAttr::default()
+        };
+        // SAFETY: every pointer in `attr` refers to live buffers of the sizes
+        // given, which outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRunAttr,
+                size_of::<TestRunAttr>(),
+            )
+        };
+        if ret < 0 {
+            return Err(TestRunError::Syscall(io::Error::last_os_error()));
+        }
+        output.truncate(attr.data_size_out as usize);
+        Ok(Outcome {
+            action: attr.retval,
+            output,
+            duration_ns: attr.duration,
+        })
+    }
+}

@@ -1,0 +1,620 @@
+//! The XDP program run on single frames with BPF_PROG_TEST_RUN: every reply
+//! is compared byte for byte with one built independently in `frames`.
+//! Needs root (CAP_BPF + CAP_NET_ADMIN), as CI has.
+
+use responder_common::{VipKey, VipStats, VipValue};
+use responder_tests::{
+    frames::*,
+    testrun::{LoadedResponder, LOOPBACK_IFINDEX},
+};
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+/// Another interface. BPF_PROG_TEST_RUN needs the ingress interface to
+/// exist, so frames always arrive on loopback and VIPs are scoped here.
+const OTHER_IFINDEX: u32 = 4242;
+/// An address that is a VIP only on OTHER_IFINDEX.
+const ELSEWHERE4: [u8; 4] = [192, 0, 2, 20];
+const ELSEWHERE6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20,
+];
+
+const DOT1Q: Vlan = Vlan::Dot1Q(100);
+const QINQ: Vlan = Vlan::QinQ {
+    outer: 200,
+    inner: 300,
+};
+
+fn key4(vlan: Vlan, addr: [u8; 4]) -> VipKey {
+    let (outer, inner) = vlan.key_ids();
+    VipKey::v4(LOOPBACK_IFINDEX, outer, inner, addr)
+}
+
+fn key6(vlan: Vlan, addr: [u8; 16]) -> VipKey {
+    let (outer, inner) = vlan.key_ids();
+    VipKey::v6(LOOPBACK_IFINDEX, outer, inner, addr)
+}
+
+fn ours() -> VipValue {
+    VipValue {
+        mac: OUR_MAC,
+        ..VipValue::default()
+    }
+}
+
+/// The program with VIP4 and VIP6 on loopback, untagged and on the DOT1Q and
+/// QINQ stacks, and ELSEWHERE4/6 on OTHER_IFINDEX.
+fn responder() -> LoadedResponder {
+    let mut responder = LoadedResponder::load().expect("load the XDP program");
+    let elsewhere4 = VipKey::v4(OTHER_IFINDEX, 0, 0, ELSEWHERE4);
+    let elsewhere6 = VipKey::v6(OTHER_IFINDEX, 0, 0, ELSEWHERE6);
+    responder
+        .insert_vip(elsewhere4, ours())
+        .expect("insert IPv4 VIP elsewhere");
+    responder
+        .insert_vip(elsewhere6, ours())
+        .expect("insert IPv6 VIP elsewhere");
+    for vlan in [Vlan::Untagged, DOT1Q, QINQ] {
+        responder
+            .insert_vip(key4(vlan, VIP4), ours())
+            .expect("insert IPv4 VIP");
+        responder
+            .insert_vip(key6(vlan, VIP6), ours())
+            .expect("insert IPv6 VIP");
+    }
+    responder
+}
+
+fn stats(responder: &LoadedResponder, key: VipKey) -> VipStats {
+    responder.stats(&key).expect("read VIP counters")
+}
+
+fn counted(requests: u64, replies: u64, conflicts: u64) -> VipStats {
+    VipStats {
+        requests,
+        replies,
+        conflicts,
+    }
+}
+
+fn assert_answers(responder: &LoadedResponder, request: &[u8], expected: &[u8]) {
+    let (action, output) = responder.run(request, LOOPBACK_IFINDEX);
+    assert_eq!(action, XDP_TX, "request should be answered with XDP_TX");
+    assert_eq!(output, expected, "reply bytes differ");
+}
+
+fn assert_passes(responder: &LoadedResponder, frame: &[u8], ifindex: u32) {
+    let (action, output) = responder.run(frame, ifindex);
+    assert_eq!(action, XDP_PASS, "frame should be passed");
+    assert_eq!(output, frame, "passed frame must be untouched");
+}
+
+fn broadcast(vlan: Vlan) -> Ethernet {
+    Ethernet {
+        dst: BROADCAST_MAC,
+        src: PEER_MAC,
+        vlan,
+    }
+}
+
+fn arp_request_and_reply(vlan: Vlan) -> (Vec<u8>, Vec<u8>) {
+    let request = Arp::request(PEER_MAC, PEER4, VIP4).frame(&broadcast(vlan));
+    let reply = Arp::reply(OUR_MAC, VIP4, PEER_MAC, PEER4)
+        .frame(&broadcast(vlan).with_addrs(PEER_MAC, OUR_MAC));
+    (request, reply)
+}
+
+#[test]
+fn arp_request_is_answered_on_every_vlan_stack() {
+    let responder = responder();
+    for vlan in [Vlan::Untagged, DOT1Q, QINQ] {
+        let (request, reply) = arp_request_and_reply(vlan);
+        assert_answers(&responder, &request, &reply);
+        assert_eq!(
+            stats(&responder, key4(vlan, VIP4)),
+            counted(1, 1, 0),
+            "{vlan:?}"
+        );
+    }
+}
+
+#[test]
+fn arp_reply_keeps_ethernet_padding() {
+    let responder = responder();
+    let (mut request, mut reply) = arp_request_and_reply(Vlan::Untagged);
+    let padding = [0x5a; 18];
+    request.extend_from_slice(&padding);
+    reply.extend_from_slice(&padding);
+    assert_answers(&responder, &request, &reply);
+}
+
+#[test]
+fn arp_request_unicast_to_our_mac_is_answered() {
+    let responder = responder();
+    let eth = Ethernet {
+        dst: OUR_MAC,
+        src: PEER_MAC,
+        vlan: Vlan::Untagged,
+    };
+    let request = Arp::request(PEER_MAC, PEER4, VIP4).frame(&eth);
+    let reply =
+        Arp::reply(OUR_MAC, VIP4, PEER_MAC, PEER4).frame(&eth.with_addrs(PEER_MAC, OUR_MAC));
+    assert_answers(&responder, &request, &reply);
+}
+
+#[test]
+fn arp_probe_is_answered_to_the_unspecified_address() {
+    let responder = responder();
+    let probe = Arp::probe(PEER_MAC, VIP4).frame(&broadcast(Vlan::Untagged));
+    let reply = Arp::reply(OUR_MAC, VIP4, PEER_MAC, [0; 4])
+        .frame(&broadcast(Vlan::Untagged).with_addrs(PEER_MAC, OUR_MAC));
+    assert_answers(&responder, &probe, &reply);
+    assert_eq!(
+        stats(&responder, key4(Vlan::Untagged, VIP4)),
+        counted(1, 1, 0)
+    );
+}
+
+#[test]
+fn arp_for_vips_not_owned_in_this_scope_passes() {
+    let responder = responder();
+    let other_ip = Arp::request(PEER_MAC, PEER4, OTHER4).frame(&broadcast(Vlan::Untagged));
+    assert_passes(&responder, &other_ip, LOOPBACK_IFINDEX);
+    let scoped_elsewhere =
+        Arp::request(PEER_MAC, PEER4, ELSEWHERE4).frame(&broadcast(Vlan::Untagged));
+    assert_passes(&responder, &scoped_elsewhere, LOOPBACK_IFINDEX);
+    let (other_vlan, _) = arp_request_and_reply(Vlan::Dot1Q(101));
+    assert_passes(&responder, &other_vlan, LOOPBACK_IFINDEX);
+    let (other_inner, _) = arp_request_and_reply(Vlan::QinQ {
+        outer: 200,
+        inner: 301,
+    });
+    assert_passes(&responder, &other_inner, LOOPBACK_IFINDEX);
+    for vlan in [Vlan::Untagged, DOT1Q, QINQ] {
+        assert_eq!(stats(&responder, key4(vlan, VIP4)), VipStats::default());
+    }
+}
+
+#[test]
+fn arp_unicast_to_another_host_passes_uncounted() {
+    let responder = responder();
+    let eth = Ethernet {
+        dst: OTHER_MAC,
+        src: PEER_MAC,
+        vlan: Vlan::Untagged,
+    };
+    let request = Arp::request(PEER_MAC, PEER4, VIP4).frame(&eth);
+    assert_passes(&responder, &request, LOOPBACK_IFINDEX);
+    assert_eq!(
+        stats(&responder, key4(Vlan::Untagged, VIP4)),
+        VipStats::default()
+    );
+}
+
+#[test]
+fn gratuitous_arp_passes_and_counts_a_conflict_from_another_mac() {
+    let responder = responder();
+    let theirs = Arp::gratuitous(OTHER_MAC, VIP4).frame(&broadcast(Vlan::Untagged));
+    assert_passes(&responder, &theirs, LOOPBACK_IFINDEX);
+    assert_eq!(
+        stats(&responder, key4(Vlan::Untagged, VIP4)),
+        counted(0, 0, 1)
+    );
+    let own = Arp::gratuitous(OUR_MAC, VIP4).frame(&broadcast(Vlan::Untagged));
+    assert_passes(&responder, &own, LOOPBACK_IFINDEX);
+    assert_eq!(
+        stats(&responder, key4(Vlan::Untagged, VIP4)),
+        counted(0, 0, 1)
+    );
+}
+
+#[test]
+fn arp_reply_claiming_our_vip_passes_and_counts_a_conflict() {
+    let responder = responder();
+    let claim = Arp::reply(OTHER_MAC, VIP4, BROADCAST_MAC, VIP4).frame(&broadcast(DOT1Q));
+    assert_passes(&responder, &claim, LOOPBACK_IFINDEX);
+    assert_eq!(stats(&responder, key4(DOT1Q, VIP4)), counted(0, 0, 1));
+    let own = Arp::reply(OUR_MAC, VIP4, BROADCAST_MAC, VIP4).frame(&broadcast(DOT1Q));
+    assert_passes(&responder, &own, LOOPBACK_IFINDEX);
+    assert_eq!(stats(&responder, key4(DOT1Q, VIP4)), counted(0, 0, 1));
+}
+
+fn multicast_ns(vlan: Vlan) -> (Ethernet, Nd) {
+    let (group, group_mac) = solicited_node_group(VIP6);
+    // The SLLAO deliberately differs from the Ethernet source: the NA must
+    // go to the SLLAO.
+    let sllao = link_addr_option(ND_OPT_SOURCE_LL_ADDR, PEER_MAC);
+    let eth = Ethernet {
+        dst: group_mac,
+        src: OTHER_MAC,
+        vlan,
+    };
+    (eth, Nd::solicitation(PEER6, group, VIP6, vec![sllao]))
+}
+
+fn unicast_ns() -> (Ethernet, Nd) {
+    let eth = Ethernet {
+        dst: OUR_MAC,
+        src: PEER_MAC,
+        vlan: Vlan::Untagged,
+    };
+    (eth, Nd::solicitation(LINK_LOCAL6, VIP6, VIP6, vec![]))
+}
+
+fn dad_ns(options: Vec<Vec<u8>>) -> (Ethernet, Nd) {
+    let (group, group_mac) = solicited_node_group(VIP6);
+    let eth = Ethernet {
+        dst: group_mac,
+        src: PEER_MAC,
+        vlan: Vlan::Untagged,
+    };
+    (eth, Nd::solicitation(UNSPECIFIED6, group, VIP6, options))
+}
+
+#[test]
+fn multicast_ns_is_answered_to_the_sllao() {
+    let responder = responder();
+    for vlan in [Vlan::Untagged, DOT1Q, QINQ] {
+        let (eth, ns) = multicast_ns(vlan);
+        let request = ns.frame(&eth);
+        let reply = expected_na(&eth, PEER_MAC, OUR_MAC, VIP6, PEER6, true);
+        assert_eq!(reply.len(), request.len(), "same size: no resize needed");
+        assert_answers(&responder, &request, &reply);
+        assert_eq!(
+            stats(&responder, key6(vlan, VIP6)),
+            counted(1, 1, 0),
+            "{vlan:?}"
+        );
+    }
+}
+
+#[test]
+fn unicast_ns_without_options_grows_by_the_tlla() {
+    let responder = responder();
+    let (eth, ns) = unicast_ns();
+    let request = ns.frame(&eth);
+    let reply = expected_na(&eth, PEER_MAC, OUR_MAC, VIP6, LINK_LOCAL6, true);
+    assert_eq!(reply.len(), request.len() + 8);
+    assert_answers(&responder, &request, &reply);
+    assert_eq!(
+        stats(&responder, key6(Vlan::Untagged, VIP6)),
+        counted(1, 1, 0)
+    );
+}
+
+#[test]
+fn dad_ns_is_answered_to_all_nodes_without_s() {
+    let responder = responder();
+    for options in [vec![], vec![nonce_option([1, 2, 3, 4, 5, 6])]] {
+        let (eth, ns) = dad_ns(options);
+        let reply = expected_na(&eth, ALL_NODES_MAC, OUR_MAC, VIP6, ALL_NODES6, false);
+        assert_answers(&responder, &ns.frame(&eth), &reply);
+    }
+    assert_eq!(
+        stats(&responder, key6(Vlan::Untagged, VIP6)),
+        counted(2, 2, 0)
+    );
+}
+
+#[test]
+fn ns_with_more_options_or_padding_shrinks_to_the_na() {
+    let responder = responder();
+    let (eth, mut ns) = multicast_ns(QINQ);
+    ns.options.insert(0, nonce_option([9; 6]));
+    ns.options
+        .push(vec![200, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let reply = expected_na(&eth, PEER_MAC, OUR_MAC, VIP6, PEER6, true);
+    let request = ns.frame(&eth);
+    assert_eq!(request.len(), reply.len() + 24);
+    assert_answers(&responder, &request, &reply);
+
+    let (eth, ns) = unicast_ns();
+    let mut padded = ns.frame(&eth);
+    padded.extend_from_slice(&[0; 30]);
+    let reply = expected_na(&eth, PEER_MAC, OUR_MAC, VIP6, LINK_LOCAL6, true);
+    assert!(padded.len() > reply.len());
+    assert_answers(&responder, &padded, &reply);
+}
+
+#[test]
+fn ns_unicast_to_another_host_or_not_owned_passes() {
+    let responder = responder();
+    let (mut eth, ns) = unicast_ns();
+    eth.dst = OTHER_MAC;
+    assert_passes(&responder, &ns.frame(&eth), LOOPBACK_IFINDEX);
+    let (eth, mut ns) = multicast_ns(Vlan::Untagged);
+    ns.target = ELSEWHERE6;
+    assert_passes(&responder, &ns.frame(&eth), LOOPBACK_IFINDEX);
+    ns.target = OTHER6;
+    assert_passes(&responder, &ns.frame(&eth), LOOPBACK_IFINDEX);
+    let (eth, ns) = multicast_ns(Vlan::Dot1Q(101));
+    assert_passes(&responder, &ns.frame(&eth), LOOPBACK_IFINDEX);
+    assert_eq!(
+        stats(&responder, key6(Vlan::Untagged, VIP6)),
+        VipStats::default()
+    );
+}
+
+#[test]
+fn na_claiming_our_vip_passes_and_counts_a_conflict() {
+    let responder = responder();
+    let eth = Ethernet {
+        dst: ALL_NODES_MAC,
+        src: OTHER_MAC,
+        vlan: DOT1Q,
+    };
+    let tlla = |mac| link_addr_option(ND_OPT_TARGET_LL_ADDR, mac);
+    let with_tlla = Nd::advertisement(
+        OTHER6,
+        ALL_NODES6,
+        VIP6,
+        NA_FLAG_OVERRIDE,
+        vec![tlla(OTHER_MAC)],
+    );
+    assert_passes(&responder, &with_tlla.frame(&eth), LOOPBACK_IFINDEX);
+    assert_eq!(stats(&responder, key6(DOT1Q, VIP6)), counted(0, 0, 1));
+    // Without a TLLA the Ethernet source is what is advertised.
+    let without_tlla = Nd::advertisement(OTHER6, ALL_NODES6, VIP6, NA_FLAG_OVERRIDE, vec![]);
+    assert_passes(&responder, &without_tlla.frame(&eth), LOOPBACK_IFINDEX);
+    assert_eq!(stats(&responder, key6(DOT1Q, VIP6)), counted(0, 0, 2));
+    // Our own announcements are no conflict.
+    let own = Nd::advertisement(
+        VIP6,
+        ALL_NODES6,
+        VIP6,
+        NA_FLAG_OVERRIDE,
+        vec![tlla(OUR_MAC)],
+    );
+    assert_passes(
+        &responder,
+        &own.frame(&eth.with_addrs(ALL_NODES_MAC, OUR_MAC)),
+        LOOPBACK_IFINDEX,
+    );
+    // An invalid NA proves nothing.
+    let mut bad_hop_limit = with_tlla.clone();
+    bad_hop_limit.hop_limit = 64;
+    assert_passes(&responder, &bad_hop_limit.frame(&eth), LOOPBACK_IFINDEX);
+    assert_eq!(stats(&responder, key6(DOT1Q, VIP6)), counted(0, 0, 2));
+}
+
+/// Valid solicitations for VIP6 broken in exactly one RFC 4861 §7.1.1 rule.
+fn invalid_solicitations() -> Vec<(&'static str, Vec<u8>)> {
+    let (eth, ns) = multicast_ns(Vlan::Untagged);
+    let mut cases = Vec::new();
+
+    let mut hop_limit = ns.clone();
+    hop_limit.hop_limit = 254;
+    cases.push(("hop limit 254", hop_limit.frame(&eth)));
+
+    let mut bad_checksum = ns.frame(&eth);
+    let checksum_at = eth.header_len() + 40 + 2;
+    bad_checksum[checksum_at] ^= 0x01;
+    cases.push(("bad checksum", bad_checksum));
+
+    let mut code = ns.clone();
+    code.code = 1;
+    cases.push(("code 1", code.frame(&eth)));
+
+    let short = with_icmpv6_checksum(ns.src, ns.dst, ns.icmpv6()[..16].to_vec());
+    cases.push((
+        "ICMPv6 length 16",
+        eth.frame(ETH_P_IPV6, &ipv6_packet(ns.src, ns.dst, 255, 58, &short)),
+    ));
+
+    let mut multicast_target = ns.clone();
+    multicast_target.target = ALL_NODES6;
+    cases.push(("multicast target", multicast_target.frame(&eth)));
+
+    let mut zero_length_option = ns.clone();
+    zero_length_option
+        .options
+        .push(vec![ND_OPT_NONCE, 0, 0, 0, 0, 0, 0, 0]);
+    cases.push(("zero-length option", zero_length_option.frame(&eth)));
+
+    let mut long_sllao = ns.clone();
+    long_sllao.options = vec![vec![
+        ND_OPT_SOURCE_LL_ADDR,
+        2,
+        2,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]];
+    cases.push(("SLLAO length 2", long_sllao.frame(&eth)));
+
+    let mut multicast_source = ns.clone();
+    multicast_source.src = ALL_NODES6;
+    cases.push(("multicast source", multicast_source.frame(&eth)));
+
+    let (dad_eth, dad) = dad_ns(vec![]);
+    let mut dad_with_sllao = dad.clone();
+    dad_with_sllao.options = vec![link_addr_option(ND_OPT_SOURCE_LL_ADDR, PEER_MAC)];
+    cases.push(("SLLAO from ::", dad_with_sllao.frame(&dad_eth)));
+    let mut dad_to_all_nodes = dad.clone();
+    dad_to_all_nodes.dst = ALL_NODES6;
+    cases.push((
+        "DAD to ff02::1",
+        dad_to_all_nodes.frame(&dad_eth.with_addrs(ALL_NODES_MAC, PEER_MAC)),
+    ));
+    let mut dad_unicast = dad;
+    dad_unicast.dst = VIP6;
+    cases.push((
+        "DAD to the target itself",
+        dad_unicast.frame(&dad_eth.with_addrs(OUR_MAC, PEER_MAC)),
+    ));
+
+    let mut extension_header = ns.clone();
+    extension_header.hop_by_hop = true;
+    cases.push((
+        "Hop-by-Hop header before ICMPv6",
+        extension_header.frame(&eth),
+    ));
+
+    let mut option_overruns = ns.frame(&eth);
+    let sllao_len_at = eth.header_len() + 40 + 24 + 1;
+    option_overruns[sllao_len_at] = 3;
+    cases.push(("option longer than the message", option_overruns));
+
+    let mut not_version_6 = ns.frame(&eth);
+    not_version_6[eth.header_len()] = 0x40;
+    cases.push(("IP version 4 in an IPv6 ethertype", not_version_6));
+
+    let mut payload_beyond_frame = ns.frame(&eth);
+    let payload_len_at = eth.header_len() + 4;
+    payload_beyond_frame[payload_len_at + 1] += 8;
+    cases.push(("payload length beyond the frame", payload_beyond_frame));
+    cases
+}
+
+#[test]
+fn invalid_solicitations_pass_untouched_and_uncounted() {
+    let mut responder = responder();
+    // Owned, so that only the validity rule can be what rejects it.
+    responder
+        .insert_vip(key6(Vlan::Untagged, ALL_NODES6), ours())
+        .expect("insert multicast VIP");
+    for (what, frame) in invalid_solicitations() {
+        let (action, output) = responder.run(&frame, LOOPBACK_IFINDEX);
+        assert_eq!(action, XDP_PASS, "{what}: should pass");
+        assert_eq!(output, frame, "{what}: must be untouched");
+    }
+    assert_eq!(
+        stats(&responder, key6(Vlan::Untagged, VIP6)),
+        VipStats::default()
+    );
+    assert_eq!(
+        stats(&responder, key6(Vlan::Untagged, ALL_NODES6)),
+        VipStats::default()
+    );
+}
+
+fn valid_requests() -> Vec<(&'static str, Vec<u8>)> {
+    let (ns_eth, ns) = multicast_ns(Vlan::Untagged);
+    let (unicast_eth, unicast) = unicast_ns();
+    let (dad_eth, dad) = dad_ns(vec![nonce_option([1, 2, 3, 4, 5, 6])]);
+    vec![
+        ("ARP", arp_request_and_reply(Vlan::Untagged).0),
+        ("ARP in QinQ", arp_request_and_reply(QINQ).0),
+        ("ARP in 802.1Q", arp_request_and_reply(DOT1Q).0),
+        ("NS with SLLAO", ns.frame(&ns_eth)),
+        ("NS without options", unicast.frame(&unicast_eth)),
+        ("DAD NS", dad.frame(&dad_eth)),
+    ]
+}
+
+#[test]
+fn every_truncation_of_a_valid_request_passes_untouched() {
+    let responder = responder();
+    for (what, request) in valid_requests() {
+        for len in 0..14 {
+            let error = responder
+                .try_run(&request[..len], LOOPBACK_IFINDEX)
+                .expect_err("the kernel should refuse frames shorter than Ethernet");
+            assert_eq!(
+                error.errno(),
+                Some(libc::EINVAL),
+                "{what} cut to {len}: {error}"
+            );
+        }
+        for len in 14..request.len() {
+            let cut = &request[..len];
+            let (action, output) = responder.run(cut, LOOPBACK_IFINDEX);
+            assert_eq!(action, XDP_PASS, "{what} cut to {len} bytes should pass");
+            assert_eq!(output, cut, "{what} cut to {len} bytes must be untouched");
+        }
+        let (action, _) = responder.run(&request, LOOPBACK_IFINDEX);
+        assert_eq!(action, XDP_TX, "{what} in full should be answered");
+    }
+    assert_eq!(
+        stats(&responder, key4(Vlan::Untagged, VIP4)),
+        counted(1, 1, 0)
+    );
+    assert_eq!(
+        stats(&responder, key6(Vlan::Untagged, VIP6)),
+        counted(3, 3, 0)
+    );
+}
+
+#[test]
+fn unrelated_traffic_passes_untouched() {
+    let responder = responder();
+    let eth = Ethernet {
+        dst: OUR_MAC,
+        src: PEER_MAC,
+        vlan: Vlan::Untagged,
+    };
+    let tagged = Ethernet { vlan: DOT1Q, ..eth };
+    let (_, ns) = multicast_ns(Vlan::Untagged);
+    let echo_request = with_icmpv6_checksum(PEER6, VIP6, vec![128, 0, 0, 0, 0, 1, 0, 1]);
+    let mut three_tags = arp_request_and_reply(QINQ).0;
+    three_tags.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+    let frames = [
+        (
+            "IPv4 TCP",
+            eth.frame(
+                ETH_P_IP,
+                &ipv4_l4_packet(PEER4, VIP4, IPPROTO_TCP, tcp_syn(40000, 80)),
+            ),
+        ),
+        (
+            "IPv4 UDP",
+            tagged.frame(
+                ETH_P_IP,
+                &ipv4_l4_packet(PEER4, VIP4, IPPROTO_UDP, udp_datagram(40000, 53, b"q")),
+            ),
+        ),
+        (
+            "IPv6 TCP",
+            eth.frame(
+                ETH_P_IPV6,
+                &ipv6_l4_packet(PEER6, VIP6, IPPROTO_TCP, tcp_syn(40000, 443)),
+            ),
+        ),
+        (
+            "IPv6 UDP",
+            tagged.frame(
+                ETH_P_IPV6,
+                &ipv6_l4_packet(PEER6, VIP6, IPPROTO_UDP, udp_datagram(40000, 53, b"q")),
+            ),
+        ),
+        (
+            "ICMPv6 echo",
+            eth.frame(ETH_P_IPV6, &ipv6_packet(PEER6, VIP6, 64, 58, &echo_request)),
+        ),
+        (
+            "NS under an unknown ethertype",
+            eth.frame(0x88b5, &ns.packet()),
+        ),
+        ("ARP under three VLAN tags", three_tags),
+    ];
+    for (what, frame) in frames {
+        let (action, output) = responder.run(&frame, LOOPBACK_IFINDEX);
+        assert_eq!(action, XDP_PASS, "{what} should pass");
+        assert_eq!(output, frame, "{what} must be untouched");
+    }
+    for vlan in [Vlan::Untagged, DOT1Q, QINQ] {
+        assert_eq!(stats(&responder, key4(vlan, VIP4)), VipStats::default());
+        assert_eq!(stats(&responder, key6(vlan, VIP6)), VipStats::default());
+    }
+}
+
+#[test]
+fn removed_vip_is_no_longer_answered() {
+    let mut responder = responder();
+    let (request, reply) = arp_request_and_reply(Vlan::Untagged);
+    assert_answers(&responder, &request, &reply);
+    responder
+        .remove_vip(&key4(Vlan::Untagged, VIP4))
+        .expect("remove VIP");
+    assert_passes(&responder, &request, LOOPBACK_IFINDEX);
+}
