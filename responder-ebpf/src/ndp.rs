@@ -64,8 +64,7 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         || ip.hop_limit != ND_HOP_LIMIT
         || msg.code != 0
         || msg.target[0] == MULTICAST_PREFIX
-        || payload_len < ND_MSG_LEN
-        || payload_len > MAX_ND_MESSAGE_LEN
+        || !(ND_MSG_LEN..=MAX_ND_MESSAGE_LEN).contains(&payload_len)
         || icmp_offset + payload_len > frame_len(ctx)
     {
         return Err(Pass);

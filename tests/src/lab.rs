@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use aya::programs::{Xdp, XdpFlags};
+use aya::programs::{Xdp, XdpMode};
 
 use crate::netns::{run_ok, veth, wait_for, ChildGuard, NetNs};
 
@@ -58,7 +58,12 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
-        let responder = Responder { child: ChildGuard::spawn(cmd, "responder run"), pin_path, log_path };
+        let responder = Responder {
+            child: ChildGuard::spawn(cmd, "responder run"),
+            pin_path,
+            log_path,
+            netns_path: self.node.path(),
+        };
         let installed = wait_for(Duration::from_secs(20), || {
             let n = responder.vips().len();
             (n == expected_entries).then_some(n)
@@ -92,12 +97,17 @@ pub struct Responder {
     child: ChildGuard,
     pub pin_path: PathBuf,
     log_path: PathBuf,
+    /// `vips` names interfaces by ifindex, which only means something in the node's namespace.
+    netns_path: String,
 }
 
 impl Responder {
     /// `responder vips --json`, as parsed JSON objects (empty while nothing is pinned).
     pub fn vips(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(responder_bin())
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path))
+            .arg("--")
+            .arg(responder_bin())
             .args(["vips", "--json", "--pin-path"])
             .arg(&self.pin_path)
             .output()
@@ -163,7 +173,7 @@ pub fn attach_pass_through(ns: &NetNs, ifname: &str) -> PassThrough {
         .try_into()
         .expect("XDP program");
     program.load().expect("load pass-through program");
-    ns.enter(|| program.attach(ifname, XdpFlags::DRV_MODE)).expect("attach pass-through XDP to the client veth");
+    ns.enter(|| program.attach(ifname, XdpMode::Driver)).expect("attach pass-through XDP to the client veth");
     PassThrough { _ebpf: ebpf }
 }
 

@@ -16,6 +16,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
     "iputils-arping",
+    "iputils-ping",
     "ndisc6",
     "ethtool",
     "tcpdump",

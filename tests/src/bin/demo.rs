@@ -1,8 +1,6 @@
 //! `cargo xtask demo`: two namespaces joined by veth, `responder run` on one
 //! side, arping and ndisc6 on the other. Everything it creates is removed
 //! when it ends, also on failure.
-use std::process::Command;
-
 use responder_tests::lab::{arping, ndisc6, Lab, NODE_IF, VIP_V4, VIP_V6};
 
 fn main() {
@@ -24,7 +22,9 @@ fn main() {
     print!("{out}");
 
     println!("\n$ responder vips --pin-path {}", responder.pin_path.display());
-    let table = Command::new(responder_tests::lab::responder_bin())
+    let table = lab
+        .node
+        .command(responder_tests::lab::responder_bin().to_str().expect("utf-8 path"))
         .args(["vips", "--pin-path"])
         .arg(&responder.pin_path)
         .output()
