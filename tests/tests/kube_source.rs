@@ -4,16 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use responder::kube::{run, KubeSettings, ServiceRef};
+use responder_tests::apiserver::ApiServer;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,54 +22,6 @@ const NODES: [&str; 3] = ["kube-source-1", "kube-source-2", "kube-source-3"];
 const WEB_V4: &str = "192.0.2.10";
 const WEB_V6: &str = "2001:db8::10";
 const OTHER_V4: &str = "198.51.100.20";
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/apiserver.sh")
-}
-
-fn run_script(args: &[&str]) {
-    let status = Command::new(script())
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("apiserver.sh {args:?} did not run: {e}"));
-    assert!(status.success(), "apiserver.sh {args:?} failed: {status}");
-}
-
-/// A kube-apiserver + etcd of our own, stopped and its state removed on drop.
-struct ApiServer {
-    state: PathBuf,
-}
-
-impl ApiServer {
-    fn start() -> Self {
-        run_script(&["build"]);
-        let server = ApiServer {
-            state: std::env::temp_dir()
-                .join(format!("responder-kube-source-{}", std::process::id())),
-        };
-        run_script(&["start", server.state.to_str().expect("utf-8 temp dir")]);
-        server
-    }
-
-    async fn client(&self) -> Client {
-        let kubeconfig =
-            Kubeconfig::read_from(self.state.join("kubeconfig")).expect("kubeconfig readable");
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("kubeconfig valid");
-        Client::try_from(config).expect("client from kubeconfig")
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        if let Some(state) = self.state.to_str() {
-            let _ = Command::new(script()).args(["stop", state]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
 
 struct Agent {
     node: &'static str,
@@ -174,7 +124,7 @@ async fn agents_agree_fail_over_and_follow_changes() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("responder=info"))
         .with_test_writer()
         .init();
-    let server = ApiServer::start();
+    let server = ApiServer::start("kube-source");
     let client = server.client().await;
 
     let namespace: Namespace =

@@ -1,0 +1,77 @@
+//! A real kube-apiserver (v1.20) + etcd of a test's own on 127.0.0.1, built
+//! once and cached by `tests/k8s/apiserver.sh`, stopped on drop.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use kube::{
+    config::{KubeConfigOptions, Kubeconfig},
+    Client,
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/apiserver.sh")
+}
+
+fn run_script(args: &[&str]) {
+    let status = Command::new(script())
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("apiserver.sh {args:?} did not run: {e}"));
+    assert!(status.success(), "apiserver.sh {args:?} failed: {status}");
+}
+
+pub struct ApiServer {
+    state: PathBuf,
+}
+
+impl ApiServer {
+    /// `name` says which test owns it; the PID and a counter make it unique.
+    pub fn start(name: &str) -> Self {
+        run_script(&["build"]);
+        let state = std::env::temp_dir().join(format!(
+            "responder-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let server = ApiServer { state };
+        run_script(&["start", server.state_str()]);
+        server
+    }
+
+    fn state_str(&self) -> &str {
+        self.state.to_str().expect("utf-8 temp dir")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state.join("kubeconfig")
+    }
+
+    /// `kubectl` (the v1.20 one built with the server) against this server.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(script())
+            .args(["kubectl", self.state_str()])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("kubectl {args:?} did not run: {e}"))
+    }
+
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig readable");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig valid");
+        Client::try_from(config).expect("client from kubeconfig")
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).args(["stop", self.state_str()]).status();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
