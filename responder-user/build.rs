@@ -12,7 +12,11 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("responder-ebpf package not found"))?;
     let root_dir = ebpf.manifest_path.parent().expect("manifest has a parent");
     aya_build::build_ebpf(
-        [Package { name: "responder-ebpf", root_dir: root_dir.as_str(), ..Default::default() }],
+        [Package {
+            name: "responder-ebpf",
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
         Toolchain::default(),
     )
 }

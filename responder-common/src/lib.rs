@@ -12,10 +12,12 @@ pub const PROGRAM_NAME: &str = "responder";
 /// Map names as written in the eBPF object (and shown by `bpftool map`).
 pub const VIPS_MAP: &str = "VIPS";
 pub const VIP_STATS_MAP: &str = "VIP_STATS";
+pub const AGENT_MAP: &str = "AGENT";
 /// File names under the pin directory (default `/sys/fs/bpf/responder`).
 pub const PIN_PROGRAM: &str = "prog";
 pub const PIN_VIPS: &str = "vips";
 pub const PIN_VIP_STATS: &str = "vip_stats";
+pub const PIN_AGENT: &str = "agent";
 /// Link pins are `link_<ifname>`.
 pub const PIN_LINK_PREFIX: &str = "link_";
 
@@ -69,9 +71,32 @@ pub struct VipValue {
     /// Source MAC of replies: the MAC of the interface the key names.
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
-    /// Reserved for per-VIP state (must be 0 for now).
+    /// `VIP_FLAG_*` bits; the agent writes 0, the data plane may set bits.
     pub flags: u32,
     pub _reserved: u32,
+}
+
+/// Set by the data plane in `VipValue::flags` when another MAC announced the
+/// VIP while the agent's heartbeat was late: this node stops answering for it
+/// so the new owner wins without waiting for the stale bound. The agent clears
+/// it (by rewriting the value) when it re-asserts ownership.
+pub const VIP_FLAG_YIELDED: u32 = 1;
+
+/// Liveness of the agent, the single entry of the `AGENT` array map.
+///
+/// All times are nanoseconds of CLOCK_MONOTONIC, the clock
+/// `bpf_ktime_get_ns` reads. `heartbeat_ns == 0` switches the gate off: the
+/// program answers regardless (no agent has ever written it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentState {
+    /// When the agent last proved it is alive.
+    pub heartbeat_ns: u64,
+    /// Heartbeat age beyond which nothing is answered any more.
+    pub stale_after_ns: u64,
+    /// Heartbeat age beyond which another MAC announcing a VIP makes this
+    /// node yield it at once.
+    pub yield_after_ns: u64,
 }
 
 /// Per-CPU counters for one VIP; the agent sums the CPUs when it reads them.
@@ -84,6 +109,9 @@ pub struct VipStats {
     pub replies: u64,
     /// Another MAC claimed the VIP (gratuitous ARP, ARP reply, or NA).
     pub conflicts: u64,
+    /// Requests (also in `requests`) left unanswered because the agent's
+    /// heartbeat was stale or the VIP was yielded.
+    pub stale: u64,
 }
 
 impl VipStats {
@@ -91,6 +119,7 @@ impl VipStats {
         self.requests += other.requests;
         self.replies += other.replies;
         self.conflicts += other.conflicts;
+        self.stale += other.stale;
     }
 }
 
@@ -100,6 +129,7 @@ mod pod {
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipValue {}
     unsafe impl aya::Pod for super::VipStats {}
+    unsafe impl aya::Pod for super::AgentState {}
 }
 
 #[cfg(test)]
@@ -122,8 +152,30 @@ mod tests {
     fn vip_value_and_stats_layout() {
         assert_eq!(size_of::<VipValue>(), 16);
         assert_eq!(offset_of!(VipValue, flags), 8);
-        assert_eq!(size_of::<VipStats>(), 24);
+        assert_eq!(size_of::<VipStats>(), 32);
         assert_eq!(offset_of!(VipStats, conflicts), 16);
+        assert_eq!(offset_of!(VipStats, stale), 24);
+    }
+
+    #[test]
+    fn agent_state_layout_has_no_hidden_padding() {
+        assert_eq!(size_of::<AgentState>(), 24);
+        assert_eq!(offset_of!(AgentState, heartbeat_ns), 0);
+        assert_eq!(offset_of!(AgentState, stale_after_ns), 8);
+        assert_eq!(offset_of!(AgentState, yield_after_ns), 16);
+    }
+
+    #[test]
+    fn stats_add_sums_every_counter() {
+        let counters = |n| VipStats {
+            requests: n,
+            replies: 2 * n,
+            conflicts: 3 * n,
+            stale: 4 * n,
+        };
+        let mut total = counters(1);
+        total.add(&counters(10));
+        assert_eq!(total, counters(11));
     }
 
     #[test]

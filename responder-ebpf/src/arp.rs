@@ -12,7 +12,7 @@ use responder_common::{
 
 use crate::{
     packet::{bytes_eq, ptr_at, Pass},
-    program::{count_conflict, count_reply, vip_mac},
+    program::{conflict, count_reply, lookup_vip, may_answer},
     vlan::Layer3,
 };
 
@@ -40,15 +40,17 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         ARPOP_REQUEST_BE => {
             let vip = arp.tpa;
             let key = VipKey::v4(ifindex, l3.vlan_outer, l3.vlan_inner, vip);
-            let mac = vip_mac(&key, &eth.dst)?;
+            let owned = lookup_vip(&key, &eth.dst)?;
+            let mac = owned.mac;
             if bytes_eq(&arp.spa, &vip) {
                 // A gratuitous ARP announces, it does not ask: the kernel may
                 // want to see it, and only someone else's MAC is a conflict.
                 if !bytes_eq(&arp.sha, &mac) {
-                    count_conflict(&key);
+                    conflict(&key, &owned);
                 }
                 return Ok(xdp_action::XDP_PASS);
             }
+            may_answer(&key, &owned)?;
             eth.dst = arp.sha;
             eth.src = mac;
             arp.oper = ARPOP_REPLY_BE;
@@ -61,9 +63,9 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         }
         ARPOP_REPLY_BE => {
             let key = VipKey::v4(ifindex, l3.vlan_outer, l3.vlan_inner, arp.spa);
-            let mac = vip_mac(&key, &eth.dst)?;
-            if !bytes_eq(&arp.sha, &mac) {
-                count_conflict(&key);
+            let owned = lookup_vip(&key, &eth.dst)?;
+            if !bytes_eq(&arp.sha, &owned.mac) {
+                conflict(&key, &owned);
             }
             Ok(xdp_action::XDP_PASS)
         }

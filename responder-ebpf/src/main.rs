@@ -19,13 +19,14 @@ mod vlan;
 mod program {
     use aya_ebpf::{
         bindings::{xdp_action, BPF_F_NO_PREALLOC},
-        btf_maps::{HashMap, PerCpuHashMap},
+        btf_maps::{Array, HashMap, PerCpuHashMap},
+        helpers::bpf_ktime_get_ns,
         macros::{btf_map, xdp},
         programs::XdpContext,
     };
     use responder_common::{
         wire::{ETH_P_ARP_BE, ETH_P_IPV6_BE},
-        VipKey, VipStats, VipValue, MAX_VIPS,
+        AgentState, VipKey, VipStats, VipValue, MAX_VIPS, VIP_FLAG_YIELDED,
     };
 
     use crate::{
@@ -41,6 +42,10 @@ mod program {
     #[btf_map]
     static VIP_STATS: PerCpuHashMap<VipKey, VipStats, MAX_VIPS, { BPF_F_NO_PREALLOC as usize }> =
         PerCpuHashMap::new();
+
+    /// The agent's heartbeat, written by the agent once a second.
+    #[btf_map]
+    static AGENT: Array<AgentState, 1> = Array::new();
 
     #[xdp]
     pub fn responder(ctx: XdpContext) -> u32 {
@@ -60,19 +65,69 @@ mod program {
         }
     }
 
-    /// The reply MAC for `key` when the VIP is ours and the frame was sent to
-    /// us at L2 (broadcast, multicast or our unicast MAC). Frames unicast to
+    /// A VIP of ours that a frame sent to us at L2 is about.
+    pub(crate) struct Vip {
+        /// Source MAC of replies.
+        pub(crate) mac: [u8; 6],
+        /// The entry in `VIPS`: read for its flags, written only to mark the
+        /// VIP yielded.
+        value: *mut VipValue,
+    }
+
+    /// The VIP `key` names, when it is ours and the frame was sent to us at
+    /// L2 (broadcast, multicast or our unicast MAC). Frames unicast to
     /// another host are that host's business: passed and not counted.
     #[inline(always)]
-    pub(crate) fn vip_mac(key: &VipKey, eth_dst: &[u8; 6]) -> Result<[u8; 6], Pass> {
+    pub(crate) fn lookup_vip(key: &VipKey, eth_dst: &[u8; 6]) -> Result<Vip, Pass> {
+        let value = VIPS.get_ptr_mut(key).ok_or(Pass)?;
         // SAFETY: the map is BPF_F_NO_PREALLOC, so a concurrent delete cannot
-        // recycle the element under us; the MAC is copied out at once anyway.
-        let mac = unsafe { VIPS.get(key) }.ok_or(Pass)?.mac;
+        // recycle the element while the program runs.
+        let mac = unsafe { (*value).mac };
         let group_addressed = eth_dst[0] & 1 != 0;
         if !group_addressed && !bytes_eq(eth_dst, &mac) {
             return Err(Pass);
         }
-        Ok(mac)
+        Ok(Vip { mac, value })
+    }
+
+    /// How long ago the agent last wrote its heartbeat, with its limits.
+    /// `None` while no heartbeat was ever written: without an agent keeping
+    /// time the gate stays open (tests load the program bare).
+    #[inline(always)]
+    fn heartbeat_age() -> Option<(u64, AgentState)> {
+        let agent = *AGENT.get(0)?;
+        if agent.heartbeat_ns == 0 {
+            return None;
+        }
+        // SAFETY: the helper has no preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        // The agent may write a heartbeat after `now` was read on this CPU:
+        // such a heartbeat is as fresh as can be, not billions of years old.
+        Some((now.saturating_sub(agent.heartbeat_ns), agent))
+    }
+
+    /// Whether a valid request for `vip` may be answered. A dead agent can no
+    /// longer withdraw VIPs that moved elsewhere, so past the stale bound, or
+    /// once the VIP was yielded to a new owner, the kernel gets the request
+    /// and this node stays silent.
+    #[inline(always)]
+    pub(crate) fn may_answer(key: &VipKey, vip: &Vip) -> Result<(), Pass> {
+        let Some((age, agent)) = heartbeat_age() else {
+            return Ok(());
+        };
+        // SAFETY: as in `lookup_vip`.
+        let yielded = unsafe { (*vip.value).flags } & VIP_FLAG_YIELDED != 0;
+        if age > agent.stale_after_ns || yielded {
+            if let Some(stats) = VIP_STATS.get_ptr_mut(key) {
+                // SAFETY: as in `count_reply`.
+                unsafe {
+                    (*stats).requests += 1;
+                    (*stats).stale += 1;
+                }
+            }
+            return Err(Pass);
+        }
+        Ok(())
     }
 
     /// Counts a request answered with XDP_TX.
@@ -89,12 +144,21 @@ mod program {
         }
     }
 
-    /// Counts another MAC claiming one of our VIPs.
+    /// Another MAC claims one of our VIPs: counted, and if the agent has been
+    /// silent for a while the claimant is most likely the VIP's new owner,
+    /// so this node yields it at once rather than at the stale bound.
     #[inline(always)]
-    pub(crate) fn count_conflict(key: &VipKey) {
+    pub(crate) fn conflict(key: &VipKey, vip: &Vip) {
         if let Some(stats) = VIP_STATS.get_ptr_mut(key) {
             // SAFETY: as in `count_reply`.
             unsafe { (*stats).conflicts += 1 };
+        }
+        if let Some((age, agent)) = heartbeat_age() {
+            if age > agent.yield_after_ns {
+                // SAFETY: as in `lookup_vip`. Racing the agent is harmless:
+                // a value it rewrites meanwhile is one it re-asserted.
+                unsafe { (*vip.value).flags |= VIP_FLAG_YIELDED };
+            }
         }
     }
 
@@ -110,3 +174,15 @@ mod program {
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
+
+/// The empty program the benchmarks measure the responder against: the cost
+/// of running any XDP program at all.
+#[cfg(target_arch = "bpf")]
+mod baseline {
+    use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+    #[xdp]
+    pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+        xdp_action::XDP_PASS
+    }
+}

@@ -22,7 +22,7 @@ use responder_common::{
 use crate::{
     csum::{add_frame_bytes, add_icmpv6_pseudo_header, MAX_ND_MESSAGE_LEN},
     packet::{bytes_eq, frame_len, ptr_at, read, Pass},
-    program::{count_conflict, count_reply, vip_mac},
+    program::{conflict, count_reply, lookup_vip, may_answer},
     vlan::Layer3,
 };
 
@@ -102,7 +102,7 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         l3.vlan_inner,
         msg.target,
     );
-    let mac = vip_mac(&key, &eth.dst)?;
+    let owned = lookup_vip(&key, &eth.dst)?;
     // Checksummed only once the VIP is known to be ours: solicitations for
     // other hosts are the common case on a shared segment.
     let acc = add_icmpv6_pseudo_header(ctx, 0, l3.offset, payload_len as u32)?;
@@ -110,15 +110,16 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         return Err(Pass);
     }
     if is_solicitation {
+        may_answer(&key, &owned)?;
         let reply_to = if from_unspecified {
             MAC_ALL_NODES
         } else {
             link_addr.unwrap_or(eth.src)
         };
-        advertise(ctx, l3, &key, reply_to, from_unspecified, mac)
+        advertise(ctx, l3, &key, reply_to, from_unspecified, owned.mac)
     } else {
-        if !bytes_eq(&link_addr.unwrap_or(eth.src), &mac) {
-            count_conflict(&key);
+        if !bytes_eq(&link_addr.unwrap_or(eth.src), &owned.mac) {
+            conflict(&key, &owned);
         }
         Ok(xdp_action::XDP_PASS)
     }

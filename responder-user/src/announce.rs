@@ -122,6 +122,8 @@ pub trait Announce {
     fn announce(&mut self, key: VipKey, mac: [u8; 6]);
     /// Stops any announcement still in progress for `key`.
     fn withdraw(&mut self, key: &VipKey);
+    /// Follows the attached interfaces: announcements go out on these only.
+    fn set_interfaces(&mut self, interfaces: &[Interface]);
 }
 
 /// Gratuitous packets sent per VIP key, for metrics.
@@ -205,28 +207,19 @@ pub struct Announcer {
 }
 
 impl Announcer {
-    /// Opens one socket per interface up front, so missing CAP_NET_RAW is a
-    /// startup error rather than a silent failure at the first announcement.
-    pub fn new(interfaces: &[Interface], count: u32, interval: Duration) -> Result<Self, Error> {
-        let mut sockets = HashMap::new();
-        for interface in interfaces {
-            let socket = PacketSocket::bind(interface.ifindex).map_err(|source| {
-                privileges_or(
-                    &format!("opening a packet socket on {}", interface.name),
+    /// Opens a packet socket up front, so missing CAP_NET_RAW is a startup
+    /// error rather than a silent failure at the first announcement.
+    pub fn new(count: u32, interval: Duration) -> Result<Self, Error> {
+        PacketSocket::bind(0).map_err(|source| {
+            privileges_or("opening a packet socket", source, |source| {
+                Error::PacketSocket {
+                    interface: "any".into(),
                     source,
-                    |source| Error::PacketSocket {
-                        interface: interface.name.clone(),
-                        source,
-                    },
-                )
-            })?;
-            sockets.insert(
-                interface.ifindex,
-                (interface.name.clone(), Arc::new(socket)),
-            );
-        }
+                }
+            })
+        })?;
         Ok(Announcer {
-            sockets,
+            sockets: HashMap::new(),
             count,
             interval,
             bursts: HashMap::new(),
@@ -279,6 +272,32 @@ impl Announce for Announcer {
             burst.abort();
         }
         self.sent.forget(key);
+    }
+
+    fn set_interfaces(&mut self, interfaces: &[Interface]) {
+        self.sockets.retain(|ifindex, (name, _)| {
+            interfaces
+                .iter()
+                .any(|i| i.ifindex == *ifindex && i.name == *name)
+        });
+        for interface in interfaces {
+            if self.sockets.contains_key(&interface.ifindex) {
+                continue;
+            }
+            match PacketSocket::bind(interface.ifindex) {
+                Ok(socket) => {
+                    self.sockets.insert(
+                        interface.ifindex,
+                        (interface.name.clone(), Arc::new(socket)),
+                    );
+                }
+                // The interface may vanish again before the socket is bound.
+                Err(e) => tracing::warn!(
+                    interface = %interface.name,
+                    "opening a packet socket: {e}; its VIPs are answered but not announced"
+                ),
+            }
+        }
     }
 }
 

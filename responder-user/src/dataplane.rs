@@ -1,10 +1,12 @@
 //! Reconciliation of the desired VIPs into the data-plane maps.
 //!
-//! Every source (command line, `--vip-file`, later Kubernetes) produces a set
+//! Every source (command line, `--vip-file`, Kubernetes) produces a set
 //! of [`VipSpec`]s; [`DesiredVips`] keeps the latest set per source and their
 //! union is handed to [`Dataplane::apply`], which diffs it against what is
 //! installed: new keys are inserted and then announced, keys no longer wanted
-//! are removed at once. Applying the same set twice changes nothing.
+//! are removed at once. Applying the same set twice changes nothing. When the
+//! attached interfaces change, [`Dataplane::set_interfaces`] re-expands the
+//! same set onto the new ones.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +14,7 @@ use responder_common::{VipKey, VipValue};
 
 use crate::{
     announce::Announce,
-    error::{Error, VipError},
+    error::Error,
     netif::Interface,
     vip::{self, key_addr, key_vlan, VipSpec},
 };
@@ -65,18 +67,47 @@ pub struct Dataplane<M, A> {
     interfaces: Vec<Interface>,
     map: M,
     announcer: A,
+    desired: BTreeSet<VipSpec>,
     installed: BTreeMap<VipKey, VipValue>,
+    /// Keys no longer wanted stay installed while set: after adopting a
+    /// previous agent's VIPs, until the sources that may still want them
+    /// have spoken.
+    hold_removals: bool,
 }
 
 impl<M: VipMap, A: Announce> Dataplane<M, A> {
-    /// `map` must start empty (the agent refuses to reuse pins).
-    pub fn new(interfaces: Vec<Interface>, map: M, announcer: A) -> Self {
+    /// `map` must start empty, or hold exactly what [`Dataplane::adopt`]
+    /// is told.
+    pub fn new(interfaces: Vec<Interface>, map: M, mut announcer: A) -> Self {
+        announcer.set_interfaces(&interfaces);
         Dataplane {
             interfaces,
             map,
             announcer,
+            desired: BTreeSet::new(),
             installed: BTreeMap::new(),
+            hold_removals: false,
         }
+    }
+
+    /// Starts from entries already in the map (copied from a previous
+    /// agent): the next reconcile keeps, without rewriting or re-announcing,
+    /// those still wanted and removes the others.
+    pub fn adopt(&mut self, installed: BTreeMap<VipKey, VipValue>) {
+        self.installed = installed;
+    }
+
+    /// From now on keys no longer wanted are kept (fail-static) until
+    /// [`Dataplane::release_removals`].
+    pub fn hold_removals(&mut self) {
+        self.hold_removals = true;
+    }
+
+    /// Removes, at once, the keys held since [`Dataplane::hold_removals`]
+    /// that are still not wanted.
+    pub fn release_removals(&mut self) -> ApplyReport {
+        self.hold_removals = false;
+        self.reconcile(&[])
     }
 
     pub fn interfaces(&self) -> &[Interface] {
@@ -87,19 +118,44 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         &self.installed
     }
 
-    /// Checks `spec` against the attached interfaces (see [`vip::validate`]).
-    pub fn validate(&self, spec: &VipSpec) -> Result<(), VipError> {
-        vip::validate(spec, &self.interfaces)
+    /// Makes the maps hold exactly the keys of `desired` on the current
+    /// interfaces. Invalid specs are logged and skipped so one bad dynamic VIP
+    /// cannot block the others; callers that must not lose anything validate
+    /// first. A spec scoped to an interface that is not attached right now
+    /// waits, silently, until it is.
+    pub fn apply(&mut self, desired: &BTreeSet<VipSpec>) -> ApplyReport {
+        self.desired = desired.clone();
+        self.reconcile(&[])
     }
 
-    /// Makes the maps hold exactly the keys of `desired`. Invalid specs are
-    /// logged and skipped so one bad dynamic VIP cannot block the others;
-    /// callers that must not lose anything validate first.
-    pub fn apply(&mut self, desired: &BTreeSet<VipSpec>) -> ApplyReport {
+    /// Replaces the attached interfaces and re-expands the last desired set
+    /// onto them: keys of interfaces that left are removed, keys of new ones
+    /// installed and announced, keys whose interface changed its MAC rewritten.
+    pub fn set_interfaces(&mut self, interfaces: Vec<Interface>) -> ApplyReport {
+        self.announcer.set_interfaces(&interfaces);
+        let previous = std::mem::replace(&mut self.interfaces, interfaces);
+        self.reconcile(&previous)
+    }
+
+    /// Removes every installed VIP (shutdown).
+    pub fn clear(&mut self) -> ApplyReport {
+        self.apply(&BTreeSet::new())
+    }
+
+    /// `previous` names the keys of interfaces that just left, for the log.
+    fn reconcile(&mut self, previous: &[Interface]) -> ApplyReport {
         let mut report = ApplyReport::default();
         let mut wanted = BTreeMap::new();
-        for spec in desired {
-            match self.validate(spec) {
+        for spec in &self.desired {
+            let dormant = spec
+                .scope
+                .interface
+                .as_ref()
+                .is_some_and(|name| !self.interfaces.iter().any(|i| &i.name == name));
+            if dormant {
+                continue;
+            }
+            match vip::validate(spec, &self.interfaces) {
                 Ok(()) => wanted.extend(vip::expand(spec, &self.interfaces)),
                 Err(e) => {
                     tracing::error!("skipping VIP: {e}");
@@ -111,20 +167,21 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         let gone: Vec<VipKey> = self
             .installed
             .keys()
-            .filter(|k| !wanted.contains_key(k))
+            .filter(|k| !self.hold_removals && !wanted.contains_key(k))
             .copied()
             .collect();
         for key in gone {
             self.announcer.withdraw(&key);
+            let interface = self.name_of(key.ifindex, previous).to_owned();
             match self.map.remove(&key) {
                 Ok(()) => {
                     self.installed.remove(&key);
                     report.removed += 1;
-                    tracing::info!(addr = %key_addr(&key), interface = self.name_of(key.ifindex), vlan = %key_vlan(&key), "VIP removed");
+                    tracing::info!(addr = %key_addr(&key), interface, vlan = %key_vlan(&key), "VIP removed");
                 }
                 Err(e) => {
                     report.failed += 1;
-                    tracing::error!(addr = %key_addr(&key), "removing VIP: {e}");
+                    tracing::error!(addr = %key_addr(&key), interface, "removing VIP: {e}");
                 }
             }
         }
@@ -145,20 +202,16 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
             } else {
                 report.added += 1;
             }
-            tracing::info!(addr = %key_addr(&key), interface = self.name_of(key.ifindex), vlan = %key_vlan(&key), "VIP installed");
+            tracing::info!(addr = %key_addr(&key), interface = self.name_of(key.ifindex, &[]), vlan = %key_vlan(&key), "VIP installed");
             self.announcer.announce(key, value.mac);
         }
         report
     }
 
-    /// Removes every installed VIP (shutdown).
-    pub fn clear(&mut self) -> ApplyReport {
-        self.apply(&BTreeSet::new())
-    }
-
-    fn name_of(&self, ifindex: u32) -> &str {
+    fn name_of<'a>(&'a self, ifindex: u32, previous: &'a [Interface]) -> &'a str {
         self.interfaces
             .iter()
+            .chain(previous)
             .find(|i| i.ifindex == ifindex)
             .map_or("?", |i| i.name.as_str())
     }
@@ -202,6 +255,7 @@ mod tests {
     struct FakeAnnouncer {
         announced: Vec<(VipKey, [u8; 6])>,
         withdrawn: Vec<VipKey>,
+        interfaces: Vec<u32>,
     }
 
     impl Announce for FakeAnnouncer {
@@ -212,29 +266,39 @@ mod tests {
         fn withdraw(&mut self, key: &VipKey) {
             self.withdrawn.push(*key);
         }
+
+        fn set_interfaces(&mut self, interfaces: &[Interface]) {
+            self.interfaces = interfaces.iter().map(|i| i.ifindex).collect();
+        }
     }
 
     const MAC0: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 
+    fn interface(name: &str, ifindex: u32, mac: [u8; 6], addrs: &[&str]) -> Interface {
+        Interface {
+            name: name.into(),
+            ifindex,
+            mac,
+            up: true,
+            addrs: addrs.iter().map(|a| a.parse().expect("addr")).collect(),
+        }
+    }
+
+    fn eth0() -> Interface {
+        interface("eth0", 2, MAC0, &["198.51.100.1"])
+    }
+
+    fn eth1() -> Interface {
+        interface("eth1", 3, MAC1, &[])
+    }
+
     fn dataplane() -> Dataplane<FakeMap, FakeAnnouncer> {
-        let interfaces = vec![
-            Interface {
-                name: "eth0".into(),
-                ifindex: 2,
-                mac: MAC0,
-                up: true,
-                addrs: vec!["198.51.100.1".parse().expect("addr")],
-            },
-            Interface {
-                name: "eth1".into(),
-                ifindex: 3,
-                mac: MAC1,
-                up: true,
-                addrs: vec![],
-            },
-        ];
-        Dataplane::new(interfaces, FakeMap::default(), FakeAnnouncer::default())
+        Dataplane::new(
+            vec![eth0(), eth1()],
+            FakeMap::default(),
+            FakeAnnouncer::default(),
+        )
     }
 
     fn set(specs: &[&str]) -> BTreeSet<VipSpec> {
@@ -334,16 +398,12 @@ mod tests {
     #[test]
     fn invalid_specs_are_skipped_not_fatal() {
         let mut dp = dataplane();
-        let report = dp.apply(&set(&[
-            "192.0.2.10@eth9",
-            "198.51.100.1",
-            "192.0.2.11@eth1",
-        ]));
+        let report = dp.apply(&set(&["198.51.100.1", "192.0.2.11@eth1"]));
         assert_eq!(
             report,
             ApplyReport {
                 added: 1,
-                rejected: 2,
+                rejected: 1,
                 ..Default::default()
             }
         );
@@ -351,6 +411,91 @@ mod tests {
             dp.map.entries.keys().copied().collect::<Vec<_>>(),
             vec![v4(3, 0, 0, 11)]
         );
+    }
+
+    #[test]
+    fn spec_scoped_to_an_absent_interface_waits_for_it() {
+        let mut dp = dataplane();
+        assert_eq!(
+            dp.apply(&set(&["192.0.2.10@eth9"])),
+            ApplyReport::default(),
+            "neither installed nor rejected"
+        );
+        let report = dp.set_interfaces(vec![eth0(), interface("eth9", 9, MAC1, &[])]);
+        assert_eq!(report.added, 1);
+        assert_eq!(
+            dp.map.entries.keys().copied().collect::<Vec<_>>(),
+            vec![v4(9, 0, 0, 10)]
+        );
+    }
+
+    #[test]
+    fn interface_leaving_removes_its_keys_and_returning_reinstalls_them() {
+        let mut dp = dataplane();
+        dp.apply(&set(&["192.0.2.10", "192.0.2.11@eth1.7"]));
+        dp.announcer.announced.clear();
+
+        let report = dp.set_interfaces(vec![eth0()]);
+        assert_eq!(
+            report,
+            ApplyReport {
+                removed: 2,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            dp.map.entries.keys().copied().collect::<Vec<_>>(),
+            vec![v4(2, 0, 0, 10)]
+        );
+        assert_eq!(
+            dp.announcer.withdrawn,
+            vec![v4(3, 0, 0, 10), v4(3, 7, 0, 11)]
+        );
+        assert_eq!(dp.announcer.interfaces, vec![2]);
+
+        // Recreated under a new ifindex: the same specs land on it again.
+        let report = dp.set_interfaces(vec![eth0(), interface("eth1", 30, MAC1, &[])]);
+        assert_eq!(report.added, 2);
+        assert_eq!(
+            dp.map.entries.keys().copied().collect::<Vec<_>>(),
+            vec![v4(2, 0, 0, 10), v4(30, 0, 0, 10), v4(30, 7, 0, 11)]
+        );
+        assert_eq!(
+            dp.announcer.announced,
+            vec![(v4(30, 0, 0, 10), MAC1), (v4(30, 7, 0, 11), MAC1)],
+            "only the new keys are announced"
+        );
+        assert_eq!(dp.announcer.interfaces, vec![2, 30]);
+        assert_eq!(
+            dp.set_interfaces(vec![eth0(), interface("eth1", 30, MAC1, &[])]),
+            ApplyReport::default(),
+            "an unchanged interface set changes nothing"
+        );
+    }
+
+    #[test]
+    fn new_own_address_on_an_interface_withdraws_the_vip() {
+        let mut dp = dataplane();
+        dp.apply(&set(&["192.0.2.10"]));
+        let report = dp.set_interfaces(vec![eth0(), interface("eth1", 3, MAC1, &["192.0.2.10"])]);
+        assert_eq!(
+            report,
+            ApplyReport {
+                removed: 2,
+                rejected: 1,
+                ..Default::default()
+            }
+        );
+        assert!(dp.map.entries.is_empty());
+    }
+
+    #[test]
+    fn clear_after_interfaces_left_removes_everything() {
+        let mut dp = dataplane();
+        dp.apply(&set(&["192.0.2.10"]));
+        dp.set_interfaces(Vec::new());
+        assert!(dp.map.entries.is_empty());
+        assert_eq!(dp.clear(), ApplyReport::default());
     }
 
     #[test]
@@ -408,6 +553,51 @@ mod tests {
         assert_eq!(
             dp.announcer.announced.last(),
             Some(&(v4(3, 0, 0, 10), [2, 0, 0, 0, 0, 0xc]))
+        );
+    }
+
+    #[test]
+    fn adopted_entries_still_wanted_are_kept_without_rewrite_and_others_removed() {
+        let mut dp = dataplane();
+        let adopted: BTreeMap<VipKey, VipValue> = [
+            (v4(2, 0, 0, 10), value(MAC0)),
+            (v4(2, 0, 0, 99), value(MAC0)),
+        ]
+        .into();
+        dp.map.entries = adopted.clone();
+        dp.adopt(adopted);
+        let report = dp.apply(&set(&["192.0.2.10@eth0"]));
+        assert_eq!(
+            report,
+            ApplyReport {
+                removed: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(dp.map.writes, 1, "only the removal touches the map");
+        assert!(
+            dp.announcer.announced.is_empty(),
+            "kept VIPs are not re-announced"
+        );
+        assert_eq!(
+            dp.map.entries.keys().copied().collect::<Vec<_>>(),
+            vec![v4(2, 0, 0, 10)]
+        );
+    }
+
+    #[test]
+    fn held_removals_wait_until_released() {
+        let mut dp = dataplane();
+        dp.apply(&set(&["192.0.2.10@eth0"]));
+        dp.hold_removals();
+        let report = dp.apply(&set(&["192.0.2.11@eth0"]));
+        assert_eq!((report.added, report.removed), (1, 0));
+        assert_eq!(dp.map.entries.len(), 2, "the unwanted key is held");
+        let report = dp.release_removals();
+        assert_eq!(report.removed, 1);
+        assert_eq!(
+            dp.map.entries.keys().copied().collect::<Vec<_>>(),
+            vec![v4(2, 0, 0, 11)]
         );
     }
 

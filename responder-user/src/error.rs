@@ -61,12 +61,6 @@ pub enum Error {
     #[error("{} is not on a BPF filesystem, so it holds no responder pins; nothing removed", path.display())]
     NotPinDirectory { path: PathBuf },
     #[error(
-        "{} already holds pins: another responder is running with this pin path, or one was \
-         killed without cleaning up; stop it, or run `responder cleanup --pin-path {}`",
-        path.display(), path.display()
-    )]
-    PinsExist { path: PathBuf },
-    #[error(
         "nothing is pinned at {} (no responder agent has run with this pin path, or it was \
          cleaned up)",
         path.display()
@@ -118,6 +112,10 @@ pub enum Error {
         interface: String,
         source: io::Error,
     },
+    #[error("listing network interfaces through rtnetlink")]
+    Netwatch(#[from] crate::netwatch::NetwatchError),
+    #[error("the Kubernetes VIP source stopped")]
+    Kube(#[from] crate::kube::KubeError),
 }
 
 /// True when `error` or anything in its source chain is EPERM: the process

@@ -8,10 +8,13 @@ pub mod bpf;
 pub mod dataplane;
 pub mod duration;
 pub mod error;
+pub mod metrics;
 pub mod netif;
+pub mod sources;
 pub mod vip;
 
 pub mod netwatch;
 
 /// The XDP object built by aya-build from `responder-ebpf`.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/responder"));
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/responder-xdp"));

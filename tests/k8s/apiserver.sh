@@ -14,6 +14,7 @@
 #   tests/k8s/apiserver.sh patch-status STATE_DIR NAMESPACE/SERVICE JSON
 #                                                # merge-patch a Service's /status subresource
 #   tests/k8s/apiserver.sh bin-dir               # print the directory holding kube-apiserver/kubectl
+#   tests/k8s/apiserver.sh kubectl-path          # print the kubectl path
 #
 # Environment:
 #   RESPONDER_CACHE   cache root (default $HOME/.cache/responder); binaries in $RESPONDER_CACHE/kube/
@@ -21,17 +22,30 @@
 #                     successful build unless KUBE_KEEP_BUILD=1)
 #   KUBE_START_TIMEOUT  seconds to wait for readiness in `start` (default 60)
 #
-# Files in STATE_DIR after `start`:
-#   kubeconfig  admin kubeconfig (embedded certs; user in group system:masters)
+# Files in STATE_DIR after `start` (etcd data is wiped on every start):
+#   kubeconfig  admin kubeconfig, embedded certs, user CN=responder-admin O=system:masters,
+#               context namespace "default"
 #   pids        "<name> <pid>" lines of the processes started (etcd, kube-apiserver)
-#   env         shell-sourceable: KUBECONFIG, K8S_API_URL, K8S_API_PORT, ETCD_URL
-#   pki/        ca.crt ca.key server.* admin.* sa.key sa.pub
+#   env         shell-sourceable: KUBECONFIG, K8S_API_URL, K8S_API_PORT, ETCD_URL, KUBECTL
+#   pki/        ca.crt ca.key server.* admin.* sa.key sa.pub (RSA 2048, X.509 v3 with EKU/SANs)
 #   etcd.log apiserver.log
 #
-# Notes on v1.20: kubectl 1.20 has no `--subresource`; use `patch-status` (curl PATCH on
-# .../services/NAME/status) or `kubectl replace --raw /api/v1/namespaces/NS/services/NAME/status -f obj.json`.
-# No kube-controller-manager runs: no ServiceAccount tokens, no garbage collection, no
-# namespace finalization (deleted namespaces stay Terminating), no endpoints controller.
+# Notes on v1.20:
+# - kubectl 1.20 has no `patch --subresource`. Patch Service status with
+#     apiserver.sh patch-status STATE_DIR NS/NAME '{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.1"}]}}}'
+#   (= curl -X PATCH -H 'Content-Type: application/merge-patch+json' .../services/NAME/status with the
+#   admin cert), or `kubectl replace --raw /api/v1/namespaces/NS/services/NAME/status -f full-object.json`
+#   (PUT), or through `kubectl proxy`.
+# - kubectl 1.20 embeds kustomize v2.0.3 (`apply -k` with resources:/namespace:/patchesStrategicMerge:).
+# - discovery.k8s.io/v1 (EndpointSlice) is not served (only v1beta1); events.k8s.io/v1,
+#   coordination.k8s.io/v1 are. Fields newer than 1.20 (Lease strategy/preferredHolder,
+#   LoadBalancerIngress ipMode; ingress ports needs the off-by-default MixedProtocolLBService gate)
+#   are silently dropped. Watch with resourceVersionMatch
+#   (kube-runtime `streaming_lists()`) is rejected (422).
+# - No kube-controller-manager runs: no ServiceAccount tokens (the default/default ServiceAccount is
+#   created by `start`; other namespaces have none), no garbage collection, no namespace
+#   finalization (deleted namespaces stay Terminating), no endpoints controller, no node lifecycle.
+#   The `kubernetes` Service has no Endpoints (--endpoint-reconciler-type=none).
 set -euo pipefail
 
 KUBE_VERSION_PKG="1.20.5+really1.20.2-1.1+deb12u1"
@@ -530,4 +544,6 @@ main() {
     esac
 }
 
-main "$@"
+# `exit` on the same line: bash reads scripts incrementally, so editing this file while it runs
+# must not make it execute more code after main returns.
+main "$@"; exit

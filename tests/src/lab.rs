@@ -5,6 +5,7 @@ use std::{
     fs::File,
     path::PathBuf,
     process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
 
@@ -34,26 +35,41 @@ impl Lab {
     pub fn new(name: &str) -> Self {
         let client = NetNs::new(&format!("rsp-{name}-c"));
         let node = NetNs::new(&format!("rsp-{name}-n"));
-        veth(&node, NODE_IF, &client, CLIENT_IF);
-        node.ip(&["addr", "add", &format!("{NODE_V4}/24"), "dev", NODE_IF]);
-        node.ip(&["addr", "add", &format!("{NODE_V6}/64"), "dev", NODE_IF, "nodad"]);
-        client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", CLIENT_IF]);
-        client.ip(&["addr", "add", &format!("{CLIENT_V6}/64"), "dev", CLIENT_IF, "nodad"]);
-        let client_xdp = attach_pass_through(&client, CLIENT_IF);
+        let client_xdp = link(&client, &node);
         Lab { client, node, _client_xdp: client_xdp }
     }
 
+    /// Deletes the veth pair and creates it again with the same names and
+    /// addresses (new ifindexes and MACs), as a reloaded driver would.
+    pub fn recreate_link(&mut self) {
+        self.node.ip(&["link", "del", NODE_IF]);
+        self._client_xdp = link(&self.client, &self.node);
+    }
+
+    /// The pin path of this lab's responders: a restarted one adopts what
+    /// the previous one left there.
+    pub fn pin_path(&self) -> PathBuf {
+        PathBuf::from(format!("/sys/fs/bpf/{}", self.node.name()))
+    }
+
     /// Starts `responder run` on the node side with its own pin path, and
-    /// waits until `expected_entries` VIP keys are installed.
+    /// waits until `expected_entries` VIP keys are installed. Metrics listen
+    /// on a free loopback port unless `args` choose an address, so parallel
+    /// tests never collide on the default port.
     pub fn start_responder(&self, args: &[&str], expected_entries: usize) -> Responder {
-        let pin_path = PathBuf::from(format!("/sys/fs/bpf/{}", self.node.name()));
-        let log_path = std::env::temp_dir().join(format!("{}.log", self.node.name()));
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let pin_path = self.pin_path();
+        // Unique per start: a restarted responder must not share (and, on
+        // drop, delete) its predecessor's log.
+        let log_path = std::env::temp_dir()
+            .join(format!("{}-{}.log", self.node.name(), STARTED.fetch_add(1, Ordering::Relaxed)));
         let log = File::create(&log_path).expect("create responder log");
         let mut cmd = self.node.command(responder_bin().to_str().expect("utf-8 path"));
-        cmd.arg("run")
-            .arg("--pin-path")
-            .arg(&pin_path)
-            .args(args)
+        cmd.arg("run").arg("--pin-path").arg(&pin_path);
+        if !args.contains(&"--metrics-addr") {
+            cmd.args(["--metrics-addr", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -87,6 +103,16 @@ impl Lab {
     pub fn node_mac(&self) -> String {
         format_mac(&self.node.mac(NODE_IF))
     }
+}
+
+/// The veth pair between the namespaces, addressed, with the client's XDP program.
+fn link(client: &NetNs, node: &NetNs) -> PassThrough {
+    veth(node, NODE_IF, client, CLIENT_IF);
+    node.ip(&["addr", "add", &format!("{NODE_V4}/24"), "dev", NODE_IF]);
+    node.ip(&["addr", "add", &format!("{NODE_V6}/64"), "dev", NODE_IF, "nodad"]);
+    client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", CLIENT_IF]);
+    client.ip(&["addr", "add", &format!("{CLIENT_V6}/64"), "dev", CLIENT_IF, "nodad"]);
+    attach_pass_through(client, CLIENT_IF)
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
@@ -133,6 +159,44 @@ impl Responder {
 
     pub fn child(&mut self) -> &mut ChildGuard {
         &mut self.child
+    }
+
+    /// SIGKILL, as the OOM killer or a node problem would: nothing is
+    /// cleaned up, the program stays attached and pinned.
+    pub fn kill(&mut self) {
+        self.child.signal(nix::sys::signal::Signal::SIGKILL);
+        self.child.wait_exit(Duration::from_secs(10));
+    }
+
+    /// `responder stats --json`, parsed; None while nothing is pinned.
+    pub fn stats(&self) -> Option<serde_json::Value> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path))
+            .arg("--")
+            .arg(responder_bin())
+            .args(["stats", "--json", "--pin-path"])
+            .arg(&self.pin_path)
+            .output()
+            .expect("run responder stats");
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("stats --json is JSON"))
+    }
+}
+
+/// Runs `responder cleanup` on a pin path when dropped: SIGKILLed responders,
+/// and --kube ones on SIGTERM, leave their pins (and XDP attached) behind.
+pub struct PinCleanup {
+    pub pin_path: PathBuf,
+}
+
+impl Drop for PinCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new(responder_bin())
+            .args(["cleanup", "--pin-path"])
+            .arg(&self.pin_path)
+            .stdout(Stdio::null())
+            .status();
     }
 }
 

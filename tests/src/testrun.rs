@@ -8,12 +8,14 @@ use std::{
 };
 
 use aya::{
-    maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues},
     programs::{ProgramError, Xdp},
     util::nr_cpus,
     Ebpf, EbpfError,
 };
-use responder_common::{VipKey, VipStats, VipValue, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP};
+use responder_common::{
+    AgentState, VipKey, VipStats, VipValue, AGENT_MAP, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP,
+};
 
 /// `BPF_PROG_TEST_RUN` from `enum bpf_cmd`.
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -97,6 +99,20 @@ pub struct LoadedResponder {
     ebpf: Ebpf,
     vips: HashMap<MapData, VipKey, VipValue>,
     stats: PerCpuHashMap<MapData, VipKey, VipStats>,
+    agent: Array<MapData, AgentState>,
+}
+
+/// Now on CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads, in
+/// nanoseconds.
+pub fn monotonic_now_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write to.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    assert_eq!(ret, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 impl LoadedResponder {
@@ -113,10 +129,14 @@ impl LoadedResponder {
         let stats = ebpf
             .take_map(VIP_STATS_MAP)
             .ok_or(TestRunError::Missing("VIP_STATS map"))?;
+        let agent = ebpf
+            .take_map(AGENT_MAP)
+            .ok_or(TestRunError::Missing("AGENT map"))?;
         Ok(LoadedResponder {
             ebpf,
             vips: HashMap::try_from(vips)?,
             stats: PerCpuHashMap::try_from(stats)?,
+            agent: Array::try_from(agent)?,
         })
     }
 
@@ -133,6 +153,17 @@ impl LoadedResponder {
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), TestRunError> {
         self.vips.remove(key)?;
         self.stats.remove(key)?;
+        Ok(())
+    }
+
+    /// The VIP's entry as the program last left it.
+    pub fn vip(&self, key: &VipKey) -> Result<VipValue, TestRunError> {
+        Ok(self.vips.get(key, 0)?)
+    }
+
+    /// Writes the agent's heartbeat entry, as the agent does every second.
+    pub fn set_agent_state(&mut self, state: AgentState) -> Result<(), TestRunError> {
+        self.agent.set(0, state, 0)?;
         Ok(())
     }
 

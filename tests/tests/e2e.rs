@@ -158,3 +158,37 @@ fn xdp_prog_id(lab: &Lab) -> String {
         .unwrap_or_else(|| panic!("no XDP program on {NODE_IF}:\n{link}"))
         .to_owned()
 }
+
+#[test]
+fn interface_down_up_and_recreate_reattaches() {
+    let mut lab = Lab::new("flap");
+    let args = ["--interface", NODE_IF, "--vip", VIP_V4, "--xdp-mode", "driver"];
+    let responder = lab.start_responder(&args, 1);
+    let (ok, out) = arping(&lab, VIP_V4, 1);
+    assert!(ok, "arping {VIP_V4} failed before any change:\n{out}");
+    let log_count = |line: &str| responder.log().matches(line).count();
+    let answered = |lab: &Lab| wait_for(WAIT, || arping(lab, VIP_V4, 1).0.then_some(())).is_some();
+
+    lab.node.ip(&["link", "set", NODE_IF, "down"]);
+    let detached = wait_for(WAIT, || (log_count("interface gone; detached") == 1 && responder.vips().is_empty()).then_some(()));
+    assert!(detached.is_some(), "down interface not detached: {:?}\n{}", responder.vips(), responder.log());
+    let link = lab.node.ip(&["link", "show", "dev", NODE_IF]);
+    assert!(!link.contains("xdp"), "XDP still attached to the down interface:\n{link}");
+
+    lab.node.ip(&["link", "set", NODE_IF, "up"]);
+    let reattached = wait_for(WAIT, || (log_count("attached XDP program") == 2 && responder.vips().len() == 1).then_some(()));
+    assert!(reattached.is_some(), "interface not re-attached after up: {:?}\n{}", responder.vips(), responder.log());
+    assert!(answered(&lab), "no answer after the interface came back up:\n{}", responder.log());
+
+    lab.recreate_link();
+    let ifindex = lab.node.ifindex(NODE_IF);
+    let mac = lab.node_mac();
+    let moved = wait_for(WAIT, || {
+        let vips = responder.vips();
+        (vips.len() == 1 && vips[0]["ifindex"] == ifindex && vips[0]["mac"] == mac.as_str()).then_some(())
+    });
+    assert!(moved.is_some(), "VIP not moved to the recreated interface #{ifindex} ({mac}): {:?}\n{}", responder.vips(), responder.log());
+    assert_eq!(log_count("interface gone; detached"), 2, "deletion not logged:\n{}", responder.log());
+    assert_eq!(log_count("attached XDP program"), 3, "re-attach not logged:\n{}", responder.log());
+    assert!(answered(&lab), "no answer on the recreated interface:\n{}", responder.log());
+}

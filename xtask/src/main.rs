@@ -1,4 +1,6 @@
-//! Developer tasks: `cargo xtask <setup|build-ebpf|test|demo>`.
+//! Developer tasks: `cargo xtask <setup|build-ebpf|test|demo|fuzz>`.
+mod bench;
+mod fuzz;
 mod setup;
 
 use std::{path::PathBuf, process::Command};
@@ -33,6 +35,24 @@ enum Task {
     /// Set up, build, and show the responder answering arping and ndisc6
     /// between two network namespaces.
     Demo,
+    /// Set up, then measure the responder side by side with an empty XDP
+    /// program, the kernel and a userspace responder; writes BENCHMARKS.md,
+    /// BENCHMARKS.json and benchmarks.png (needs root).
+    Bench {
+        /// Fewer rounds and shorter runs: under five minutes.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Set up, then run generated frames through the XDP program and the
+    /// reference model and compare them (needs root).
+    Fuzz {
+        /// Frames to generate.
+        #[arg(long, default_value_t = 200_000)]
+        frames: u64,
+        /// Repeat a run; by default the seed comes from the clock.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -47,6 +67,8 @@ fn main() -> Result<()> {
         }
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Demo => demo(),
+        Task::Bench { quick } => bench::bench(quick),
+        Task::Fuzz { frames, seed } => fuzz::run_fuzzer(frames, seed),
     }
 }
 
@@ -83,7 +105,7 @@ fn build_ebpf() -> Result<PathBuf> {
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .current_dir(&root))?;
-    Ok(target_dir.join("bpfel-unknown-none").join("release").join("responder"))
+    Ok(target_dir.join("bpfel-unknown-none").join("release").join("responder-xdp"))
 }
 
 fn require_root(task: &str) -> Result<()> {
@@ -107,6 +129,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .args(["test", "--workspace", "--exclude", "responder-ebpf"])
         .args(cargo_args)
         .current_dir(&root))?;
+    fuzz::run_fuzzer(200_000, None)?;
     Ok(())
 }
 

@@ -21,6 +21,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "ethtool",
     "tcpdump",
     "util-linux",
+    // The font of the benchmark chart.
+    "fonts-dejavu-core",
 ];
 
 /// bpf-linker release known to build against nightly's LLVM 22.

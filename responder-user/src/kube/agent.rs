@@ -412,6 +412,9 @@ impl Agent {
             }
             let was_ours = old_owner == Some(node);
             let is_ours = new_owner == Some(node);
+            if was_ours != is_ours {
+                crate::metrics::record(|metrics| metrics.ownership_change());
+            }
             // The receiver only goes away when the agent stops, when Events no longer matter.
             let _ = match (old, new) {
                 (Some(old), _) if was_ours && !is_ours => {

@@ -137,7 +137,9 @@ pub(crate) async fn hold_lease(
     let mut failing = false;
     loop {
         let started = Instant::now();
-        match renew(&api, &name, &node, lease_duration).await {
+        let renewed = renew(&api, &name, &node, lease_duration).await;
+        crate::metrics::record(|metrics| metrics.lease_renewal(renewed.is_ok()));
+        match renewed {
             Ok(()) => {
                 if failing {
                     info!(lease = %name, "lease renewals succeed again");

@@ -1,0 +1,38 @@
+//! Arbitrary bytes through the reference model and its parsers: nothing may
+//! panic, and whatever the model answers must itself be left alone.
+//!
+//! The model and the VIP table are compiled in from the tests crate by path:
+//! depending on `responder-tests` would drag the agent and the eBPF build
+//! into a sanitizer build.
+#![no_main]
+
+#[path = "../../tests/src/fuzzgen.rs"]
+#[allow(dead_code)] // Only the VIP table is used here.
+mod fuzzgen;
+#[path = "../../tests/src/model.rs"]
+mod model;
+
+use libfuzzer_sys::fuzz_target;
+use model::{layer3, link_layer_option, respond, Verdict};
+
+fuzz_target!(|data: &[u8]| {
+    let vips = fuzzgen::vip_table();
+    let _ = layer3(data);
+    if let Some((kind, options)) = data.split_first() {
+        let _ = link_layer_option(options, *kind);
+    }
+    let expected = respond(&vips, fuzzgen::INGRESS_IFINDEX, data);
+    if let Verdict::Tx(reply) = expected.verdict {
+        assert!(expected.counted.is_some(), "a reply is counted");
+        let l3 = layer3(data).expect("a reply has an Ethernet header");
+        assert_eq!(
+            layer3(&reply).map(|r| r.vlan_ids),
+            Some(l3.vlan_ids),
+            "VLAN stack kept"
+        );
+        // Our own reply coming back is neither answered nor a conflict.
+        let echoed = respond(&vips, fuzzgen::INGRESS_IFINDEX, &reply);
+        assert_eq!(echoed.verdict, Verdict::Pass, "reply answered again");
+        assert_eq!(echoed.counted, None, "own reply counted");
+    }
+});

@@ -1,0 +1,143 @@
+//! Measures, on the simulated cluster of `responder_tests::cluster`:
+//! (1) failover: SIGKILL of a Service's owner (plus its link down) until the
+//!     client's ARP probes, sent every 10 ms, are first answered by another node;
+//! (2) reaction: a Service status patch with a new ingress IP until the owner's
+//!     pinned VIP map holds it.
+//!
+//! Usage: cluster_measure OUT.json [FAILOVER_TRIALS (20)] [PATCH_UPDATES (200)]
+//! The `responder` binary is RESPONDER_BIN, else the one next to this binary.
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
+
+use responder_tests::{
+    cluster::{Cluster, WAIT},
+    netns::wait_for,
+};
+use serde_json::json;
+
+const VIP: &str = "198.51.100.10";
+const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Consecutive patches cycle through this many addresses (198.51.100.100…).
+const PATCH_ADDRESSES: u32 = 100;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let out = args
+        .next()
+        .expect("usage: cluster_measure OUT.json [FAILOVER_TRIALS] [PATCH_UPDATES]");
+    let trials: usize = args
+        .next()
+        .map_or(20, |n| n.parse().expect("FAILOVER_TRIALS is a number"));
+    let updates: usize = args
+        .next()
+        .map_or(200, |n| n.parse().expect("PATCH_UPDATES is a number"));
+    if std::env::var_os("RESPONDER_BIN").is_none() {
+        let exe = std::env::current_exe().expect("current exe");
+        std::env::set_var("RESPONDER_BIN", exe.with_file_name("responder"));
+    }
+
+    let mut cluster = Cluster::start("meas");
+    cluster.create_lb_service("web", &[VIP]);
+    let failover = measure_failover(&mut cluster, trials);
+    let reaction = measure_patch_to_map(&cluster, updates);
+
+    let report = json!({
+        "failover_ms": summary(&failover),
+        "failover_note": "SIGKILL of the owner's agent + its link down, until the first ARP reply from another node to a client probing every 10 ms (gratuitous announcements not counted)",
+        "patch_to_map_ms": summary(&reaction),
+        "patch_to_map_note": "Service status merge patch (new ingress IP) sent, until the owner's pinned VIP map holds the IP",
+    });
+    let text = serde_json::to_string_pretty(&report).expect("serialize report");
+    println!("{text}");
+    std::fs::write(&out, text + "\n").unwrap_or_else(|e| panic!("write {out}: {e}"));
+}
+
+fn measure_failover(cluster: &mut Cluster, trials: usize) -> Vec<Duration> {
+    let target: Ipv4Addr = VIP.parse().expect("VIP");
+    let prober = cluster.arp_prober();
+    let mut samples = Vec::with_capacity(trials);
+    for trial in 0..trials {
+        let owner = cluster.sole_owner(&[VIP], "web to have one owner before the trial");
+        let old_mac = cluster.agent(owner).mac.clone();
+        let (failed_at, reply) = std::thread::scope(|scope| {
+            let probe =
+                scope.spawn(|| prober.first_reply_not_from(target, &old_mac, PROBE_INTERVAL, WAIT));
+            // Probing already runs, so the first answer after the failure is seen at once.
+            std::thread::sleep(Duration::from_millis(50));
+            let failed_at = Instant::now();
+            cluster.fail_node(owner);
+            (failed_at, probe.join().expect("prober thread"))
+        });
+        let (answered_at, new_mac) = reply.unwrap_or_else(|| {
+            panic!("trial {trial}: nobody took {VIP} over from {owner} within {WAIT:?}")
+        });
+        let took = answered_at - failed_at;
+        let successor = cluster.node_of_mac(&new_mac).unwrap_or("an unknown MAC");
+        eprintln!(
+            "failover {trial}: {owner} -> {successor} in {:.1} ms",
+            ms(took)
+        );
+        samples.push(took);
+        cluster.restore_node(owner);
+        // All nodes live again: the hash gives web back to the same node.
+        let settled = wait_for(WAIT, || (cluster.holders(VIP) == [owner]).then_some(()));
+        assert!(
+            settled.is_some(),
+            "trial {trial}: web did not return to {owner}: {:?}",
+            cluster.holders(VIP)
+        );
+    }
+    samples
+}
+
+fn measure_patch_to_map(cluster: &Cluster, updates: usize) -> Vec<Duration> {
+    let owner = cluster.sole_owner(&[VIP], "web to have one owner before the patches");
+    let agent = cluster.agent(owner);
+    let mut samples = Vec::with_capacity(updates);
+    for update in 0..updates {
+        let address = Ipv4Addr::new(198, 51, 100, 100 + (update as u32 % PATCH_ADDRESSES) as u8);
+        let text = address.to_string();
+        let sent_at = Instant::now();
+        cluster.set_ingress("web", &[&text]);
+        let deadline = sent_at + PATCH_TIMEOUT;
+        let seen = loop {
+            if agent.pinned_addresses().contains(&IpAddr::V4(address)) {
+                break Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "update {update}: {text} not in {owner}'s map within {PATCH_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        samples.push(seen - sent_at);
+    }
+    eprintln!("{updates} status patches measured on {owner}");
+    samples
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentiles, in milliseconds.
+fn summary(samples: &[Duration]) -> serde_json::Value {
+    let mut sorted: Vec<f64> = samples.iter().copied().map(ms).collect();
+    if sorted.is_empty() {
+        return json!({ "n": 0 });
+    }
+    sorted.sort_by(f64::total_cmp);
+    let rank =
+        |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    json!({
+        "n": sorted.len(),
+        "p50": rank(0.50),
+        "p99": rank(0.99),
+        "min": sorted[0],
+        "max": sorted[sorted.len() - 1],
+        "samples": sorted,
+    })
+}

@@ -1,0 +1,66 @@
+//! A short, fixed-seed run of the differential fuzzer (`cargo xtask fuzz`
+//! runs the long ones): the XDP program under BPF_PROG_TEST_RUN must agree
+//! with the reference model on verdict, bytes and counters. Needs root.
+
+use std::collections::BTreeMap;
+
+use responder_common::{VipKey, VipStats};
+use responder_tests::{
+    fuzzgen::{generate, vip_table, Rng, INGRESS_IFINDEX},
+    model::{respond, Verdict},
+    testrun::LoadedResponder,
+};
+
+const FRAMES: usize = 20_000;
+const SEED: u64 = 0x5eed;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[test]
+fn program_agrees_with_the_model_on_generated_frames() {
+    let mut responder = LoadedResponder::load().expect("load the XDP program");
+    let vips = vip_table();
+    for (key, value) in &vips {
+        responder.insert_vip(*key, *value).expect("insert VIP");
+    }
+    let mut expected_totals: BTreeMap<VipKey, VipStats> =
+        vips.keys().map(|key| (*key, VipStats::default())).collect();
+    let mut rng = Rng::new(SEED);
+    for _ in 0..FRAMES {
+        let generated = generate(&mut rng);
+        let frame = &generated.frame;
+        let expected = respond(&vips, INGRESS_IFINDEX, frame);
+        let (action, output) = responder.run(frame, INGRESS_IFINDEX);
+        match &expected.verdict {
+            Verdict::Pass => assert!(
+                action == XDP_PASS && output == *frame,
+                "{}: model passes {}, program gave action {action}, {}",
+                generated.class.name(),
+                hex(frame),
+                hex(&output)
+            ),
+            Verdict::Tx(reply) => assert!(
+                action == XDP_TX && output == *reply,
+                "{}: model answers {} with {}, program gave action {action}, {}",
+                generated.class.name(),
+                hex(frame),
+                hex(reply),
+                hex(&output)
+            ),
+        }
+        if let Some((key, delta)) = expected.counted {
+            expected_totals
+                .get_mut(&key)
+                .expect("counted keys are VIPs")
+                .add(&delta);
+        }
+    }
+    for (key, totals) in &expected_totals {
+        let counted = responder.stats(key).expect("read VIP counters");
+        assert_eq!(counted, *totals, "counters of {key:?}");
+    }
+}

@@ -1,0 +1,50 @@
+//! `cargo xtask bench`: set up, then run the benchmark program, which writes
+//! BENCHMARKS.md, BENCHMARKS.json and benchmarks.png at the workspace root.
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::{require_root, run, setup, workspace_root};
+
+pub fn bench(quick: bool) -> Result<()> {
+    require_root("bench")?;
+    setup::all()?;
+    // cluster_measure runs the agents against a real kube-apiserver.
+    setup::kube_apiserver()?;
+    let root = workspace_root();
+    // Every binary of the tests package and the agent, so the benchmark
+    // finds `cluster_measure` and `responder` next to itself.
+    run(Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "responder-tests",
+            "--bins",
+        ])
+        .args(["--package", "responder-user", "--bin", "responder"])
+        .current_dir(&root))?;
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "run",
+        "--release",
+        "--package",
+        "responder-tests",
+        "--bin",
+        "bench",
+        "--",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.args([
+        "--out",
+        "BENCHMARKS.md",
+        "--json",
+        "BENCHMARKS.json",
+        "--chart",
+        "benchmarks.png",
+    ])
+    .current_dir(&root);
+    run(&mut cmd)
+}
