@@ -360,6 +360,41 @@ impl Cluster {
         .expect("make the Service a ClusterIP Service");
     }
 
+    /// Replaces status.loadBalancer.ingress with arbitrary entries (hostnames,
+    /// malformed ips); the API server's verdict is returned, not asserted.
+    pub fn try_set_ingress_entries(
+        &self,
+        name: &str,
+        entries: serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let status = json!({ "status": { "loadBalancer": { "ingress": entries } } });
+        self.block(self.services().patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        ))
+        .map(drop)
+    }
+
+    /// Freezes the kube-apiserver process (SIGSTOP) until the returned guard
+    /// resumes it. Its port stays bound and its connections open, so clients
+    /// hang rather than being refused: an unreachable server, with all its
+    /// state (etcd keeps running) intact on return.
+    pub fn pause_api_server(&self) -> ApiServerPause {
+        let state = self.server.kubeconfig();
+        let pids = state.with_file_name("pids");
+        let text = std::fs::read_to_string(&pids).expect("read the API server's pids file");
+        let pid = text
+            .lines()
+            .find_map(|line| line.strip_prefix("kube-apiserver "))
+            .and_then(|pid| pid.trim().parse::<i32>().ok())
+            .expect("kube-apiserver pid in the pids file");
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)
+            .expect("SIGSTOP kube-apiserver");
+        ApiServerPause { pid }
+    }
+
     pub fn delete_service(&self, name: &str) {
         self.block(self.services().delete(name, &DeleteParams::default()))
             .expect("delete Service");
@@ -551,6 +586,23 @@ impl Cluster {
     }
 }
 
+/// A stopped kube-apiserver, continued on drop (also when a test panics, so
+/// the server can be stopped normally afterwards).
+pub struct ApiServerPause {
+    pid: nix::unistd::Pid,
+}
+
+impl ApiServerPause {
+    /// Continues the server (as dropping the guard does), said out loud.
+    pub fn resume(self) {}
+}
+
+impl Drop for ApiServerPause {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
 /// The client side of a failover measurement: broadcasts "who has VIP" every
 /// `interval` and reports when a reply comes from a MAC other than the old owner's.
 pub struct ArpProber {
@@ -674,6 +726,24 @@ impl ArpProber {
             )
         } > 0
         {}
+    }
+
+    /// Sends one request for `target` and returns the sender MAC of every
+    /// answer to it received within `wait` (several if several nodes answer).
+    pub fn answers(&self, target: std::net::Ipv4Addr, wait: Duration) -> Vec<String> {
+        self.drain();
+        self.send(&self.request(target));
+        let deadline = Instant::now() + wait;
+        let mut macs = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return macs;
+            }
+            if let Some(mac) = self.receive_reply(target, left) {
+                macs.push(format_mac(&mac));
+            }
+        }
     }
 
     /// Sends a request for `target` every `interval` until a reply comes from

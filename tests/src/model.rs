@@ -230,26 +230,31 @@ pub fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], message: &[u8]) -> [u8; 2
     (!icmpv6_sum(src, dst, message)).to_be_bytes()
 }
 
+/// The options of an ND message break RFC 4861 §7.1.1 (or exceed the walk cap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed Neighbor Discovery options")]
+pub struct MalformedOptions;
+
 /// The link-layer address carried by the options, if they are well formed
 /// (RFC 4861 §7.1.1: every length > 0, and they fill the message exactly).
 /// `Err` means the message is invalid. The first option of `kind` wins (the
 /// program's choice, as Linux) and it must be one 8-byte unit (Ethernet).
-pub fn link_layer_option(options: &[u8], kind: u8) -> Result<Option<[u8; 6]>, ()> {
+pub fn link_layer_option(options: &[u8], kind: u8) -> Result<Option<[u8; 6]>, MalformedOptions> {
     let mut found = None;
     let mut at = 0;
     let mut count = 0;
     while at < options.len() {
         count += 1;
         if count > MAX_ND_OPTIONS || options.len() < at + 2 {
-            return Err(());
+            return Err(MalformedOptions);
         }
         let units = options[at + 1] as usize;
         if units == 0 || options.len() < at + units * 8 {
-            return Err(());
+            return Err(MalformedOptions);
         }
         if options[at] == kind {
             if units != 1 {
-                return Err(());
+                return Err(MalformedOptions);
             }
             found = found.or(Some(array(options, at + 2)));
         }
@@ -268,8 +273,7 @@ fn neighbor_discovery(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
     if frame[ip] >> 4 != 6
         || frame[ip + 6] != NEXT_HEADER_ICMPV6
         || frame[ip + 7] != 255
-        || payload_len < ND_BODY_LEN
-        || payload_len > MAX_ND_MESSAGE_LEN
+        || !(ND_BODY_LEN..=MAX_ND_MESSAGE_LEN).contains(&payload_len)
         || frame.len() < icmp + payload_len
     {
         return Expected::pass();
@@ -425,7 +429,13 @@ mod tests {
         let sixteen: Vec<u8> = nonce.repeat(MAX_ND_OPTIONS);
         assert_eq!(link_layer_option(&sixteen, OPTION_SLLAO), Ok(None));
         let seventeen: Vec<u8> = nonce.repeat(MAX_ND_OPTIONS + 1);
-        assert_eq!(link_layer_option(&seventeen, OPTION_SLLAO), Err(()));
-        assert_eq!(link_layer_option(&[1, 0, 0, 0, 0, 0, 0, 0], 1), Err(()));
+        assert_eq!(
+            link_layer_option(&seventeen, OPTION_SLLAO),
+            Err(MalformedOptions)
+        );
+        assert_eq!(
+            link_layer_option(&[1, 0, 0, 0, 0, 0, 0, 0], 1),
+            Err(MalformedOptions)
+        );
     }
 }

@@ -1,0 +1,572 @@
+//! Faults the agent must survive: an unreachable API server (fail-static,
+//! then reconciliation), rapid VIP churn, two nodes claiming one VIP (split
+//! brain), and bad input (Service status, VIP files, pin paths, SIGHUP).
+use std::{
+    collections::BTreeSet,
+    fs::File,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, MutexGuard,
+    },
+    time::{Duration, Instant},
+};
+
+use responder_tests::{
+    cluster::{Cluster, WAIT},
+    lab::{arping, attach_pass_through, responder_bin, Lab, PassThrough, PinCleanup, NODE_IF},
+    netns::{veth, wait_for, ChildGuard, NetNs},
+};
+use serde_json::json;
+
+/// Clusters side by side on a small CI machine would starve Lease renewals
+/// (see tests/cluster.rs); the split-brain segment is light and runs freely.
+fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn v4(address: &str) -> Ipv4Addr {
+    address.parse().expect("test IPv4 address")
+}
+
+/// The first log line containing every one of `needles`.
+fn log_line(log: &str, needles: &[&str]) -> Option<String> {
+    log.lines()
+        .find(|line| needles.iter().all(|n| line.contains(n)))
+        .map(str::to_owned)
+}
+
+/// The Kubernetes API server is frozen for a minute: the VIPs keep being
+/// answered by their owner (no request lost), and once the server is back a
+/// deletion made right away is applied.
+#[test]
+fn api_server_outage_is_fail_static_and_reconciles_after() {
+    const WEB: &str = "198.51.100.10";
+    const API: &str = "198.51.100.11";
+    const OUTAGE: Duration = Duration::from_secs(60);
+    let _serial = one_cluster_at_a_time();
+    let cluster = Cluster::start("stat");
+    cluster.create_lb_service("web", &[WEB]);
+    cluster.create_lb_service("api", &[API]);
+    let web_owner = cluster.sole_owner(&[WEB], "one node to hold web");
+    let api_owner = cluster.sole_owner(&[API], "one node to hold api");
+    let expected = [
+        (v4(WEB), cluster.agent(web_owner).mac.clone()),
+        (v4(API), cluster.agent(api_owner).mac.clone()),
+    ];
+    let prober = cluster.arp_prober();
+
+    let pause = cluster.pause_api_server();
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    let mut unanswered = Vec::new();
+    let mut wrong = Vec::new();
+    while started.elapsed() < OUTAGE {
+        for (vip, mac) in &expected {
+            attempts += 1;
+            let answers = prober.answers(*vip, Duration::from_millis(500));
+            if answers.is_empty() {
+                unanswered.push((started.elapsed(), *vip));
+            }
+            wrong.extend(answers.into_iter().filter(|a| a != mac).map(|a| (*vip, a)));
+        }
+    }
+    let frozen: Vec<String> = cluster
+        .agents
+        .iter()
+        .filter_map(|a| log_line(&a.log(), &["Kubernetes view broken"]))
+        .collect();
+    pause.resume();
+    eprintln!(
+        "outage of {OUTAGE:?}: {attempts} ARP requests, {} unanswered; fail-static log lines: {frozen:#?}",
+        unanswered.len()
+    );
+    assert!(
+        unanswered.is_empty(),
+        "requests lost while the API server was unreachable: {unanswered:?} of {attempts}"
+    );
+    assert!(
+        wrong.is_empty(),
+        "answers from other than the owners during the outage: {wrong:?}"
+    );
+    assert_eq!(
+        frozen.len(),
+        cluster.agents.len(),
+        "every agent must log that it keeps its VIPs while the API is unreachable"
+    );
+
+    cluster.delete_service("api");
+    cluster.nobody_holds(
+        &[API],
+        "api to be withdrawn once the API server is back and it is deleted",
+    );
+    assert!(
+        prober.answers(v4(API), Duration::from_secs(1)).is_empty(),
+        "deleted api still answered"
+    );
+    let recovered = wait_for(WAIT, || {
+        cluster
+            .agents
+            .iter()
+            .map(|a| log_line(&a.log(), &["Kubernetes view recovered"]))
+            .collect::<Option<Vec<_>>>()
+    });
+    eprintln!("recovery log lines: {recovered:#?}");
+    assert!(
+        recovered.is_some(),
+        "not every agent logged its recovery from the outage"
+    );
+    let web_after = cluster.sole_owner(&[WEB], "web to have one owner after the outage");
+    assert_eq!(
+        prober.answers(v4(WEB), Duration::from_secs(1)),
+        vec![cluster.agent(web_after).mac.clone()],
+        "web must be answered by {web_after} alone after the outage"
+    );
+}
+
+/// A thousand status changes swap a Service's addresses among a pool while a
+/// client keeps asking: only node MACs ever answer, never for an address that
+/// was never a VIP, and what was removed last is not answered afterwards.
+#[test]
+fn vip_churn_never_answers_wrongly() {
+    const CHANGES: usize = 1000;
+    const NEVER_A_VIP: &str = "198.51.100.120";
+    let _serial = one_cluster_at_a_time();
+    let cluster = Cluster::start("churn");
+    let pool: Vec<String> = (100..120).map(|i| format!("198.51.100.{i}")).collect();
+    let step = |i: usize| {
+        [
+            pool[(i * 7) % pool.len()].clone(),
+            pool[(i * 7 + 3) % pool.len()].clone(),
+        ]
+    };
+    let initial = step(0);
+    cluster.create_lb_service("churn", &[&initial[0], &initial[1]]);
+    cluster.sole_owner(&[&initial[0], &initial[1]], "one node to hold churn");
+    let node_macs: BTreeSet<String> = cluster.agents.iter().map(|a| a.mac.clone()).collect();
+
+    let prober = cluster.arp_prober();
+    let stop = AtomicBool::new(false);
+    let mut targets: Vec<Ipv4Addr> = pool.iter().map(|a| v4(a)).collect();
+    targets.push(v4(NEVER_A_VIP));
+    let (answers, asked) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            let mut answers = Vec::new();
+            let mut asked = 0u32;
+            'probing: while Instant::now() < deadline {
+                for target in &targets {
+                    if stop.load(Ordering::Relaxed) {
+                        break 'probing;
+                    }
+                    asked += 1;
+                    for mac in prober.answers(*target, Duration::from_millis(20)) {
+                        answers.push((*target, mac));
+                    }
+                }
+            }
+            (answers, asked)
+        });
+        for i in 1..=CHANGES {
+            let addresses = step(i);
+            cluster.set_ingress("churn", &[&addresses[0], &addresses[1]]);
+        }
+        stop.store(true, Ordering::Relaxed);
+        client.join().expect("client thread")
+    });
+
+    let last: BTreeSet<String> = step(CHANGES).into_iter().collect();
+    let last_refs: Vec<&str> = last.iter().map(String::as_str).collect();
+    let owner = cluster.sole_owner(&last_refs, "one node to hold the final addresses");
+    let applied = wait_for(WAIT, || {
+        let installed: BTreeSet<String> = cluster
+            .agent(owner)
+            .vips_json()
+            .iter()
+            .filter_map(|v| v["ip"].as_str().map(str::to_owned))
+            .filter(|ip| pool.contains(ip))
+            .collect();
+        (installed == last).then_some(())
+    });
+    assert!(
+        applied.is_some(),
+        "{owner}'s map never settled on {last:?}: {:?}",
+        cluster.agent(owner).vips_json()
+    );
+    for address in &pool {
+        assert!(
+            last.contains(address) || cluster.holders(address).is_empty(),
+            "removed {address} still installed on {:?}",
+            cluster.holders(address)
+        );
+    }
+
+    eprintln!(
+        "{CHANGES} status changes; client asked {asked} times, got {} answers",
+        answers.len()
+    );
+    assert!(
+        !answers.is_empty(),
+        "the client got no answers at all during the churn"
+    );
+    let foreign: Vec<_> = answers
+        .iter()
+        .filter(|(_, mac)| !node_macs.contains(mac))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "answers from MACs that are no node's: {foreign:?}"
+    );
+    let never: Vec<_> = answers
+        .iter()
+        .filter(|(ip, _)| *ip == v4(NEVER_A_VIP))
+        .collect();
+    assert!(
+        never.is_empty(),
+        "{NEVER_A_VIP} was never a VIP but was answered: {never:?}"
+    );
+
+    let owner_mac = cluster.agent(owner).mac.clone();
+    for address in &pool {
+        let got = prober.answers(v4(address), Duration::from_millis(300));
+        if last.contains(address) {
+            assert_eq!(
+                got,
+                vec![owner_mac.clone()],
+                "{address} must be answered by {owner} alone"
+            );
+        } else {
+            assert!(
+                got.is_empty(),
+                "{address} was removed but is answered by {got:?}"
+            );
+        }
+    }
+}
+
+/// A segment (bridge) with two node namespaces on it, for two static
+/// responders claiming the same VIP.
+struct Segment {
+    _ports: Vec<PassThrough>,
+    nodes: Vec<NetNs>,
+    _bridge: NetNs,
+}
+
+const NODE_PORT_IF: &str = "seg0";
+
+impl Segment {
+    fn new(name: &str, nodes: usize) -> Self {
+        let bridge = NetNs::new(&format!("rsp-{name}-s"));
+        bridge.ip(&["link", "add", "br0", "type", "bridge"]);
+        bridge.ip(&["link", "set", "br0", "up"]);
+        let mut ports = Vec::new();
+        let mut namespaces = Vec::new();
+        for i in 0..nodes {
+            let node = NetNs::new(&format!("rsp-{name}-{i}"));
+            let port = format!("port{i}");
+            veth(&node, NODE_PORT_IF, &bridge, &port);
+            bridge.ip(&["link", "set", &port, "master", "br0"]);
+            ports.push(attach_pass_through(&bridge, &port));
+            namespaces.push(node);
+        }
+        Segment {
+            _ports: ports,
+            nodes: namespaces,
+            _bridge: bridge,
+        }
+    }
+}
+
+struct StaticResponder {
+    _child: ChildGuard,
+    log_path: PathBuf,
+    _pins: PinCleanup,
+    netns: String,
+}
+
+impl StaticResponder {
+    fn start(node: &NetNs, vip: &str, metrics_port: u16) -> Self {
+        let pin_path = PathBuf::from(format!("/sys/fs/bpf/{}", node.name()));
+        let log_path = std::env::temp_dir().join(format!("{}.log", node.name()));
+        let log = File::create(&log_path).expect("create responder log");
+        let mut cmd = node.command(responder_bin().to_str().expect("utf-8 path"));
+        cmd.args(["run", "--interface", NODE_PORT_IF, "--vip", vip])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            // A long burst: the second responder starts while the first one
+            // still announces, so each sees the other's announcements.
+            .args(["--announce-count", "200", "--announce-interval", "100ms"])
+            .arg("--pin-path")
+            .arg(&pin_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        let responder = StaticResponder {
+            _child: ChildGuard::spawn(cmd, "static responder"),
+            log_path,
+            _pins: PinCleanup {
+                pin_path: pin_path.clone(),
+            },
+            netns: node.path(),
+        };
+        let ready = wait_for(Duration::from_secs(20), || {
+            (responder.vips().len() == 1).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "responder did not install {vip}; log:\n{}",
+            responder.log()
+        );
+        responder
+    }
+
+    fn vips(&self) -> Vec<serde_json::Value> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns))
+            .arg("--")
+            .arg(responder_bin())
+            .args(["vips", "--json", "--pin-path"])
+            .arg(&self._pins.pin_path)
+            .output()
+            .expect("run responder vips");
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice(&out.stdout).expect("vips --json is a JSON array")
+    }
+
+    fn conflicts(&self) -> u64 {
+        self.vips()
+            .iter()
+            .filter_map(|v| v["conflicts"].as_u64())
+            .sum()
+    }
+
+    fn metric(&self, port: u16, name: &str) -> Option<f64> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns))
+            .args(["--", "curl", "-sf", "-m", "5"])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (metric, value) = line.rsplit_once(' ')?;
+                (metric == name || metric.starts_with(&format!("{name}{{")))
+                    .then(|| value.parse().ok())?
+            })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for StaticResponder {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- responder log ({}) ---\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// Two responders answering for one VIP on one segment each see the other's
+/// announcements and say so: in `vips`, in the metrics and in the log.
+#[test]
+fn split_brain_is_reported_by_both_sides() {
+    const VIP: &str = "198.51.100.50";
+    const METRICS_PORT: u16 = 9851;
+    let segment = Segment::new("split", 2);
+    let first = StaticResponder::start(&segment.nodes[0], VIP, METRICS_PORT);
+    let second = StaticResponder::start(&segment.nodes[1], VIP, METRICS_PORT);
+    for (side, responder) in [("first", &first), ("second", &second)] {
+        let seen = wait_for(Duration::from_secs(20), || {
+            let conflicts = responder.conflicts();
+            let metric = responder.metric(METRICS_PORT, "responder_layer2_conflicts_total")?;
+            let line = log_line(&responder.log(), &["WARN", "split brain", VIP])?;
+            (conflicts > 0 && metric > 0.0).then_some((conflicts, metric, line))
+        });
+        let (conflicts, metric, line) = seen.unwrap_or_else(|| {
+            panic!(
+                "{side} responder did not report the conflict: vips {:?}, metric {:?}",
+                responder.vips(),
+                responder.metric(METRICS_PORT, "responder_layer2_conflicts_total")
+            )
+        });
+        eprintln!("{side}: conflicts {conflicts}, metric {metric}, log: {line}");
+    }
+}
+
+/// Services whose status the agent cannot use are named in a warning, and
+/// do not keep a good Service from being answered.
+#[test]
+fn unusable_service_status_is_named_and_skipped() {
+    const GOOD: &str = "198.51.100.30";
+    const NOT_UNICAST: &str = "224.0.0.5";
+    let _serial = one_cluster_at_a_time();
+    let cluster = Cluster::start("bad");
+    cluster.create_lb_service("bad-ip", &[]);
+    // The API server validates ingress ips itself (so the agent's own parse
+    // error is unreachable through it); an IP that is no unicast VIP passes.
+    let rejected = cluster.try_set_ingress_entries("bad-ip", json!([{ "ip": "not-an-ip" }]));
+    eprintln!("the API server's verdict on ingress ip \"not-an-ip\": {rejected:?}");
+    assert!(
+        rejected.is_err(),
+        "the API server accepted ingress ip \"not-an-ip\""
+    );
+    cluster.set_ingress("bad-ip", &[NOT_UNICAST]);
+    cluster.create_lb_service("hostname-only", &[]);
+    cluster
+        .try_set_ingress_entries("hostname-only", json!([{ "hostname": "lb.example.com" }]))
+        .expect("hostname-only ingress accepted");
+    cluster.create_lb_service("good", &[GOOD]);
+
+    let owner = cluster.sole_owner(&[GOOD], "one node to hold good");
+    assert_eq!(
+        cluster.arp_answerers(GOOD, 2),
+        BTreeSet::from([cluster.agent(owner).mac.clone()]),
+        "good must be answered by {owner} alone"
+    );
+    let warnings = wait_for(WAIT, || {
+        let logs: Vec<String> = cluster.agents.iter().map(|a| a.log()).collect();
+        let bad_ip = logs.iter().find_map(|log| {
+            log_line(
+                log,
+                &["WARN", "default/bad-ip", "ignoring load-balancer IP"],
+            )
+        })?;
+        let hostname = logs
+            .iter()
+            .find_map(|log| log_line(log, &["WARN", "default/hostname-only", "has no ip"]))?;
+        Some((bad_ip, hostname))
+    });
+    let (bad_ip, hostname) = warnings.unwrap_or_else(|| {
+        panic!("no warning naming bad-ip and hostname-only in the agents' logs")
+    });
+    eprintln!("warnings:\n{bad_ip}\n{hostname}");
+    assert!(
+        cluster.holders(NOT_UNICAST).is_empty(),
+        "{NOT_UNICAST} installed as a VIP"
+    );
+}
+
+/// `responder run` that must refuse to start: its exit code and stderr.
+fn run_refused(lab: &Lab, args: &[&str], pin_path: &Path) -> (i32, String) {
+    let out = lab
+        .node
+        .command("timeout")
+        .arg("20")
+        .arg(responder_bin())
+        .args([
+            "run",
+            "--interface",
+            NODE_IF,
+            "--metrics-addr",
+            "off",
+            "--pin-path",
+        ])
+        .arg(pin_path)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run responder");
+    let code = out.status.code().expect("exit code");
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    assert_ne!(code, 124, "responder kept running with {args:?}:\n{text}");
+    (code, text)
+}
+
+#[test]
+fn unreadable_vip_file_and_non_bpffs_pin_path_refuse_to_start() {
+    let lab = Lab::new("badin");
+    let _pins = PinCleanup {
+        pin_path: lab.pin_path(),
+    };
+    let missing = std::env::temp_dir().join(format!("faults-missing-{}.vips", std::process::id()));
+    let directory = std::env::temp_dir().join(format!("faults-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("create a directory");
+    let missing_text = format!("cannot read VIP file {}", missing.display());
+    let directory_text = format!("cannot read VIP file {}", directory.display());
+    let cases = [
+        (
+            "a missing --vip-file",
+            vec!["--vip-file", missing.to_str().expect("utf-8")],
+            lab.pin_path(),
+            missing_text.as_str(),
+        ),
+        (
+            "a directory as --vip-file",
+            vec!["--vip-file", directory.to_str().expect("utf-8")],
+            lab.pin_path(),
+            directory_text.as_str(),
+        ),
+        (
+            "a pin path off bpffs",
+            vec!["--vip", "198.51.100.10"],
+            directory.clone(),
+            "is not on a BPF filesystem",
+        ),
+    ];
+    for (what, args, pin_path, expected) in cases {
+        let (code, output) = run_refused(&lab, &args, &pin_path);
+        eprintln!("{what}: exit {code}: {}", output.trim());
+        assert_ne!(code, 0, "{what} must fail the start:\n{output}");
+        assert!(
+            output.contains(expected),
+            "the error for {what} must say {expected:?}:\n{output}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn sighup_with_an_unreadable_vip_file_keeps_serving() {
+    const VIP: &str = "198.51.100.10";
+    let lab = Lab::new("hupbad");
+    let _pins = PinCleanup {
+        pin_path: lab.pin_path(),
+    };
+    let file = std::env::temp_dir().join(format!("faults-hup-{}.vips", std::process::id()));
+    std::fs::write(&file, format!("{VIP}\n")).expect("write vip file");
+    let mut responder = lab.start_responder(
+        &[
+            "--interface",
+            NODE_IF,
+            "--vip-file",
+            file.to_str().expect("utf-8"),
+        ],
+        1,
+    );
+    let (answered, out) = arping(&lab, VIP, 2);
+    assert!(answered, "{VIP} not answered before the reload: {out}");
+
+    // Root reads through `chmod 000`; a directory in the file's place cannot be read.
+    std::fs::remove_file(&file).expect("remove vip file");
+    std::fs::create_dir(&file).expect("directory in its place");
+    responder.child().signal(nix::sys::signal::Signal::SIGHUP);
+    let refused = wait_for(Duration::from_secs(10), || {
+        log_line(&responder.log(), &["SIGHUP", "keeping the current VIPs"])
+    });
+    let _ = std::fs::remove_dir(&file);
+    let line = refused.unwrap_or_else(|| panic!("no reload error logged:\n{}", responder.log()));
+    eprintln!("reload error: {line}");
+    assert_eq!(responder.vips().len(), 1, "the VIP must stay installed");
+    let (answered, out) = arping(&lab, VIP, 2);
+    assert!(
+        answered,
+        "{VIP} not answered after the failed reload: {out}"
+    );
+}
