@@ -56,7 +56,11 @@ pub enum Error {
         action: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("{} is not on a BPF filesystem; mount one with `mount -t bpf bpf {}`", path.display(), path.display())]
+    #[error(
+        "{} is not on a BPF filesystem: choose a --pin-path under a bpffs mount (usually \
+         /sys/fs/bpf; mount it with `mount -t bpf bpf /sys/fs/bpf`)",
+        path.display()
+    )]
     NotBpffs { path: PathBuf },
     #[error("{} is not on a BPF filesystem, so it holds no responder pins; nothing removed", path.display())]
     NotPinDirectory { path: PathBuf },

@@ -314,12 +314,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn vips(pin_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let rows = bpf::read_pinned_vips(pin_path).context("reading the pinned VIP maps")?;
+    print_report(&rows, json, |rows| format_table(rows))
+}
+
+/// Prints `report` as pretty JSON, or as the text `format` makes of it.
+fn print_report<T: serde::Serialize + ?Sized>(
+    report: &T,
+    json: bool,
+    format: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &rows).context("writing JSON")?;
+        serde_json::to_writer_pretty(&mut out, report).context("writing JSON")?;
         writeln!(out)?;
     } else {
-        out.write_all(format_table(&rows).as_bytes())?;
+        out.write_all(format(report).as_bytes())?;
     }
     Ok(())
 }
@@ -375,14 +384,7 @@ fn format_table(rows: &[VipRow]) -> String {
 
 fn stats(pin_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let stats = bpf::read_pinned_stats(pin_path).context("reading the pinned maps and links")?;
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &stats).context("writing JSON")?;
-        writeln!(out)?;
-    } else {
-        out.write_all(format_stats(&stats).as_bytes())?;
-    }
-    Ok(())
+    print_report(&stats, json, format_stats)
 }
 
 fn format_stats(stats: &PinnedStats) -> String {

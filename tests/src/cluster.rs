@@ -131,11 +131,7 @@ impl Agent {
     }
 
     fn cleanup_pins(&self) {
-        let _ = Command::new(responder_bin())
-            .args(["cleanup", "--pin-path"])
-            .arg(&self.pin_path)
-            .stdout(Stdio::null())
-            .status();
+        crate::lab::cleanup_pins(&self.pin_path);
     }
 }
 

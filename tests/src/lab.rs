@@ -192,12 +192,19 @@ pub struct PinCleanup {
 
 impl Drop for PinCleanup {
     fn drop(&mut self) {
-        let _ = Command::new(responder_bin())
-            .args(["cleanup", "--pin-path"])
-            .arg(&self.pin_path)
-            .stdout(Stdio::null())
-            .status();
+        cleanup_pins(&self.pin_path);
     }
+}
+
+/// `responder cleanup`: a SIGKILLed agent leaves its program, links and maps
+/// pinned. Runs from `Drop`, so it must not panic.
+pub fn cleanup_pins(pin_path: &std::path::Path) {
+    let Some(bin) = find_responder_bin() else { return };
+    let _ = Command::new(bin)
+        .args(["cleanup", "--pin-path"])
+        .arg(pin_path)
+        .stdout(Stdio::null())
+        .status();
 }
 
 impl Drop for Responder {
@@ -212,14 +219,18 @@ impl Drop for Responder {
 /// The `responder` binary of this workspace: `RESPONDER_BIN`, else the one
 /// cargo built next to the test executable.
 pub fn responder_bin() -> PathBuf {
+    find_responder_bin().unwrap_or_else(|| {
+        panic!("no responder binary: build it with `cargo build -p responder-user` or set RESPONDER_BIN")
+    })
+}
+
+fn find_responder_bin() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("RESPONDER_BIN") {
-        return bin.into();
+        return Some(bin.into());
     }
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
-    let bin = profile_dir.join("responder");
-    assert!(bin.exists(), "{} missing: build it with `cargo build -p responder-user` or set RESPONDER_BIN", bin.display());
-    bin
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("responder");
+    bin.exists().then_some(bin)
 }
 
 /// An XDP program on the client side of the veth. Frames a driver-mode XDP

@@ -4,7 +4,7 @@
 use std::{
     io,
     mem::size_of,
-    os::fd::{AsFd as _, AsRawFd as _},
+    os::fd::{AsFd as _, AsRawFd as _, RawFd},
 };
 
 use aya::{
@@ -216,44 +216,75 @@ impl LoadedResponder {
             .program(PROGRAM_NAME)
             .ok_or(TestRunError::Missing("XDP program"))?
             .try_into()?;
-        let program_fd = program.fd()?;
+        let program_fd = program.fd()?.as_fd().as_raw_fd();
         let mut output = vec![0u8; DATA_OUT_LEN];
-        // data/data_end are offsets into the frame; the kernel insists they
-        // cover it exactly and that there is no metadata.
-        let ctx = XdpMd {
-            data_end: frame.len() as u32,
-            ingress_ifindex,
-            ..XdpMd::default()
-        };
-        let mut attr = TestRunAttr {
-            prog_fd: program_fd.as_fd().as_raw_fd() as u32,
-            data_size_in: frame.len() as u32,
-            data_size_out: output.len() as u32,
-            data_in: frame.as_ptr() as u64,
-            data_out: output.as_mut_ptr() as u64,
-            repeat,
-            ctx_size_in: size_of::<XdpMd>() as u32,
-            ctx_in: &ctx as *const XdpMd as u64,
-            ..TestRunAttr::default()
-        };
-        // SAFETY: every pointer in `attr` refers to live buffers of the sizes
-        // given, which outlive the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                size_of::<TestRunAttr>(),
-            )
-        };
-        if ret < 0 {
-            return Err(TestRunError::Syscall(io::Error::last_os_error()));
-        }
-        output.truncate(attr.data_size_out as usize);
+        let raw = test_run_fd(program_fd, frame, ingress_ifindex, repeat, Some(&mut output))?;
+        output.truncate(raw.output_len);
         Ok(Outcome {
-            action: attr.retval,
+            action: raw.action,
             output,
-            duration_ns: attr.duration,
+            duration_ns: raw.duration_ns,
         })
     }
+}
+
+/// What the kernel reported for one BPF_PROG_TEST_RUN.
+pub struct RawOutcome {
+    pub action: u32,
+    /// Mean nanoseconds per repetition, measured by the kernel.
+    pub duration_ns: u32,
+    /// Bytes written to `output` (0 without one).
+    pub output_len: usize,
+}
+
+/// One BPF_PROG_TEST_RUN of the XDP program behind `program_fd` on `frame`,
+/// as if it arrived on `ingress_ifindex`. Without `output` the kernel copies
+/// nothing back, which is what a benchmark wants.
+pub fn test_run_fd(
+    program_fd: RawFd,
+    frame: &[u8],
+    ingress_ifindex: u32,
+    repeat: u32,
+    output: Option<&mut [u8]>,
+) -> Result<RawOutcome, TestRunError> {
+    // data/data_end are offsets into the frame; the kernel insists they
+    // cover it exactly and that there is no metadata.
+    let ctx = XdpMd {
+        data_end: frame.len() as u32,
+        ingress_ifindex,
+        ..XdpMd::default()
+    };
+    let (data_out, data_size_out) = match output {
+        Some(buffer) => (buffer.as_mut_ptr() as u64, buffer.len() as u32),
+        None => (0, 0),
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: program_fd as u32,
+        data_size_in: frame.len() as u32,
+        data_size_out,
+        data_in: frame.as_ptr() as u64,
+        data_out,
+        repeat,
+        ctx_size_in: size_of::<XdpMd>() as u32,
+        ctx_in: &ctx as *const XdpMd as u64,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: every pointer in `attr` refers to live buffers of the sizes
+    // given, which outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            size_of::<TestRunAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(TestRunError::Syscall(io::Error::last_os_error()));
+    }
+    Ok(RawOutcome {
+        action: attr.retval,
+        duration_ns: attr.duration,
+        output_len: if data_out == 0 { 0 } else { attr.data_size_out as usize },
+    })
 }

@@ -462,6 +462,16 @@ fn unusable_service_status_is_named_and_skipped() {
     );
 }
 
+/// A file or directory made by a test, removed on drop.
+struct TempPath(PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `responder run` that must refuse to start: its exit code and stderr.
 fn run_refused(lab: &Lab, args: &[&str], pin_path: &Path) -> (i32, String) {
     let out = lab
@@ -496,8 +506,10 @@ fn unreadable_vip_file_and_non_bpffs_pin_path_refuse_to_start() {
         pin_path: lab.pin_path(),
     };
     let missing = std::env::temp_dir().join(format!("faults-missing-{}.vips", std::process::id()));
-    let directory = std::env::temp_dir().join(format!("faults-dir-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("create a directory");
+    let directory =
+        TempPath(std::env::temp_dir().join(format!("faults-dir-{}", std::process::id())));
+    std::fs::create_dir_all(&directory.0).expect("create a directory");
+    let directory = &directory.0;
     let missing_text = format!("cannot read VIP file {}", missing.display());
     let directory_text = format!("cannot read VIP file {}", directory.display());
     let cases = [
@@ -529,7 +541,6 @@ fn unreadable_vip_file_and_non_bpffs_pin_path_refuse_to_start() {
             "the error for {what} must say {expected:?}:\n{output}"
         );
     }
-    let _ = std::fs::remove_dir_all(&directory);
 }
 
 #[test]
@@ -539,8 +550,10 @@ fn sighup_with_an_unreadable_vip_file_keeps_serving() {
     let _pins = PinCleanup {
         pin_path: lab.pin_path(),
     };
-    let file = std::env::temp_dir().join(format!("faults-hup-{}.vips", std::process::id()));
-    std::fs::write(&file, format!("{VIP}\n")).expect("write vip file");
+    let file =
+        TempPath(std::env::temp_dir().join(format!("faults-hup-{}.vips", std::process::id())));
+    let file = &file.0;
+    std::fs::write(file, format!("{VIP}\n")).expect("write vip file");
     let mut responder = lab.start_responder(
         &[
             "--interface",
@@ -554,13 +567,12 @@ fn sighup_with_an_unreadable_vip_file_keeps_serving() {
     assert!(answered, "{VIP} not answered before the reload: {out}");
 
     // Root reads through `chmod 000`; a directory in the file's place cannot be read.
-    std::fs::remove_file(&file).expect("remove vip file");
-    std::fs::create_dir(&file).expect("directory in its place");
+    std::fs::remove_file(file).expect("remove vip file");
+    std::fs::create_dir(file).expect("directory in its place");
     responder.child().signal(nix::sys::signal::Signal::SIGHUP);
     let refused = wait_for(Duration::from_secs(10), || {
         log_line(&responder.log(), &["SIGHUP", "keeping the current VIPs"])
     });
-    let _ = std::fs::remove_dir(&file);
     let line = refused.unwrap_or_else(|| panic!("no reload error logged:\n{}", responder.log()));
     eprintln!("reload error: {line}");
     assert_eq!(responder.vips().len(), 1, "the VIP must stay installed");

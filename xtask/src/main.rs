@@ -125,9 +125,15 @@ fn test(cargo_args: &[String]) -> Result<()> {
     setup::all()?;
     setup::kube_apiserver()?;
     let root = workspace_root();
+    // The namespace tests run the real `responder` binary, which `cargo test`
+    // alone does not build.
     run(Command::new("cargo")
-        .args(["test", "--workspace", "--exclude", "responder-ebpf"])
+        .args(["build", "--package", "responder-user", "--bin", "responder"])
+        .current_dir(&root))?;
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--exclude", "responder-ebpf", "--no-fail-fast"])
         .args(cargo_args)
+        .env("RESPONDER_BIN", root.join("target/debug/responder"))
         .current_dir(&root))?;
     fuzz::run_fuzzer(200_000, None)?;
     Ok(())

@@ -32,7 +32,7 @@ use responder_tests::{
     },
     lab::{Lab, CLIENT_IF, CLIENT_V4, CLIENT_V6, NODE_IF, VIP_V4, VIP_V6},
     loadgen::{self, ExpectedReplies, LoadResult},
-    testrun::LOOPBACK_IFINDEX,
+    testrun::{test_run_fd, LOOPBACK_IFINDEX},
     userspace_responder::UserspaceResponder,
 };
 use serde_json::{json, Value};
@@ -41,8 +41,6 @@ use serde_json::{json, Value};
 const BASELINE_PROGRAM: &str = "xdp_pass";
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
-/// `BPF_PROG_TEST_RUN` from `enum bpf_cmd`.
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const VLAN_ID: u16 = 100;
 const FEW_VIPS: usize = 10;
 const MANY_VIPS: usize = 100_000;
@@ -321,73 +319,13 @@ fn program_fd(ebpf: &Ebpf, name: &str) -> RawFd {
     program.fd().expect("loaded").as_fd().as_raw_fd()
 }
 
-/// `struct xdp_md`, the context BPF_PROG_TEST_RUN takes.
-#[repr(C)]
-#[derive(Default)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
-}
-
-/// The `test` member of `union bpf_attr`, zero-padded to the end.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: u32,
-}
-
 /// One BPF_PROG_TEST_RUN of `frame`: (action, kernel-measured mean ns per run).
 /// Both programs go through this same function, so whatever it adds is added
 /// to both. No output buffer: copying the frame back is not what we measure.
 fn test_run(fd: RawFd, frame: &[u8], repeat: u32) -> (u32, u32) {
-    let ctx = XdpMd {
-        data_end: frame.len() as u32,
-        ingress_ifindex: LOOPBACK_IFINDEX,
-        ..XdpMd::default()
-    };
-    let mut attr = TestRunAttr {
-        prog_fd: fd as u32,
-        data_size_in: frame.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        repeat,
-        ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
-        ctx_in: &ctx as *const XdpMd as u64,
-        ..TestRunAttr::default()
-    };
-    // SAFETY: the pointers in `attr` refer to live buffers of the sizes given.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>(),
-        )
-    };
-    assert!(
-        ret == 0,
-        "BPF_PROG_TEST_RUN: {}",
-        std::io::Error::last_os_error()
-    );
-    (attr.retval, attr.duration)
+    let outcome = test_run_fd(fd, frame, LOOPBACK_IFINDEX, repeat, None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (outcome.action, outcome.duration_ns)
 }
 
 /// Mean of the samples below the 99th percentile: interrupts and
