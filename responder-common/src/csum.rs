@@ -103,12 +103,18 @@ mod tests {
         ];
         let c = icmpv6(&src, &dst, &msg);
         // Independently computed big-endian sum (see reference below).
-        assert_eq!(c.to_ne_bytes(), reference_checksum(&src, &dst, &msg).to_be_bytes());
+        assert_eq!(
+            c.to_ne_bytes(),
+            reference_checksum(&src, &dst, &msg).to_be_bytes()
+        );
         msg[2..4].copy_from_slice(&c.to_ne_bytes());
         let acc = ipv6_pseudo_header(&src, &dst, msg.len() as u32, 58);
         assert!(verifies(add_bytes(acc, &msg)));
         msg[30] ^= 1;
-        assert!(!verifies(add_bytes(ipv6_pseudo_header(&src, &dst, 32, 58), &msg)));
+        assert!(!verifies(add_bytes(
+            ipv6_pseudo_header(&src, &dst, 32, 58),
+            &msg
+        )));
     }
 
     /// Textbook big-endian implementation, to check the memory-order one.

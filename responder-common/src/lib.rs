@@ -56,11 +56,25 @@ impl VipKey {
         a[1] = addr[1];
         a[2] = addr[2];
         a[3] = addr[3];
-        VipKey { ifindex, vlan_outer, vlan_inner, family: FAMILY_IPV4, _pad: [0; 3], addr: a }
+        VipKey {
+            ifindex,
+            vlan_outer,
+            vlan_inner,
+            family: FAMILY_IPV4,
+            _pad: [0; 3],
+            addr: a,
+        }
     }
 
     pub const fn v6(ifindex: u32, vlan_outer: u16, vlan_inner: u16, addr: [u8; 16]) -> Self {
-        VipKey { ifindex, vlan_outer, vlan_inner, family: FAMILY_IPV6, _pad: [0; 3], addr }
+        VipKey {
+            ifindex,
+            vlan_outer,
+            vlan_inner,
+            family: FAMILY_IPV6,
+            _pad: [0; 3],
+            addr,
+        }
     }
 }
 

@@ -180,14 +180,22 @@ mod tests {
         assert_eq!(ETH_P_IPV6_BE.to_ne_bytes(), [0x86, 0xdd]);
         assert_eq!(ETH_P_8021AD_BE.to_ne_bytes(), [0x88, 0xa8]);
         assert_eq!(ARPOP_REPLY_BE.to_ne_bytes(), [0, 2]);
-        assert_eq!((0x1234u16.to_be() & VLAN_VID_MASK_BE).to_ne_bytes(), [0x02, 0x34]);
+        assert_eq!(
+            (0x1234u16.to_be() & VLAN_VID_MASK_BE).to_ne_bytes(),
+            [0x02, 0x34]
+        );
     }
 
     #[test]
     fn solicited_node_group_and_mac() {
-        let addr = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xcd, 0xef];
+        let addr = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xcd, 0xef,
+        ];
         let g = solicited_node(&addr);
-        assert_eq!(g, [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xab, 0xcd, 0xef]);
+        assert_eq!(
+            g,
+            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xab, 0xcd, 0xef]
+        );
         assert_eq!(ipv6_multicast_mac(&g), [0x33, 0x33, 0xff, 0xab, 0xcd, 0xef]);
         assert_eq!(ipv6_multicast_mac(&IPV6_ALL_NODES), MAC_ALL_NODES);
     }

@@ -373,6 +373,9 @@ impl Agent {
         let samples = self.vip_counters().vip_samples();
         metrics::warn_on_new_conflicts(&self.last_samples, &samples);
         self.last_samples = samples;
+        if let Some(report) = self.dataplane.retry_failed() {
+            self.after_reconcile(&report);
+        }
     }
 
     /// The Kubernetes source has spoken (or had its chance): ready, and

@@ -14,7 +14,7 @@ use responder_common::{VipKey, VipValue};
 
 use crate::{
     announce::Announce,
-    error::Error,
+    error::{display_chain, Error},
     netif::Interface,
     vip::{self, key_addr, key_vlan, VipSpec},
 };
@@ -59,7 +59,8 @@ pub struct ApplyReport {
     pub removed: usize,
     /// Specs skipped because they do not fit the attached interfaces.
     pub rejected: usize,
-    /// Map operations that failed; retried by the next apply.
+    /// Map operations that failed; retried by the next apply or
+    /// [`Dataplane::retry_failed`].
     pub failed: usize,
 }
 
@@ -73,6 +74,8 @@ pub struct Dataplane<M, A> {
     /// previous agent's VIPs, until the sources that may still want them
     /// have spoken.
     hold_removals: bool,
+    /// Map operations the last reconcile could not do.
+    failed: usize,
 }
 
 impl<M: VipMap, A: Announce> Dataplane<M, A> {
@@ -87,6 +90,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
             desired: BTreeSet::new(),
             installed: BTreeMap::new(),
             hold_removals: false,
+            failed: 0,
         }
     }
 
@@ -137,6 +141,14 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         self.reconcile(&previous)
     }
 
+    /// Reconciles again when the last reconcile left map operations undone
+    /// (e.g. ENOMEM in a burst of inserts): sources only speak when their
+    /// set changes, so without this a failed key would wait for an unrelated
+    /// change.
+    pub fn retry_failed(&mut self) -> Option<ApplyReport> {
+        (self.failed > 0).then(|| self.reconcile(&[]))
+    }
+
     /// Removes every installed VIP (shutdown).
     pub fn clear(&mut self) -> ApplyReport {
         self.apply(&BTreeSet::new())
@@ -181,7 +193,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
                 }
                 Err(e) => {
                     report.failed += 1;
-                    tracing::error!(addr = %key_addr(&key), interface, "removing VIP: {e}");
+                    tracing::error!(addr = %key_addr(&key), interface, "removing VIP: {}", display_chain(&e));
                 }
             }
         }
@@ -193,7 +205,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
             }
             if let Err(e) = self.map.insert(&key, &value) {
                 report.failed += 1;
-                tracing::error!(addr = %key_addr(&key), "installing VIP: {e}");
+                tracing::error!(addr = %key_addr(&key), "installing VIP: {}", display_chain(&e));
                 continue;
             }
             self.installed.insert(key, value);
@@ -205,6 +217,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
             tracing::info!(addr = %key_addr(&key), interface = self.name_of(key.ifindex, &[]), vlan = %key_vlan(&key), "VIP installed");
             self.announcer.announce(key, value.mac);
         }
+        self.failed = report.failed;
         report
     }
 
@@ -534,6 +547,23 @@ mod tests {
         dp.map.fail_removes = false;
         assert_eq!(dp.clear().removed, 1);
         assert!(dp.map.entries.is_empty());
+    }
+
+    #[test]
+    fn failed_writes_are_retried_without_a_new_desired_set() {
+        let mut dp = dataplane();
+        assert_eq!(dp.retry_failed(), None, "nothing to retry");
+        dp.map.fail_inserts = true;
+        dp.apply(&set(&["192.0.2.10@eth0"]));
+        assert_eq!(
+            dp.retry_failed().map(|r| r.failed),
+            Some(1),
+            "still failing"
+        );
+        dp.map.fail_inserts = false;
+        assert_eq!(dp.retry_failed().map(|r| r.added), Some(1));
+        assert_eq!(dp.retry_failed(), None, "done once it worked");
+        assert_eq!(dp.map.entries.len(), 1);
     }
 
     #[test]

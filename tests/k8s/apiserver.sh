@@ -21,6 +21,9 @@
 #   KUBE_BUILD_DIR    build work dir (default $RESPONDER_CACHE/kube-build; removed after a
 #                     successful build unless KUBE_KEEP_BUILD=1)
 #   KUBE_START_TIMEOUT  seconds to wait for readiness in `start` (default 60)
+#   SERVICE_CLUSTER_IP_RANGE, SERVICE_NODE_PORT_RANGE
+#                     `start`: the defaults (198.51.100.0/24, 30000-32767) hold a few hundred
+#                     Services; a benchmark creating thousands widens them
 #
 # Files in STATE_DIR after `start` (etcd data is wiped on every start):
 #   kubeconfig  admin kubeconfig, embedded certs, user CN=responder-admin O=system:masters,
@@ -418,8 +421,8 @@ cmd_start() {
         --tls-private-key-file "$pki/server.key" \
         --client-ca-file "$pki/ca.crt" \
         --authorization-mode RBAC \
-        --service-cluster-ip-range 198.51.100.0/24 \
-        --service-node-port-range 30000-32767 \
+        --service-cluster-ip-range "${SERVICE_CLUSTER_IP_RANGE:-198.51.100.0/24}" \
+        --service-node-port-range "${SERVICE_NODE_PORT_RANGE:-30000-32767}" \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \
         --service-account-key-file "$pki/sa.pub" \
         --service-account-signing-key-file "$pki/sa.key" \

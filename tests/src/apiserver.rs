@@ -62,16 +62,19 @@ impl ApiServer {
 
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig readable");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig valid");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig valid");
         Client::try_from(config).expect("client from kubeconfig")
     }
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        let _ = Command::new(script()).args(["stop", self.state_str()]).status();
+        let _ = Command::new(script())
+            .args(["stop", self.state_str()])
+            .status();
         let _ = std::fs::remove_dir_all(&self.state);
     }
 }

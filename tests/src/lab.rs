@@ -36,7 +36,11 @@ impl Lab {
         let client = NetNs::new(&format!("rsp-{name}-c"));
         let node = NetNs::new(&format!("rsp-{name}-n"));
         let client_xdp = link(&client, &node);
-        Lab { client, node, _client_xdp: client_xdp }
+        Lab {
+            client,
+            node,
+            _client_xdp: client_xdp,
+        }
     }
 
     /// Deletes the veth pair and creates it again with the same names and
@@ -61,10 +65,15 @@ impl Lab {
         let pin_path = self.pin_path();
         // Unique per start: a restarted responder must not share (and, on
         // drop, delete) its predecessor's log.
-        let log_path = std::env::temp_dir()
-            .join(format!("{}-{}.log", self.node.name(), STARTED.fetch_add(1, Ordering::Relaxed)));
+        let log_path = std::env::temp_dir().join(format!(
+            "{}-{}.log",
+            self.node.name(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
         let log = File::create(&log_path).expect("create responder log");
-        let mut cmd = self.node.command(responder_bin().to_str().expect("utf-8 path"));
+        let mut cmd = self
+            .node
+            .command(responder_bin().to_str().expect("utf-8 path"));
         cmd.arg("run").arg("--pin-path").arg(&pin_path);
         if !args.contains(&"--metrics-addr") {
             cmd.args(["--metrics-addr", "127.0.0.1:0"]);
@@ -96,7 +105,10 @@ impl Lab {
     pub fn client_neighbor(&self, ip: &str) -> Option<(String, String)> {
         let out = self.client.ip(&["neigh", "show", ip, "dev", CLIENT_IF]);
         let words: Vec<&str> = out.split_whitespace().collect();
-        let lladdr = words.iter().position(|w| *w == "lladdr").map(|i| words[i + 1].to_owned())?;
+        let lladdr = words
+            .iter()
+            .position(|w| *w == "lladdr")
+            .map(|i| words[i + 1].to_owned())?;
         Some((lladdr, words.last().expect("state").to_string()))
     }
 
@@ -109,14 +121,31 @@ impl Lab {
 fn link(client: &NetNs, node: &NetNs) -> PassThrough {
     veth(node, NODE_IF, client, CLIENT_IF);
     node.ip(&["addr", "add", &format!("{NODE_V4}/24"), "dev", NODE_IF]);
-    node.ip(&["addr", "add", &format!("{NODE_V6}/64"), "dev", NODE_IF, "nodad"]);
+    node.ip(&[
+        "addr",
+        "add",
+        &format!("{NODE_V6}/64"),
+        "dev",
+        NODE_IF,
+        "nodad",
+    ]);
     client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", CLIENT_IF]);
-    client.ip(&["addr", "add", &format!("{CLIENT_V6}/64"), "dev", CLIENT_IF, "nodad"]);
+    client.ip(&[
+        "addr",
+        "add",
+        &format!("{CLIENT_V6}/64"),
+        "dev",
+        CLIENT_IF,
+        "nodad",
+    ]);
     attach_pass_through(client, CLIENT_IF)
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 pub struct Responder {
@@ -141,7 +170,8 @@ impl Responder {
         if !out.status.success() {
             return Vec::new();
         }
-        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("vips --json is a JSON array")
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .expect("vips --json is a JSON array")
     }
 
     /// Sum of a counter (`requests`, `replies`, `conflicts`) over the entries for `ip`.
@@ -149,7 +179,11 @@ impl Responder {
         self.vips()
             .iter()
             .filter(|v| v["ip"] == ip)
-            .map(|v| v[field].as_u64().unwrap_or_else(|| panic!("{field} in {v}")))
+            .map(|v| {
+                v[field]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{field} in {v}"))
+            })
             .sum()
     }
 
@@ -199,7 +233,9 @@ impl Drop for PinCleanup {
 /// `responder cleanup`: a SIGKILLed agent leaves its program, links and maps
 /// pinned. Runs from `Drop`, so it must not panic.
 pub fn cleanup_pins(pin_path: &std::path::Path) {
-    let Some(bin) = find_responder_bin() else { return };
+    let Some(bin) = find_responder_bin() else {
+        return;
+    };
     let _ = Command::new(bin)
         .args(["cleanup", "--pin-path"])
         .arg(pin_path)
@@ -210,7 +246,11 @@ pub fn cleanup_pins(pin_path: &std::path::Path) {
 impl Drop for Responder {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- responder log ({}) ---\n{}", self.log_path.display(), self.log());
+            eprintln!(
+                "--- responder log ({}) ---\n{}",
+                self.log_path.display(),
+                self.log()
+            );
         }
         let _ = std::fs::remove_file(&self.log_path);
     }
@@ -248,7 +288,8 @@ pub fn attach_pass_through(ns: &NetNs, ifname: &str) -> PassThrough {
         .try_into()
         .expect("XDP program");
     program.load().expect("load pass-through program");
-    ns.enter(|| program.attach(ifname, XdpMode::Driver)).expect("attach pass-through XDP to the client veth");
+    ns.enter(|| program.attach(ifname, XdpMode::Driver))
+        .expect("attach pass-through XDP to the client veth");
     PassThrough { _ebpf: ebpf }
 }
 
@@ -257,22 +298,46 @@ pub fn arping(lab: &Lab, ip: &str, count: u32) -> (bool, String) {
     let out = lab
         .client
         .command("arping")
-        .args(["-c", &count.to_string(), "-w", &(count + 2).to_string(), "-I", CLIENT_IF, ip])
+        .args([
+            "-c",
+            &count.to_string(),
+            "-w",
+            &(count + 2).to_string(),
+            "-I",
+            CLIENT_IF,
+            ip,
+        ])
         .output()
         .expect("run arping");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// `ndisc6` from the client: (exit success, output).
 pub fn ndisc6(lab: &Lab, ip: &str) -> (bool, String) {
-    let out = lab.client.command("ndisc6").args(["-r", "3", "-w", "1000", ip, CLIENT_IF]).output().expect("run ndisc6");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = lab
+        .client
+        .command("ndisc6")
+        .args(["-r", "3", "-w", "1000", ip, CLIENT_IF])
+        .output()
+        .expect("run ndisc6");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// Makes the client's kernel resolve `ip` (one ping; the VIP answers ARP/NDP
 /// but nothing answers the echo, which is fine).
 pub fn kernel_resolve(lab: &Lab, ip: &str) {
-    let _ = lab.client.command("ping").args(["-c", "1", "-W", "1", ip]).stdout(Stdio::null()).status();
+    let _ = lab
+        .client
+        .command("ping")
+        .args(["-c", "1", "-W", "1", ip])
+        .stdout(Stdio::null())
+        .status();
 }
 
 pub fn run_in(ns: &NetNs, program: &str, args: &[&str]) -> String {

@@ -1,12 +1,12 @@
 //! Test support.
-pub mod netns;
 pub mod lab;
+pub mod netns;
 
-pub mod frames;
-pub mod testrun;
-pub mod model;
-pub mod fuzzgen;
 pub mod apiserver;
 pub mod cluster;
+pub mod frames;
+pub mod fuzzgen;
 pub mod loadgen;
+pub mod model;
+pub mod testrun;
 pub mod userspace_responder;

@@ -23,7 +23,11 @@ pub struct NetNs {
 impl NetNs {
     /// `prefix` should say which test made it; the PID and a counter make it unique.
     pub fn new(prefix: &str) -> Self {
-        let name = format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = NetNs { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -43,7 +47,9 @@ impl NetNs {
     /// stays visible to the responder.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.path())).arg("--").arg(program);
+        cmd.arg(format!("--net={}", self.path()))
+            .arg("--")
+            .arg(program);
         cmd
     }
 
@@ -81,13 +87,28 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 /// Joins `a` and `b` with a veth pair named `a_if`/`b_if` and brings both up.
 pub fn veth(a: &NetNs, a_if: &str, b: &NetNs, b_if: &str) {
-    run_ok(Command::new("ip").args(["-n", a.name(), "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name()]));
+    run_ok(Command::new("ip").args([
+        "-n",
+        a.name(),
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ]));
     a.ip(&["link", "set", a_if, "up"]);
     b.ip(&["link", "set", b_if, "up"]);
 }
@@ -100,8 +121,13 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn spawn(mut cmd: Command, what: &str) -> Self {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("failed to start {what}: {e}"));
-        ChildGuard { child: Some(child), what: what.to_owned() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start {what}: {e}"));
+        ChildGuard {
+            child: Some(child),
+            what: what.to_owned(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -110,7 +136,8 @@ impl ChildGuard {
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
-        nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("signal {signal} to {}: {e}", self.what));
+        nix::sys::signal::kill(pid, signal)
+            .unwrap_or_else(|e| panic!("signal {signal} to {}: {e}", self.what));
     }
 
     /// Waits (bounded) for the process to exit after a signal; returns its output status code.
@@ -130,7 +157,10 @@ impl ChildGuard {
     /// Stops the process and returns what it printed (stdout, stderr must be piped).
     pub fn stop(mut self) -> Output {
         let mut child = self.child.take().expect("running");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline && child.try_wait().expect("try_wait").is_none() {
             std::thread::sleep(Duration::from_millis(20));
@@ -143,7 +173,10 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -159,8 +192,16 @@ impl Drop for ChildGuard {
 
 /// Runs `cmd`, panicking with its stderr unless it succeeds.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 

@@ -218,7 +218,13 @@ impl LoadedResponder {
             .try_into()?;
         let program_fd = program.fd()?.as_fd().as_raw_fd();
         let mut output = vec![0u8; DATA_OUT_LEN];
-        let raw = test_run_fd(program_fd, frame, ingress_ifindex, repeat, Some(&mut output))?;
+        let raw = test_run_fd(
+            program_fd,
+            frame,
+            ingress_ifindex,
+            repeat,
+            Some(&mut output),
+        )?;
         output.truncate(raw.output_len);
         Ok(Outcome {
             action: raw.action,
@@ -285,6 +291,10 @@ pub fn test_run_fd(
     Ok(RawOutcome {
         action: attr.retval,
         duration_ns: attr.duration,
-        output_len: if data_out == 0 { 0 } else { attr.data_size_out as usize },
+        output_len: if data_out == 0 {
+            0
+        } else {
+            attr.data_size_out as usize
+        },
     })
 }

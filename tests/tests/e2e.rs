@@ -3,14 +3,26 @@
 use std::time::Duration;
 
 use responder_tests::{
-    lab::{arping, kernel_resolve, ndisc6, Lab, CLIENT_IF, NODE_IF, NODE_V4, OTHER_V4, OTHER_V6, VIP_V4, VIP_V6},
+    lab::{
+        arping, kernel_resolve, ndisc6, Lab, CLIENT_IF, NODE_IF, NODE_V4, OTHER_V4, OTHER_V6,
+        VIP_V4, VIP_V6,
+    },
     netns::wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn vip_args() -> Vec<&'static str> {
-    vec!["--interface", NODE_IF, "--vip", VIP_V4, "--vip", VIP_V6, "--xdp-mode", "driver"]
+    vec![
+        "--interface",
+        NODE_IF,
+        "--vip",
+        VIP_V4,
+        "--vip",
+        VIP_V6,
+        "--xdp-mode",
+        "driver",
+    ]
 }
 
 #[test]
@@ -21,10 +33,18 @@ fn kernel_neighbor_resolution_learns_our_mac() {
     for vip in [VIP_V4, VIP_V6] {
         let learned = wait_for(WAIT, || {
             kernel_resolve(&lab, vip);
-            lab.client_neighbor(vip).filter(|(lladdr, _)| *lladdr == mac)
+            lab.client_neighbor(vip)
+                .filter(|(lladdr, _)| *lladdr == mac)
         });
-        assert!(learned.is_some(), "client never learned {vip} -> {mac}: {:?}", lab.client_neighbor(vip));
-        assert!(responder.counter(vip, "replies") >= 1, "no reply counted for {vip}");
+        assert!(
+            learned.is_some(),
+            "client never learned {vip} -> {mac}: {:?}",
+            lab.client_neighbor(vip)
+        );
+        assert!(
+            responder.counter(vip, "replies") >= 1,
+            "no reply counted for {vip}"
+        );
     }
 }
 
@@ -34,15 +54,32 @@ fn stale_ipv6_neighbor_unicast_reprobe_is_answered() {
     let responder = lab.start_responder(&vip_args(), 2);
     let mac = lab.node_mac();
     // Probe quickly instead of after the default 5 s delay.
-    lab.client.command("sysctl").args(["-qw", &format!("net.ipv6.neigh.{CLIENT_IF}.delay_first_probe_time=1")]).status().expect("sysctl");
-    lab.client.ip(&["-6", "neigh", "replace", VIP_V6, "lladdr", &mac, "nud", "stale", "dev", CLIENT_IF]);
+    lab.client
+        .command("sysctl")
+        .args([
+            "-qw",
+            &format!("net.ipv6.neigh.{CLIENT_IF}.delay_first_probe_time=1"),
+        ])
+        .status()
+        .expect("sysctl");
+    lab.client.ip(&[
+        "-6", "neigh", "replace", VIP_V6, "lladdr", &mac, "nud", "stale", "dev", CLIENT_IF,
+    ]);
     let before = responder.counter(VIP_V6, "requests");
     let reachable = wait_for(WAIT, || {
         kernel_resolve(&lab, VIP_V6);
-        lab.client_neighbor(VIP_V6).filter(|(lladdr, state)| *lladdr == mac && state == "REACHABLE")
+        lab.client_neighbor(VIP_V6)
+            .filter(|(lladdr, state)| *lladdr == mac && state == "REACHABLE")
     });
-    assert!(reachable.is_some(), "STALE entry never confirmed: {:?}", lab.client_neighbor(VIP_V6));
-    assert!(responder.counter(VIP_V6, "requests") > before, "the unicast NUD probe never reached the responder");
+    assert!(
+        reachable.is_some(),
+        "STALE entry never confirmed: {:?}",
+        lab.client_neighbor(VIP_V6)
+    );
+    assert!(
+        responder.counter(VIP_V6, "requests") > before,
+        "the unicast NUD probe never reached the responder"
+    );
 }
 
 #[test]
@@ -53,12 +90,21 @@ fn arping_and_ndisc6_get_replies_from_our_mac() {
 
     let (ok, out) = arping(&lab, VIP_V4, 3);
     assert!(ok, "arping {VIP_V4} failed:\n{out}");
-    assert!(out.to_lowercase().contains(&mac), "arping reply not from {mac}:\n{out}");
-    assert!(responder.counter(VIP_V4, "replies") >= 3, "fewer than 3 ARP replies counted");
+    assert!(
+        out.to_lowercase().contains(&mac),
+        "arping reply not from {mac}:\n{out}"
+    );
+    assert!(
+        responder.counter(VIP_V4, "replies") >= 3,
+        "fewer than 3 ARP replies counted"
+    );
 
     let (ok, out) = ndisc6(&lab, VIP_V6);
     assert!(ok, "ndisc6 {VIP_V6} failed:\n{out}");
-    assert!(out.to_lowercase().contains(&mac), "ndisc6 answer not from {mac}:\n{out}");
+    assert!(
+        out.to_lowercase().contains(&mac),
+        "ndisc6 answer not from {mac}:\n{out}"
+    );
 }
 
 #[test]
@@ -71,13 +117,25 @@ fn addresses_not_configured_get_no_reply() {
     assert!(!ok, "ndisc6 {OTHER_V6} got a reply:\n{out}");
     // The node's own address is the kernel's to answer, not ours.
     let (ok, out) = arping(&lab, NODE_V4, 1);
-    assert!(ok, "the node kernel stopped answering for its own address:\n{out}");
+    assert!(
+        ok,
+        "the node kernel stopped answering for its own address:\n{out}"
+    );
 }
 
 #[test]
 fn skb_mode_answers_too() {
     let lab = Lab::new("skb");
-    let args = ["--interface", NODE_IF, "--vip", VIP_V4, "--vip", VIP_V6, "--xdp-mode", "skb"];
+    let args = [
+        "--interface",
+        NODE_IF,
+        "--vip",
+        VIP_V4,
+        "--vip",
+        VIP_V6,
+        "--xdp-mode",
+        "skb",
+    ];
     let _responder = lab.start_responder(&args, 2);
     let (ok, out) = arping(&lab, VIP_V4, 2);
     assert!(ok, "arping in skb mode failed:\n{out}");
@@ -91,18 +149,37 @@ fn gratuitous_burst_moves_a_clients_neighbor_entry() {
     // The client believes the VIPs live at some other (old owner's) MAC.
     let old = "02:00:5e:00:53:99";
     for vip in [VIP_V4, VIP_V6] {
-        lab.client.ip(&["neigh", "replace", vip, "lladdr", old, "nud", "stale", "dev", CLIENT_IF]);
+        lab.client.ip(&[
+            "neigh", "replace", vip, "lladdr", old, "nud", "stale", "dev", CLIENT_IF,
+        ]);
     }
     let args = [
-        "--interface", NODE_IF, "--vip", VIP_V4, "--vip", VIP_V6, "--xdp-mode", "driver",
-        "--announce-count", "3", "--announce-interval", "1100ms",
+        "--interface",
+        NODE_IF,
+        "--vip",
+        VIP_V4,
+        "--vip",
+        VIP_V6,
+        "--xdp-mode",
+        "driver",
+        "--announce-count",
+        "3",
+        "--announce-interval",
+        "1100ms",
     ];
     let _responder = lab.start_responder(&args, 2);
     let mac = lab.node_mac();
     for vip in [VIP_V4, VIP_V6] {
         // Nothing on the client side sends traffic: only the announcement can move the entry.
-        let moved = wait_for(WAIT, || lab.client_neighbor(vip).filter(|(lladdr, _)| *lladdr == mac));
-        assert!(moved.is_some(), "announcement did not move {vip}: {:?}", lab.client_neighbor(vip));
+        let moved = wait_for(WAIT, || {
+            lab.client_neighbor(vip)
+                .filter(|(lladdr, _)| *lladdr == mac)
+        });
+        assert!(
+            moved.is_some(),
+            "announcement did not move {vip}: {:?}",
+            lab.client_neighbor(vip)
+        );
     }
 }
 
@@ -112,10 +189,22 @@ fn sigterm_detaches_and_unpins() {
     let mut responder = lab.start_responder(&vip_args(), 2);
     responder.child().signal(nix::sys::signal::Signal::SIGTERM);
     let code = responder.child().wait_exit(Duration::from_secs(10));
-    assert_eq!(code, Some(0), "responder did not exit cleanly; log:\n{}", responder.log());
-    assert!(!responder.pin_path.exists(), "pins left behind at {}", responder.pin_path.display());
+    assert_eq!(
+        code,
+        Some(0),
+        "responder did not exit cleanly; log:\n{}",
+        responder.log()
+    );
+    assert!(
+        !responder.pin_path.exists(),
+        "pins left behind at {}",
+        responder.pin_path.display()
+    );
     let link = lab.node.ip(&["link", "show", "dev", NODE_IF]);
-    assert!(!link.contains("xdp"), "XDP still attached after SIGTERM:\n{link}");
+    assert!(
+        !link.contains("xdp"),
+        "XDP still attached after SIGTERM:\n{link}"
+    );
 }
 
 #[test]
@@ -133,7 +222,11 @@ fn vip_file_reloads_on_sighup_without_detaching() {
         let vips = responder.vips();
         (vips.len() == 1 && vips[0]["ip"] == VIP_V6).then_some(())
     });
-    assert!(swapped.is_some(), "SIGHUP did not swap the VIP set: {:?}", responder.vips());
+    assert!(
+        swapped.is_some(),
+        "SIGHUP did not swap the VIP set: {:?}",
+        responder.vips()
+    );
     let (ok, out) = arping(&lab, VIP_V4, 2);
     assert!(!ok, "withdrawn {VIP_V4} still answered:\n{out}");
     let (ok, out) = ndisc6(&lab, VIP_V6);
@@ -143,10 +236,18 @@ fn vip_file_reloads_on_sighup_without_detaching() {
     std::fs::write(&file, "not-an-ip\n").expect("break vip file");
     responder.child().signal(nix::sys::signal::Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(responder.vips().len(), 1, "a bad reload changed the VIP set");
+    assert_eq!(
+        responder.vips().len(),
+        1,
+        "a bad reload changed the VIP set"
+    );
     let (ok, out) = ndisc6(&lab, VIP_V6);
     assert!(ok, "a bad reload stopped answering:\n{out}");
-    assert_eq!(xdp_prog_id(&lab), prog_before, "the program was re-attached during reloads");
+    assert_eq!(
+        xdp_prog_id(&lab),
+        prog_before,
+        "the program was re-attached during reloads"
+    );
     let _ = std::fs::remove_file(&file);
 }
 
@@ -162,7 +263,14 @@ fn xdp_prog_id(lab: &Lab) -> String {
 #[test]
 fn interface_down_up_and_recreate_reattaches() {
     let mut lab = Lab::new("flap");
-    let args = ["--interface", NODE_IF, "--vip", VIP_V4, "--xdp-mode", "driver"];
+    let args = [
+        "--interface",
+        NODE_IF,
+        "--vip",
+        VIP_V4,
+        "--xdp-mode",
+        "driver",
+    ];
     let responder = lab.start_responder(&args, 1);
     let (ok, out) = arping(&lab, VIP_V4, 1);
     assert!(ok, "arping {VIP_V4} failed before any change:\n{out}");
@@ -170,25 +278,66 @@ fn interface_down_up_and_recreate_reattaches() {
     let answered = |lab: &Lab| wait_for(WAIT, || arping(lab, VIP_V4, 1).0.then_some(())).is_some();
 
     lab.node.ip(&["link", "set", NODE_IF, "down"]);
-    let detached = wait_for(WAIT, || (log_count("interface gone; detached") == 1 && responder.vips().is_empty()).then_some(()));
-    assert!(detached.is_some(), "down interface not detached: {:?}\n{}", responder.vips(), responder.log());
+    let detached = wait_for(WAIT, || {
+        (log_count("interface gone; detached") == 1 && responder.vips().is_empty()).then_some(())
+    });
+    assert!(
+        detached.is_some(),
+        "down interface not detached: {:?}\n{}",
+        responder.vips(),
+        responder.log()
+    );
     let link = lab.node.ip(&["link", "show", "dev", NODE_IF]);
-    assert!(!link.contains("xdp"), "XDP still attached to the down interface:\n{link}");
+    assert!(
+        !link.contains("xdp"),
+        "XDP still attached to the down interface:\n{link}"
+    );
 
     lab.node.ip(&["link", "set", NODE_IF, "up"]);
-    let reattached = wait_for(WAIT, || (log_count("attached XDP program") == 2 && responder.vips().len() == 1).then_some(()));
-    assert!(reattached.is_some(), "interface not re-attached after up: {:?}\n{}", responder.vips(), responder.log());
-    assert!(answered(&lab), "no answer after the interface came back up:\n{}", responder.log());
+    let reattached = wait_for(WAIT, || {
+        (log_count("attached XDP program") == 2 && responder.vips().len() == 1).then_some(())
+    });
+    assert!(
+        reattached.is_some(),
+        "interface not re-attached after up: {:?}\n{}",
+        responder.vips(),
+        responder.log()
+    );
+    assert!(
+        answered(&lab),
+        "no answer after the interface came back up:\n{}",
+        responder.log()
+    );
 
     lab.recreate_link();
     let ifindex = lab.node.ifindex(NODE_IF);
     let mac = lab.node_mac();
     let moved = wait_for(WAIT, || {
         let vips = responder.vips();
-        (vips.len() == 1 && vips[0]["ifindex"] == ifindex && vips[0]["mac"] == mac.as_str()).then_some(())
+        (vips.len() == 1 && vips[0]["ifindex"] == ifindex && vips[0]["mac"] == mac.as_str())
+            .then_some(())
     });
-    assert!(moved.is_some(), "VIP not moved to the recreated interface #{ifindex} ({mac}): {:?}\n{}", responder.vips(), responder.log());
-    assert_eq!(log_count("interface gone; detached"), 2, "deletion not logged:\n{}", responder.log());
-    assert_eq!(log_count("attached XDP program"), 3, "re-attach not logged:\n{}", responder.log());
-    assert!(answered(&lab), "no answer on the recreated interface:\n{}", responder.log());
+    assert!(
+        moved.is_some(),
+        "VIP not moved to the recreated interface #{ifindex} ({mac}): {:?}\n{}",
+        responder.vips(),
+        responder.log()
+    );
+    assert_eq!(
+        log_count("interface gone; detached"),
+        2,
+        "deletion not logged:\n{}",
+        responder.log()
+    );
+    assert_eq!(
+        log_count("attached XDP program"),
+        3,
+        "re-attach not logged:\n{}",
+        responder.log()
+    );
+    assert!(
+        answered(&lab),
+        "no answer on the recreated interface:\n{}",
+        responder.log()
+    );
 }

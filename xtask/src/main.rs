@@ -73,12 +73,17 @@ fn main() -> Result<()> {
 }
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Runs `cmd`, failing with its rendering when it does not succeed.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("failed to start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -97,7 +102,16 @@ fn build_ebpf() -> Result<PathBuf> {
     ]
     .join("\x1f");
     run(Command::new("rustup")
-        .args(["run", "nightly", "cargo", "build", "--package", "responder-ebpf", "--bins", "--release"])
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "build",
+            "--package",
+            "responder-ebpf",
+            "--bins",
+            "--release",
+        ])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(&target_dir)
@@ -105,7 +119,10 @@ fn build_ebpf() -> Result<PathBuf> {
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .current_dir(&root))?;
-    Ok(target_dir.join("bpfel-unknown-none").join("release").join("responder-xdp"))
+    Ok(target_dir
+        .join("bpfel-unknown-none")
+        .join("release")
+        .join("responder-xdp"))
 }
 
 fn require_root(task: &str) -> Result<()> {
@@ -131,7 +148,13 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .args(["build", "--package", "responder-user", "--bin", "responder"])
         .current_dir(&root))?;
     run(Command::new("cargo")
-        .args(["test", "--workspace", "--exclude", "responder-ebpf", "--no-fail-fast"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "responder-ebpf",
+            "--no-fail-fast",
+        ])
         .args(cargo_args)
         .env("RESPONDER_BIN", root.join("target/debug/responder"))
         .current_dir(&root))?;
@@ -144,10 +167,25 @@ fn demo() -> Result<()> {
     setup::all()?;
     let root = workspace_root();
     run(Command::new("cargo")
-        .args(["build", "--quiet", "--package", "responder-user", "--bin", "responder"])
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            "responder-user",
+            "--bin",
+            "responder",
+        ])
         .current_dir(&root))?;
     run(Command::new("cargo")
-        .args(["run", "--quiet", "--package", "responder-tests", "--bin", "demo", "--"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "responder-tests",
+            "--bin",
+            "demo",
+            "--",
+        ])
         .arg(root.join("target").join("debug").join("responder"))
         .current_dir(&root))
 }

@@ -42,11 +42,17 @@ pub fn build_tools() -> Result<()> {
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("RESPONDER_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/responder"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/responder")
+        })
 }
 
 fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("failed to start {cmd:?}"))?;
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", out.status);
     }
@@ -97,11 +103,18 @@ fn bpf_linker() -> Result<()> {
     for name in ["libLLVM.so", libllvm.as_str()] {
         let link = lib.join(name);
         let _ = fs::remove_file(&link);
-        symlink(sysroot_lib.join(&libllvm), &link).with_context(|| format!("symlink {}", link.display()))?;
+        symlink(sysroot_lib.join(&libllvm), &link)
+            .with_context(|| format!("symlink {}", link.display()))?;
     }
     eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM {llvm_major} (about 2 minutes)");
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+        ])
         .args(["--features", &format!("llvm-{llvm_major}")])
         .env("LLVM_PREFIX", &prefix))
 }
@@ -130,7 +143,10 @@ pub fn debian_packages(packages: &[&str]) -> Result<()> {
 
 fn bpffs() -> Result<()> {
     let mounts = fs::read_to_string("/proc/self/mounts")?;
-    if mounts.lines().any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf") && l.split(' ').nth(2) == Some("bpf")) {
+    if mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf") && l.split(' ').nth(2) == Some("bpf"))
+    {
         return Ok(());
     }
     eprintln!("setup: mounting bpffs at /sys/fs/bpf");

@@ -8,7 +8,11 @@ fn main() {
         std::env::set_var("RESPONDER_BIN", bin);
     }
     let lab = Lab::new("demo");
-    println!("client namespace {} and node namespace {} joined by veth", lab.client.name(), lab.node.name());
+    println!(
+        "client namespace {} and node namespace {} joined by veth",
+        lab.client.name(),
+        lab.node.name()
+    );
     println!("node {NODE_IF} MAC {}\n", lab.node_mac());
     let args = ["--interface", NODE_IF, "--vip", VIP_V4, "--vip", VIP_V6];
     println!("$ responder run {}", args.join(" "));
@@ -21,10 +25,17 @@ fn main() {
     let (_, out) = ndisc6(&lab, VIP_V6);
     print!("{out}");
 
-    println!("\n$ responder vips --pin-path {}", responder.pin_path.display());
+    println!(
+        "\n$ responder vips --pin-path {}",
+        responder.pin_path.display()
+    );
     let table = lab
         .node
-        .command(responder_tests::lab::responder_bin().to_str().expect("utf-8 path"))
+        .command(
+            responder_tests::lab::responder_bin()
+                .to_str()
+                .expect("utf-8 path"),
+        )
         .args(["vips", "--pin-path"])
         .arg(&responder.pin_path)
         .output()
