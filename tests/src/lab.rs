@@ -112,6 +112,40 @@ impl Lab {
         Some((lladdr, words.last().expect("state").to_string()))
     }
 
+    /// The id of the XDP program the kernel runs on the node interface.
+    pub fn xdp_prog_id(&self) -> u64 {
+        let out = self.node.ip(&["-d", "link", "show", "dev", NODE_IF]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        words
+            .windows(3)
+            .find(|w| w[0].starts_with("prog/xdp") && w[1] == "id")
+            .and_then(|w| w[2].parse().ok())
+            .unwrap_or_else(|| panic!("no XDP program on {NODE_IF}:\n{out}"))
+    }
+
+    /// SIGTERMs `responder` and checks the teardown an agent without
+    /// `--kube` owes: exit 0, no pins left, no XDP program on the interface.
+    pub fn terminate_and_check_teardown(&self, responder: &mut Responder) {
+        responder.child().signal(nix::sys::signal::Signal::SIGTERM);
+        let code = responder.child().wait_exit(Duration::from_secs(10));
+        assert_eq!(
+            code,
+            Some(0),
+            "responder did not exit cleanly; log:\n{}",
+            responder.log()
+        );
+        assert!(
+            !responder.pin_path.exists(),
+            "pins left behind at {}",
+            responder.pin_path.display()
+        );
+        let link = self.node.ip(&["link", "show", "dev", NODE_IF]);
+        assert!(
+            !link.contains("xdp"),
+            "XDP still attached after SIGTERM:\n{link}"
+        );
+    }
+
     pub fn node_mac(&self) -> String {
         format_mac(&self.node.mac(NODE_IF))
     }

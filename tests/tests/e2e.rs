@@ -187,24 +187,7 @@ fn gratuitous_burst_moves_a_clients_neighbor_entry() {
 fn sigterm_detaches_and_unpins() {
     let lab = Lab::new("term");
     let mut responder = lab.start_responder(&vip_args(), 2);
-    responder.child().signal(nix::sys::signal::Signal::SIGTERM);
-    let code = responder.child().wait_exit(Duration::from_secs(10));
-    assert_eq!(
-        code,
-        Some(0),
-        "responder did not exit cleanly; log:\n{}",
-        responder.log()
-    );
-    assert!(
-        !responder.pin_path.exists(),
-        "pins left behind at {}",
-        responder.pin_path.display()
-    );
-    let link = lab.node.ip(&["link", "show", "dev", NODE_IF]);
-    assert!(
-        !link.contains("xdp"),
-        "XDP still attached after SIGTERM:\n{link}"
-    );
+    lab.terminate_and_check_teardown(&mut responder);
 }
 
 #[test]
@@ -214,7 +197,7 @@ fn vip_file_reloads_on_sighup_without_detaching() {
     std::fs::write(&file, format!("# initial set\n{VIP_V4}\n")).expect("write vip file");
     let file_arg = file.to_str().expect("utf-8 path").to_owned();
     let mut responder = lab.start_responder(&["--interface", NODE_IF, "--vip-file", &file_arg], 1);
-    let prog_before = xdp_prog_id(&lab);
+    let prog_before = lab.xdp_prog_id();
 
     std::fs::write(&file, format!("{VIP_V6}\n\n# v4 withdrawn\n")).expect("rewrite vip file");
     responder.child().signal(nix::sys::signal::Signal::SIGHUP);
@@ -244,20 +227,11 @@ fn vip_file_reloads_on_sighup_without_detaching() {
     let (ok, out) = ndisc6(&lab, VIP_V6);
     assert!(ok, "a bad reload stopped answering:\n{out}");
     assert_eq!(
-        xdp_prog_id(&lab),
+        lab.xdp_prog_id(),
         prog_before,
         "the program was re-attached during reloads"
     );
     let _ = std::fs::remove_file(&file);
-}
-
-fn xdp_prog_id(lab: &Lab) -> String {
-    let link = lab.node.ip(&["-d", "link", "show", "dev", NODE_IF]);
-    link.split("prog/xdp id ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no XDP program on {NODE_IF}:\n{link}"))
-        .to_owned()
 }
 
 #[test]

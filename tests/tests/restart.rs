@@ -42,17 +42,6 @@ fn attachment(responder: &Responder) -> (u64, u64) {
     )
 }
 
-/// The XDP program id the kernel runs on the node interface.
-fn running_program(lab: &Lab) -> u64 {
-    let out = lab.node.ip(&["-d", "link", "show", "dev", NODE_IF]);
-    let words: Vec<&str> = out.split_whitespace().collect();
-    words
-        .windows(3)
-        .find(|w| w[0].starts_with("prog/xdp") && w[1] == "id")
-        .and_then(|w| w[2].parse().ok())
-        .unwrap_or_else(|| panic!("no XDP program on {NODE_IF}:\n{out}"))
-}
-
 fn wait_for_log(responder: &Responder, text: &str) {
     let found = wait_for(WAIT, || responder.log().contains(text).then_some(()));
     assert!(
@@ -167,7 +156,7 @@ fn killed_agent_restarted_takes_over_the_same_link_without_lost_replies() {
         "the restarted agent must run its own program"
     );
     assert_eq!(
-        running_program(&lab),
+        lab.xdp_prog_id(),
         new_program,
         "the kernel runs the new program on {NODE_IF}"
     );
@@ -270,23 +259,7 @@ fn upgrade_replaces_the_program_on_the_same_link_without_a_gap() {
     );
 
     // The new agent, not superseded, still cleans up after itself.
-    new.child().signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(
-        new.child().wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "log:\n{}",
-        new.log()
-    );
-    assert!(
-        !new.pin_path.exists(),
-        "pins left behind at {}",
-        new.pin_path.display()
-    );
-    let shown = lab.node.ip(&["link", "show", "dev", NODE_IF]);
-    assert!(
-        !shown.contains("xdp"),
-        "XDP still attached after the last agent's SIGTERM:\n{shown}"
-    );
+    lab.terminate_and_check_teardown(&mut new);
 }
 
 /// `curl` inside the node's namespace: (HTTP status, body).
