@@ -323,14 +323,7 @@ impl Loaded {
     }
 
     fn program(&mut self) -> Result<&mut Xdp, Error> {
-        self.ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(Error::MissingObject("program `responder`"))?
-            .try_into()
-            .map_err(|source| Error::LoadProgram {
-                name: PROGRAM_NAME,
-                source,
-            })
+        xdp_program(&mut self.ebpf)
     }
 
     /// Attaches the program to `interface` and pins the link as
@@ -476,14 +469,7 @@ pub fn load(
     // agent as long dead.
     heartbeat.beat()?;
 
-    let program: &mut Xdp = ebpf
-        .program_mut(PROGRAM_NAME)
-        .ok_or(Error::MissingObject("program `responder`"))?
-        .try_into()
-        .map_err(|source| Error::LoadProgram {
-            name: PROGRAM_NAME,
-            source,
-        })?;
+    let program = xdp_program(&mut ebpf)?;
     program.load().map_err(|source| {
         privileges_or("loading the XDP program", source, |source| {
             Error::LoadProgram {
@@ -505,15 +491,7 @@ pub fn load(
     pins.pin_replacing(PIN_VIPS, |path| map.vips.map().pin(path))?;
     pins.pin_replacing(PIN_VIP_STATS, |path| map.stats.map().pin(path))?;
     pins.pin_replacing(PIN_AGENT, |path| loaded.heartbeat.map.map().pin(path))?;
-    let program: &mut Xdp = loaded
-        .ebpf
-        .program_mut(PROGRAM_NAME)
-        .ok_or(Error::MissingObject("program `responder`"))?
-        .try_into()
-        .map_err(|source| Error::LoadProgram {
-            name: PROGRAM_NAME,
-            source,
-        })?;
+    let program = xdp_program(&mut loaded.ebpf)?;
     pins.pin_replacing(PIN_PROGRAM, |path| program.pin(path))?;
     Ok((loaded, map, adopted))
 }
@@ -1013,6 +991,17 @@ pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
         Err(e) => tracing::warn!(path = %pin_path.display(), "pin directory not removed: {e}"),
     }
     Ok(removed)
+}
+
+/// The responder's XDP program in `ebpf`.
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or(Error::MissingObject("program `responder`"))?
+        .try_into()
+        .map_err(|source| Error::LoadProgram {
+            name: PROGRAM_NAME,
+            source,
+        })
 }
 
 #[cfg(test)]
