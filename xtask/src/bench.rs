@@ -6,12 +6,33 @@ use anyhow::Result;
 
 use crate::{require_root, run, setup, workspace_root};
 
-pub fn bench(quick: bool) -> Result<()> {
+pub fn bench(quick: bool, render_only: bool) -> Result<()> {
+    let root = workspace_root();
+    if render_only {
+        return run(Command::new("cargo")
+            .args([
+                "run",
+                "--release",
+                "--package",
+                "responder-tests",
+                "--bin",
+                "bench",
+                "--",
+            ])
+            .args([
+                "--render-only",
+                "--out",
+                "BENCHMARKS.md",
+                "--json",
+                "BENCHMARKS.json",
+            ])
+            .args(["--chart", "benchmarks.png"])
+            .current_dir(&root));
+    }
     require_root("bench")?;
     setup::all()?;
     // cluster_measure runs the agents against a real kube-apiserver.
     setup::kube_apiserver()?;
-    let root = workspace_root();
     // Every binary of the tests package and the agent, so the benchmark
     // finds `cluster_measure` and `responder` next to itself.
     run(Command::new("cargo")

@@ -42,6 +42,10 @@ enum Task {
         /// Fewer rounds and shorter runs: under five minutes.
         #[arg(long)]
         quick: bool,
+        /// Measure nothing: rewrite BENCHMARKS.md and benchmarks.png from
+        /// the existing BENCHMARKS.json (after changing the report's text).
+        #[arg(long, conflicts_with = "quick")]
+        render_only: bool,
     },
     /// Set up, then run generated frames through the XDP program and the
     /// reference model and compare them (needs root).
@@ -67,7 +71,7 @@ fn main() -> Result<()> {
         }
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Demo => demo(),
-        Task::Bench { quick } => bench::bench(quick),
+        Task::Bench { quick, render_only } => bench::bench(quick, render_only),
         Task::Fuzz { frames, seed } => fuzz::run_fuzzer(frames, seed),
     }
 }
