@@ -21,6 +21,7 @@ use crate::{
     bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
     dataplane::{ApplyReport, Dataplane, DesiredVips},
     error::{display_chain, Error, VipError},
+    kube::Attached,
     metrics::{self, Metrics, VipSample, VipSource},
     netif::{self, Interface},
     netwatch::{self, InterfaceFilter, LinkInfo},
@@ -86,7 +87,7 @@ pub struct Agent {
     names: Vec<String>,
     links: watch::Receiver<BTreeMap<u32, LinkInfo>>,
     links_task: AbortOnDrop,
-    attached_names: watch::Sender<Vec<String>>,
+    attached_watch: watch::Sender<Attached>,
     kube: Option<KubeSource>,
     vip_file: Option<PathBuf>,
     sent: SentCounts,
@@ -120,7 +121,15 @@ fn interface_of(link: &LinkInfo) -> Option<Interface> {
         mac: link.mac,
         up: link.up,
         addrs: link.addresses.clone(),
+        ipv6: netif::ipv6_enabled(&link.name),
     })
+}
+
+fn attached_summary(interfaces: &[Interface]) -> Attached {
+    Attached {
+        names: interfaces.iter().map(|i| i.name.clone()).collect(),
+        ipv6: interfaces.iter().any(|i| i.ipv6),
+    }
 }
 
 /// An `--interface` that is not attached right now: a valid scope for static
@@ -132,6 +141,8 @@ fn absent_interface(name: &str) -> Interface {
         mac: [0; 6],
         up: false,
         addrs: Vec::new(),
+        // Unknown until it shows up; validation must not refuse IPv6 VIPs for it.
+        ipv6: true,
     }
 }
 
@@ -213,10 +224,10 @@ impl Agent {
                 );
             }
         }));
-        let attached_names = watch::Sender::new(accepted.iter().map(|i| i.name.clone()).collect());
+        let attached_watch = watch::Sender::new(attached_summary(&accepted));
         let kube = config
             .kube
-            .map(|kube| KubeSource::spawn(kube, attached_names.subscribe()));
+            .map(|kube| KubeSource::spawn(kube, attached_watch.subscribe()));
         let mut dataplane = Dataplane::new(accepted, map, announcer);
         // Fail-static: the Kubernetes VIPs of the previous agent stay until
         // the source has said which ones this node still owns.
@@ -234,7 +245,7 @@ impl Agent {
             names,
             links,
             links_task,
-            attached_names,
+            attached_watch,
             kube,
             vip_file: config.vip_file,
             sent,
@@ -275,9 +286,9 @@ impl Agent {
         self.dataplane.interfaces()
     }
 
-    /// Names of the attached interfaces, updated as they come and go.
-    pub fn attached_interfaces(&self) -> watch::Receiver<Vec<String>> {
-        self.attached_names.subscribe()
+    /// The attached interfaces, updated as they come and go.
+    pub fn attached_interfaces(&self) -> watch::Receiver<Attached> {
+        self.attached_watch.subscribe()
     }
 
     pub fn pin_path(&self) -> &Path {
@@ -376,6 +387,10 @@ impl Agent {
         if let Some(report) = self.dataplane.retry_failed() {
             self.after_reconcile(&report);
         }
+        if let Some(report) = self.dataplane.refresh_ipv6(netif::ipv6_enabled) {
+            self.after_reconcile(&report);
+            self.publish_attached();
+        }
     }
 
     /// The Kubernetes source has spoken (or had its chance): ready, and
@@ -432,14 +447,18 @@ impl Agent {
             }
             attached.push(interface);
         }
-        let names: Vec<String> = attached.iter().map(|i| i.name.clone()).collect();
         let report = self.dataplane.set_interfaces(attached);
         self.after_reconcile(&report);
         let attached = self.loaded.attached().next().is_some();
         metrics::record(|m| m.set_attached(attached));
-        self.attached_names.send_if_modified(|current| {
-            let changed = *current != names;
-            *current = names;
+        self.publish_attached();
+    }
+
+    fn publish_attached(&self) {
+        let summary = attached_summary(self.dataplane.interfaces());
+        self.attached_watch.send_if_modified(|current| {
+            let changed = *current != summary;
+            *current = summary;
             changed
         });
     }
@@ -465,6 +484,7 @@ impl Agent {
         metrics::record(|m| {
             (0..report.failed).for_each(|_| m.reconcile_error());
             m.set_announced(announced);
+            m.set_family_disabled(report.family_disabled);
         });
     }
 
@@ -599,6 +619,7 @@ fn log_report(report: &ApplyReport, installed: usize) {
             removed = report.removed,
             rejected = report.rejected,
             failed = report.failed,
+            family_disabled = report.family_disabled,
             installed,
             "VIPs reconciled"
         );

@@ -9,6 +9,7 @@
 //! same set onto the new ones.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use responder_common::{VipKey, VipValue};
 
@@ -62,6 +63,9 @@ pub struct ApplyReport {
     /// Map operations that failed; retried by the next apply or
     /// [`Dataplane::retry_failed`].
     pub failed: usize,
+    /// (VIP, interface) pairs left out because the interface's kernel has the
+    /// VIP's IP family disabled; installed once it is enabled.
+    pub family_disabled: usize,
 }
 
 pub struct Dataplane<M, A> {
@@ -76,6 +80,9 @@ pub struct Dataplane<M, A> {
     hold_removals: bool,
     /// Map operations the last reconcile could not do.
     failed: usize,
+    /// (VIP, interface name) pairs left out for a disabled IP family, to warn
+    /// once per pair rather than on every reconcile.
+    family_disabled: BTreeSet<(IpAddr, String)>,
 }
 
 impl<M: VipMap, A: Announce> Dataplane<M, A> {
@@ -91,6 +98,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
             installed: BTreeMap::new(),
             hold_removals: false,
             failed: 0,
+            family_disabled: BTreeSet::new(),
         }
     }
 
@@ -149,6 +157,22 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         (self.failed > 0).then(|| self.reconcile(&[]))
     }
 
+    /// Re-reads, with `ipv6_enabled`, whether each interface handles IPv6,
+    /// and reconciles when that changed: turning `disable_ipv6` on or off
+    /// sends no netlink event for an interface without IPv6 addresses.
+    pub fn refresh_ipv6(&mut self, ipv6_enabled: impl Fn(&str) -> bool) -> Option<ApplyReport> {
+        let mut changed = false;
+        for interface in &mut self.interfaces {
+            let now = ipv6_enabled(&interface.name);
+            if interface.ipv6 != now {
+                tracing::info!(interface = %interface.name, enabled = now, "IPv6 state of the interface changed");
+                interface.ipv6 = now;
+                changed = true;
+            }
+        }
+        changed.then(|| self.reconcile(&[]))
+    }
+
     /// Removes every installed VIP (shutdown).
     pub fn clear(&mut self) -> ApplyReport {
         self.apply(&BTreeSet::new())
@@ -158,6 +182,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     fn reconcile(&mut self, previous: &[Interface]) -> ApplyReport {
         let mut report = ApplyReport::default();
         let mut wanted = BTreeMap::new();
+        let mut family_disabled = BTreeSet::new();
         for spec in &self.desired {
             let dormant = spec
                 .scope
@@ -168,13 +193,31 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
                 continue;
             }
             match vip::validate(spec, &self.interfaces) {
-                Ok(()) => wanted.extend(vip::expand(spec, &self.interfaces)),
+                Ok(()) => {
+                    wanted.extend(vip::expand(spec, &self.interfaces));
+                    family_disabled.extend(
+                        vip::family_disabled_on(spec, &self.interfaces)
+                            .map(|i| (spec.addr, i.name.clone())),
+                    );
+                }
                 Err(e) => {
                     tracing::error!("skipping VIP: {e}");
                     report.rejected += 1;
                 }
             }
         }
+
+        for (addr, interface) in family_disabled.difference(&self.family_disabled) {
+            tracing::warn!(
+                %addr,
+                interface,
+                "not answering for VIP on this interface: IPv6 is disabled there \
+                 (net.ipv6.conf.{interface}.disable_ipv6), so the node would drop the traffic \
+                 it draws; answered once IPv6 is enabled"
+            );
+        }
+        report.family_disabled = family_disabled.len();
+        self.family_disabled = family_disabled;
 
         let gone: Vec<VipKey> = self
             .installed
@@ -295,6 +338,7 @@ mod tests {
             mac,
             up: true,
             addrs: addrs.iter().map(|a| a.parse().expect("addr")).collect(),
+            ipv6: true,
         }
     }
 
@@ -424,6 +468,38 @@ mod tests {
             dp.map.entries.keys().copied().collect::<Vec<_>>(),
             vec![v4(3, 0, 0, 11)]
         );
+    }
+
+    #[test]
+    fn ipv6_vips_wait_on_interfaces_with_ipv6_disabled_and_the_rest_is_served() {
+        let mut dp = dataplane();
+        let mut eth1_without_ipv6 = eth1();
+        eth1_without_ipv6.ipv6 = false;
+        dp.set_interfaces(vec![eth0(), eth1_without_ipv6]);
+        let report = dp.apply(&set(&["2001:db8::10", "192.0.2.10"]));
+        assert_eq!(
+            report,
+            ApplyReport {
+                added: 3,
+                family_disabled: 1,
+                ..Default::default()
+            },
+            "IPv4 on both, IPv6 on eth0 only"
+        );
+        let v6_on: Vec<u32> = dp
+            .map
+            .entries
+            .keys()
+            .filter(|k| k.family == responder_common::FAMILY_IPV6)
+            .map(|k| k.ifindex)
+            .collect();
+        assert_eq!(v6_on, vec![2]);
+
+        assert_eq!(dp.refresh_ipv6(|_| false).map(|r| r.removed), Some(1));
+        assert_eq!(dp.refresh_ipv6(|_| false), None, "nothing changed");
+        let report = dp.refresh_ipv6(|_| true).expect("IPv6 enabled on both");
+        assert_eq!((report.added, report.family_disabled), (2, 0));
+        assert_eq!(dp.map.entries.len(), 4);
     }
 
     #[test]

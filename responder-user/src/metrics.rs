@@ -21,6 +21,7 @@
 //! | `responder_reconcile_errors_total`          | (none)                               |
 //! | `responder_heartbeat_age_seconds`           | (none)                               |
 //! | `responder_xdp_attached`                    | (none)                               |
+//! | `responder_vips_family_disabled`            | (none)                               |
 //!
 //! Per-VIP series carry `ip`, `interface`, `vlan` (empty when untagged, `100`
 //! for one tag, `100.200` for two) and `service` (`namespace/name`, empty for
@@ -80,6 +81,7 @@ pub struct Metrics {
     ownership_changes: AtomicU64,
     reconcile_errors: AtomicU64,
     attached: AtomicBool,
+    family_disabled: AtomicU64,
     ready: AtomicBool,
     heartbeat: Mutex<Option<Instant>>,
     announced: Mutex<BTreeMap<IpAddr, Option<String>>>,
@@ -141,6 +143,12 @@ impl Metrics {
 
     pub fn set_attached(&self, attached: bool) {
         self.attached.store(attached, Ordering::Relaxed);
+    }
+
+    /// How many (VIP, interface) pairs are not answered because IPv6 is
+    /// disabled on the interface.
+    pub fn set_family_disabled(&self, pairs: usize) {
+        self.family_disabled.store(pairs as u64, Ordering::Relaxed);
     }
 
     /// The initial sync is done: `/readyz` answers 200 from now on.
@@ -342,6 +350,15 @@ fn render_at(metrics: &Metrics, samples: &[VipSample], now: Instant) -> String {
     );
     let attached = u8::from(metrics.attached.load(Ordering::Relaxed));
     series(&mut out, "responder_xdp_attached", &[], attached);
+
+    family(
+        &mut out,
+        "responder_vips_family_disabled",
+        "gauge",
+        "VIP and interface pairs not answered because the interface has the VIP's IP family (IPv6) disabled.",
+    );
+    let disabled = metrics.family_disabled.load(Ordering::Relaxed);
+    series(&mut out, "responder_vips_family_disabled", &[], disabled);
     out
 }
 
@@ -656,6 +673,7 @@ mod tests {
         metrics.ownership_change();
         metrics.reconcile_error();
         metrics.set_attached(true);
+        metrics.set_family_disabled(2);
         let start = Instant::now();
         metrics.heartbeat_at(start);
         metrics.set_announced([
@@ -736,6 +754,9 @@ responder_heartbeat_age_seconds 1.500
 # HELP responder_xdp_attached 1 while the XDP program is attached.
 # TYPE responder_xdp_attached gauge
 responder_xdp_attached 1
+# HELP responder_vips_family_disabled VIP and interface pairs not answered because the interface has the VIP's IP family (IPv6) disabled.
+# TYPE responder_vips_family_disabled gauge
+responder_vips_family_disabled 2
 "
         );
         assert_eq!(text, expected);

@@ -15,6 +15,10 @@ pub struct Interface {
     pub up: bool,
     /// The interface's own IPv4/IPv6 addresses, which must never be VIPs.
     pub addrs: Vec<IpAddr>,
+    /// The kernel handles IPv6 on it (not `disable_ipv6`, nor booted with
+    /// `ipv6.disable=1`): answering NS for a VIP where it does not would draw
+    /// traffic the node drops.
+    pub ipv6: bool,
 }
 
 /// Looks up an interface by name in the current network namespace.
@@ -48,7 +52,20 @@ pub fn lookup(name: &str) -> Result<Interface, Error> {
         mac,
         up: flags.contains(InterfaceFlags::IFF_UP),
         addrs,
+        ipv6: ipv6_enabled(name),
     })
+}
+
+/// Whether the kernel processes IPv6 on `name`, from
+/// `/proc/sys/net/ipv6/conf/<name>/disable_ipv6` (absent when IPv6 is off for
+/// the whole kernel). Cheap enough to re-read every tick: sysctl changes come
+/// with no netlink event when the interface has no IPv6 address to lose.
+pub fn ipv6_enabled(name: &str) -> bool {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"))
+        .is_ok_and(|value| value.trim() == "0")
 }
 
 /// The name of interface `ifindex` in the current network namespace.
@@ -82,6 +99,20 @@ mod tests {
             .expect_err("no such interface")
             .to_string();
         assert!(e.contains("unknown interface `rsp-no-such0`"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_state_is_read_from_the_sysctl_and_odd_names_are_not_paths() {
+        let all = std::path::Path::new("/proc/sys/net/ipv6/conf/lo/disable_ipv6");
+        if let Ok(value) = std::fs::read_to_string(all) {
+            assert_eq!(ipv6_enabled("lo"), value.trim() == "0");
+        } else {
+            assert!(!ipv6_enabled("lo"), "no IPv6 sysctls: IPv6 is off");
+        }
+        assert!(!ipv6_enabled("rsp-no-such0"));
+        for odd in ["", ".", "..", "../all"] {
+            assert!(!ipv6_enabled(odd), "{odd:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use crate::{
     agent::SourceUpdate,
     error::Error,
-    kube::{KubeError, KubeSettings, ServiceRef},
+    kube::{Attached, KubeError, KubeSettings, ServiceRef},
     vip::VipSpec,
 };
 
@@ -74,13 +74,13 @@ pub struct KubeSource {
 }
 
 impl KubeSource {
-    /// `interfaces` names the attached interfaces for the Events it posts.
-    pub fn spawn(config: KubeSourceConfig, interfaces: watch::Receiver<Vec<String>>) -> Self {
+    /// `attached` follows the attached interfaces (see [`crate::kube::run`]).
+    pub fn spawn(config: KubeSourceConfig, attached: watch::Receiver<Attached>) -> Self {
         let (owned_tx, owned) = watch::channel(BTreeMap::new());
         let task = tokio::spawn(crate::kube::run(
             config.client,
             config.settings,
-            interfaces,
+            attached,
             owned_tx,
         ));
         KubeSource { task, owned }

@@ -227,11 +227,26 @@ fn targets<'a>(
     })
 }
 
-/// The data-plane entries for `spec`: one key per interface it lands on,
-/// answered with that interface's MAC.
+/// Whether the kernel would accept traffic for `addr` arriving on `interface`.
+fn family_enabled(addr: IpAddr, interface: &Interface) -> bool {
+    addr.is_ipv4() || interface.ipv6
+}
+
+/// Interfaces `spec` would land on but whose kernel has its IP family
+/// disabled: answering there would draw traffic the node drops.
+pub fn family_disabled_on<'a>(
+    spec: &'a VipSpec,
+    interfaces: &'a [Interface],
+) -> impl Iterator<Item = &'a Interface> {
+    targets(spec, interfaces).filter(|i| !family_enabled(spec.addr, i))
+}
+
+/// The data-plane entries for `spec`: one key per interface it lands on
+/// whose kernel handles the VIP's family, answered with that interface's MAC.
 pub fn expand(spec: &VipSpec, interfaces: &[Interface]) -> BTreeMap<VipKey, VipValue> {
     let Vlan { outer, inner } = spec.scope.vlan;
     targets(spec, interfaces)
+        .filter(|i| family_enabled(spec.addr, i))
         .map(|i| {
             let key = match spec.addr {
                 IpAddr::V4(a) => VipKey::v4(i.ifindex, outer, inner, a.octets()),
@@ -301,6 +316,7 @@ mod tests {
                     "198.51.100.1".parse().expect("addr"),
                     "2001:db8::1".parse().expect("addr"),
                 ],
+                ipv6: true,
             },
             Interface {
                 name: "eth1".into(),
@@ -308,6 +324,7 @@ mod tests {
                 mac: [2, 0, 0, 0, 0, 0xb],
                 up: true,
                 addrs: vec![],
+                ipv6: true,
             },
         ]
     }
@@ -465,6 +482,32 @@ mod tests {
         ]
         .into();
         assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn ipv6_vips_skip_interfaces_without_ipv6_and_ipv4_ones_do_not() {
+        let mut interfaces = interfaces();
+        interfaces[1].ipv6 = false;
+        let v6 = spec("2001:db8::10");
+        let keys: Vec<u32> = expand(&v6, &interfaces)
+            .into_keys()
+            .map(|k| k.ifindex)
+            .collect();
+        assert_eq!(keys, vec![2], "only eth0 handles IPv6");
+        let disabled: Vec<&str> = family_disabled_on(&v6, &interfaces)
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(disabled, vec!["eth1"]);
+        assert_eq!(expand(&spec("192.0.2.10"), &interfaces).len(), 2);
+        assert_eq!(
+            family_disabled_on(&spec("192.0.2.10"), &interfaces).count(),
+            0
+        );
+        // Scoped to eth0, eth1's state does not matter.
+        assert_eq!(
+            family_disabled_on(&spec("2001:db8::10@eth0"), &interfaces).count(),
+            0
+        );
     }
 
     #[test]

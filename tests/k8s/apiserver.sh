@@ -13,6 +13,13 @@
 #                                                # curl https://127.0.0.1:PORT/PATH with admin client cert
 #   tests/k8s/apiserver.sh patch-status STATE_DIR NAMESPACE/SERVICE JSON
 #                                                # merge-patch a Service's /status subresource
+#   tests/k8s/apiserver.sh kill-apiserver STATE_DIR
+#                                                # SIGKILL kube-apiserver only; etcd and its data stay
+#   tests/k8s/apiserver.sh start-apiserver STATE_DIR
+#                                                # start kube-apiserver again, same port/etcd/certs
+#   tests/k8s/apiserver.sh etcd-delete STATE_DIR KEY
+#                                                # delete KEY in etcd behind the server's back (e.g.
+#                                                # /registry/services/specs/NS/NAME); prints the count
 #   tests/k8s/apiserver.sh bin-dir               # print the directory holding kube-apiserver/kubectl
 #   tests/k8s/apiserver.sh kubectl-path          # print the kubectl path
 #
@@ -358,6 +365,36 @@ fail_start() {
     exit 1
 }
 
+# launch_apiserver STATE ETCD_CLIENT_PORT API_PORT: start kube-apiserver in the background
+# (appending to its log), record its PID in STATE/pids and in LAUNCHED_PID.
+launch_apiserver() {
+    local state="$1" etcd_client="$2" api_port="$3" pki="$1/pki"
+    setsid "$APISERVER" \
+        --etcd-servers "http://127.0.0.1:$etcd_client" \
+        --bind-address 127.0.0.1 \
+        --advertise-address 127.0.0.1 \
+        --secure-port "$api_port" \
+        --insecure-port 0 \
+        --cert-dir "$pki" \
+        --tls-cert-file "$pki/server.crt" \
+        --tls-private-key-file "$pki/server.key" \
+        --client-ca-file "$pki/ca.crt" \
+        --authorization-mode RBAC \
+        --service-cluster-ip-range "${SERVICE_CLUSTER_IP_RANGE:-198.51.100.0/24}" \
+        --service-node-port-range "${SERVICE_NODE_PORT_RANGE:-30000-32767}" \
+        --service-account-issuer https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file "$pki/sa.pub" \
+        --service-account-signing-key-file "$pki/sa.key" \
+        --endpoint-reconciler-type none \
+        --enable-priority-and-fairness=false \
+        --allow-privileged=true \
+        --profiling=false \
+        --v 1 \
+        </dev/null >>"$state/apiserver.log" 2>&1 &
+    echo "kube-apiserver $!" >>"$state/pids"
+    LAUNCHED_PID=$!
+}
+
 cmd_start() {
     local state="${1:?usage: start STATE_DIR}"
     binaries_ok || die "binaries missing in $BIN_DIR; run '$0 build' first"
@@ -410,30 +447,9 @@ cmd_start() {
         sleep 0.2
     done
 
-    setsid "$APISERVER" \
-        --etcd-servers "http://127.0.0.1:$etcd_client" \
-        --bind-address 127.0.0.1 \
-        --advertise-address 127.0.0.1 \
-        --secure-port "$api_port" \
-        --insecure-port 0 \
-        --cert-dir "$pki" \
-        --tls-cert-file "$pki/server.crt" \
-        --tls-private-key-file "$pki/server.key" \
-        --client-ca-file "$pki/ca.crt" \
-        --authorization-mode RBAC \
-        --service-cluster-ip-range "${SERVICE_CLUSTER_IP_RANGE:-198.51.100.0/24}" \
-        --service-node-port-range "${SERVICE_NODE_PORT_RANGE:-30000-32767}" \
-        --service-account-issuer https://kubernetes.default.svc.cluster.local \
-        --service-account-key-file "$pki/sa.pub" \
-        --service-account-signing-key-file "$pki/sa.key" \
-        --endpoint-reconciler-type none \
-        --enable-priority-and-fairness=false \
-        --allow-privileged=true \
-        --profiling=false \
-        --v 1 \
-        </dev/null >"$state/apiserver.log" 2>&1 &
-    echo "kube-apiserver $!" >>"$state/pids"
-    local api_pid=$!
+    : >"$state/apiserver.log"
+    launch_apiserver "$state" "$etcd_client" "$api_port"
+    local api_pid=$LAUNCHED_PID
 
     write_kubeconfig "$state" "$api_port"
     cat >"$state/env" <<EOF
@@ -464,6 +480,59 @@ EOF
         sleep 0.2
     done
     log "ready: https://127.0.0.1:$api_port (KUBECONFIG=$state/kubeconfig)"
+}
+
+# The pid recorded for NAME in STATE/pids (empty if none).
+recorded_pid() {
+    awk -v n="$2" '$1 == n {print $2}' "$1/pids" 2>/dev/null | tail -n1
+}
+
+# Kills only kube-apiserver, as a crash or a node reboot would: clients see
+# connection refused, etcd keeps the cluster state for the restart.
+cmd_kill_apiserver() {
+    local state="${1:?usage: kill-apiserver STATE_DIR}" pid i
+    pid=$(recorded_pid "$state" kube-apiserver)
+    [[ -n $pid ]] && pid_alive "$pid" kube-apiserver || die "no running kube-apiserver recorded in $state"
+    kill -KILL "$pid"
+    for ((i = 0; i < 100; i++)); do
+        pid_alive "$pid" kube-apiserver || break
+        sleep 0.1
+    done
+    pid_alive "$pid" kube-apiserver && die "kube-apiserver (pid $pid) survived SIGKILL"
+    grep -v "^kube-apiserver $pid\$" "$state/pids" >"$state/pids.tmp" || true
+    mv -f "$state/pids.tmp" "$state/pids"
+    log "killed kube-apiserver (pid $pid)"
+}
+
+cmd_start_apiserver() {
+    local state="${1:?usage: start-apiserver STATE_DIR}" pid etcd_pid
+    # shellcheck disable=SC1091
+    source "$state/env"
+    pid=$(recorded_pid "$state" kube-apiserver)
+    [[ -n $pid ]] && pid_alive "$pid" kube-apiserver && die "kube-apiserver already running (pid $pid)"
+    etcd_pid=$(recorded_pid "$state" etcd)
+    [[ -n $etcd_pid ]] && pid_alive "$etcd_pid" etcd || die "etcd is not running in $state"
+    launch_apiserver "$state" "${ETCD_URL##*:}" "$K8S_API_PORT"
+    local api_pid=$LAUNCHED_PID timeout="${KUBE_START_TIMEOUT:-60}"
+    local deadline=$((SECONDS + timeout))
+    until [[ $(api_curl "$state" -m 5 "$K8S_API_URL/readyz" 2>/dev/null || true) == ok ]]; do
+        pid_alive "$api_pid" kube-apiserver || { tail -n 30 "$state/apiserver.log" >&2; die "kube-apiserver exited"; }
+        ((SECONDS < deadline)) || die "kube-apiserver not ready after ${timeout}s"
+        sleep 0.5
+    done
+    log "restarted: $K8S_API_URL (pid $api_pid)"
+}
+
+# Through etcd's gRPC gateway (JSON, keys base64), so no etcdctl is needed.
+cmd_etcd_delete() {
+    local state="${1:?usage: etcd-delete STATE_DIR KEY}" key="${2:?usage: etcd-delete STATE_DIR KEY}" out
+    # shellcheck disable=SC1091
+    source "$state/env"
+    out=$(curl -sS -f -m 10 -X POST "$ETCD_URL/v3/kv/deleterange" \
+        --data "{\"key\":\"$(printf '%s' "$key" | base64 -w0)\"}") || die "etcd deleterange $key failed"
+    local deleted
+    deleted=$(sed -nE 's/.*"deleted":"?([0-9]+)"?.*/\1/p' <<<"$out")
+    echo "${deleted:-0}"
 }
 
 cmd_stop() {
@@ -540,6 +609,9 @@ main() {
             KUBECONFIG="$state/kubeconfig" exec "$KUBECTL" "$@" ;;
         curl) cmd_curl "$@" ;;
         patch-status) cmd_patch_status "$@" ;;
+        kill-apiserver) cmd_kill_apiserver "$@" ;;
+        start-apiserver) cmd_start_apiserver "$@" ;;
+        etcd-delete) cmd_etcd_delete "$@" ;;
         bin-dir) echo "$BIN_DIR" ;;
         kubectl-path) echo "$KUBECTL" ;;
         -h | --help | help | "") usage ;;

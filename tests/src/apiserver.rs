@@ -60,6 +60,38 @@ impl ApiServer {
             .unwrap_or_else(|e| panic!("kubectl {args:?} did not run: {e}"))
     }
 
+    /// SIGKILLs kube-apiserver alone, as a crash would: clients are refused
+    /// until `restart_api_server`; etcd and everything in it stay.
+    pub fn kill_api_server(&self) {
+        run_script(&["kill-apiserver", self.state_str()]);
+    }
+
+    /// Starts kube-apiserver again on the same port, etcd and certificates,
+    /// and waits until it is ready.
+    pub fn restart_api_server(&self) {
+        run_script(&["start-apiserver", self.state_str()]);
+    }
+
+    /// Deletes `key` straight from etcd, behind the API server's back (a
+    /// change nobody could watch, e.g. while the server is down). Returns how
+    /// many keys were deleted.
+    pub fn delete_from_etcd(&self, key: &str) -> u64 {
+        let output = Command::new(script())
+            .args(["etcd-delete", self.state_str(), key])
+            .output()
+            .unwrap_or_else(|e| panic!("apiserver.sh etcd-delete did not run: {e}"));
+        assert!(
+            output.status.success(),
+            "apiserver.sh etcd-delete {key} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let count = String::from_utf8_lossy(&output.stdout);
+        count
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("etcd-delete printed {count:?}, not a count"))
+    }
+
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig readable");
         let config =

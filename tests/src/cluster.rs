@@ -31,7 +31,7 @@ use serde_json::json;
 use crate::{
     apiserver::ApiServer,
     lab::{attach_pass_through, format_mac, responder_bin, PassThrough},
-    netns::{run_ok, wait_for, ChildGuard, NetNs},
+    netns::{quiet_ipv6, run_ok, wait_for, ChildGuard, NetNs},
 };
 
 pub const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
@@ -252,7 +252,7 @@ impl Cluster {
             veths.push(RootVeth(interface.clone()));
             // The root namespace must neither route what the client sends to a
             // VIP nor chatter (DAD, RS, MLD) on the segment.
-            sysctl(&format!("net.ipv6.conf.{interface}.disable_ipv6"), "1");
+            quiet_ipv6(&interface);
             sysctl(&format!("net.ipv4.conf.{interface}.forwarding"), "0");
             segment.ip(&["link", "set", &port, "master", BRIDGE, "up"]);
             set_link(&interface, "up");
@@ -372,28 +372,24 @@ impl Cluster {
         .map(drop)
     }
 
-    /// Freezes the kube-apiserver process (SIGSTOP) until the returned guard
-    /// resumes it. Its port stays bound and its connections open, so clients
-    /// hang rather than being refused: an unreachable server, with all its
-    /// state (etcd keeps running) intact on return.
-    pub fn pause_api_server(&self) -> ApiServerPause {
-        let state = self.server.kubeconfig();
-        let pids = state.with_file_name("pids");
-        let text = std::fs::read_to_string(&pids).expect("read the API server's pids file");
-        let pid = text
-            .lines()
-            .find_map(|line| line.strip_prefix("kube-apiserver "))
-            .and_then(|pid| pid.trim().parse::<i32>().ok())
-            .expect("kube-apiserver pid in the pids file");
-        let pid = nix::unistd::Pid::from_raw(pid);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)
-            .expect("SIGSTOP kube-apiserver");
-        ApiServerPause { pid }
+    /// Where the API server keeps Service `name` in etcd.
+    pub fn service_etcd_key(name: &str) -> String {
+        format!("/registry/services/specs/{NAMESPACE}/{name}")
     }
 
     pub fn delete_service(&self, name: &str) {
         self.block(self.services().delete(name, &DeleteParams::default()))
             .expect("delete Service");
+    }
+
+    /// Turns IPv6 off or on for `node`'s interface (`disable_ipv6`), as an
+    /// operator or a host profile would.
+    pub fn set_ipv6(&self, node: &str, enabled: bool) {
+        let interface = &self.agent(node).interface;
+        sysctl(
+            &format!("net.ipv6.conf.{interface}.disable_ipv6"),
+            if enabled { "0" } else { "1" },
+        );
     }
 
     pub fn exclude_node(&self, node: &str) {
@@ -579,23 +575,6 @@ impl Cluster {
         let mac = self.segment.mac(BRIDGE);
         let fd = self.segment.enter(|| packet_socket(BRIDGE));
         ArpProber { fd, mac }
-    }
-}
-
-/// A stopped kube-apiserver, continued on drop (also when a test panics, so
-/// the server can be stopped normally afterwards).
-pub struct ApiServerPause {
-    pid: nix::unistd::Pid,
-}
-
-impl ApiServerPause {
-    /// Continues the server (as dropping the guard does), said out loud.
-    pub fn resume(self) {}
-}
-
-impl Drop for ApiServerPause {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGCONT);
     }
 }
 

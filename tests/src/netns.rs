@@ -205,6 +205,25 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Keeps a root-namespace interface made by a test quiet on its segment (no
+/// link-local address, so no DAD, RS or MLD) while IPv6 stays enabled on it:
+/// the responder rightly refuses IPv6 VIPs where `disable_ipv6` is set. Call
+/// before the link goes up.
+pub fn quiet_ipv6(interface: &str) {
+    for (key, value) in [
+        ("addr_gen_mode", "1"),
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+        ("router_solicitations", "0"),
+        ("forwarding", "0"),
+    ] {
+        run_ok(Command::new("sysctl").args([
+            "-qw",
+            &format!("net.ipv6.conf.{interface}.{key}={value}"),
+        ]));
+    }
+}
+
 /// Polls `f` every 50 ms until it returns Some, for at most `timeout`.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;

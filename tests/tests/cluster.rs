@@ -1,8 +1,8 @@
 //! A simulated cluster on one machine (a real kube-apiserver, three nodes whose
 //! `responder run --kube` agents share one L2 segment with a client): a
 //! Service's VIPs are answered by exactly one node, move when that node dies
-//! or is excluded, are withdrawn when the Service stops being ours, and
-//! different Services spread over the nodes.
+//! or is excluded or loses IPv6, are withdrawn when the Service stops being
+//! ours, and different Services spread over the nodes.
 use std::{
     collections::BTreeSet,
     sync::{Mutex, MutexGuard},
@@ -139,6 +139,45 @@ fn excluding_the_node_moves_and_leaving_our_hands_withdraws() {
     cluster.delete_service("api");
     cluster.nobody_holds(&[api], "api to be withdrawn after deletion");
     assert_unanswered(&cluster, &[api]);
+}
+
+/// A node whose interface loses IPv6 advertises that in its Lease, and the
+/// dual-stack Service it held moves whole to a node that can answer NDP; with
+/// IPv6 back, rendezvous hands it back.
+#[test]
+fn a_node_without_ipv6_hands_dual_stack_services_on() {
+    let _serial = one_cluster_at_a_time();
+    let cluster = Cluster::start("fam");
+    cluster.create_lb_service("web", &[WEB_V4, WEB_V6]);
+    let first = cluster.sole_owner(&[WEB_V4, WEB_V6], "one node to hold both addresses of web");
+
+    cluster.set_ipv6(first, false);
+    let second = cluster.new_owner(
+        &[WEB_V4, WEB_V6],
+        first,
+        "web to leave the node without IPv6",
+    );
+    assert_answered_only_by(&cluster, second);
+    let advertised = wait_for(WAIT, || {
+        cluster
+            .agent(first)
+            .log()
+            .lines()
+            .find(|l| {
+                l.contains("advertising the IP families")
+                    && l.split_whitespace().any(|word| word == "families=IPv4")
+            })
+            .map(str::to_owned)
+    });
+    assert!(
+        advertised.is_some(),
+        "{first} never logged that it advertises IPv4 only"
+    );
+
+    cluster.set_ipv6(first, true);
+    let back = cluster.sole_owner(&[WEB_V4, WEB_V6], "web to settle once IPv6 is back");
+    assert_eq!(back, first, "rendezvous must hand web back to {first}");
+    assert_answered_only_by(&cluster, first);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Faults the agent must survive: an unreachable API server (fail-static,
 //! then reconciliation), rapid VIP churn, two nodes claiming one VIP (split
-//! brain), and bad input (Service status, VIP files, pin paths, SIGHUP).
+//! brain), and bad input (Service status, VIP files, pin paths, SIGHUP, an IP
+//! family the interface lacks).
 use std::{
     collections::BTreeSet,
     fs::File,
@@ -16,7 +17,10 @@ use std::{
 
 use responder_tests::{
     cluster::{Cluster, WAIT},
-    lab::{arping, attach_pass_through, responder_bin, Lab, PassThrough, PinCleanup, NODE_IF},
+    lab::{
+        arping, attach_pass_through, ndisc6, responder_bin, Lab, PassThrough, PinCleanup, NODE_IF,
+        VIP_V4, VIP_V6,
+    },
     netns::{veth, wait_for, ChildGuard, NetNs},
 };
 use serde_json::json;
@@ -41,9 +45,10 @@ fn log_line(log: &str, needles: &[&str]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The Kubernetes API server is frozen for a minute: the VIPs keep being
-/// answered by their owner (no request lost), and once the server is back a
-/// deletion made right away is applied.
+/// The Kubernetes API server is killed for a minute, and a Service is deleted
+/// from etcd while it is down (a change no watch can deliver): the VIPs keep
+/// being answered by their owners (no request lost), and once the server is
+/// back the agents re-list and withdraw the deleted Service's VIP.
 #[test]
 fn api_server_outage_is_fail_static_and_reconciles_after() {
     const WEB: &str = "198.51.100.10";
@@ -61,11 +66,12 @@ fn api_server_outage_is_fail_static_and_reconciles_after() {
     ];
     let prober = cluster.arp_prober();
 
-    let pause = cluster.pause_api_server();
+    cluster.server.kill_api_server();
     let started = Instant::now();
     let mut attempts = 0u32;
     let mut unanswered = Vec::new();
     let mut wrong = Vec::new();
+    let mut deleted_meanwhile = None;
     while started.elapsed() < OUTAGE {
         for (vip, mac) in &expected {
             attempts += 1;
@@ -75,39 +81,50 @@ fn api_server_outage_is_fail_static_and_reconciles_after() {
             }
             wrong.extend(answers.into_iter().filter(|a| a != mac).map(|a| (*vip, a)));
         }
+        if deleted_meanwhile.is_none() && started.elapsed() >= OUTAGE / 2 {
+            deleted_meanwhile = Some(
+                cluster
+                    .server
+                    .delete_from_etcd(&Cluster::service_etcd_key("api")),
+            );
+        }
     }
-    let frozen: Vec<String> = cluster
+    let broken: Vec<String> = cluster
         .agents
         .iter()
         .filter_map(|a| log_line(&a.log(), &["Kubernetes view broken"]))
         .collect();
-    pause.resume();
     eprintln!(
-        "outage of {OUTAGE:?}: {attempts} ARP requests, {} unanswered; fail-static log lines: {frozen:#?}",
+        "outage of {OUTAGE:?}: {attempts} ARP requests, {} unanswered; fail-static log lines: {broken:#?}",
         unanswered.len()
+    );
+    assert_eq!(
+        deleted_meanwhile,
+        Some(1),
+        "the api Service must have been deleted from etcd during the outage"
     );
     assert!(
         unanswered.is_empty(),
-        "requests lost while the API server was unreachable: {unanswered:?} of {attempts}"
+        "requests lost while the API server was down: {unanswered:?} of {attempts}"
     );
     assert!(
         wrong.is_empty(),
         "answers from other than the owners during the outage: {wrong:?}"
     );
     assert_eq!(
-        frozen.len(),
+        broken.len(),
         cluster.agents.len(),
         "every agent must log that it keeps its VIPs while the API is unreachable"
     );
 
-    cluster.delete_service("api");
+    cluster.server.restart_api_server();
     cluster.nobody_holds(
         &[API],
-        "api to be withdrawn once the API server is back and it is deleted",
+        "api, deleted during the outage, to be withdrawn once the API server is back",
     );
     assert!(
         prober.answers(v4(API), Duration::from_secs(1)).is_empty(),
-        "deleted api still answered"
+        "api, deleted during the outage, is still answered"
     );
     let recovered = wait_for(WAIT, || {
         cluster
@@ -581,4 +598,67 @@ fn sighup_with_an_unreadable_vip_file_keeps_serving() {
         answered,
         "{VIP} not answered after the failed reload: {out}"
     );
+}
+
+/// IPv6 disabled on the interface: the IPv6 VIP is not answered there (the
+/// node would drop what it draws), a warning says why, the IPv4 VIP is served
+/// meanwhile, and enabling IPv6 brings the IPv6 VIP in without a restart.
+#[test]
+fn ipv6_vip_waits_while_the_interface_has_ipv6_disabled() {
+    let lab = Lab::new("nov6");
+    let set_disable_ipv6 = |value: u8| {
+        let out = lab
+            .node
+            .command("sysctl")
+            .args([
+                "-qw",
+                &format!("net.ipv6.conf.{NODE_IF}.disable_ipv6={value}"),
+            ])
+            .output()
+            .expect("run sysctl");
+        assert!(out.status.success(), "sysctl disable_ipv6={value}: {out:?}");
+    };
+    set_disable_ipv6(1);
+    let args = [
+        "--interface",
+        NODE_IF,
+        "--vip",
+        VIP_V4,
+        "--vip",
+        VIP_V6,
+        "--xdp-mode",
+        "driver",
+    ];
+    let responder = lab.start_responder(&args, 1);
+    let installed: Vec<String> = responder
+        .vips()
+        .iter()
+        .map(|v| v["ip"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(installed, vec![VIP_V4.to_owned()], "only the IPv4 VIP fits");
+    let warning = log_line(
+        &responder.log(),
+        &["WARN", VIP_V6, "IPv6 is disabled there"],
+    )
+    .unwrap_or_else(|| panic!("no warning naming {VIP_V6}; log:\n{}", responder.log()));
+    eprintln!("warning: {warning}");
+    let (ok, out) = arping(&lab, VIP_V4, 2);
+    assert!(ok, "the IPv4 VIP must be served meanwhile:\n{out}");
+    let (ok, out) = ndisc6(&lab, VIP_V6);
+    assert!(
+        !ok,
+        "{VIP_V6} answered on an interface without IPv6:\n{out}"
+    );
+
+    set_disable_ipv6(0);
+    let both = wait_for(Duration::from_secs(10), || {
+        (responder.vips().len() == 2).then_some(())
+    });
+    assert!(
+        both.is_some(),
+        "{VIP_V6} not installed after IPv6 was enabled; log:\n{}",
+        responder.log()
+    );
+    let (ok, out) = ndisc6(&lab, VIP_V6);
+    assert!(ok, "{VIP_V6} not answered once IPv6 is enabled:\n{out}");
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
-use responder::kube::{run, KubeSettings, ServiceRef};
+use responder::kube::{run, Attached, KubeSettings, ServiceRef};
 use responder_tests::apiserver::ApiServer;
 use serde_json::json;
 use tokio::sync::watch;
@@ -37,7 +37,10 @@ impl Drop for Agent {
 
 fn start_agent(client: &Client, node: &'static str) -> Agent {
     let settings = KubeSettings::new(node, LEASE_NAMESPACE);
-    let (interfaces_tx, interfaces) = watch::channel(vec!["eth0".to_owned()]);
+    let (interfaces_tx, interfaces) = watch::channel(Attached {
+        names: vec!["eth0".to_owned()],
+        ipv6: true,
+    });
     let (owned_tx, owned) = watch::channel(BTreeMap::new());
     let client = client.clone();
     let task = tokio::spawn(async move {

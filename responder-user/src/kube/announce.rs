@@ -39,7 +39,7 @@ pub(crate) fn channel() -> (
 pub(crate) async fn publish_events(
     client: Client,
     node: String,
-    interfaces: watch::Receiver<Vec<String>>,
+    attached: watch::Receiver<super::Attached>,
     mut announcements: mpsc::UnboundedReceiver<Announcement>,
 ) {
     let recorder = Recorder::new(
@@ -50,7 +50,7 @@ pub(crate) async fn publish_events(
         },
     );
     while let Some(announcement) = announcements.recv().await {
-        let interfaces = interfaces.borrow().join(", ");
+        let interfaces = attached.borrow().names.join(", ");
         let (service, reason, action, note) = match &announcement {
             Announcement::Started { service, ips } => (
                 service,

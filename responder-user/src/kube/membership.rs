@@ -2,7 +2,7 @@
 //! Leases alive by when it last saw them change, never by the timestamps written in
 //! them, so clock skew between nodes cannot expire or prolong a member.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -11,11 +11,46 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::{Attached, Families};
+
 pub(crate) const LEASE_LABEL_KEY: &str = "app.kubernetes.io/component";
 pub(crate) const LEASE_LABEL_VALUE: &str = "responder-membership";
+
+/// The IP families the holder can answer for right now (`IPv4`, `IPv6`,
+/// comma-separated, Kubernetes' spelling; empty when no interface is
+/// attached). A Lease without it is from an agent that predates it: both.
+pub(crate) const LEASE_FAMILIES_ANNOTATION: &str = "responder/ip-families";
+
+pub(crate) fn families_annotation(families: Families) -> String {
+    let mut names = Vec::new();
+    if families.ipv4 {
+        names.push("IPv4");
+    }
+    if families.ipv6 {
+        names.push("IPv6");
+    }
+    names.join(",")
+}
+
+fn families_of(lease: &Lease) -> Families {
+    let Some(value) = lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LEASE_FAMILIES_ANNOTATION))
+    else {
+        return Families::BOTH;
+    };
+    let listed = |family: &str| value.split(',').any(|name| name.trim() == family);
+    Families {
+        ipv4: listed("IPv4"),
+        ipv6: listed("IPv6"),
+    }
+}
 
 pub(crate) fn lease_selector() -> String {
     format!("{LEASE_LABEL_KEY}={LEASE_LABEL_VALUE}")
@@ -30,6 +65,7 @@ struct Observation {
     holder: String,
     renew_time: Option<MicroTime>,
     observed_at: Instant,
+    families: Families,
 }
 
 /// Lease expiry as seen from this agent, in the style of client-go leader election.
@@ -59,12 +95,16 @@ impl LeaseTracker {
             .and_then(|s| s.holder_identity.clone())
             .unwrap_or_default();
         let renew_time = spec.and_then(|s| s.renew_time.clone());
+        let families = families_of(lease);
         match self.leases.get_mut(&name) {
-            Some(seen) if seen.holder == holder && seen.renew_time == renew_time => {}
+            Some(seen) if seen.holder == holder && seen.renew_time == renew_time => {
+                seen.families = families;
+            }
             Some(seen) => {
                 seen.holder = holder;
                 seen.renew_time = renew_time;
                 seen.observed_at = now;
+                seen.families = families;
             }
             None => {
                 self.leases.insert(
@@ -73,6 +113,7 @@ impl LeaseTracker {
                         holder,
                         renew_time,
                         observed_at: now,
+                        families,
                     },
                 );
             }
@@ -100,12 +141,13 @@ impl LeaseTracker {
         seen.observed_at + self.lease_duration
     }
 
-    /// Holders of Leases renewed within the lease duration.
-    pub fn live(&self, now: Instant) -> BTreeSet<String> {
+    /// Holders of Leases renewed within the lease duration, with the IP
+    /// families each can answer for.
+    pub fn live(&self, now: Instant) -> BTreeMap<String, Families> {
         self.leases
             .values()
             .filter(|seen| !seen.holder.is_empty() && now < self.expiry(seen))
-            .map(|seen| seen.holder.clone())
+            .map(|seen| (seen.holder.clone(), seen.families))
             .collect()
     }
 
@@ -126,18 +168,26 @@ impl LeaseTracker {
 
 /// Creates the node's Lease if needed and renews it every `renew_interval` with
 /// one merge patch, backing off (up to the lease duration) while renewals fail.
+/// Each renewal also carries the IP families `attached` can answer for now.
 pub(crate) async fn hold_lease(
     api: Api<Lease>,
     node: String,
+    attached: watch::Receiver<Attached>,
     renew_interval: Duration,
     lease_duration: Duration,
 ) -> Infallible {
     let name = lease_name(&node);
     let mut delay = renew_interval;
     let mut failing = false;
+    let mut advertised = None;
     loop {
         let started = Instant::now();
-        let renewed = renew(&api, &name, &node, lease_duration).await;
+        let families = attached.borrow().families();
+        if advertised != Some(families) {
+            info!(lease = %name, families = %families_annotation(families), "advertising the IP families this node answers for");
+            advertised = Some(families);
+        }
+        let renewed = renew(&api, &name, &node, families, lease_duration).await;
         crate::metrics::record(|metrics| metrics.lease_renewal(renewed.is_ok()));
         match renewed {
             Ok(()) => {
@@ -165,14 +215,19 @@ async fn renew(
     api: &Api<Lease>,
     name: &str,
     node: &str,
+    families: Families,
     lease_duration: Duration,
 ) -> Result<(), kube::Error> {
+    let families = families_annotation(families);
     let now = MicroTime(Timestamp::now());
     let duration_seconds = i32::try_from(lease_duration.as_secs_f64().ceil() as u64)
         .unwrap_or(i32::MAX)
         .max(1);
     let patch = serde_json::json!({
-        "metadata": { "labels": { LEASE_LABEL_KEY: LEASE_LABEL_VALUE } },
+        "metadata": {
+            "labels": { LEASE_LABEL_KEY: LEASE_LABEL_VALUE },
+            "annotations": { LEASE_FAMILIES_ANNOTATION: families },
+        },
         "spec": {
             "holderIdentity": node,
             "leaseDurationSeconds": duration_seconds,
@@ -191,6 +246,7 @@ async fn renew(
                     labels: Some(
                         [(LEASE_LABEL_KEY.to_owned(), LEASE_LABEL_VALUE.to_owned())].into(),
                     ),
+                    annotations: Some([(LEASE_FAMILIES_ANNOTATION.to_owned(), families)].into()),
                     ..Default::default()
                 },
                 spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
@@ -233,8 +289,67 @@ mod tests {
         }
     }
 
-    fn members(names: &[&str]) -> BTreeSet<String> {
-        names.iter().map(|n| n.to_string()).collect()
+    fn members(names: &[&str]) -> BTreeMap<String, Families> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), Families::BOTH))
+            .collect()
+    }
+
+    fn annotated(mut lease: Lease, families: &str) -> Lease {
+        lease.metadata.annotations =
+            Some([(LEASE_FAMILIES_ANNOTATION.to_owned(), families.to_owned())].into());
+        lease
+    }
+
+    #[test]
+    fn families_come_from_the_annotation_and_its_absence_means_both() {
+        let now = Instant::now();
+        let mut tracker = LeaseTracker::new(SECOND);
+        tracker.observe(&lease("old", 1), now);
+        tracker.observe(&annotated(lease("v4", 1), "IPv4"), now);
+        tracker.observe(&annotated(lease("dual", 1), "IPv4, IPv6"), now);
+        tracker.observe(&annotated(lease("idle", 1), ""), now);
+        let none = Families {
+            ipv4: false,
+            ipv6: false,
+        };
+        let v4_only = Families {
+            ipv4: true,
+            ipv6: false,
+        };
+        let expected: BTreeMap<String, Families> = [
+            ("dual".to_owned(), Families::BOTH),
+            ("idle".to_owned(), none),
+            ("old".to_owned(), Families::BOTH),
+            ("v4".to_owned(), v4_only),
+        ]
+        .into();
+        assert_eq!(tracker.live(now), expected);
+
+        // A change of families alone is taken at once, without restarting
+        // the expiry clock (it is not a renewal).
+        let later = now + Duration::from_millis(600);
+        tracker.observe(&annotated(lease("v4", 1), "IPv4,IPv6"), later);
+        assert_eq!(tracker.live(later)["v4"], Families::BOTH);
+        assert_eq!(tracker.last_change(&lease_name("v4")), Some(now));
+    }
+
+    #[test]
+    fn the_annotation_spells_families_as_kubernetes_does() {
+        assert_eq!(families_annotation(Families::BOTH), "IPv4,IPv6");
+        let v4_only = Families {
+            ipv4: true,
+            ipv6: false,
+        };
+        assert_eq!(families_annotation(v4_only), "IPv4");
+        let attached = |names: &[&str], ipv6| Attached {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            ipv6,
+        };
+        assert_eq!(attached(&["eth0"], false).families(), v4_only);
+        assert_eq!(attached(&["eth0"], true).families(), Families::BOTH);
+        assert_eq!(families_annotation(attached(&[], true).families()), "");
     }
 
     const SECOND: Duration = Duration::from_secs(1);

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::membership::{lease_name, LEASE_LABEL_KEY, LEASE_LABEL_VALUE};
 use super::ownership::pick_owner;
 use super::ownership::tests::{lb_service, slice, svc};
-use super::{run, KubeSettings, ServiceRef};
+use super::{run, Attached, KubeSettings, ServiceRef};
 
 const NAMESPACE: &str = "responder";
 
@@ -203,9 +203,12 @@ async fn owned_by_agent(node: &str, cluster: Cluster) -> BTreeMap<IpAddr, Servic
         lease_duration: Duration::from_secs(3600),
         ..KubeSettings::new(node, NAMESPACE)
     };
-    let (_interfaces_tx, interfaces) = watch::channel(vec!["eth0".to_owned()]);
+    let (_attached_tx, attached) = watch::channel(Attached {
+        names: vec!["eth0".to_owned()],
+        ipv6: true,
+    });
     let (owned_tx, mut owned) = watch::channel(BTreeMap::new());
-    let agent = tokio::spawn(run(client, settings, interfaces, owned_tx));
+    let agent = tokio::spawn(run(client, settings, attached, owned_tx));
     let published = tokio::time::timeout(
         Duration::from_secs(20),
         owned.wait_for(|vips| !vips.is_empty()),

@@ -57,6 +57,48 @@ impl KubeSettings {
     }
 }
 
+/// What the Kubernetes side needs to know of the interfaces the program is
+/// attached to: their names for Events, and which IP families this node can
+/// answer for, published in its Lease so Services only go to nodes that can
+/// serve them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attached {
+    pub names: Vec<String>,
+    /// At least one attached interface handles IPv6.
+    pub ipv6: bool,
+}
+
+impl Attached {
+    pub fn families(&self) -> Families {
+        Families {
+            ipv4: !self.names.is_empty(),
+            ipv6: self.ipv6 && !self.names.is_empty(),
+        }
+    }
+}
+
+/// The IP families a node can answer for right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Families {
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+impl Families {
+    /// What a Lease without the annotation (an older agent) is taken to mean.
+    pub const BOTH: Families = Families {
+        ipv4: true,
+        ipv6: true,
+    };
+
+    pub fn serves(&self, addr: &IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(_) => self.ipv4,
+            IpAddr::V6(_) => self.ipv6,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceRef {
     pub namespace: String,
@@ -84,14 +126,15 @@ pub enum KubeError {
 }
 
 /// Runs until cancelled (drop the future or abort its task), publishing into
-/// `owned` the VIPs this node must answer for now. `interfaces` names the attached
-/// interfaces for the Event text.
+/// `owned` the VIPs this node must answer for now. `attached` follows the
+/// attached interfaces: named in Events, their IP families advertised in the
+/// Lease.
 ///
 /// While the API server is unreachable the last published set stays in place.
 pub async fn run(
     client: kube::Client,
     settings: KubeSettings,
-    interfaces: watch::Receiver<Vec<String>>,
+    attached: watch::Receiver<Attached>,
     owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
 ) -> Result<(), KubeError> {
     let selector: LabelSelector = settings
@@ -110,6 +153,7 @@ pub async fn run(
     }
     let leases = kube::Api::namespaced(client.clone(), &settings.namespace);
     let (announcer, announcements) = announce::channel();
+    let attached_for_events = attached.clone();
     // The announcer ends once the agent loop drops its sender, after the last Events.
     let agent_and_announcer = async {
         let (result, ()) = tokio::join!(
@@ -117,14 +161,14 @@ pub async fn run(
             announce::publish_events(
                 client.clone(),
                 settings.node_name.clone(),
-                interfaces,
+                attached_for_events,
                 announcements
             ),
         );
         result
     };
     tokio::select! {
-        never = membership::hold_lease(leases, settings.node_name.clone(), settings.renew_interval, settings.lease_duration) => {
+        never = membership::hold_lease(leases, settings.node_name.clone(), attached, settings.renew_interval, settings.lease_duration) => {
             match never {}
         }
         result = agent_and_announcer => result,

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::selector::LabelSelector;
-use super::ServiceRef;
+use super::{Families, ServiceRef};
 
 pub(crate) const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -160,8 +160,9 @@ pub(crate) struct Assignment {
 
 pub(crate) struct Inputs<'a> {
     pub lb_class: Option<&'a str>,
-    /// Live members that are eligible nodes.
-    pub members: &'a BTreeSet<String>,
+    /// Live members that are eligible nodes, with the IP families each can
+    /// answer for.
+    pub members: &'a BTreeMap<String, Families>,
     /// `None` when EndpointSlices are not served: Local Services then treat every
     /// member as having endpoints.
     pub endpoints: Option<&'a HashMap<ServiceRef, BTreeSet<String>>>,
@@ -188,19 +189,30 @@ pub(crate) fn assign<'s>(
         if ips.is_empty() {
             continue;
         }
-        let owner = match inputs.endpoints {
+        let with_endpoints = match inputs.endpoints {
             Some(endpoints) if is_local_policy(service) => {
-                let with_endpoints = endpoints.get(&key).unwrap_or(&no_endpoints);
-                pick_owner(
-                    inputs
-                        .members
-                        .intersection(with_endpoints)
-                        .map(String::as_str),
-                    &key,
-                )
+                Some(endpoints.get(&key).unwrap_or(&no_endpoints))
             }
-            _ => pick_owner(inputs.members.iter().map(String::as_str), &key),
+            _ => None,
         };
+        let candidates = |serves: &dyn Fn(&Families) -> bool| {
+            inputs
+                .members
+                .iter()
+                .filter(|(node, families)| {
+                    serves(families) && with_endpoints.is_none_or(|nodes| nodes.contains(*node))
+                })
+                .map(|(node, _)| node.as_str())
+                .collect::<Vec<_>>()
+        };
+        // A node that cannot answer for every address (IPv6 disabled, no
+        // interface attached) would black-hole some of them: only when no
+        // node can serve them all does serving some beat serving none.
+        let mut eligible = candidates(&|families| ips.iter().all(|ip| families.serves(ip)));
+        if eligible.is_empty() {
+            eligible = candidates(&|families| ips.iter().any(|ip| families.serves(ip)));
+        }
+        let owner = pick_owner(eligible, &key);
         assignments.insert(
             key,
             Assignment {
@@ -501,6 +513,90 @@ pub(crate) mod tests {
         assert_eq!(index[&svc("default", "web")], nodes(&["a", "b", "d"]));
     }
 
+    fn dual_stack(names: &[&str]) -> BTreeMap<String, Families> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), Families::BOTH))
+            .collect()
+    }
+
+    const IPV4_ONLY: Families = Families {
+        ipv4: true,
+        ipv6: false,
+    };
+    const NOTHING: Families = Families {
+        ipv4: false,
+        ipv6: false,
+    };
+
+    #[test]
+    fn services_go_to_nodes_that_can_answer_for_all_their_families() {
+        // Service names whose rendezvous winner among a, b, c is `a`, the
+        // node that lacks IPv6, so the family rule is what moves them.
+        let all = nodes(&["a", "b", "c"]);
+        let won_by_a = |prefix: &str| {
+            (0..)
+                .map(|i| format!("{prefix}-{i}"))
+                .find(|name| owner_of(&svc("default", name), &all) == "a")
+                .expect("some name is won by a")
+        };
+        let (v4, dual, v6) = (won_by_a("v4"), won_by_a("dual"), won_by_a("v6"));
+        let services = [
+            Arc::new(lb_service(
+                &v4,
+                None,
+                "Cluster",
+                &[(Some("192.0.2.1"), None)],
+            )),
+            Arc::new(lb_service(
+                &dual,
+                None,
+                "Cluster",
+                &[(Some("192.0.2.2"), None), (Some("2001:db8::2"), None)],
+            )),
+            Arc::new(lb_service(
+                &v6,
+                None,
+                "Cluster",
+                &[(Some("2001:db8::3"), None)],
+            )),
+        ];
+        let owner = |members: &BTreeMap<String, Families>, name: &str| {
+            let inputs = Inputs {
+                lb_class: None,
+                members,
+                endpoints: None,
+            };
+            assign(&services, &inputs, |_, _| {})[&svc("default", name)]
+                .owner
+                .clone()
+        };
+
+        let mut members = dual_stack(&["a", "b", "c"]);
+        members.insert("a".into(), IPV4_ONLY);
+        let without_a = nodes(&["b", "c"]);
+        assert_eq!(owner(&members, &v4).as_deref(), Some("a"));
+        for name in [&dual, &v6] {
+            assert_eq!(
+                owner(&members, name),
+                Some(owner_of(&svc("default", name), &without_a)),
+                "{name} must skip the node without IPv6"
+            );
+        }
+
+        // Nobody has IPv6: the IPv4 half of a dual-stack Service is still
+        // served, an IPv6-only Service cannot be.
+        let members: BTreeMap<String, Families> =
+            [("a".into(), IPV4_ONLY), ("b".into(), NOTHING)].into();
+        assert_eq!(owner(&members, &dual).as_deref(), Some("a"));
+        assert_eq!(owner(&members, &v6), None);
+        assert_eq!(
+            owner(&members, &v4).as_deref(),
+            Some("a"),
+            "b has no interface"
+        );
+    }
+
     #[test]
     fn local_services_follow_endpoints() {
         let members = nodes(&["a", "b", "c"]);
@@ -528,9 +624,10 @@ pub(crate) mod tests {
             slice("local", &[("b", Some(true), None), ("z", Some(true), None)]),
             slice("nowhere", &[("a", Some(false), Some(false))]),
         ]);
+        let with_families = dual_stack(&["a", "b", "c"]);
         let with_slices = Inputs {
             lb_class: None,
-            members: &members,
+            members: &with_families,
             endpoints: Some(&index),
         };
         let assignments = assign(&services, &with_slices, |_, _| {});
@@ -555,7 +652,7 @@ pub(crate) mod tests {
 
     #[test]
     fn owned_by_collects_dual_stack_addresses() {
-        let members = nodes(&["a"]);
+        let members = dual_stack(&["a"]);
         let services = [Arc::new(lb_service(
             "web",
             None,

@@ -25,7 +25,7 @@ use responder_common::{VipKey, VipValue, PIN_VIPS};
 use responder_tests::{
     apiserver::ApiServer,
     lab::{cleanup_pins, responder_bin},
-    netns::{run_ok, ChildGuard, NetNs},
+    netns::{quiet_ipv6, run_ok, ChildGuard, NetNs},
 };
 use serde_json::json;
 
@@ -182,11 +182,7 @@ impl Link {
             peer_ns.name(),
         ]));
         let link = Link { root, peer_ns };
-        // The root namespace must not chatter (DAD, RS, MLD) on the link.
-        run_ok(Command::new("sysctl").args([
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", link.root),
-        ]));
+        quiet_ipv6(&link.root);
         link.peer_ns.ip(&["link", "set", "peer0", "up"]);
         run_ok(Command::new("ip").args(["link", "set", "dev", &link.root, "up"]));
         link
