@@ -327,6 +327,23 @@ pub fn attach_pass_through(ns: &NetNs, ifname: &str) -> PassThrough {
     PassThrough { _ebpf: ebpf }
 }
 
+/// `responder run` arguments answering for both lab VIPs on the node
+/// interface in XDP `mode` (`driver`, `skb`), then `extra`.
+pub fn lab_vip_args(mode: &'static str, extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = vec![
+        "--interface",
+        NODE_IF,
+        "--vip",
+        VIP_V4,
+        "--vip",
+        VIP_V6,
+        "--xdp-mode",
+        mode,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// `arping` from the client: (exit success, output).
 pub fn arping(lab: &Lab, ip: &str, count: u32) -> (bool, String) {
     let out = lab

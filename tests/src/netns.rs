@@ -217,10 +217,10 @@ pub fn quiet_ipv6(interface: &str) {
         ("router_solicitations", "0"),
         ("forwarding", "0"),
     ] {
-        run_ok(Command::new("sysctl").args([
-            "-qw",
-            &format!("net.ipv6.conf.{interface}.{key}={value}"),
-        ]));
+        run_ok(
+            Command::new("sysctl")
+                .args(["-qw", &format!("net.ipv6.conf.{interface}.{key}={value}")]),
+        );
     }
 }
 

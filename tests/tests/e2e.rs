@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use responder_tests::{
     lab::{
-        arping, kernel_resolve, ndisc6, Lab, CLIENT_IF, NODE_IF, NODE_V4, OTHER_V4, OTHER_V6,
-        VIP_V4, VIP_V6,
+        arping, kernel_resolve, lab_vip_args, ndisc6, Lab, CLIENT_IF, NODE_IF, NODE_V4, OTHER_V4,
+        OTHER_V6, VIP_V4, VIP_V6,
     },
     netns::wait_for,
 };
@@ -13,16 +13,7 @@ use responder_tests::{
 const WAIT: Duration = Duration::from_secs(10);
 
 fn vip_args() -> Vec<&'static str> {
-    vec![
-        "--interface",
-        NODE_IF,
-        "--vip",
-        VIP_V4,
-        "--vip",
-        VIP_V6,
-        "--xdp-mode",
-        "driver",
-    ]
+    lab_vip_args("driver", &[])
 }
 
 #[test]
@@ -126,16 +117,7 @@ fn addresses_not_configured_get_no_reply() {
 #[test]
 fn skb_mode_answers_too() {
     let lab = Lab::new("skb");
-    let args = [
-        "--interface",
-        NODE_IF,
-        "--vip",
-        VIP_V4,
-        "--vip",
-        VIP_V6,
-        "--xdp-mode",
-        "skb",
-    ];
+    let args = lab_vip_args("skb", &[]);
     let _responder = lab.start_responder(&args, 2);
     let (ok, out) = arping(&lab, VIP_V4, 2);
     assert!(ok, "arping in skb mode failed:\n{out}");
@@ -153,20 +135,10 @@ fn gratuitous_burst_moves_a_clients_neighbor_entry() {
             "neigh", "replace", vip, "lladdr", old, "nud", "stale", "dev", CLIENT_IF,
         ]);
     }
-    let args = [
-        "--interface",
-        NODE_IF,
-        "--vip",
-        VIP_V4,
-        "--vip",
-        VIP_V6,
-        "--xdp-mode",
+    let args = lab_vip_args(
         "driver",
-        "--announce-count",
-        "3",
-        "--announce-interval",
-        "1100ms",
-    ];
+        &["--announce-count", "3", "--announce-interval", "1100ms"],
+    );
     let _responder = lab.start_responder(&args, 2);
     let mac = lab.node_mac();
     for vip in [VIP_V4, VIP_V6] {

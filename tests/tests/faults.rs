@@ -18,8 +18,8 @@ use std::{
 use responder_tests::{
     cluster::{Cluster, WAIT},
     lab::{
-        arping, attach_pass_through, ndisc6, responder_bin, Lab, PassThrough, PinCleanup, NODE_IF,
-        VIP_V4, VIP_V6,
+        arping, attach_pass_through, lab_vip_args, ndisc6, responder_bin, Lab, PassThrough,
+        PinCleanup, NODE_IF, VIP_V4, VIP_V6,
     },
     netns::{veth, wait_for, ChildGuard, NetNs},
 };
@@ -619,17 +619,7 @@ fn ipv6_vip_waits_while_the_interface_has_ipv6_disabled() {
         assert!(out.status.success(), "sysctl disable_ipv6={value}: {out:?}");
     };
     set_disable_ipv6(1);
-    let args = [
-        "--interface",
-        NODE_IF,
-        "--vip",
-        VIP_V4,
-        "--vip",
-        VIP_V6,
-        "--xdp-mode",
-        "driver",
-    ];
-    let responder = lab.start_responder(&args, 1);
+    let responder = lab.start_responder(&lab_vip_args("driver", &[]), 1);
     let installed: Vec<String> = responder
         .vips()
         .iter()

@@ -8,26 +8,15 @@ use crate::{require_root, run, setup, workspace_root};
 
 pub fn bench(quick: bool, render_only: bool) -> Result<()> {
     let root = workspace_root();
+    let mut bench = Command::new("cargo");
+    bench
+        .args(["run", "--release", "--package", "responder-tests"])
+        .args(["--bin", "bench", "--"])
+        .args(["--out", "BENCHMARKS.md", "--json", "BENCHMARKS.json"])
+        .args(["--chart", "benchmarks.png"])
+        .current_dir(&root);
     if render_only {
-        return run(Command::new("cargo")
-            .args([
-                "run",
-                "--release",
-                "--package",
-                "responder-tests",
-                "--bin",
-                "bench",
-                "--",
-            ])
-            .args([
-                "--render-only",
-                "--out",
-                "BENCHMARKS.md",
-                "--json",
-                "BENCHMARKS.json",
-            ])
-            .args(["--chart", "benchmarks.png"])
-            .current_dir(&root));
+        return run(bench.arg("--render-only"));
     }
     require_root("bench")?;
     setup::all()?;
@@ -45,27 +34,8 @@ pub fn bench(quick: bool, render_only: bool) -> Result<()> {
         ])
         .args(["--package", "responder-user", "--bin", "responder"])
         .current_dir(&root))?;
-    let mut cmd = Command::new("cargo");
-    cmd.args([
-        "run",
-        "--release",
-        "--package",
-        "responder-tests",
-        "--bin",
-        "bench",
-        "--",
-    ]);
     if quick {
-        cmd.arg("--quick");
+        bench.arg("--quick");
     }
-    cmd.args([
-        "--out",
-        "BENCHMARKS.md",
-        "--json",
-        "BENCHMARKS.json",
-        "--chart",
-        "benchmarks.png",
-    ])
-    .current_dir(&root);
-    run(&mut cmd)
+    run(&mut bench)
 }
