@@ -53,52 +53,12 @@ impl Lab {
     /// The pin path of this lab's responders: a restarted one adopts what
     /// the previous one left there.
     pub fn pin_path(&self) -> PathBuf {
-        PathBuf::from(format!("/sys/fs/bpf/{}", self.node.name()))
+        pin_path_of(&self.node)
     }
 
-    /// Starts `responder run` on the node side with its own pin path, and
-    /// waits until `expected_entries` VIP keys are installed. Metrics listen
-    /// on a free loopback port unless `args` choose an address, so parallel
-    /// tests never collide on the default port.
+    /// Starts `responder run` on the node side (see [`Responder::start`]).
     pub fn start_responder(&self, args: &[&str], expected_entries: usize) -> Responder {
-        static STARTED: AtomicU32 = AtomicU32::new(0);
-        let pin_path = self.pin_path();
-        // Unique per start: a restarted responder must not share (and, on
-        // drop, delete) its predecessor's log.
-        let log_path = std::env::temp_dir().join(format!(
-            "{}-{}.log",
-            self.node.name(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
-        ));
-        let log = File::create(&log_path).expect("create responder log");
-        let mut cmd = self
-            .node
-            .command(responder_bin().to_str().expect("utf-8 path"));
-        cmd.arg("run").arg("--pin-path").arg(&pin_path);
-        if !args.contains(&"--metrics-addr") {
-            cmd.args(["--metrics-addr", "127.0.0.1:0"]);
-        }
-        cmd.args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
-        let responder = Responder {
-            child: ChildGuard::spawn(cmd, "responder run"),
-            pin_path,
-            log_path,
-            netns_path: self.node.path(),
-        };
-        let installed = wait_for(Duration::from_secs(20), || {
-            let n = responder.vips().len();
-            (n == expected_entries).then_some(n)
-        });
-        assert!(
-            installed.is_some(),
-            "responder did not install {expected_entries} VIP entries within 20 s; log:\n{}",
-            responder.log()
-        );
-        responder
+        Responder::start(&self.node, args, expected_entries)
     }
 
     /// The client's neighbor entry for `ip`: (lladdr, state), if any.
@@ -190,7 +150,56 @@ pub struct Responder {
     netns_path: String,
 }
 
+/// Where the responder of namespace `node` pins its program and maps: a
+/// restarted one adopts what the previous one left there.
+pub fn pin_path_of(node: &NetNs) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/{}", node.name()))
+}
+
 impl Responder {
+    /// Starts `responder run` in `node` with the pin path of that namespace,
+    /// and waits until `expected_entries` VIP keys are installed. Metrics listen
+    /// on a free loopback port unless `args` choose an address, so parallel
+    /// tests never collide on the default port.
+    pub fn start(node: &NetNs, args: &[&str], expected_entries: usize) -> Responder {
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let pin_path = pin_path_of(node);
+        // Unique per start: a restarted responder must not share (and, on
+        // drop, delete) its predecessor's log.
+        let log_path = std::env::temp_dir().join(format!(
+            "{}-{}.log",
+            node.name(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let log = File::create(&log_path).expect("create responder log");
+        let mut cmd = node.command(responder_bin().to_str().expect("utf-8 path"));
+        cmd.arg("run").arg("--pin-path").arg(&pin_path);
+        if !args.contains(&"--metrics-addr") {
+            cmd.args(["--metrics-addr", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        let responder = Responder {
+            child: ChildGuard::spawn(cmd, "responder run"),
+            pin_path,
+            log_path,
+            netns_path: node.path(),
+        };
+        let installed = wait_for(Duration::from_secs(20), || {
+            let n = responder.vips().len();
+            (n == expected_entries).then_some(n)
+        });
+        assert!(
+            installed.is_some(),
+            "responder did not install {expected_entries} VIP entries within 20 s; log:\n{}",
+            responder.log()
+        );
+        responder
+    }
+
     /// `responder vips --json`, as parsed JSON objects (empty while nothing is pinned).
     pub fn vips(&self) -> Vec<serde_json::Value> {
         let out = Command::new("nsenter")
@@ -219,6 +228,25 @@ impl Responder {
                     .unwrap_or_else(|| panic!("{field} in {v}"))
             })
             .sum()
+    }
+
+    /// The value of metric `name` (its first series) from `/metrics` on
+    /// 127.0.0.1:`port` in the responder's namespace.
+    pub fn metric(&self, port: u16, name: &str) -> Option<f64> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path))
+            .args(["--", "curl", "-sf", "-m", "5"])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (metric, value) = line.rsplit_once(' ')?;
+                (metric == name || metric.starts_with(&format!("{name}{{")))
+                    .then(|| value.parse().ok())?
+            })
     }
 
     pub fn log(&self) -> String {

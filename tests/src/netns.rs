@@ -6,6 +6,7 @@
 use std::{
     fs::File,
     os::fd::AsFd,
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -187,6 +188,17 @@ impl Drop for ChildGuard {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A file or directory made by a test, removed on drop (also when the test
+/// panics).
+pub struct TempPath(pub PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -7,7 +7,7 @@ use responder_tests::{
         arping, kernel_resolve, lab_vip_args, ndisc6, Lab, CLIENT_IF, NODE_IF, NODE_V4, OTHER_V4,
         OTHER_V6, VIP_V4, VIP_V6,
     },
-    netns::wait_for,
+    netns::{wait_for, TempPath},
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -165,13 +165,14 @@ fn sigterm_detaches_and_unpins() {
 #[test]
 fn vip_file_reloads_on_sighup_without_detaching() {
     let lab = Lab::new("hup");
-    let file = std::env::temp_dir().join(format!("{}.vips", lab.node.name()));
-    std::fs::write(&file, format!("# initial set\n{VIP_V4}\n")).expect("write vip file");
+    let file = TempPath(std::env::temp_dir().join(format!("{}.vips", lab.node.name())));
+    let file = &file.0;
+    std::fs::write(file, format!("# initial set\n{VIP_V4}\n")).expect("write vip file");
     let file_arg = file.to_str().expect("utf-8 path").to_owned();
     let mut responder = lab.start_responder(&["--interface", NODE_IF, "--vip-file", &file_arg], 1);
     let prog_before = lab.xdp_prog_id();
 
-    std::fs::write(&file, format!("{VIP_V6}\n\n# v4 withdrawn\n")).expect("rewrite vip file");
+    std::fs::write(file, format!("{VIP_V6}\n\n# v4 withdrawn\n")).expect("rewrite vip file");
     responder.child().signal(nix::sys::signal::Signal::SIGHUP);
     let swapped = wait_for(WAIT, || {
         let vips = responder.vips();
@@ -188,7 +189,7 @@ fn vip_file_reloads_on_sighup_without_detaching() {
     assert!(ok, "added {VIP_V6} not answered:\n{out}");
 
     // A broken file on reload keeps the current set instead of emptying it.
-    std::fs::write(&file, "not-an-ip\n").expect("break vip file");
+    std::fs::write(file, "not-an-ip\n").expect("break vip file");
     responder.child().signal(nix::sys::signal::Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -203,7 +204,6 @@ fn vip_file_reloads_on_sighup_without_detaching() {
         prog_before,
         "the program was re-attached during reloads"
     );
-    let _ = std::fs::remove_file(&file);
 }
 
 #[test]

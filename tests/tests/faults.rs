@@ -4,10 +4,9 @@
 //! family the interface lacks).
 use std::{
     collections::BTreeSet,
-    fs::File,
     net::Ipv4Addr,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
+    path::Path,
+    process::Stdio,
     sync::{
         atomic::{AtomicBool, Ordering},
         Mutex, MutexGuard,
@@ -19,9 +18,9 @@ use responder_tests::{
     cluster::{Cluster, WAIT},
     lab::{
         arping, attach_pass_through, lab_vip_args, ndisc6, responder_bin, Lab, PassThrough,
-        PinCleanup, NODE_IF, VIP_V4, VIP_V6,
+        PinCleanup, Responder, NODE_IF, VIP_V4, VIP_V6,
     },
-    netns::{veth, wait_for, ChildGuard, NetNs},
+    netns::{veth, wait_for, NetNs, TempPath},
 };
 use serde_json::json;
 
@@ -94,6 +93,20 @@ fn api_server_outage_is_fail_static_and_reconciles_after() {
         .iter()
         .filter_map(|a| log_line(&a.log(), &["Kubernetes view broken"]))
         .collect();
+    // Each failing watch and renewal is logged once, not every retry (the
+    // Lease alone is retried every second).
+    let log_lines: Vec<(&str, usize)> = cluster
+        .agents
+        .iter()
+        .map(|a| (a.node, a.log().lines().count()))
+        .collect();
+    eprintln!("agent log lines at the end of the outage: {log_lines:?}");
+    for (node, lines) in &log_lines {
+        assert!(
+            *lines < 60,
+            "{node} logged {lines} lines through a {OUTAGE:?} outage: log spam"
+        );
+    }
     eprintln!(
         "outage of {OUTAGE:?}: {attempts} ARP requests, {} unanswered; fail-static log lines: {broken:#?}",
         unanswered.len()
@@ -299,104 +312,22 @@ impl Segment {
     }
 }
 
-struct StaticResponder {
-    _child: ChildGuard,
-    log_path: PathBuf,
-    _pins: PinCleanup,
-    netns: String,
-}
-
-impl StaticResponder {
-    fn start(node: &NetNs, vip: &str, metrics_port: u16) -> Self {
-        let pin_path = PathBuf::from(format!("/sys/fs/bpf/{}", node.name()));
-        let log_path = std::env::temp_dir().join(format!("{}.log", node.name()));
-        let log = File::create(&log_path).expect("create responder log");
-        let mut cmd = node.command(responder_bin().to_str().expect("utf-8 path"));
-        cmd.args(["run", "--interface", NODE_PORT_IF, "--vip", vip])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            // A long burst: the second responder starts while the first one
-            // still announces, so each sees the other's announcements.
-            .args(["--announce-count", "200", "--announce-interval", "100ms"])
-            .arg("--pin-path")
-            .arg(&pin_path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
-        let responder = StaticResponder {
-            _child: ChildGuard::spawn(cmd, "static responder"),
-            log_path,
-            _pins: PinCleanup {
-                pin_path: pin_path.clone(),
-            },
-            netns: node.path(),
-        };
-        let ready = wait_for(Duration::from_secs(20), || {
-            (responder.vips().len() == 1).then_some(())
-        });
-        assert!(
-            ready.is_some(),
-            "responder did not install {vip}; log:\n{}",
-            responder.log()
-        );
-        responder
-    }
-
-    fn vips(&self) -> Vec<serde_json::Value> {
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", self.netns))
-            .arg("--")
-            .arg(responder_bin())
-            .args(["vips", "--json", "--pin-path"])
-            .arg(&self._pins.pin_path)
-            .output()
-            .expect("run responder vips");
-        if !out.status.success() {
-            return Vec::new();
-        }
-        serde_json::from_slice(&out.stdout).expect("vips --json is a JSON array")
-    }
-
-    fn conflicts(&self) -> u64 {
-        self.vips()
-            .iter()
-            .filter_map(|v| v["conflicts"].as_u64())
-            .sum()
-    }
-
-    fn metric(&self, port: u16, name: &str) -> Option<f64> {
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", self.netns))
-            .args(["--", "curl", "-sf", "-m", "5"])
-            .arg(format!("http://127.0.0.1:{port}/metrics"))
-            .output()
-            .expect("run curl");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .find_map(|line| {
-                let (metric, value) = line.rsplit_once(' ')?;
-                (metric == name || metric.starts_with(&format!("{name}{{")))
-                    .then(|| value.parse().ok())?
-            })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for StaticResponder {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- responder log ({}) ---\n{}",
-                self.log_path.display(),
-                self.log()
-            );
-        }
-        let _ = std::fs::remove_file(&self.log_path);
-    }
+/// A responder of the segment: the second starts while the first one still
+/// announces (a long burst), so each sees the other's announcements.
+fn segment_responder(node: &NetNs, vip: &'static str, metrics: &'static str) -> Responder {
+    let args = [
+        "--interface",
+        NODE_PORT_IF,
+        "--vip",
+        vip,
+        "--metrics-addr",
+        metrics,
+        "--announce-count",
+        "200",
+        "--announce-interval",
+        "100ms",
+    ];
+    Responder::start(node, &args, 1)
 }
 
 /// Two responders answering for one VIP on one segment each see the other's
@@ -405,12 +336,13 @@ impl Drop for StaticResponder {
 fn split_brain_is_reported_by_both_sides() {
     const VIP: &str = "198.51.100.50";
     const METRICS_PORT: u16 = 9851;
+    const METRICS_ADDR: &str = "127.0.0.1:9851";
     let segment = Segment::new("split", 2);
-    let first = StaticResponder::start(&segment.nodes[0], VIP, METRICS_PORT);
-    let second = StaticResponder::start(&segment.nodes[1], VIP, METRICS_PORT);
+    let first = segment_responder(&segment.nodes[0], VIP, METRICS_ADDR);
+    let second = segment_responder(&segment.nodes[1], VIP, METRICS_ADDR);
     for (side, responder) in [("first", &first), ("second", &second)] {
         let seen = wait_for(Duration::from_secs(20), || {
-            let conflicts = responder.conflicts();
+            let conflicts = responder.counter(VIP, "conflicts");
             let metric = responder.metric(METRICS_PORT, "responder_layer2_conflicts_total")?;
             let line = log_line(&responder.log(), &["WARN", "split brain", VIP])?;
             (conflicts > 0 && metric > 0.0).then_some((conflicts, metric, line))
@@ -477,16 +409,6 @@ fn unusable_service_status_is_named_and_skipped() {
         cluster.holders(NOT_UNICAST).is_empty(),
         "{NOT_UNICAST} installed as a VIP"
     );
-}
-
-/// A file or directory made by a test, removed on drop.
-struct TempPath(PathBuf);
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `responder run` that must refuse to start: its exit code and stderr.

@@ -222,11 +222,36 @@ pub(crate) fn assign<'s>(
             },
         );
     }
+    // Two Services may list one address (MetalLB's allow-shared-ip, or an IPAM
+    // mistake), and rendezvous per Service may give them different owners:
+    // two nodes would answer for one IP. The first Service (by namespace/name)
+    // with an owner keeps the address; the others drop it.
+    let mut holder_of: BTreeMap<IpAddr, ServiceRef> = BTreeMap::new();
+    for (service, assignment) in &assignments {
+        if assignment.owner.is_some() {
+            for ip in &assignment.ips {
+                holder_of.entry(*ip).or_insert_with(|| service.clone());
+            }
+        }
+    }
+    for (service, assignment) in &mut assignments {
+        assignment.ips.retain(|ip| match holder_of.get(ip) {
+            Some(holder) if holder != service => {
+                on_problem(
+                    service,
+                    &format!("ingress ip {ip} is shared with {holder}, whose owner answers for it"),
+                );
+                false
+            }
+            _ => true,
+        });
+    }
+    assignments.retain(|_, assignment| !assignment.ips.is_empty());
     assignments
 }
 
-/// The VIPs `node` answers for. An address claimed by two Services we own maps to
-/// the first ServiceRef, so the result does not depend on iteration order.
+/// The VIPs `node` answers for, each with the Service it answers for
+/// ([`assign`] gives every address to one Service).
 pub(crate) fn owned_by(
     assignments: &BTreeMap<ServiceRef, Assignment>,
     node: &str,
@@ -594,6 +619,62 @@ pub(crate) mod tests {
             owner(&members, &v4).as_deref(),
             Some("a"),
             "b has no interface"
+        );
+    }
+
+    #[test]
+    fn a_shared_address_is_answered_by_one_node_only() {
+        let members = nodes(&["a", "b", "c"]);
+        // Two Services whose rendezvous owners differ, so sharing would split.
+        let (first, second) = (0..)
+            .map(|i| (format!("shared-{i}-x"), format!("shared-{i}-y")))
+            .find(|(x, y)| {
+                owner_of(&svc("default", x), &members) != owner_of(&svc("default", y), &members)
+            })
+            .expect("some pair of names has different owners");
+        let services = [
+            Arc::new(lb_service(
+                &first,
+                None,
+                "Cluster",
+                &[(Some("192.0.2.1"), None)],
+            )),
+            Arc::new(lb_service(
+                &second,
+                None,
+                "Cluster",
+                &[(Some("192.0.2.1"), None), (Some("192.0.2.2"), None)],
+            )),
+        ];
+        let families = dual_stack(&["a", "b", "c"]);
+        let inputs = Inputs {
+            lb_class: None,
+            members: &families,
+            endpoints: None,
+        };
+        let mut problems = Vec::new();
+        let assignments = assign(&services, &inputs, |service, problem| {
+            problems.push((service.clone(), problem.to_owned()))
+        });
+        let shared: IpAddr = "192.0.2.1".parse().expect("ip");
+        let holders: Vec<&str> = ["a", "b", "c"]
+            .into_iter()
+            .filter(|node| owned_by(&assignments, node).contains_key(&shared))
+            .collect();
+        assert_eq!(
+            holders,
+            vec![owner_of(&svc("default", &first), &members).as_str()],
+            "the first Service's owner alone answers for the shared address"
+        );
+        assert_eq!(
+            assignments[&svc("default", &second)].ips,
+            vec!["192.0.2.2".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, svc("default", &second));
+        assert!(
+            problems[0].1.contains("shared with default/"),
+            "{problems:?}"
         );
     }
 
