@@ -173,16 +173,7 @@ fn send(
             }
         })
         .collect();
-    let mut messages: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
-            let mut message: libc::mmsghdr = unsafe { zeroed() };
-            message.msg_hdr.msg_iov = iov;
-            message.msg_hdr.msg_iovlen = 1;
-            message
-        })
-        .collect();
+    let mut messages = one_iovec_messages(&mut iovecs);
     let cpu_start = thread_cpu();
     let start = Instant::now();
     let deadline = start + duration;
@@ -212,6 +203,21 @@ fn send(
     Ok((sent, send_time, thread_cpu() - cpu_start))
 }
 
+/// One `mmsghdr` per iovec, for sendmmsg/recvmmsg; they point into `iovecs`,
+/// which must outlive them.
+fn one_iovec_messages(iovecs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovecs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
+            let mut message: libc::mmsghdr = unsafe { zeroed() };
+            message.msg_hdr.msg_iov = iov;
+            message.msg_hdr.msg_iovlen = 1;
+            message
+        })
+        .collect()
+}
+
 fn receive(
     sockets: &[OwnedFd; 2],
     expected: ExpectedReplies,
@@ -226,16 +232,7 @@ fn receive(
             iov_len: FRAME_ROOM,
         })
         .collect();
-    let mut messages: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: as in `send`.
-            let mut message: libc::mmsghdr = unsafe { zeroed() };
-            message.msg_hdr.msg_iov = iov;
-            message.msg_hdr.msg_iovlen = 1;
-            message
-        })
-        .collect();
+    let mut messages = one_iovec_messages(&mut iovecs);
     let buffers = buffers_ptrs(&iovecs);
     let mut result = LoadResult::default();
     let mut polls: Vec<libc::pollfd> = sockets

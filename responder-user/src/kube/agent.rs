@@ -227,31 +227,11 @@ pub(crate) async fn assign_forever(
             .boxed(),
         );
     }
-    let mut unsynced: BTreeSet<Source> = [Source::Services, Source::Nodes, Source::Leases].into();
-    if slices_served {
-        unsynced.insert(Source::EndpointSlices);
-    }
     let mut updates = stream::select_all(sources);
-
-    let mut agent = Agent {
-        own_lease: lease_name(&settings.node_name),
-        tracker: LeaseTracker::new(settings.lease_duration),
-        settings,
-        selector,
-        services,
-        nodes,
-        slices: slices_served.then_some(slices),
-        unsynced,
-        failing: BTreeSet::new(),
-        relisted_leases: None,
-        health: Health::Starting,
-        dirty: false,
-        last_members: BTreeMap::new(),
-        assignments: BTreeMap::new(),
-        reported_problems: BTreeSet::new(),
-        announcer,
-        owned,
-    };
+    let slices = slices_served.then_some(slices);
+    let mut agent = Agent::new(
+        settings, selector, services, nodes, slices, announcer, owned,
+    );
     loop {
         let wake = agent.next_wake(Instant::now());
         tokio::select! {
@@ -300,6 +280,43 @@ struct Agent {
 }
 
 impl Agent {
+    /// Starting, with every source still to list (EndpointSlices only when
+    /// `slices` is given).
+    fn new(
+        settings: KubeSettings,
+        selector: LabelSelector,
+        services: Store<Service>,
+        nodes: Store<Node>,
+        slices: Option<Store<EndpointSlice>>,
+        announcer: mpsc::UnboundedSender<Announcement>,
+        owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+    ) -> Self {
+        let mut unsynced: BTreeSet<Source> =
+            [Source::Services, Source::Nodes, Source::Leases].into();
+        if slices.is_some() {
+            unsynced.insert(Source::EndpointSlices);
+        }
+        Agent {
+            own_lease: lease_name(&settings.node_name),
+            tracker: LeaseTracker::new(settings.lease_duration),
+            settings,
+            selector,
+            services,
+            nodes,
+            slices,
+            unsynced,
+            failing: BTreeSet::new(),
+            relisted_leases: None,
+            health: Health::Starting,
+            dirty: false,
+            last_members: BTreeMap::new(),
+            assignments: BTreeMap::new(),
+            reported_problems: BTreeSet::new(),
+            announcer,
+            owned,
+        }
+    }
+
     fn apply(&mut self, update: Update, now: Instant) {
         let source = update.source();
         if let Some(error) = update.error() {
@@ -497,11 +514,9 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::coordination::v1::LeaseSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-    use k8s_openapi::jiff::Timestamp;
     use kube::api::ObjectMeta;
 
+    use super::super::membership::tests::lease;
     use super::super::ownership::pick_owner;
     use super::super::ownership::tests::{lb_service, svc};
 
@@ -537,19 +552,7 @@ mod tests {
     }
 
     fn lease_event(node: &str, renewal: i64) -> watcher::Event<Lease> {
-        watcher::Event::Apply(Lease {
-            metadata: ObjectMeta {
-                name: Some(lease_name(node)),
-                ..Default::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(node.into()),
-                renew_time: Some(MicroTime(
-                    Timestamp::from_second(renewal).expect("timestamp"),
-                )),
-                ..Default::default()
-            }),
-        })
+        watcher::Event::Apply(lease(node, renewal))
     }
 
     impl Harness {
@@ -576,25 +579,15 @@ mod tests {
             let (owned_tx, owned) = watch::channel(BTreeMap::new());
             let mut settings = KubeSettings::new(node, "responder");
             settings.lease_duration = Duration::from_secs(1);
-            let mut agent = Agent {
-                own_lease: lease_name(node),
-                tracker: LeaseTracker::new(settings.lease_duration),
+            let mut agent = Agent::new(
                 settings,
-                selector: LabelSelector::default(),
+                LabelSelector::default(),
                 services,
                 nodes,
-                slices: None,
-                unsynced: [Source::Services, Source::Nodes, Source::Leases].into(),
-                failing: BTreeSet::new(),
-                relisted_leases: None,
-                health: Health::Starting,
-                dirty: false,
-                last_members: BTreeMap::new(),
-                assignments: BTreeMap::new(),
-                reported_problems: BTreeSet::new(),
+                None,
                 announcer,
-                owned: owned_tx,
-            };
+                owned_tx,
+            );
             let start = Instant::now();
             for source in [Source::Services, Source::Nodes] {
                 agent.apply(Update::Reflected(source, Ok(Progress::InitDone)), start);

@@ -284,11 +284,11 @@ async fn renew(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use k8s_openapi::api::coordination::v1::LeaseSpec;
 
-    fn lease(node: &str, renewed_at_second: i64) -> Lease {
+    pub(crate) fn lease(node: &str, renewed_at_second: i64) -> Lease {
         Lease {
             metadata: ObjectMeta {
                 name: Some(lease_name(node)),
@@ -379,7 +379,7 @@ mod tests {
         };
         assert_eq!(attached(&["eth0"], false).families(), v4_only);
         assert_eq!(attached(&["eth0"], true).families(), Families::BOTH);
-        assert_eq!(families_annotation(attached(&[], true).families()), "");
+        assert_eq!(families_annotation(attached(&[], false).families()), "");
     }
 
     const SECOND: Duration = Duration::from_secs(1);

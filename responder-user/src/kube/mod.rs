@@ -64,7 +64,8 @@ impl KubeSettings {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Attached {
     pub names: Vec<String>,
-    /// At least one attached interface handles IPv6.
+    /// At least one attached interface handles IPv6 (so none is attached
+    /// means false).
     pub ipv6: bool,
 }
 
@@ -72,7 +73,7 @@ impl Attached {
     pub fn families(&self) -> Families {
         Families {
             ipv4: !self.names.is_empty(),
-            ipv6: self.ipv6 && !self.names.is_empty(),
+            ipv6: self.ipv6,
         }
     }
 }

@@ -805,6 +805,21 @@ fn spread(v: &Value, digits: usize) -> String {
     )
 }
 
+/// A Markdown table row: the `lead` cells, then the spread of each
+/// (field, decimals) of `row`.
+fn spread_row(lead: &[&str], row: &Value, columns: &[(&str, usize)]) -> String {
+    let cells: Vec<String> = lead
+        .iter()
+        .map(|cell| cell.to_string())
+        .chain(
+            columns
+                .iter()
+                .map(|(field, digits)| spread(&row[*field], *digits)),
+        )
+        .collect();
+    format!("| {} |", cells.join(" | "))
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -862,18 +877,22 @@ fn markdown(report: &Value, chart: &str) -> String {
     line("|---|---|---|---|---|---|---|---|---|---|");
     let cases = pf["cases"].as_array().cloned().unwrap_or_default();
     for c in &cases {
-        line(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            c["case"].as_str().unwrap_or(""),
-            c["action"].as_str().unwrap_or(""),
-            spread(&c["ns_10"], 1),
-            spread(&c["minus_empty_ns_10"], 1),
-            spread(&c["ratio_to_empty_10"], 2),
-            spread(&c["ns_100k"], 1),
-            spread(&c["minus_empty_ns_100k"], 1),
-            spread(&c["ratio_to_empty_100k"], 2),
-            spread(&c["ratio_100k_to_10"], 3),
-            spread(&c["kernel_loop_minus_empty_ns_10"], 1),
+        line(&spread_row(
+            &[
+                c["case"].as_str().unwrap_or(""),
+                c["action"].as_str().unwrap_or(""),
+            ],
+            c,
+            &[
+                ("ns_10", 1),
+                ("minus_empty_ns_10", 1),
+                ("ratio_to_empty_10", 2),
+                ("ns_100k", 1),
+                ("minus_empty_ns_100k", 1),
+                ("ratio_to_empty_100k", 2),
+                ("ratio_100k_to_10", 3),
+                ("kernel_loop_minus_empty_ns_10", 1),
+            ],
         ));
     }
     line("");
@@ -938,17 +957,19 @@ fn markdown(report: &Value, chart: &str) -> String {
     line("|---|---|---|---|---|---|---|---|---|");
     let modes = tp["modes"].as_array().cloned().unwrap_or_default();
     for mode in &modes {
-        line(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            mode["mode"].as_str().unwrap_or(""),
-            spread(&mode["replies_per_s"], 0),
-            spread(&mode["relative_to_driver"], 2),
-            spread(&mode["sent_per_s"], 0),
-            spread(&mode["answered_fraction"], 3),
-            spread(&mode["softirq_ns_per_reply"], 0),
-            spread(&mode["busy_ns_per_reply"], 0),
-            spread(&mode["generator_sender_cpu_share"], 2),
-            spread(&mode["receiver_drops"], 0),
+        line(&spread_row(
+            &[mode["mode"].as_str().unwrap_or("")],
+            mode,
+            &[
+                ("replies_per_s", 0),
+                ("relative_to_driver", 2),
+                ("sent_per_s", 0),
+                ("answered_fraction", 3),
+                ("softirq_ns_per_reply", 0),
+                ("busy_ns_per_reply", 0),
+                ("generator_sender_cpu_share", 2),
+                ("receiver_drops", 0),
+            ],
         ));
     }
     if let Some(user) = modes
