@@ -1,8 +1,8 @@
 //! Reconciliation of the desired VIPs into the data-plane maps.
 //!
 //! Every source (command line, `--vip-file`, Kubernetes) produces a set
-//! of [`VipSpec`]s; [`DesiredVips`] keeps the latest set per source and their
-//! union is handed to [`Dataplane::apply`], which diffs it against what is
+//! of [`VipSpec`]s; `sources::DesiredVips` keeps the latest set per source and
+//! their union is handed to [`Dataplane::apply`], which diffs it against what is
 //! installed: new keys are inserted and then announced, keys no longer wanted
 //! are removed at once. Applying the same set twice changes nothing. When the
 //! attached interfaces change, [`Dataplane::set_interfaces`] re-expands the
@@ -14,46 +14,24 @@ use std::net::IpAddr;
 use responder_common::{VipKey, VipValue};
 
 use crate::{
-    announce::Announce,
     error::{display_chain, Error},
+    garp::Announce,
     netif::Interface,
     vip::{self, key_addr, key_vlan, VipSpec},
 };
 
 /// Write access to the VIPS and VIP_STATS maps; a trait so reconciliation is
 /// testable without a kernel.
-pub trait VipMap {
+pub(crate) trait VipMap {
     /// Inserts or overwrites `key`, with zeroed counters if it is new.
     fn insert(&mut self, key: &VipKey, value: &VipValue) -> Result<(), Error>;
     /// Removes `key` and its counters; removing an absent key succeeds.
     fn remove(&mut self, key: &VipKey) -> Result<(), Error>;
 }
 
-/// The latest VIP set of each source.
-#[derive(Debug, Default)]
-pub struct DesiredVips {
-    sources: BTreeMap<String, BTreeSet<VipSpec>>,
-}
-
-impl DesiredVips {
-    /// Replaces the set of `source`; returns whether it changed.
-    pub fn set(&mut self, source: &str, vips: BTreeSet<VipSpec>) -> bool {
-        if self.sources.get(source) == Some(&vips) {
-            return false;
-        }
-        self.sources.insert(source.to_owned(), vips);
-        true
-    }
-
-    /// Every VIP any source wants.
-    pub fn union(&self) -> BTreeSet<VipSpec> {
-        self.sources.values().flatten().cloned().collect()
-    }
-}
-
 /// What one [`Dataplane::apply`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct ApplyReport {
+pub(crate) struct ApplyReport {
     pub added: usize,
     /// Keys whose value (the interface MAC) changed; re-announced.
     pub updated: usize,
@@ -68,7 +46,7 @@ pub struct ApplyReport {
     pub family_disabled: usize,
 }
 
-pub struct Dataplane<M, A> {
+pub(crate) struct Dataplane<M, A> {
     interfaces: Vec<Interface>,
     map: M,
     announcer: A,
@@ -88,7 +66,7 @@ pub struct Dataplane<M, A> {
 impl<M: VipMap, A: Announce> Dataplane<M, A> {
     /// `map` must start empty, or hold exactly what [`Dataplane::adopt`]
     /// is told.
-    pub fn new(interfaces: Vec<Interface>, map: M, mut announcer: A) -> Self {
+    pub(crate) fn new(interfaces: Vec<Interface>, map: M, mut announcer: A) -> Self {
         announcer.set_interfaces(&interfaces);
         Dataplane {
             interfaces,
@@ -105,28 +83,28 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     /// Starts from entries already in the map (copied from a previous
     /// agent): the next reconcile keeps, without rewriting or re-announcing,
     /// those still wanted and removes the others.
-    pub fn adopt(&mut self, installed: BTreeMap<VipKey, VipValue>) {
+    pub(crate) fn adopt(&mut self, installed: BTreeMap<VipKey, VipValue>) {
         self.installed = installed;
     }
 
     /// From now on keys no longer wanted are kept (fail-static) until
     /// [`Dataplane::release_removals`].
-    pub fn hold_removals(&mut self) {
+    pub(crate) fn hold_removals(&mut self) {
         self.hold_removals = true;
     }
 
     /// Removes, at once, the keys held since [`Dataplane::hold_removals`]
     /// that are still not wanted.
-    pub fn release_removals(&mut self) -> ApplyReport {
+    pub(crate) fn release_removals(&mut self) -> ApplyReport {
         self.hold_removals = false;
         self.reconcile(&[])
     }
 
-    pub fn interfaces(&self) -> &[Interface] {
+    pub(crate) fn interfaces(&self) -> &[Interface] {
         &self.interfaces
     }
 
-    pub fn installed(&self) -> &BTreeMap<VipKey, VipValue> {
+    pub(crate) fn installed(&self) -> &BTreeMap<VipKey, VipValue> {
         &self.installed
     }
 
@@ -135,7 +113,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     /// cannot block the others; callers that must not lose anything validate
     /// first. A spec scoped to an interface that is not attached right now
     /// waits, silently, until it is.
-    pub fn apply(&mut self, desired: &BTreeSet<VipSpec>) -> ApplyReport {
+    pub(crate) fn apply(&mut self, desired: &BTreeSet<VipSpec>) -> ApplyReport {
         self.desired = desired.clone();
         self.reconcile(&[])
     }
@@ -143,7 +121,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     /// Replaces the attached interfaces and re-expands the last desired set
     /// onto them: keys of interfaces that left are removed, keys of new ones
     /// installed and announced, keys whose interface changed its MAC rewritten.
-    pub fn set_interfaces(&mut self, interfaces: Vec<Interface>) -> ApplyReport {
+    pub(crate) fn set_interfaces(&mut self, interfaces: Vec<Interface>) -> ApplyReport {
         self.announcer.set_interfaces(&interfaces);
         let previous = std::mem::replace(&mut self.interfaces, interfaces);
         self.reconcile(&previous)
@@ -153,14 +131,17 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     /// (e.g. ENOMEM in a burst of inserts): sources only speak when their
     /// set changes, so without this a failed key would wait for an unrelated
     /// change.
-    pub fn retry_failed(&mut self) -> Option<ApplyReport> {
+    pub(crate) fn retry_failed(&mut self) -> Option<ApplyReport> {
         (self.failed > 0).then(|| self.reconcile(&[]))
     }
 
     /// Re-reads, with `ipv6_enabled`, whether each interface handles IPv6,
     /// and reconciles when that changed: turning `disable_ipv6` on or off
     /// sends no netlink event for an interface without IPv6 addresses.
-    pub fn refresh_ipv6(&mut self, ipv6_enabled: impl Fn(&str) -> bool) -> Option<ApplyReport> {
+    pub(crate) fn refresh_ipv6(
+        &mut self,
+        ipv6_enabled: impl Fn(&str) -> bool,
+    ) -> Option<ApplyReport> {
         let mut changed = false;
         for interface in &mut self.interfaces {
             let now = ipv6_enabled(&interface.name);
@@ -174,7 +155,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     }
 
     /// Removes every installed VIP (shutdown).
-    pub fn clear(&mut self) -> ApplyReport {
+    pub(crate) fn clear(&mut self) -> ApplyReport {
         self.apply(&BTreeSet::new())
     }
 
@@ -705,19 +686,5 @@ mod tests {
             dp.map.entries.keys().copied().collect::<Vec<_>>(),
             vec![v4(2, 0, 0, 11)]
         );
-    }
-
-    #[test]
-    fn desired_vips_is_the_union_of_sources() {
-        let mut desired = DesiredVips::default();
-        assert!(desired.set("cli", set(&["192.0.2.10"])));
-        assert!(desired.set("file", set(&["192.0.2.10", "192.0.2.11@eth0"])));
-        assert!(
-            !desired.set("file", set(&["192.0.2.11@eth0", "192.0.2.10"])),
-            "same set is no change"
-        );
-        assert_eq!(desired.union(), set(&["192.0.2.10", "192.0.2.11@eth0"]));
-        assert!(desired.set("file", BTreeSet::new()));
-        assert_eq!(desired.union(), set(&["192.0.2.10"]));
     }
 }

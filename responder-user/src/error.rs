@@ -44,8 +44,6 @@ pub enum Error {
     UnknownInterface(String),
     #[error("interface `{0}` is not an Ethernet interface (no 6-byte MAC address, or loopback)")]
     NotEthernet(String),
-    #[error("cannot list network interfaces")]
-    ListInterfaces(#[source] nix::Error),
     #[error("invalid duration `{input}`: {reason}")]
     Duration { input: String, reason: &'static str },
     #[error(
@@ -117,9 +115,9 @@ pub enum Error {
         source: io::Error,
     },
     #[error("listing network interfaces through rtnetlink")]
-    Netwatch(#[from] crate::netwatch::NetwatchError),
+    Netwatch(#[from] crate::netif::watch::NetwatchError),
     #[error("the Kubernetes VIP source stopped")]
-    Kube(#[from] crate::kube::KubeError),
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// True when `error` or anything in its source chain is EPERM: the process

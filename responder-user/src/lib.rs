@@ -1,19 +1,20 @@
 //! The responder agent: loads the XDP program, owns the VIP map, announces.
-
-pub mod kube;
+//!
+//! Modules the `responder` binary or the integration tests use are public;
+//! everything else is crate-private, so unused API shows up as dead code.
+#![warn(unreachable_pub)]
 
 pub mod agent;
-pub mod announce;
 pub mod bpf;
-pub mod dataplane;
+pub mod cluster;
+pub(crate) mod dataplane;
 pub mod duration;
 pub mod error;
+pub(crate) mod garp;
 pub mod metrics;
 pub mod netif;
 pub mod sources;
 pub mod vip;
-
-pub mod netwatch;
 
 /// The XDP object built by aya-build from `responder-ebpf`.
 pub static EBPF_OBJECT: &[u8] =

@@ -1,31 +1,71 @@
-//! Dynamic VIP sources beside the command line and `--vip-file`: the
-//! Kubernetes source runs in its own task and its published ownership is
-//! turned into [`SourceUpdate`]s for the agent.
+//! Where the VIPs to answer for come from: the command line, `--vip-file`
+//! and the Kubernetes source. Each publishes complete sets; [`DesiredVips`]
+//! keeps the latest set per source, and their union is what the agent
+//! installs. The Kubernetes source runs as its own task ([`ClusterSource`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
+    sync::Arc,
 };
 
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    agent::SourceUpdate,
+    cluster::{Attached, ClusterError, ClusterSettings, ServiceRef},
     error::Error,
-    kube::{Attached, KubeError, KubeSettings, ServiceRef},
+    metrics::Metrics,
     vip::VipSpec,
 };
 
-/// Source name of the Kubernetes VIPs in [`crate::dataplane::DesiredVips`].
-pub const SOURCE_KUBE: &str = "kube";
+/// One producer of VIP sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// `--vip` arguments.
+    CommandLine,
+    /// The contents of `--vip-file`, reloaded on SIGHUP.
+    VipFile,
+    /// The Services this node owns.
+    Kubernetes,
+}
+
+/// A new complete VIP set from one source; it replaces that source's
+/// previous set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceUpdate {
+    pub source: Source,
+    pub vips: BTreeSet<VipSpec>,
+}
+
+/// The latest VIP set of each source.
+#[derive(Debug, Default)]
+pub struct DesiredVips {
+    sources: BTreeMap<Source, BTreeSet<VipSpec>>,
+}
+
+impl DesiredVips {
+    /// Replaces the set of `update.source`; returns whether it changed.
+    pub fn set(&mut self, update: SourceUpdate) -> bool {
+        if self.sources.get(&update.source) == Some(&update.vips) {
+            return false;
+        }
+        self.sources.insert(update.source, update.vips);
+        true
+    }
+
+    /// Every VIP any source wants.
+    pub fn union(&self) -> BTreeSet<VipSpec> {
+        self.sources.values().flatten().cloned().collect()
+    }
+}
 
 /// The VIPs this node owns for its Services: answered on every attached
 /// interface, untagged. An address that is not a usable unicast VIP (a
 /// mistaken Service status) is logged and left out.
-pub fn kube_update(owned: &BTreeMap<IpAddr, ServiceRef>) -> SourceUpdate {
-    let vips: BTreeSet<VipSpec> = owned
+fn cluster_update(owned: &BTreeMap<IpAddr, ServiceRef>) -> SourceUpdate {
+    let vips = owned
         .iter()
-        .filter_map(|(ip, service)| match ip.to_string().parse::<VipSpec>() {
+        .filter_map(|(ip, service)| match VipSpec::try_from(*ip) {
             Ok(spec) => Some(spec),
             Err(e) => {
                 tracing::warn!(%service, "ignoring load-balancer IP: {e}");
@@ -34,7 +74,7 @@ pub fn kube_update(owned: &BTreeMap<IpAddr, ServiceRef>) -> SourceUpdate {
         })
         .collect();
     SourceUpdate {
-        source: SOURCE_KUBE.to_owned(),
+        source: Source::Kubernetes,
         vips,
     }
 }
@@ -53,60 +93,61 @@ impl ServiceIndex {
     pub fn service_of(&self, ip: IpAddr) -> Option<ServiceRef> {
         self.0.borrow().get(&ip).cloned()
     }
-
-    pub fn snapshot(&self) -> BTreeMap<IpAddr, ServiceRef> {
-        self.0.borrow().clone()
-    }
 }
 
 /// What the agent needs to start the Kubernetes source.
 #[derive(Clone)]
-pub struct KubeSourceConfig {
-    pub client: ::kube::Client,
-    pub settings: KubeSettings,
+pub struct ClusterSourceConfig {
+    pub client: kube::Client,
+    pub settings: ClusterSettings,
 }
 
 /// The Kubernetes source running as a task; aborted when dropped, which
 /// stops renewing this node's membership Lease.
-pub struct KubeSource {
-    task: JoinHandle<Result<(), KubeError>>,
+pub(crate) struct ClusterSource {
+    task: JoinHandle<Result<(), ClusterError>>,
     owned: watch::Receiver<BTreeMap<IpAddr, ServiceRef>>,
 }
 
-impl KubeSource {
-    /// `attached` follows the attached interfaces (see [`crate::kube::run`]).
-    pub fn spawn(config: KubeSourceConfig, attached: watch::Receiver<Attached>) -> Self {
+impl ClusterSource {
+    /// `attached` follows the attached interfaces (see [`crate::cluster::run`]).
+    pub(crate) fn spawn(
+        config: ClusterSourceConfig,
+        attached: watch::Receiver<Attached>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (owned_tx, owned) = watch::channel(BTreeMap::new());
-        let task = tokio::spawn(crate::kube::run(
+        let task = tokio::spawn(crate::cluster::run(
             config.client,
             config.settings,
             attached,
             owned_tx,
+            metrics,
         ));
-        KubeSource { task, owned }
+        ClusterSource { task, owned }
     }
 
-    pub fn services(&self) -> ServiceIndex {
+    pub(crate) fn services(&self) -> ServiceIndex {
         ServiceIndex(self.owned.clone())
     }
 
     /// The next change of this node's VIPs; an error once the source has
     /// stopped, which it only does on a bug or bad settings (an unreachable
     /// API server keeps the last VIPs in place instead). Cancel-safe.
-    pub async fn next(&mut self) -> Result<SourceUpdate, Error> {
+    pub(crate) async fn next(&mut self) -> Result<SourceUpdate, Error> {
         if self.owned.changed().await.is_ok() {
-            return Ok(kube_update(&self.owned.borrow_and_update()));
+            return Ok(cluster_update(&self.owned.borrow_and_update()));
         }
         match (&mut self.task).await {
             Ok(Err(e)) => Err(e.into()),
-            Ok(Ok(())) => Err(KubeError::WatchEnded("Kubernetes objects").into()),
+            Ok(Ok(())) => Err(ClusterError::WatchEnded("Kubernetes objects").into()),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(KubeError::WatchEnded("Kubernetes objects").into()),
+            Err(_) => Err(ClusterError::WatchEnded("Kubernetes objects").into()),
         }
     }
 }
 
-impl Drop for KubeSource {
+impl Drop for ClusterSource {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -123,22 +164,31 @@ mod tests {
         }
     }
 
+    fn set(specs: &[&str]) -> BTreeSet<VipSpec> {
+        specs
+            .iter()
+            .map(|s| s.parse().expect("test spec"))
+            .collect()
+    }
+
+    fn update(source: Source, specs: &[&str]) -> SourceUpdate {
+        SourceUpdate {
+            source,
+            vips: set(specs),
+        }
+    }
+
     #[test]
-    fn owned_ips_become_unscoped_kube_vips() {
+    fn owned_ips_become_unscoped_cluster_vips() {
         let owned: BTreeMap<IpAddr, ServiceRef> = [
             ("192.0.2.10".parse().expect("ip"), service("a")),
             ("2001:db8::10".parse().expect("ip"), service("b")),
             ("127.0.0.1".parse().expect("ip"), service("broken")),
         ]
         .into();
-        let update = kube_update(&owned);
-        assert_eq!(update.source, SOURCE_KUBE);
-        let expected: BTreeSet<VipSpec> = ["192.0.2.10", "2001:db8::10"]
-            .iter()
-            .map(|s| s.parse().expect("spec"))
-            .collect();
         assert_eq!(
-            update.vips, expected,
+            cluster_update(&owned),
+            update(Source::Kubernetes, &["192.0.2.10", "2001:db8::10"]),
             "loopback left out, the rest unscoped"
         );
     }
@@ -152,5 +202,19 @@ mod tests {
         tx.send_replace([(ip, service("a"))].into());
         assert_eq!(index.service_of(ip), Some(service("a")));
         assert_eq!(ServiceIndex::empty().service_of(ip), None);
+    }
+
+    #[test]
+    fn desired_vips_is_the_union_of_sources() {
+        let mut desired = DesiredVips::default();
+        assert!(desired.set(update(Source::CommandLine, &["192.0.2.10"])));
+        assert!(desired.set(update(Source::VipFile, &["192.0.2.10", "192.0.2.11@eth0"])));
+        assert!(
+            !desired.set(update(Source::VipFile, &["192.0.2.11@eth0", "192.0.2.10"])),
+            "same set is no change"
+        );
+        assert_eq!(desired.union(), set(&["192.0.2.10", "192.0.2.11@eth0"]));
+        assert!(desired.set(update(Source::VipFile, &[])));
+        assert_eq!(desired.union(), set(&["192.0.2.10"]));
     }
 }

@@ -63,6 +63,18 @@ impl VipSpec {
     }
 }
 
+/// A VIP answered on every attached interface, untagged, as the Kubernetes
+/// source publishes them; refused unless it is a usable unicast address (a
+/// mistaken Service status must not become a loopback or multicast VIP).
+impl TryFrom<IpAddr> for VipSpec {
+    type Error = VipError;
+
+    fn try_from(addr: IpAddr) -> Result<Self, VipError> {
+        check_unicast(&addr.to_string(), addr)?;
+        Ok(VipSpec::unscoped(addr))
+    }
+}
+
 impl fmt::Display for VipSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.addr)?;

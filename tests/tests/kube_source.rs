@@ -10,7 +10,10 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
-use responder::kube::{run, Attached, KubeSettings, ServiceRef};
+use responder::{
+    cluster::{run, Attached, ClusterSettings, ServiceRef},
+    metrics::Metrics,
+};
 use responder_tests::apiserver::ApiServer;
 use serde_json::json;
 use tokio::sync::watch;
@@ -36,7 +39,7 @@ impl Drop for Agent {
 }
 
 fn start_agent(client: &Client, node: &'static str) -> Agent {
-    let settings = KubeSettings::new(node, LEASE_NAMESPACE);
+    let settings = ClusterSettings::new(node, LEASE_NAMESPACE);
     let (interfaces_tx, interfaces) = watch::channel(Attached {
         names: vec!["eth0".to_owned()],
         ipv6: true,
@@ -45,7 +48,7 @@ fn start_agent(client: &Client, node: &'static str) -> Agent {
     let client = client.clone();
     let task = tokio::spawn(async move {
         let _interfaces_tx = interfaces_tx;
-        let result = run(client, settings, interfaces, owned_tx).await;
+        let result = run(client, settings, interfaces, owned_tx, Metrics::new()).await;
         panic!("agent {node} stopped: {result:?}");
     });
     Agent { node, task, owned }

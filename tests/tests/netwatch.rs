@@ -11,7 +11,7 @@ use std::{
 };
 
 use nix::sched::{setns, CloneFlags};
-use responder::netwatch::{self, InterfaceFilter, LinkInfo};
+use responder::netif::{watch as netwatch, InterfaceFilter, LinkInfo};
 use tokio::sync::{oneshot, watch};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -17,22 +17,10 @@ use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
 };
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
-use regex::Regex;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-/// Name prefixes of interfaces that container runtimes and CNI plugins create; answering
-/// neighbor requests there would hijack pod traffic.
-pub const DEFAULT_EXCLUDED_PREFIXES: &[&str] = &[
-    "docker",
-    "veth",
-    "cali",
-    "cni",
-    "flannel",
-    "kube-ipvs",
-    "lxc",
-    "cilium",
-];
+use super::{InterfaceFilter, LinkInfo};
 
 /// Large enough that a burst of link changes (e.g. a node starting many pods) rarely
 /// overruns the socket; an overrun is still handled by re-dumping.
@@ -46,74 +34,6 @@ pub enum NetwatchError {
     Receive(#[source] io::Error),
     #[error("the kernel rejected an rtnetlink dump request")]
     Request(#[source] io::Error),
-}
-
-/// What the responder needs to know about one network interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkInfo {
-    pub name: String,
-    pub ifindex: u32,
-    /// All zeros when the link has no 6-byte hardware address.
-    pub mac: [u8; 6],
-    /// Administratively up (IFF_UP) and operationally up (IFF_RUNNING): without carrier no
-    /// request can arrive, and treating carrier return as "appeared" lets the agent
-    /// re-announce its VIPs after a flap.
-    pub up: bool,
-    pub loopback: bool,
-    pub noarp: bool,
-    /// Port of a bond, bridge or team. VRF membership does not count: VRF members still
-    /// receive their own frames.
-    pub has_master: bool,
-    /// IFLA_INFO_KIND ("veth", "bridge", …); None for physical NICs.
-    pub kind: Option<String>,
-    /// The interface's own addresses (IFA_LOCAL, else IFA_ADDRESS), sorted.
-    pub addresses: Vec<IpAddr>,
-}
-
-/// Decides which interfaces the responder attaches to.
-#[derive(Clone, Debug)]
-pub struct InterfaceFilter {
-    names: BTreeSet<String>,
-    include: Option<Regex>,
-    exclude: Option<Regex>,
-}
-
-impl InterfaceFilter {
-    /// `names` non-empty selects exactly those interfaces and disables both regexes and the
-    /// default exclusions. Otherwise every interface matching `include` (all when None),
-    /// not matching `exclude` and not starting with a [`DEFAULT_EXCLUDED_PREFIXES`] entry is
-    /// selected. Regexes are unanchored: anchor them (`^eth[0-9]+$`) to match whole names.
-    pub fn new(names: Vec<String>, include: Option<Regex>, exclude: Option<Regex>) -> Self {
-        Self {
-            names: names.into_iter().collect(),
-            include,
-            exclude,
-        }
-    }
-
-    /// Down, loopback and NOARP links are never accepted, even when named: no neighbor
-    /// request can be answered there. Bond/bridge ports are accepted only when named,
-    /// because an operator may know the port sees the frames (e.g. active-backup bonds).
-    pub fn accepts(&self, link: &LinkInfo) -> bool {
-        if !link.up || link.loopback || link.noarp {
-            return false;
-        }
-        if !self.names.is_empty() {
-            return self.names.contains(&link.name);
-        }
-        !link.has_master
-            && self
-                .include
-                .as_ref()
-                .is_none_or(|re| re.is_match(&link.name))
-            && !self
-                .exclude
-                .as_ref()
-                .is_some_and(|re| re.is_match(&link.name))
-            && !DEFAULT_EXCLUDED_PREFIXES
-                .iter()
-                .any(|prefix| link.name.starts_with(prefix))
-    }
 }
 
 /// Snapshot of every link in the current network namespace, sorted by ifindex.
@@ -146,6 +66,57 @@ pub async fn watch(
             Err(SessionEnd::Resync(reason)) => warn!("re-dumping links: {reason}"),
             Err(SessionEnd::Fatal(error)) => return Err(error),
         }
+    }
+}
+
+/// [`watch`] running as a task: the accepted links as they change. Aborted
+/// when dropped.
+pub struct LinkWatch {
+    links: watch::Receiver<BTreeMap<u32, LinkInfo>>,
+    task: tokio::task::JoinHandle<()>,
+    open: bool,
+}
+
+impl LinkWatch {
+    pub fn spawn(filter: InterfaceFilter) -> Self {
+        let (links_tx, links) = watch::channel(BTreeMap::new());
+        let task = tokio::spawn(async move {
+            if let Err(e) = watch(filter, links_tx).await {
+                tracing::error!(
+                    "following interfaces failed: {}; the attached set stays as it is",
+                    crate::error::display_chain(&e)
+                );
+            }
+        });
+        LinkWatch {
+            links,
+            task,
+            open: true,
+        }
+    }
+
+    /// The accepted links once they changed; never resolves once the watch
+    /// has ended (it logged why), so the attached set stays as it is.
+    pub async fn changed(&mut self) -> BTreeMap<u32, LinkInfo> {
+        if self.open {
+            if self.links.changed().await.is_ok() {
+                return self.links.borrow_and_update().clone();
+            }
+            self.open = false;
+        }
+        std::future::pending().await
+    }
+
+    /// Stops following, e.g. before tearing down, so nothing is re-attached.
+    pub fn stop(&mut self) {
+        self.task.abort();
+        self.open = false;
+    }
+}
+
+impl Drop for LinkWatch {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -434,130 +405,7 @@ fn address_from_message(message: &AddressMessage) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn link(name: &str) -> LinkInfo {
-        LinkInfo {
-            name: name.into(),
-            ifindex: 7,
-            mac: [0x02, 0, 0, 0, 0, 7],
-            up: true,
-            loopback: false,
-            noarp: false,
-            has_master: false,
-            kind: None,
-            addresses: Vec::new(),
-        }
-    }
-
-    fn regex(pattern: &str) -> Option<Regex> {
-        Some(Regex::new(pattern).expect("test regex compiles"))
-    }
-
-    fn everything() -> InterfaceFilter {
-        InterfaceFilter::new(Vec::new(), None, None)
-    }
-
-    #[test]
-    fn default_filter_accepts_plain_up_interface() {
-        assert!(everything().accepts(&link("eth0")));
-        assert!(everything().accepts(&link("bond0")));
-    }
-
-    #[test]
-    fn default_filter_rejects_each_default_exclusion() {
-        for prefix in DEFAULT_EXCLUDED_PREFIXES {
-            let name = format!("{prefix}0abc");
-            assert!(
-                !everything().accepts(&link(&name)),
-                "{name} must be excluded"
-            );
-        }
-        assert!(
-            everything().accepts(&link("eth-docker")),
-            "only prefixes are excluded"
-        );
-    }
-
-    #[test]
-    fn down_loopback_noarp_and_ports_are_rejected() {
-        let filter = everything();
-        assert!(!filter.accepts(&LinkInfo {
-            up: false,
-            ..link("eth0")
-        }));
-        assert!(!filter.accepts(&LinkInfo {
-            loopback: true,
-            ..link("lo")
-        }));
-        assert!(!filter.accepts(&LinkInfo {
-            noarp: true,
-            ..link("wg0")
-        }));
-        assert!(!filter.accepts(&LinkInfo {
-            has_master: true,
-            ..link("eth1")
-        }));
-    }
-
-    #[test]
-    fn explicit_names_select_exactly_those() {
-        let filter = InterfaceFilter::new(
-            vec!["eth1".into(), "veth0".into()],
-            regex("^eth0$"),
-            regex("eth1"),
-        );
-        assert!(
-            filter.accepts(&link("eth1")),
-            "names override the exclude regex"
-        );
-        assert!(
-            filter.accepts(&link("veth0")),
-            "names override default exclusions"
-        );
-        assert!(
-            !filter.accepts(&link("eth0")),
-            "include regex is ignored with names"
-        );
-        assert!(!filter.accepts(&link("eth2")));
-        assert!(filter.accepts(&LinkInfo {
-            has_master: true,
-            ..link("eth1")
-        }));
-    }
-
-    #[test]
-    fn explicit_names_still_require_up_arp_capable_links() {
-        let filter = InterfaceFilter::new(vec!["eth1".into(), "lo".into()], None, None);
-        assert!(!filter.accepts(&LinkInfo {
-            up: false,
-            ..link("eth1")
-        }));
-        assert!(!filter.accepts(&LinkInfo {
-            noarp: true,
-            ..link("eth1")
-        }));
-        assert!(!filter.accepts(&LinkInfo {
-            loopback: true,
-            ..link("lo")
-        }));
-    }
-
-    #[test]
-    fn include_regex_limits_the_selection() {
-        let filter = InterfaceFilter::new(Vec::new(), regex("^(eth|ens)[0-9]+$"), None);
-        assert!(filter.accepts(&link("eth0")));
-        assert!(filter.accepts(&link("ens3")));
-        assert!(!filter.accepts(&link("bond0")));
-        assert!(!filter.accepts(&link("eth0.100")));
-    }
-
-    #[test]
-    fn exclude_regex_and_default_exclusions_apply_on_top_of_include() {
-        let filter = InterfaceFilter::new(Vec::new(), regex("^(eth|veth)"), regex("^eth9$"));
-        assert!(filter.accepts(&link("eth0")));
-        assert!(!filter.accepts(&link("eth9")));
-        assert!(!filter.accepts(&link("veth1")));
-    }
+    use crate::netif::filter::tests::{everything, link};
 
     fn link_message(flags: LinkFlags, attributes: Vec<LinkAttribute>) -> LinkMessage {
         let mut message = LinkMessage::default();

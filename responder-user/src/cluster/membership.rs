@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{Attached, Families};
+use crate::metrics::Metrics;
 
 pub(crate) const LEASE_LABEL_KEY: &str = "app.kubernetes.io/component";
 pub(crate) const LEASE_LABEL_VALUE: &str = "responder-membership";
@@ -91,7 +93,7 @@ pub(crate) struct LeaseTracker {
 }
 
 impl LeaseTracker {
-    pub fn new(lease_duration: Duration) -> Self {
+    pub(super) fn new(lease_duration: Duration) -> Self {
         LeaseTracker {
             lease_duration,
             leases: HashMap::new(),
@@ -101,7 +103,7 @@ impl LeaseTracker {
     /// Restarts the expiry clock of a Lease only when its holder or renewTime
     /// changed, so re-deliveries (relists, unrelated metadata edits) do not keep a
     /// dead member alive.
-    pub fn observe(&mut self, lease: &Lease, now: Instant) {
+    pub(super) fn observe(&mut self, lease: &Lease, now: Instant) {
         let Some(name) = lease.metadata.name.clone() else {
             return;
         };
@@ -135,18 +137,18 @@ impl LeaseTracker {
         }
     }
 
-    pub fn forget(&mut self, name: &str) {
+    pub(super) fn forget(&mut self, name: &str) {
         self.leases.remove(name);
     }
 
     /// After a relist: Leases deleted while we were not watching are gone.
-    pub fn retain(&mut self, names: &HashSet<String>) {
+    pub(super) fn retain(&mut self, names: &HashSet<String>) {
         self.leases.retain(|name, _| names.contains(name));
     }
 
     /// Time spent without a working view must not count against anyone: every
     /// member gets a full lease duration to show a renewal again.
-    pub fn restart_clocks(&mut self, now: Instant) {
+    pub(super) fn restart_clocks(&mut self, now: Instant) {
         for seen in self.leases.values_mut() {
             seen.observed_at = now;
         }
@@ -158,7 +160,7 @@ impl LeaseTracker {
 
     /// Holders of Leases renewed within the lease duration, with the IP
     /// families each can answer for.
-    pub fn live(&self, now: Instant) -> BTreeMap<String, Families> {
+    pub(super) fn live(&self, now: Instant) -> BTreeMap<String, Families> {
         self.leases
             .values()
             .filter(|seen| !seen.holder.is_empty() && now < self.expiry(seen))
@@ -168,7 +170,7 @@ impl LeaseTracker {
 
     /// When the next currently live Lease expires, so membership changes without
     /// waiting for an unrelated event.
-    pub fn next_expiry(&self, now: Instant) -> Option<Instant> {
+    pub(super) fn next_expiry(&self, now: Instant) -> Option<Instant> {
         self.leases
             .values()
             .map(|seen| self.expiry(seen))
@@ -176,7 +178,7 @@ impl LeaseTracker {
             .min()
     }
 
-    pub fn last_change(&self, name: &str) -> Option<Instant> {
+    pub(super) fn last_change(&self, name: &str) -> Option<Instant> {
         self.leases.get(name).map(|seen| seen.observed_at)
     }
 }
@@ -190,6 +192,7 @@ pub(crate) async fn hold_lease(
     attached: watch::Receiver<Attached>,
     renew_interval: Duration,
     lease_duration: Duration,
+    metrics: Arc<Metrics>,
 ) -> Infallible {
     let name = lease_name(&node);
     let mut delay = renew_interval;
@@ -203,7 +206,7 @@ pub(crate) async fn hold_lease(
             advertised = Some(families);
         }
         let renewed = renew(&api, &name, &node, families, lease_duration).await;
-        crate::metrics::record(|metrics| metrics.lease_renewal(renewed.is_ok()));
+        metrics.lease_renewal(renewed.is_ok());
         match renewed {
             Ok(()) => {
                 if failing {

@@ -21,11 +21,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::announce::Announcement;
+use super::events::OwnershipEvent;
 use super::membership::{lease_name, lease_selector, LeaseTracker};
 use super::ownership::{self, Assignment, Inputs};
 use super::selector::LabelSelector;
-use super::{Families, KubeError, KubeSettings, ServiceRef};
+use super::{ClusterError, ClusterSettings, Families, ServiceRef};
+use crate::metrics::Metrics;
 
 const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
 
@@ -175,11 +176,12 @@ async fn endpoint_slices_served(client: &Client) -> bool {
 
 pub(crate) async fn assign_forever(
     client: Client,
-    settings: KubeSettings,
+    settings: ClusterSettings,
     selector: LabelSelector,
-    announcer: mpsc::UnboundedSender<Announcement>,
+    events: mpsc::UnboundedSender<OwnershipEvent>,
     owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
-) -> Result<(), KubeError> {
+    metrics: Arc<Metrics>,
+) -> Result<(), ClusterError> {
     let slices_served = endpoint_slices_served(&client).await;
     if !slices_served {
         // Without EndpointSlices (Kubernetes < 1.21) we cannot see where endpoints
@@ -229,23 +231,32 @@ pub(crate) async fn assign_forever(
     }
     let mut updates = stream::select_all(sources);
     let slices = slices_served.then_some(slices);
-    let mut agent = Agent::new(
-        settings, selector, services, nodes, slices, announcer, owned,
+    let mut assigner = Assigner::new(
+        settings,
+        selector,
+        Stores {
+            services,
+            nodes,
+            slices,
+        },
+        events,
+        owned,
+        metrics,
     );
     loop {
-        let wake = agent.next_wake(Instant::now());
+        let wake = assigner.next_wake(Instant::now());
         tokio::select! {
             update = updates.next() => {
-                let update = update.ok_or(KubeError::WatchEnded("Kubernetes objects"))?;
-                agent.apply(update, Instant::now());
+                let update = update.ok_or(ClusterError::WatchEnded("Kubernetes objects"))?;
+                assigner.apply(update, Instant::now());
             }
             () = sleep_until_some(wake) => {}
         }
         // Coalesce bursts (relists, many renewals at once) into one recomputation.
         while let Some(Some(update)) = updates.next().now_or_never() {
-            agent.apply(update, Instant::now());
+            assigner.apply(update, Instant::now());
         }
-        agent.evaluate(Instant::now());
+        assigner.evaluate(Instant::now());
     }
 }
 
@@ -256,8 +267,16 @@ async fn sleep_until_some(deadline: Option<Instant>) {
     }
 }
 
-struct Agent {
-    settings: KubeSettings,
+/// The reflectors' caches the assigner computes ownership from.
+struct Stores {
+    services: Store<Service>,
+    nodes: Store<Node>,
+    /// `None` when EndpointSlices v1 are not served.
+    slices: Option<Store<EndpointSlice>>,
+}
+
+struct Assigner {
+    settings: ClusterSettings,
     selector: LabelSelector,
     own_lease: String,
     services: Store<Service>,
@@ -275,28 +294,32 @@ struct Agent {
     last_members: BTreeMap<String, Families>,
     assignments: BTreeMap<ServiceRef, Assignment>,
     reported_problems: BTreeSet<(ServiceRef, String)>,
-    announcer: mpsc::UnboundedSender<Announcement>,
+    events: mpsc::UnboundedSender<OwnershipEvent>,
     owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+    metrics: Arc<Metrics>,
 }
 
-impl Agent {
+impl Assigner {
     /// Starting, with every source still to list (EndpointSlices only when
     /// `slices` is given).
     fn new(
-        settings: KubeSettings,
+        settings: ClusterSettings,
         selector: LabelSelector,
-        services: Store<Service>,
-        nodes: Store<Node>,
-        slices: Option<Store<EndpointSlice>>,
-        announcer: mpsc::UnboundedSender<Announcement>,
+        Stores {
+            services,
+            nodes,
+            slices,
+        }: Stores,
+        events: mpsc::UnboundedSender<OwnershipEvent>,
         owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let mut unsynced: BTreeSet<Source> =
             [Source::Services, Source::Nodes, Source::Leases].into();
         if slices.is_some() {
             unsynced.insert(Source::EndpointSlices);
         }
-        Agent {
+        Assigner {
             own_lease: lease_name(&settings.node_name),
             tracker: LeaseTracker::new(settings.lease_duration),
             settings,
@@ -312,8 +335,9 @@ impl Agent {
             last_members: BTreeMap::new(),
             assignments: BTreeMap::new(),
             reported_problems: BTreeSet::new(),
-            announcer,
+            events,
             owned,
+            metrics,
         }
     }
 
@@ -489,18 +513,18 @@ impl Agent {
             let was_ours = old_owner == Some(node);
             let is_ours = new_owner == Some(node);
             if was_ours != is_ours {
-                crate::metrics::record(|metrics| metrics.ownership_change());
+                self.metrics.ownership_change();
             }
             // The receiver only goes away when the agent stops, when Events no longer matter.
             let _ = match (old, new) {
                 (Some(old), _) if was_ours && !is_ours => {
-                    self.announcer.send(Announcement::Stopped {
+                    self.events.send(OwnershipEvent::Stopped {
                         service: Arc::clone(&old.service),
                         ips: old.ips.clone(),
                     })
                 }
                 (_, Some(new)) if is_ours && (!was_ours || old_ips != new_ips) => {
-                    self.announcer.send(Announcement::Started {
+                    self.events.send(OwnershipEvent::Started {
                         service: Arc::clone(&new.service),
                         ips: new.ips.clone(),
                     })
@@ -545,9 +569,9 @@ mod tests {
     }
 
     struct Harness {
-        agent: Agent,
+        assigner: Assigner,
         owned: watch::Receiver<BTreeMap<IpAddr, ServiceRef>>,
-        announcements: mpsc::UnboundedReceiver<Announcement>,
+        event_queue: mpsc::UnboundedReceiver<OwnershipEvent>,
         start: Instant,
     }
 
@@ -556,7 +580,7 @@ mod tests {
     }
 
     impl Harness {
-        /// An agent on `node` that has listed one Service and both nodes' Leases at `start`.
+        /// An assigner on `node` that has listed one Service and both nodes' Leases at `start`.
         fn new(node: &str) -> Self {
             let (services, mut services_writer) = reflector::store();
             let (nodes, mut nodes_writer) = reflector::store();
@@ -575,48 +599,51 @@ mod tests {
                     ..Default::default()
                 }));
             }
-            let (announcer, announcements) = mpsc::unbounded_channel();
+            let (events, event_queue) = mpsc::unbounded_channel();
             let (owned_tx, owned) = watch::channel(BTreeMap::new());
-            let mut settings = KubeSettings::new(node, "responder");
+            let mut settings = ClusterSettings::new(node, "responder");
             settings.lease_duration = Duration::from_secs(1);
-            let mut agent = Agent::new(
+            let mut assigner = Assigner::new(
                 settings,
                 LabelSelector::default(),
-                services,
-                nodes,
-                None,
-                announcer,
+                Stores {
+                    services,
+                    nodes,
+                    slices: None,
+                },
+                events,
                 owned_tx,
+                Metrics::new(),
             );
             let start = Instant::now();
             for source in [Source::Services, Source::Nodes] {
-                agent.apply(Update::Reflected(source, Ok(Progress::InitDone)), start);
+                assigner.apply(Update::Reflected(source, Ok(Progress::InitDone)), start);
             }
             for node in WINNER_AND_LOSER {
-                agent.apply(Update::Leases(Ok(Box::new(lease_event(node, 1)))), start);
+                assigner.apply(Update::Leases(Ok(Box::new(lease_event(node, 1)))), start);
             }
-            agent.apply(
+            assigner.apply(
                 Update::Leases(Ok(Box::new(watcher::Event::InitDone))),
                 start,
             );
-            agent.evaluate(start);
+            assigner.evaluate(start);
             Harness {
-                agent,
+                assigner,
                 owned,
-                announcements,
+                event_queue,
                 start,
             }
         }
 
         fn renew(&mut self, node: &str, renewal: i64, at_ms: u64) {
             let at = self.start + Duration::from_millis(at_ms);
-            self.agent
+            self.assigner
                 .apply(Update::Leases(Ok(Box::new(lease_event(node, renewal)))), at);
-            self.agent.evaluate(at);
+            self.assigner.evaluate(at);
         }
 
         fn evaluate(&mut self, at_ms: u64) {
-            self.agent
+            self.assigner
                 .evaluate(self.start + Duration::from_millis(at_ms));
         }
 
@@ -641,28 +668,28 @@ mod tests {
 
     #[test]
     fn takes_over_when_the_owner_stops_renewing() {
-        let mut agent = Harness::new(loser());
-        assert_eq!(agent.agent.health, Health::Healthy);
+        let mut h = Harness::new(loser());
+        assert_eq!(h.assigner.health, Health::Healthy);
         assert!(
-            !agent.owns_web(),
+            !h.owns_web(),
             "{} wins the hash while both are live",
             winner()
         );
-        agent.renew(loser(), 2, 300);
-        agent.renew(loser(), 3, 600);
-        agent.renew(winner(), 2, 700);
-        agent.renew(loser(), 4, 900);
-        agent.evaluate(1_100);
+        h.renew(loser(), 2, 300);
+        h.renew(loser(), 3, 600);
+        h.renew(winner(), 2, 700);
+        h.renew(loser(), 4, 900);
+        h.evaluate(1_100);
         assert!(
-            !agent.owns_web(),
+            !h.owns_web(),
             "the winner renewed at 700 ms and is live until 1700 ms"
         );
-        agent.renew(loser(), 5, 1_200);
-        agent.renew(loser(), 6, 1_500);
-        agent.evaluate(1_700);
-        assert!(agent.owns_web(), "the winner expired at 1700 ms");
-        match agent.announcements.try_recv() {
-            Ok(Announcement::Started { ips, .. }) => {
+        h.renew(loser(), 5, 1_200);
+        h.renew(loser(), 6, 1_500);
+        h.evaluate(1_700);
+        assert!(h.owns_web(), "the winner expired at 1700 ms");
+        match h.event_queue.try_recv() {
+            Ok(OwnershipEvent::Started { ips, .. }) => {
                 assert_eq!(ips, ["192.0.2.1".parse::<IpAddr>().expect("ip")])
             }
             other => panic!("expected AnnouncingStarted, got {other:?}"),
@@ -671,56 +698,52 @@ mod tests {
 
     #[test]
     fn a_broken_view_freezes_ownership_until_it_recovers() {
-        let mut agent = Harness::new(loser());
-        agent.renew(loser(), 2, 300);
+        let mut h = Harness::new(loser());
+        h.renew(loser(), 2, 300);
         // Nothing arrives any more, not even our own renewals: by 800 ms our view
         // is broken, before the winner (seen at 0 ms) could expire at 1000 ms.
-        agent.evaluate(800);
+        h.evaluate(800);
         assert!(
-            matches!(agent.agent.health, Health::Frozen { .. }),
+            matches!(h.assigner.health, Health::Frozen { .. }),
             "{:?}",
-            agent.agent.health
+            h.assigner.health
         );
-        agent.evaluate(5_000);
-        assert!(!agent.owns_web(), "a frozen agent must not take over");
+        h.evaluate(5_000);
+        assert!(!h.owns_web(), "a frozen assigner must not take over");
 
         // Recovery: every member gets a full lease duration again.
-        agent.renew(loser(), 3, 5_000);
-        assert_eq!(agent.agent.health, Health::Healthy);
+        h.renew(loser(), 3, 5_000);
+        assert_eq!(h.assigner.health, Health::Healthy);
+        assert!(!h.owns_web(), "the winner is given time to show a renewal");
+        h.renew(loser(), 4, 5_400);
+        h.renew(loser(), 5, 5_800);
+        h.evaluate(6_000);
         assert!(
-            !agent.owns_web(),
-            "the winner is given time to show a renewal"
-        );
-        agent.renew(loser(), 4, 5_400);
-        agent.renew(loser(), 5, 5_800);
-        agent.evaluate(6_000);
-        assert!(
-            agent.owns_web(),
+            h.owns_web(),
             "the winner stayed silent for a lease duration after recovery"
         );
     }
 
     #[test]
     fn a_failing_lease_watch_freezes_and_the_owner_keeps_its_vips() {
-        let mut agent = Harness::new(winner());
-        assert!(agent.owns_web());
-        let at = agent.start + Duration::from_millis(100);
-        agent
-            .agent
+        let mut h = Harness::new(winner());
+        assert!(h.owns_web());
+        let at = h.start + Duration::from_millis(100);
+        h.assigner
             .apply(Update::Leases(Err(watcher::Error::NoResourceVersion)), at);
-        agent.agent.evaluate(at);
+        h.assigner.evaluate(at);
         assert!(
-            matches!(agent.agent.health, Health::Frozen { .. }),
+            matches!(h.assigner.health, Health::Frozen { .. }),
             "{:?}",
-            agent.agent.health
+            h.assigner.health
         );
-        agent.evaluate(10_000);
+        h.evaluate(10_000);
         assert!(
-            agent.owns_web(),
+            h.owns_web(),
             "fail-static: keep announcing while the view is broken"
         );
-        agent.renew(winner(), 2, 10_000);
-        assert_eq!(agent.agent.health, Health::Healthy);
-        assert!(agent.owns_web());
+        h.renew(winner(), 2, 10_000);
+        assert_eq!(h.assigner.health, Health::Healthy);
+        assert!(h.owns_web());
     }
 }

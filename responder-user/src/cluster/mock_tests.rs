@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::membership::{lease_name, LEASE_LABEL_KEY, LEASE_LABEL_VALUE};
 use super::ownership::pick_owner;
 use super::ownership::tests::{lb_service, slice, svc};
-use super::{run, Attached, KubeSettings, ServiceRef};
+use super::{run, Attached, ClusterSettings, ServiceRef};
 
 const NAMESPACE: &str = "responder";
 
@@ -197,18 +197,24 @@ async fn owned_by_agent(node: &str, cluster: Cluster) -> BTreeMap<IpAddr, Servic
     let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     tokio::spawn(serve(handle, cluster));
     let client = Client::new(mock, "default");
-    let settings = KubeSettings {
+    let settings = ClusterSettings {
         // Watches never deliver renewals here, so leases must outlive the test.
         renew_interval: Duration::from_secs(600),
         lease_duration: Duration::from_secs(3600),
-        ..KubeSettings::new(node, NAMESPACE)
+        ..ClusterSettings::new(node, NAMESPACE)
     };
     let (_attached_tx, attached) = watch::channel(Attached {
         names: vec!["eth0".to_owned()],
         ipv6: true,
     });
     let (owned_tx, mut owned) = watch::channel(BTreeMap::new());
-    let agent = tokio::spawn(run(client, settings, attached, owned_tx));
+    let agent = tokio::spawn(run(
+        client,
+        settings,
+        attached,
+        owned_tx,
+        crate::metrics::Metrics::new(),
+    ));
     let published = tokio::time::timeout(
         Duration::from_secs(20),
         owned.wait_for(|vips| !vips.is_empty()),

@@ -16,7 +16,7 @@ use super::ownership::service_ref;
 const REPORTER: &str = "responder";
 
 #[derive(Debug)]
-pub(crate) enum Announcement {
+pub(crate) enum OwnershipEvent {
     Started {
         service: Arc<Service>,
         ips: Vec<IpAddr>,
@@ -28,8 +28,8 @@ pub(crate) enum Announcement {
 }
 
 pub(crate) fn channel() -> (
-    mpsc::UnboundedSender<Announcement>,
-    mpsc::UnboundedReceiver<Announcement>,
+    mpsc::UnboundedSender<OwnershipEvent>,
+    mpsc::UnboundedReceiver<OwnershipEvent>,
 ) {
     mpsc::unbounded_channel()
 }
@@ -40,7 +40,7 @@ pub(crate) async fn publish_events(
     client: Client,
     node: String,
     attached: watch::Receiver<super::Attached>,
-    mut announcements: mpsc::UnboundedReceiver<Announcement>,
+    mut announcements: mpsc::UnboundedReceiver<OwnershipEvent>,
 ) {
     let recorder = Recorder::new(
         client,
@@ -52,7 +52,7 @@ pub(crate) async fn publish_events(
     while let Some(announcement) = announcements.recv().await {
         let interfaces = attached.borrow().names.join(", ");
         let (service, reason, action, note) = match &announcement {
-            Announcement::Started { service, ips } => (
+            OwnershipEvent::Started { service, ips } => (
                 service,
                 "AnnouncingStarted",
                 "Announce",
@@ -61,7 +61,7 @@ pub(crate) async fn publish_events(
                     join(ips)
                 ),
             ),
-            Announcement::Stopped { service, ips } => (
+            OwnershipEvent::Stopped { service, ips } => (
                 service,
                 "AnnouncingStopped",
                 "Withdraw",

@@ -71,18 +71,18 @@ fn gratuitous_arp(op: u16, mac: [u8; 6], vlan: Vlan, addr: Ipv4Addr, tha: [u8; 6
 
 /// ARP request with spa = tpa = VIP and tha zero: updates every neighbor
 /// cache that already has the VIP (RFC 5227 §3 "ARP Announcement").
-pub fn gratuitous_arp_request(mac: [u8; 6], vlan: Vlan, addr: Ipv4Addr) -> Vec<u8> {
+pub(crate) fn gratuitous_arp_request(mac: [u8; 6], vlan: Vlan, addr: Ipv4Addr) -> Vec<u8> {
     gratuitous_arp(ARPOP_REQUEST, mac, vlan, addr, [0; 6])
 }
 
 /// Broadcast ARP reply for the VIP, for stacks that only learn from replies.
-pub fn gratuitous_arp_reply(mac: [u8; 6], vlan: Vlan, addr: Ipv4Addr) -> Vec<u8> {
+pub(crate) fn gratuitous_arp_reply(mac: [u8; 6], vlan: Vlan, addr: Ipv4Addr) -> Vec<u8> {
     gratuitous_arp(ARPOP_REPLY, mac, vlan, addr, mac)
 }
 
 /// Unsolicited Neighbor Advertisement to all-nodes (RFC 4861 §7.2.6):
 /// S=0, O=1 so existing cache entries are overridden, with a TLLA option.
-pub fn unsolicited_na(mac: [u8; 6], vlan: Vlan, addr: Ipv6Addr) -> Vec<u8> {
+pub(crate) fn unsolicited_na(mac: [u8; 6], vlan: Vlan, addr: Ipv6Addr) -> Vec<u8> {
     let src = addr.octets();
     let mut icmp = Vec::with_capacity(32);
     icmp.extend_from_slice(&[ICMPV6_NA, 0, 0, 0, NA_FLAG_OVERRIDE, 0, 0, 0]);
@@ -104,7 +104,7 @@ pub fn unsolicited_na(mac: [u8; 6], vlan: Vlan, addr: Ipv6Addr) -> Vec<u8> {
 }
 
 /// The frames of one announcement round for a VIP key.
-pub fn announcement_frames(key: &VipKey, mac: [u8; 6]) -> Vec<Vec<u8>> {
+pub(crate) fn announcement_frames(key: &VipKey, mac: [u8; 6]) -> Vec<Vec<u8>> {
     let vlan = key_vlan(key);
     match key_addr(key) {
         IpAddr::V4(a) => vec![
@@ -117,7 +117,7 @@ pub fn announcement_frames(key: &VipKey, mac: [u8; 6]) -> Vec<Vec<u8>> {
 
 /// What the data plane needs from an announcer; a trait so reconciliation
 /// can be tested without sockets.
-pub trait Announce {
+pub(crate) trait Announce {
     /// Starts announcing `key` (answered with `mac`) in the background.
     fn announce(&mut self, key: VipKey, mac: [u8; 6]);
     /// Stops any announcement still in progress for `key`.
@@ -128,10 +128,10 @@ pub trait Announce {
 
 /// Gratuitous packets sent per VIP key, for metrics.
 #[derive(Clone, Debug, Default)]
-pub struct SentCounts(Arc<Mutex<BTreeMap<VipKey, u64>>>);
+pub(crate) struct SentCounts(Arc<Mutex<BTreeMap<VipKey, u64>>>);
 
 impl SentCounts {
-    pub fn snapshot(&self) -> BTreeMap<VipKey, u64> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<VipKey, u64> {
         self.0.lock().expect("sent counts lock").clone()
     }
 
@@ -151,12 +151,12 @@ impl SentCounts {
 
 /// An AF_PACKET raw socket bound to one interface, used only to send.
 #[derive(Debug)]
-pub struct PacketSocket {
+pub(crate) struct PacketSocket {
     fd: OwnedFd,
 }
 
 impl PacketSocket {
-    pub fn bind(ifindex: u32) -> io::Result<Self> {
+    pub(crate) fn bind(ifindex: u32) -> io::Result<Self> {
         // Protocol 0: the socket never receives, so it costs nothing per packet.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
@@ -179,7 +179,7 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
         // Never block the runtime: a full queue just loses this copy.
         let n = unsafe {
             libc::send(
@@ -198,7 +198,7 @@ impl PacketSocket {
 
 /// Sends each new VIP's frames `count` times, `interval` apart, in a tokio
 /// task per VIP so installing VIPs never waits for announcements.
-pub struct Announcer {
+pub(crate) struct Announcer {
     sockets: HashMap<u32, (String, Arc<PacketSocket>)>,
     count: u32,
     interval: Duration,
@@ -209,7 +209,7 @@ pub struct Announcer {
 impl Announcer {
     /// Opens a packet socket up front, so missing CAP_NET_RAW is a startup
     /// error rather than a silent failure at the first announcement.
-    pub fn new(count: u32, interval: Duration) -> Result<Self, Error> {
+    pub(crate) fn new(count: u32, interval: Duration) -> Result<Self, Error> {
         PacketSocket::bind(0).map_err(|source| {
             privileges_or("opening a packet socket", source, |source| {
                 Error::PacketSocket {
@@ -227,7 +227,7 @@ impl Announcer {
         })
     }
 
-    pub fn sent_counts(&self) -> SentCounts {
+    pub(crate) fn sent_counts(&self) -> SentCounts {
         self.sent.clone()
     }
 }

@@ -3,8 +3,8 @@
 //! single owner per Service by rendezvous hashing, so exactly one node answers
 //! ARP/NDP for each VIP without any per-Service coordination.
 
-mod agent;
-mod announce;
+mod assigner;
+mod events;
 mod membership;
 mod ownership;
 mod selector;
@@ -15,14 +15,17 @@ mod mock_tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 pub use selector::{LabelSelector, SelectorError};
 
+use crate::metrics::Metrics;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KubeSettings {
+pub struct ClusterSettings {
     /// This node's name, as in its Node object.
     pub node_name: String,
     /// Where the membership Leases live.
@@ -38,7 +41,7 @@ pub struct KubeSettings {
     pub lease_duration: Duration,
 }
 
-impl KubeSettings {
+impl ClusterSettings {
     /// 250 ms renewals against a 1 s lease tolerate three lost renewals before a
     /// node is dropped, keeping failover near 1 s at one small write per node per
     /// interval.
@@ -46,7 +49,7 @@ impl KubeSettings {
     pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(1);
 
     pub fn new(node_name: impl Into<String>, namespace: impl Into<String>) -> Self {
-        KubeSettings {
+        ClusterSettings {
             node_name: node_name.into(),
             namespace: namespace.into(),
             lb_class: None,
@@ -113,7 +116,7 @@ impl fmt::Display for ServiceRef {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum KubeError {
+pub enum ClusterError {
     #[error(transparent)]
     NodeSelector(#[from] SelectorError),
     #[error(
@@ -134,44 +137,53 @@ pub enum KubeError {
 /// While the API server is unreachable the last published set stays in place.
 pub async fn run(
     client: kube::Client,
-    settings: KubeSettings,
+    settings: ClusterSettings,
     attached: watch::Receiver<Attached>,
     owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
-) -> Result<(), KubeError> {
+    metrics: Arc<Metrics>,
+) -> Result<(), ClusterError> {
     let selector: LabelSelector = settings
         .node_selector
         .as_deref()
         .unwrap_or_default()
         .parse()?;
     if settings.renew_interval.is_zero() || settings.renew_interval >= settings.lease_duration {
-        return Err(KubeError::LeaseTiming {
+        return Err(ClusterError::LeaseTiming {
             renew: settings.renew_interval,
             lease: settings.lease_duration,
         });
     }
     if settings.node_name.is_empty() {
-        return Err(KubeError::EmptyNodeName);
+        return Err(ClusterError::EmptyNodeName);
     }
     let leases = kube::Api::namespaced(client.clone(), &settings.namespace);
-    let (announcer, announcements) = announce::channel();
+    let (event_sender, event_queue) = events::channel();
     let attached_for_events = attached.clone();
-    // The announcer ends once the agent loop drops its sender, after the last Events.
-    let agent_and_announcer = async {
+    let assigner_metrics = Arc::clone(&metrics);
+    // Event publishing ends once the assigner drops its sender, after the last Events.
+    let assigner_and_events = async {
         let (result, ()) = tokio::join!(
-            agent::assign_forever(client.clone(), settings.clone(), selector, announcer, owned),
-            announce::publish_events(
+            assigner::assign_forever(
+                client.clone(),
+                settings.clone(),
+                selector,
+                event_sender,
+                owned,
+                assigner_metrics,
+            ),
+            events::publish_events(
                 client.clone(),
                 settings.node_name.clone(),
                 attached_for_events,
-                announcements
+                event_queue
             ),
         );
         result
     };
     tokio::select! {
-        never = membership::hold_lease(leases, settings.node_name.clone(), attached, settings.renew_interval, settings.lease_duration) => {
+        never = membership::hold_lease(leases, settings.node_name.clone(), attached, settings.renew_interval, settings.lease_duration, metrics) => {
             match never {}
         }
-        result = agent_and_announcer => result,
+        result = assigner_and_events => result,
     }
 }

@@ -1,0 +1,377 @@
+//! The agent's decisions, free of IO: what to attach and detach when links
+//! change, what to install when a source publishes, what to do on each tick.
+//! The shell (`agent/mod.rs`) turns kernel and Kubernetes events into calls
+//! here, with the time passed in; the kernel is reached only through the
+//! [`Attachments`], [`VipMap`] and [`Announce`] traits, so every decision is
+//! unit-tested with fakes.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::Path,
+    sync::Arc,
+};
+
+use responder_common::{VipKey, VipStats};
+use tokio::{sync::watch, time::Instant};
+
+use crate::{
+    cluster::Attached,
+    dataplane::{ApplyReport, Dataplane, VipMap},
+    error::{display_chain, Error, VipError},
+    garp::Announce,
+    metrics::Metrics,
+    netif::Interface,
+    sources::{DesiredVips, ServiceIndex, Source, SourceUpdate},
+    vip::{key_addr, validate, VipSpec},
+};
+
+/// The program's attachments to interfaces, and the heartbeat that keeps
+/// its stale gate open.
+pub(crate) trait Attachments {
+    /// Attaches to `interface`; attaching an ifindex twice is a no-op.
+    fn attach(&mut self, interface: &Interface) -> Result<(), Error>;
+    /// Detaches from `ifindex`; the interface name, or None when nothing
+    /// was attached there.
+    fn detach(&mut self, ifindex: u32) -> Option<String>;
+    fn is_attached(&self, ifindex: u32) -> bool;
+    /// Names of the attached interfaces.
+    fn attached_names(&self) -> Vec<String>;
+    /// Proves the agent alive to the data plane's stale gate.
+    fn beat(&mut self) -> Result<(), Error>;
+}
+
+/// What a tick needs to know of the outside world.
+pub(crate) struct TickInput<'a, F: Fn(&str) -> bool> {
+    /// Whether the kernel handles IPv6 on an interface, by name.
+    pub(crate) ipv6_enabled: F,
+    /// Counters of every VIP key, summed over CPUs.
+    pub(crate) counters: &'a [(VipKey, VipStats)],
+}
+
+pub(crate) struct AgentCore<L, M, A> {
+    // Field order is drop order: the VIP maps go before the program is
+    // detached and unpinned.
+    dataplane: Dataplane<M, A>,
+    attachments: L,
+    desired: DesiredVips,
+    /// `--interface` names; static VIPs may be scoped to them even while
+    /// they are down or gone.
+    names: Vec<String>,
+    attached: watch::Sender<Attached>,
+    services: ServiceIndex,
+    metrics: Arc<Metrics>,
+    /// Conflict counters at the last tick, to spot growing ones.
+    last_conflicts: BTreeMap<VipKey, u64>,
+    /// Until the Kubernetes source first publishes (or the grace ends):
+    /// readiness waits and adopted VIPs are held.
+    sync_deadline: Option<Instant>,
+}
+
+impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
+    pub(crate) fn new(
+        dataplane: Dataplane<M, A>,
+        attachments: L,
+        names: Vec<String>,
+        services: ServiceIndex,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let attached = watch::Sender::new(attached_summary(dataplane.interfaces()));
+        AgentCore {
+            dataplane,
+            attachments,
+            desired: DesiredVips::default(),
+            names,
+            attached,
+            services,
+            metrics,
+            last_conflicts: BTreeMap::new(),
+            sync_deadline: None,
+        }
+    }
+
+    /// Readiness waits, and VIPs adopted from a previous agent that no
+    /// source wants are kept, until the Kubernetes source has spoken or
+    /// `deadline` passed.
+    pub(crate) fn await_cluster_sync(&mut self, deadline: Instant) {
+        self.sync_deadline = Some(deadline);
+    }
+
+    pub(crate) fn sync_deadline(&self) -> Option<Instant> {
+        self.sync_deadline
+    }
+
+    /// The attached interfaces and the families they can answer for, for
+    /// the Kubernetes source; updated as they change.
+    pub(crate) fn attached_interfaces(&self) -> watch::Receiver<Attached> {
+        self.attached.subscribe()
+    }
+
+    /// The Service behind each Kubernetes VIP, for labels and logs.
+    pub(crate) fn set_services(&mut self, services: ServiceIndex) {
+        self.services = services;
+    }
+
+    pub(crate) fn services(&self) -> &ServiceIndex {
+        &self.services
+    }
+
+    pub(crate) fn attachments(&self) -> &L {
+        &self.attachments
+    }
+
+    pub(crate) fn attachments_mut(&mut self) -> &mut L {
+        &mut self.attachments
+    }
+
+    pub(crate) fn installed_count(&self) -> usize {
+        self.dataplane.installed().len()
+    }
+
+    /// Installs the initial sets; fails when any key could not be written,
+    /// since a node that starts half-configured should not look healthy.
+    pub(crate) fn start(&mut self, initial: Vec<SourceUpdate>) -> Result<(), Error> {
+        for update in initial {
+            self.desired.set(update);
+        }
+        let report = self.reconcile();
+        if report.failed > 0 {
+            return Err(Error::Install {
+                failed: report.failed,
+            });
+        }
+        self.metrics
+            .set_attached(!self.attachments.attached_names().is_empty());
+        self.metrics.set_heartbeat();
+        if self.sync_deadline.is_none() {
+            self.metrics.set_ready();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn on_source_update(&mut self, update: SourceUpdate) {
+        if self.desired.set(update) {
+            self.reconcile();
+        }
+    }
+
+    /// The Kubernetes source has spoken (or had its chance): ready, and
+    /// adopted VIPs it does not want go.
+    pub(crate) fn on_cluster_synced(&mut self) {
+        if self.sync_deadline.take().is_none() {
+            return;
+        }
+        let report = self.dataplane.release_removals();
+        self.after_reconcile(&report);
+        self.metrics.set_ready();
+    }
+
+    /// Makes the attachments match `wanted` (the accepted links that can be
+    /// attached): a link that left (down, no carrier, deleted, renamed) is
+    /// detached, a new one (or one recreated under a new ifindex) attached,
+    /// and the VIP keys follow.
+    pub(crate) fn on_links(&mut self, wanted: Vec<Interface>) {
+        let gone: Vec<u32> = self
+            .dataplane
+            .interfaces()
+            .iter()
+            .filter(|old| {
+                !wanted
+                    .iter()
+                    .any(|new| new.ifindex == old.ifindex && new.name == old.name)
+            })
+            .map(|old| old.ifindex)
+            .collect();
+        // Before attaching: a recreated interface reuses the link pin name.
+        for ifindex in gone {
+            if let Some(name) = self.attachments.detach(ifindex) {
+                tracing::info!(interface = %name, ifindex, "interface gone; detached");
+            }
+        }
+        let mut attached = Vec::new();
+        for interface in wanted {
+            if !self.attachments.is_attached(interface.ifindex) {
+                if let Err(e) = self.attachments.attach(&interface) {
+                    // Retried on the next link change.
+                    tracing::error!(
+                        interface = %interface.name,
+                        "{}; its VIPs are not answered",
+                        display_chain(&e)
+                    );
+                    continue;
+                }
+            }
+            attached.push(interface);
+        }
+        let report = self.dataplane.set_interfaces(attached);
+        self.after_reconcile(&report);
+        self.metrics
+            .set_attached(!self.attachments.attached_names().is_empty());
+        self.publish_attached();
+    }
+
+    /// Proves the agent alive to the data plane and the health endpoint,
+    /// warns about VIPs another MAC claimed since the last tick, retries
+    /// failed map writes and follows IPv6 being switched on or off.
+    pub(crate) fn on_tick<F: Fn(&str) -> bool>(&mut self, input: TickInput<'_, F>) {
+        match self.attachments.beat() {
+            // The data plane stops answering at the stale bound: loud.
+            Err(e) => tracing::error!("writing the heartbeat: {}", display_chain(&e)),
+            Ok(()) => self.metrics.set_heartbeat(),
+        }
+        self.warn_on_new_conflicts(input.counters);
+        if let Some(report) = self.dataplane.retry_failed() {
+            self.after_reconcile(&report);
+        }
+        if let Some(report) = self.dataplane.refresh_ipv6(input.ipv6_enabled) {
+            self.after_reconcile(&report);
+            self.publish_attached();
+        }
+    }
+
+    /// A reloaded `--vip-file`. A file that does not parse or validate
+    /// changes nothing: dropping VIPs because of a typo would take services
+    /// down.
+    pub(crate) fn on_vip_file(&mut self, path: &Path, loaded: Result<BTreeSet<VipSpec>, VipError>) {
+        let mut check_against = self.dataplane.interfaces().to_vec();
+        for name in &self.names {
+            if !check_against.iter().any(|i| &i.name == name) {
+                check_against.push(absent_interface(name));
+            }
+        }
+        let checked = loaded.and_then(|specs| {
+            validate_all(&specs, &check_against)?;
+            Ok(specs)
+        });
+        match checked {
+            Ok(vips) => {
+                tracing::info!(path = %path.display(), vips = vips.len(), "SIGHUP: reloaded VIP file");
+                self.on_source_update(SourceUpdate {
+                    source: Source::VipFile,
+                    vips,
+                });
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), "SIGHUP: {e}; keeping the current VIPs")
+            }
+        }
+    }
+
+    /// Removes every installed VIP (a shutdown that detaches); returns what
+    /// it did.
+    pub(crate) fn clear(&mut self) -> ApplyReport {
+        self.dataplane.clear()
+    }
+
+    fn reconcile(&mut self) -> ApplyReport {
+        let report = self.dataplane.apply(&self.desired.union());
+        self.after_reconcile(&report);
+        report
+    }
+
+    fn after_reconcile(&self, report: &ApplyReport) {
+        log_report(report, self.dataplane.installed().len());
+        let announced: BTreeMap<IpAddr, Option<String>> = self
+            .dataplane
+            .installed()
+            .keys()
+            .map(|key| {
+                let ip = key_addr(key);
+                (ip, self.services.service_of(ip).map(|s| s.to_string()))
+            })
+            .collect();
+        (0..report.failed).for_each(|_| self.metrics.reconcile_error());
+        self.metrics.set_announced(announced);
+        self.metrics.set_family_disabled(report.family_disabled);
+    }
+
+    fn publish_attached(&self) {
+        let summary = attached_summary(self.dataplane.interfaces());
+        self.attached.send_if_modified(|current| {
+            let changed = *current != summary;
+            *current = summary;
+            changed
+        });
+    }
+
+    /// Warns once per VIP key whose conflict counter grew since the last
+    /// tick. A key missing last time counts from zero (its counters are
+    /// created zeroed with it); a smaller value means it was removed and
+    /// re-added in between.
+    fn warn_on_new_conflicts(&mut self, counters: &[(VipKey, VipStats)]) {
+        let current: BTreeMap<VipKey, u64> = counters
+            .iter()
+            .map(|(key, stats)| (*key, stats.conflicts))
+            .collect();
+        for (key, &total) in &current {
+            let before = self.last_conflicts.get(key).copied().unwrap_or(0);
+            let delta = if total >= before {
+                total - before
+            } else {
+                total
+            };
+            if delta > 0 {
+                let ip = key_addr(key);
+                let interface = self
+                    .dataplane
+                    .interfaces()
+                    .iter()
+                    .find(|i| i.ifindex == key.ifindex)
+                    .map_or_else(|| format!("#{}", key.ifindex), |i| i.name.clone());
+                tracing::warn!(
+                    %ip,
+                    %interface,
+                    vlan = %crate::vip::key_vlan(key),
+                    service = self.services.service_of(ip).map(|s| s.to_string()).unwrap_or_default(),
+                    delta,
+                    total,
+                    "another MAC claimed a VIP this node answers for (split brain?)"
+                );
+            }
+        }
+        self.last_conflicts = current;
+    }
+}
+
+pub(crate) fn validate_all(
+    specs: &BTreeSet<VipSpec>,
+    interfaces: &[Interface],
+) -> Result<(), VipError> {
+    specs.iter().try_for_each(|spec| validate(spec, interfaces))
+}
+
+fn attached_summary(interfaces: &[Interface]) -> Attached {
+    Attached {
+        names: interfaces.iter().map(|i| i.name.clone()).collect(),
+        ipv6: interfaces.iter().any(|i| i.ipv6),
+    }
+}
+
+/// An `--interface` that is not attached right now: a valid scope for static
+/// VIPs, but with no addresses to collide with.
+fn absent_interface(name: &str) -> Interface {
+    Interface {
+        name: name.to_owned(),
+        ifindex: 0,
+        mac: [0; 6],
+        up: false,
+        addrs: Vec::new(),
+        // Unknown until it shows up; validation must not refuse IPv6 VIPs for it.
+        ipv6: true,
+    }
+}
+
+fn log_report(report: &ApplyReport, installed: usize) {
+    if *report != ApplyReport::default() {
+        tracing::info!(
+            added = report.added,
+            updated = report.updated,
+            removed = report.removed,
+            rejected = report.rejected,
+            failed = report.failed,
+            family_disabled = report.family_disabled,
+            installed,
+            "VIPs reconciled"
+        );
+    }
+}

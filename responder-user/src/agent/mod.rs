@@ -1,0 +1,379 @@
+//! `responder run`: validate, load (adopting a previous agent's pins),
+//! attach, install the VIPs, then follow interfaces, sources, the tick and
+//! signals until told to stop, and clean up. Decisions live in [`core`];
+//! this file only turns events into calls to it.
+
+mod core;
+
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+
+use regex::Regex;
+use tokio::{
+    signal::unix::{signal, Signal, SignalKind},
+    time::Instant,
+};
+
+use self::core::{validate_all, AgentCore, Attachments, TickInput};
+use crate::{
+    bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
+    dataplane::Dataplane,
+    error::{display_chain, Error},
+    garp::{Announcer, SentCounts},
+    metrics::{Metrics, VipSample, VipSource},
+    netif::{self, watch::LinkWatch, Interface, InterfaceFilter, LinkInfo},
+    sources::{ClusterSource, ClusterSourceConfig, ServiceIndex, Source, SourceUpdate},
+    vip::{key_addr, key_vlan, read_vip_file, VipSpec},
+};
+
+/// How often the heartbeat is written and the counters checked for conflicts.
+const TICK: Duration = Duration::from_secs(1);
+
+/// After adopting a previous agent's VIPs with --kube, how long to keep
+/// those the Kubernetes source has not confirmed: it publishes nothing when
+/// this node owns nothing, so its silence must end the wait at some point.
+const CLUSTER_SYNC_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// Interfaces to attach to by name; empty selects them with the regexes
+    /// and the default exclusions of [`InterfaceFilter`].
+    pub interfaces: Vec<String>,
+    pub interface_regex: Option<Regex>,
+    pub exclude_interface_regex: Option<Regex>,
+    pub vips: Vec<VipSpec>,
+    pub vip_file: Option<PathBuf>,
+    pub pin_path: PathBuf,
+    pub attach_mode: AttachMode,
+    pub announce_count: u32,
+    pub announce_interval: Duration,
+    pub cluster: Option<ClusterSourceConfig>,
+    pub stale_gate: StaleGate,
+    /// On SIGTERM/SIGINT, leave the program attached and everything pinned
+    /// for the next agent to adopt, rather than detach and unpin.
+    pub keep_attached_on_exit: bool,
+}
+
+struct Signals {
+    hangup: Signal,
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, Error> {
+        let install = |kind| signal(kind).map_err(|source| Error::Signals { source });
+        Ok(Signals {
+            hangup: install(SignalKind::hangup())?,
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+        })
+    }
+}
+
+impl Attachments for Loaded {
+    fn attach(&mut self, interface: &Interface) -> Result<(), Error> {
+        Loaded::attach(self, interface)
+    }
+
+    fn detach(&mut self, ifindex: u32) -> Option<String> {
+        Loaded::detach(self, ifindex)
+    }
+
+    fn is_attached(&self, ifindex: u32) -> bool {
+        self.attached_name(ifindex).is_some()
+    }
+
+    fn attached_names(&self) -> Vec<String> {
+        self.attached().map(str::to_owned).collect()
+    }
+
+    fn beat(&mut self) -> Result<(), Error> {
+        Loaded::beat(self)
+    }
+}
+
+/// The running agent: the decision core plus what feeds it.
+pub struct Agent {
+    // Field order is drop order: the core (VIPs, program, pins) goes last.
+    cluster: Option<ClusterSource>,
+    links: LinkWatch,
+    vip_file: Option<PathBuf>,
+    stats: Arc<StatsReader>,
+    sent: SentCounts,
+    keep_attached_on_exit: bool,
+    signals: Signals,
+    core: AgentCore<Loaded, BpfVipMap, Announcer>,
+}
+
+impl Agent {
+    /// Validates everything, loads the program, attaches it to the selected
+    /// interfaces that are up and installs the static VIPs; then interfaces
+    /// are followed through rtnetlink. Must run inside a tokio runtime.
+    pub async fn start(config: AgentConfig, metrics: Arc<Metrics>) -> Result<Agent, Error> {
+        // Before anything is pinned: a SIGTERM from now on is a clean shutdown.
+        let signals = Signals::install()?;
+
+        let mut names: Vec<String> = Vec::new();
+        for name in config.interfaces {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let links = netif::watch::list_links().await?;
+        // A misspelt --interface is fatal; one that is down is attached once
+        // it comes up.
+        let named = names
+            .iter()
+            .map(|name| netif::lookup(&links, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        for interface in named.iter().filter(|i| !i.up) {
+            tracing::warn!(interface = %interface.name, "interface is down; VIPs on it answer once it comes up");
+        }
+        let filter = InterfaceFilter::new(
+            names.clone(),
+            config.interface_regex,
+            config.exclude_interface_regex,
+        );
+        let accepted = attachable(links.iter().filter(|link| filter.accepts(link)));
+
+        // Scopes must name an --interface, or without names an interface
+        // selected right now, so typos fail here rather than never answer.
+        let check_against = if names.is_empty() { &accepted } else { &named };
+        let cli_vips: BTreeSet<VipSpec> = config.vips.into_iter().collect();
+        validate_all(&cli_vips, check_against)?;
+        let file_vips = match &config.vip_file {
+            Some(path) => {
+                let specs = read_vip_file(path)?;
+                validate_all(&specs, check_against)?;
+                specs
+            }
+            None => BTreeSet::new(),
+        };
+
+        let (mut loaded, map, adopted) =
+            bpf::load(config.attach_mode, &config.pin_path, config.stale_gate)?;
+        for interface in &accepted {
+            loaded.attach(interface)?;
+        }
+        for ifindex in loaded.attached_ifindexes() {
+            if !accepted.iter().any(|i| i.ifindex == ifindex) {
+                if let Some(name) = loaded.detach(ifindex) {
+                    tracing::info!(interface = %name, "adopted interface is no longer selected; detached");
+                }
+            }
+        }
+        let stats = Arc::new(map.stats_reader()?);
+        let announcer = Announcer::new(config.announce_count, config.announce_interval)?;
+        let sent = announcer.sent_counts();
+        let mut dataplane = Dataplane::new(accepted, map, announcer);
+        let cluster_enabled = config.cluster.is_some();
+        // Fail-static: the Kubernetes VIPs of the previous agent stay until
+        // the source has said which ones this node still owns.
+        if cluster_enabled && !adopted.vips.is_empty() {
+            dataplane.hold_removals();
+        }
+        dataplane.adopt(adopted.vips);
+
+        let mut core = AgentCore::new(
+            dataplane,
+            loaded,
+            names,
+            ServiceIndex::empty(),
+            Arc::clone(&metrics),
+        );
+        // Spawned once the core can tell it which interfaces are attached;
+        // it then fills the core's Service index.
+        let cluster = config.cluster.map(|cluster| {
+            ClusterSource::spawn(cluster, core.attached_interfaces(), Arc::clone(&metrics))
+        });
+        if let Some(cluster) = &cluster {
+            core.set_services(cluster.services());
+            core.await_cluster_sync(Instant::now() + CLUSTER_SYNC_GRACE);
+        }
+        core.start(vec![
+            SourceUpdate {
+                source: Source::CommandLine,
+                vips: cli_vips,
+            },
+            SourceUpdate {
+                source: Source::VipFile,
+                vips: file_vips,
+            },
+        ])?;
+        let links = LinkWatch::spawn(filter);
+        tracing::info!(
+            pin_path = %core.attachments().pin_path().display(),
+            interfaces = core.attachments().attached_names().join(","),
+            vips = core.installed_count(),
+            kube = cluster_enabled,
+            "responder running"
+        );
+        Ok(Agent {
+            cluster,
+            links,
+            vip_file: config.vip_file,
+            stats,
+            sent,
+            keep_attached_on_exit: config.keep_attached_on_exit,
+            signals,
+            core,
+        })
+    }
+
+    /// Per-VIP counters for the metrics endpoint, read at scrape time.
+    pub fn vip_counters(&self) -> VipCounters {
+        VipCounters {
+            stats: Arc::clone(&self.stats),
+            services: self.core.services().clone(),
+            sent: self.sent.clone(),
+        }
+    }
+
+    /// Serves until SIGINT/SIGTERM, following interfaces and the Kubernetes
+    /// source, reloading `--vip-file` on SIGHUP; then removes every VIP,
+    /// detaches and unpins (or leaves everything for the next agent). Fails
+    /// (after the same cleanup) only when the Kubernetes source stops.
+    pub async fn run(mut self) -> Result<(), Error> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcome = loop {
+            let sync_deadline = self.core.sync_deadline();
+            tokio::select! {
+                _ = tick.tick() => {
+                    let counters = self.stats.read();
+                    self.core.on_tick(TickInput {
+                        ipv6_enabled: netif::ipv6_enabled,
+                        counters: &counters,
+                    });
+                }
+                () = sleep_until(sync_deadline), if sync_deadline.is_some() => {
+                    tracing::info!("no ownership published by the Kubernetes source within {CLUSTER_SYNC_GRACE:?}; assuming this node owns nothing new");
+                    self.core.on_cluster_synced();
+                }
+                _ = self.signals.terminate.recv() => {
+                    tracing::info!("SIGTERM received, shutting down");
+                    break Ok(());
+                }
+                _ = self.signals.interrupt.recv() => {
+                    tracing::info!("SIGINT received, shutting down");
+                    break Ok(());
+                }
+                _ = self.signals.hangup.recv() => match &self.vip_file {
+                    Some(path) => self.core.on_vip_file(path, read_vip_file(path)),
+                    None => tracing::info!("SIGHUP received; no --vip-file to reload"),
+                },
+                links = self.links.changed() => {
+                    self.core.on_links(attachable(links.values()));
+                }
+                update = next_cluster_update(&mut self.cluster) => match update {
+                    Ok(update) => {
+                        self.core.on_source_update(update);
+                        self.core.on_cluster_synced();
+                    }
+                    Err(e) => {
+                        tracing::error!("{}; shutting down", display_chain(&e));
+                        break Err(e);
+                    }
+                },
+            }
+        };
+        self.shutdown();
+        outcome
+    }
+
+    fn shutdown(mut self) {
+        // Stop following first, so nothing is re-attached while tearing down.
+        drop(self.cluster.take());
+        self.links.stop();
+        let loaded = self.core.attachments_mut();
+        let pin_path = loaded.pin_path().display().to_string();
+        let interfaces = loaded.attached_names().join(",");
+        if loaded.superseded() {
+            loaded.keep_pinned();
+            drop(self);
+            tracing::info!(%pin_path, "the pinned program is no longer this agent's (a newer agent adopted it, or it was cleaned up); leaving the pins alone");
+            return;
+        }
+        if self.keep_attached_on_exit {
+            loaded.keep_pinned();
+            let vips = self.core.installed_count();
+            drop(self);
+            tracing::info!(
+                %interfaces,
+                %pin_path,
+                vips,
+                "leaving the XDP program attached and pinned for the next agent to adopt; without one it stops answering at the stale bound"
+            );
+            return;
+        }
+        let report = self.core.clear();
+        if report.failed > 0 {
+            tracing::warn!(
+                failed = report.failed,
+                "some VIPs could not be removed; the maps go away with the pins"
+            );
+        }
+        drop(self);
+        tracing::info!(removed = report.removed, %interfaces, %pin_path, "detached and unpinned");
+    }
+}
+
+/// The links that can carry VIPs, as interfaces (those without an Ethernet
+/// address are left out), with their IPv6 state read now.
+fn attachable<'a>(links: impl IntoIterator<Item = &'a LinkInfo>) -> Vec<Interface> {
+    links.into_iter().filter_map(netif::interface_of).collect()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Never resolves without a Kubernetes source.
+async fn next_cluster_update(cluster: &mut Option<ClusterSource>) -> Result<SourceUpdate, Error> {
+    match cluster {
+        Some(cluster) => cluster.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Per-VIP counters from the data plane's maps, the announcer and the
+/// Kubernetes source, for `/metrics`.
+#[derive(Clone)]
+pub struct VipCounters {
+    stats: Arc<StatsReader>,
+    services: ServiceIndex,
+    sent: SentCounts,
+}
+
+impl VipSource for VipCounters {
+    fn vip_samples(&self) -> Vec<VipSample> {
+        let sent = self.sent.snapshot();
+        self.stats
+            .read()
+            .into_iter()
+            .map(|(key, stats)| {
+                let ip = key_addr(&key);
+                let vlan = key_vlan(&key);
+                VipSample {
+                    ip,
+                    interface: netif::name_of(key.ifindex)
+                        .unwrap_or_else(|| format!("#{}", key.ifindex)),
+                    vlan: if vlan.is_tagged() {
+                        vlan.to_string()
+                    } else {
+                        String::new()
+                    },
+                    service: self.services.service_of(ip).map(|s| s.to_string()),
+                    requests: stats.requests,
+                    replies: stats.replies,
+                    conflicts: stats.conflicts,
+                    stale: stats.stale,
+                    gratuitous_sent: sent.get(&key).copied().unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,82 @@
+//! The agent's side of the stale gate: a heartbeat in the `AGENT` map, on the
+//! clock the XDP program reads, with the bounds after which the program stops
+//! answering or yields a VIP.
+
+use std::time::Duration;
+
+use aya::maps::{Array, MapData};
+use responder_common::{AgentState, AGENT_MAP};
+
+use super::maps::map_error;
+use crate::error::Error;
+
+/// How long the data plane keeps answering without a heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleGate {
+    /// Heartbeat age after which nothing is answered.
+    pub stale_after: Duration,
+    /// Heartbeat age after which a conflicting announcement yields the VIP.
+    pub yield_after: Duration,
+}
+
+/// The `AGENT` entry proving the agent alive at `now` (CLOCK_MONOTONIC).
+/// Never 0 on the heartbeat, which would switch the gate off.
+pub(super) fn agent_state(now: Duration, gate: StaleGate) -> AgentState {
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    AgentState {
+        heartbeat_ns: nanos(now).max(1),
+        stale_after_ns: nanos(gate.stale_after),
+        yield_after_ns: nanos(gate.yield_after),
+    }
+}
+
+/// CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads (not boottime, not
+/// wall time).
+pub fn monotonic_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The agent's side of the stale gate: the `AGENT` map.
+pub(crate) struct Heartbeat {
+    pub(super) map: Array<MapData, AgentState>,
+    pub(super) gate: StaleGate,
+}
+
+impl Heartbeat {
+    /// Writes the whole entry (limits included) with a fresh heartbeat.
+    pub(super) fn beat(&mut self) -> Result<(), Error> {
+        self.map
+            .set(0, agent_state(monotonic_now(), self.gate), 0)
+            .map_err(|source| map_error("writing", AGENT_MAP, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_entry_is_in_nanoseconds_and_never_disables_the_gate() {
+        let gate = StaleGate {
+            stale_after: Duration::from_secs(10),
+            yield_after: Duration::from_millis(2500),
+        };
+        assert_eq!(
+            agent_state(Duration::new(3, 7), gate),
+            AgentState {
+                heartbeat_ns: 3_000_000_007,
+                stale_after_ns: 10_000_000_000,
+                yield_after_ns: 2_500_000_000,
+            }
+        );
+        assert_eq!(agent_state(Duration::ZERO, gate).heartbeat_ns, 1);
+        let now = monotonic_now();
+        assert!(now > Duration::ZERO && monotonic_now() >= now);
+    }
+}

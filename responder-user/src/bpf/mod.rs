@@ -1,0 +1,19 @@
+//! Kernel side of the agent: the pin directory (`pins`), loading, attaching
+//! and adopting the XDP program (`program`), the VIP and counter maps
+//! (`maps`), the stale-gate heartbeat (`heartbeat`), and read-only views of a
+//! pin directory for `responder vips` / `stats` (`inspect`).
+
+mod heartbeat;
+mod inspect;
+mod maps;
+mod pins;
+mod program;
+
+pub use heartbeat::{monotonic_now, StaleGate};
+pub use inspect::{
+    read_pinned_stats, read_pinned_vips, HeartbeatRow, LinkRow, PinnedStats, Totals, VipRow,
+};
+pub(crate) use maps::{BpfVipMap, StatsReader};
+pub use pins::{cleanup, DEFAULT_PIN_PATH};
+pub use program::AttachMode;
+pub(crate) use program::{load, Loaded};

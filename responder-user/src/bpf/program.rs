@@ -1,0 +1,378 @@
+//! Loading the XDP program, attaching it to interfaces as pinned bpf_links,
+//! and adopting what a previous agent left pinned (its links switched to the
+//! new program in place, its VIPs and counters copied).
+
+use std::{collections::BTreeMap, fs, path::Path};
+
+use aya::{
+    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuHashMap, PerCpuValues},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        Xdp, XdpMode,
+    },
+    Ebpf, EbpfLoader,
+};
+use responder_common::{
+    VipKey, VipStats, VipValue, AGENT_MAP, PIN_AGENT, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS,
+    PIN_VIP_STATS, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP,
+};
+
+use super::{
+    heartbeat::{Heartbeat, StaleGate},
+    maps::{map_error, read_stats_any_layout, BpfVipMap},
+    pins::{open_pinned, PinDir},
+};
+use crate::{
+    error::{display_chain, privileges_or, Error},
+    netif::Interface,
+    EBPF_OBJECT,
+};
+
+/// How to attach the XDP program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// Native (driver) mode, falling back to generic (skb) mode where the
+    /// driver has no XDP support.
+    Auto,
+    Driver,
+    Skb,
+}
+
+/// What a previous agent left behind and this one took over.
+#[derive(Debug, Default)]
+pub(crate) struct Adopted {
+    /// The previous VIPS entries, copied into the new map with their flags
+    /// cleared; the agent starts from them, so until its first reconcile the
+    /// node answers exactly as before.
+    pub vips: BTreeMap<VipKey, VipValue>,
+    /// Interfaces whose pinned link now runs the new program.
+    pub interfaces: Vec<String>,
+}
+
+/// The loaded program and its attachments, keyed by ifindex. Dropping it
+/// detaches from every interface and removes every pin the agent created,
+/// unless [`Loaded::keep_pinned`] was called.
+pub(crate) struct Loaded {
+    links: BTreeMap<u32, (String, PinnedLink)>,
+    mode: AttachMode,
+    heartbeat: Heartbeat,
+    pins: PinDir,
+    ebpf: Ebpf,
+}
+
+impl Loaded {
+    /// Names of the interfaces the program is attached to, by ifindex.
+    pub(crate) fn attached(&self) -> impl Iterator<Item = &str> {
+        self.links.values().map(|(name, _)| name.as_str())
+    }
+
+    /// The ifindexes the program is attached to.
+    pub(crate) fn attached_ifindexes(&self) -> Vec<u32> {
+        self.links.keys().copied().collect()
+    }
+
+    /// The interface attached under `ifindex`, by name.
+    pub(crate) fn attached_name(&self, ifindex: u32) -> Option<&str> {
+        self.links.get(&ifindex).map(|(name, _)| name.as_str())
+    }
+
+    pub(crate) fn pin_path(&self) -> &Path {
+        &self.pins.path
+    }
+
+    /// Refreshes the heartbeat the data plane's stale gate checks.
+    pub(crate) fn beat(&mut self) -> Result<(), Error> {
+        self.heartbeat.beat()
+    }
+
+    /// On drop, leaves the program attached and everything pinned, for the
+    /// next agent to adopt; the stale gate bounds how long it keeps
+    /// answering without an agent.
+    pub(crate) fn keep_pinned(&mut self) {
+        self.pins.keep();
+    }
+
+    /// Whether a newer agent has adopted this one's pins: its program is
+    /// pinned now and its links run it, so removing "our" pins (same names)
+    /// would tear the newer agent down.
+    pub(crate) fn superseded(&mut self) -> bool {
+        let pinned = aya::programs::ProgramInfo::from_pin(self.pins.path.join(PIN_PROGRAM));
+        let ours = self.program().ok().and_then(|p| p.info().ok());
+        match (pinned, ours) {
+            (Ok(pinned), Some(ours)) => pinned.id() != ours.id(),
+            // Our pin is gone: someone else cleaned up or replaced it.
+            (Err(_), _) => true,
+            (_, None) => false,
+        }
+    }
+
+    fn program(&mut self) -> Result<&mut Xdp, Error> {
+        xdp_program(&mut self.ebpf)
+    }
+
+    /// Attaches the program to `interface` and pins the link as
+    /// `link_<ifname>`. Attaching an ifindex twice is a no-op.
+    pub(crate) fn attach(&mut self, interface: &Interface) -> Result<(), Error> {
+        if self.links.contains_key(&interface.ifindex) {
+            return Ok(());
+        }
+        let mode = self.mode;
+        let program = self.program()?;
+        let link_id = attach(program, interface, mode)?;
+        let link = program.take_link(link_id).map_err(|source| Error::Attach {
+            interface: interface.name.clone(),
+            mode: "any",
+            source,
+        })?;
+        let link =
+            FdLink::try_from(link).map_err(|_| Error::UnpinnableLink(interface.name.clone()))?;
+        let path = self
+            .pins
+            .pin_path(&format!("{PIN_LINK_PREFIX}{}", interface.name));
+        // On failure the dropped link detaches again.
+        let pinned = link.pin(&path).map_err(|source| {
+            self.pins.forget(&path);
+            Error::Pin { path, source }
+        })?;
+        self.links
+            .insert(interface.ifindex, (interface.name.clone(), pinned));
+        Ok(())
+    }
+
+    /// Unpins and closes the link on `ifindex`, which detaches the program
+    /// (the kernel has already done so if the interface was deleted).
+    /// Returns the interface name, or None when nothing was attached there.
+    pub(crate) fn detach(&mut self, ifindex: u32) -> Option<String> {
+        let (name, link) = self.links.remove(&ifindex)?;
+        let path = self.pins.path.join(format!("{PIN_LINK_PREFIX}{name}"));
+        self.pins.forget(&path);
+        if let Err(e) = link.unpin() {
+            tracing::warn!(interface = %name, pin = %path.display(), "removing link pin: {e}");
+        }
+        Some(name)
+    }
+
+    /// Points every pinned link of the previous agent at the new program
+    /// with BPF_LINK_UPDATE: the same link, no moment without a program.
+    /// A link whose interface is gone is defunct; its pin is removed and the
+    /// interface, should it come back, gets a fresh attachment.
+    fn adopt_links(&mut self) -> Vec<String> {
+        let mut adopted = Vec::new();
+        for name in std::mem::take(&mut self.pins.previous_links) {
+            let path = self.pins.path.join(format!("{PIN_LINK_PREFIX}{name}"));
+            match self.replace_program_on(&name, &path) {
+                Ok((ifindex, pinned)) => {
+                    self.pins.pin_path(&format!("{PIN_LINK_PREFIX}{name}"));
+                    self.links.insert(ifindex, (name.clone(), pinned));
+                    adopted.push(name);
+                }
+                Err(reason) => {
+                    tracing::warn!(interface = %name, pin = %path.display(), "cannot adopt link ({reason}); removing its pin");
+                    if let Err(e) = fs::remove_file(&path) {
+                        tracing::warn!(pin = %path.display(), "removing link pin: {e}");
+                    }
+                }
+            }
+        }
+        adopted
+    }
+
+    fn replace_program_on(&mut self, name: &str, path: &Path) -> Result<(u32, PinnedLink), String> {
+        let ifindex =
+            nix::net::if_::if_nametoindex(name).map_err(|e| format!("interface {name}: {e}"))?;
+        let pinned = PinnedLink::from_pin(path).map_err(|e| display_chain(&e))?;
+        let old_program = FdLink::from(pinned)
+            .info()
+            .map(|info| (info.id(), info.program_id()));
+        let fd_link = FdLink::from(PinnedLink::from_pin(path).map_err(|e| display_chain(&e))?);
+        let link = XdpLink::try_from(fd_link).map_err(|e| display_chain(&e))?;
+        let program = self.program().map_err(|e| display_chain(&e))?;
+        let link_id = program
+            .attach_to_link(link)
+            .map_err(|e| display_chain(&e))?;
+        // The program must not own the link: dropping it would detach.
+        drop(program.take_link(link_id).map_err(|e| display_chain(&e))?);
+        let pinned = PinnedLink::from_pin(path).map_err(|e| display_chain(&e))?;
+        let info = FdLink::from(PinnedLink::from_pin(path).map_err(|e| display_chain(&e))?)
+            .info()
+            .map_err(|e| display_chain(&e))?;
+        let old_program = old_program.map_or(0, |(_, prog)| prog);
+        tracing::info!(
+            interface = name,
+            ifindex,
+            link_id = info.id(),
+            old_program,
+            new_program = info.program_id(),
+            "replaced program on link {} of {name} without detaching",
+            info.id()
+        );
+        Ok((ifindex, pinned))
+    }
+}
+
+/// Loads the XDP object with fresh maps and writes the first heartbeat. When
+/// `pin_path` holds a previous agent's pins, adopts them: its VIPs and
+/// summed counters are copied into the new maps, its links switched to the
+/// new program in place, and its pins replaced by the new ones (the link pins
+/// stay). Otherwise the program is pinned and attached with
+/// [`Loaded::attach`] as usual.
+pub(crate) fn load(
+    mode: AttachMode,
+    pin_path: &Path,
+    gate: StaleGate,
+) -> Result<(Loaded, BpfVipMap, Adopted), Error> {
+    let pins = PinDir::open(pin_path)?;
+    let mut ebpf = EbpfLoader::new()
+        .load(EBPF_OBJECT)
+        .map_err(|e| privileges_or("loading the XDP object", e, Error::Load))?;
+
+    let take =
+        |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(Error::MissingObject(name));
+    let vips = take(&mut ebpf, VIPS_MAP)?;
+    let stats = take(&mut ebpf, VIP_STATS_MAP)?;
+    let agent = take(&mut ebpf, AGENT_MAP)?;
+    let nr_cpus =
+        aya::util::nr_cpus().map_err(|(_, e)| map_error("sizing", VIP_STATS_MAP, e.into()))?;
+    let mut map = BpfVipMap {
+        nr_cpus,
+        vips: HashMap::try_from(vips).map_err(|source| map_error("opening", VIPS_MAP, source))?,
+        stats: PerCpuHashMap::try_from(stats)
+            .map_err(|source| map_error("opening", VIP_STATS_MAP, source))?,
+    };
+    let mut heartbeat = Heartbeat {
+        map: Array::try_from(agent).map_err(|source| map_error("opening", AGENT_MAP, source))?,
+        gate,
+    };
+
+    let mut adopted = Adopted::default();
+    if pins.previous {
+        tracing::info!(pin_path = %pin_path.display(), "adopting pinned program from a previous agent");
+        adopted.vips = copy_previous_entries(pin_path, &mut map)?;
+    }
+    // Before any interface runs the new program, or it would treat the
+    // agent as long dead.
+    heartbeat.beat()?;
+
+    let program = xdp_program(&mut ebpf)?;
+    program.load().map_err(|source| {
+        privileges_or("loading the XDP program", source, |source| {
+            Error::LoadProgram {
+                name: PROGRAM_NAME,
+                source,
+            }
+        })
+    })?;
+    let mut loaded = Loaded {
+        links: BTreeMap::new(),
+        mode,
+        heartbeat,
+        pins,
+        ebpf,
+    };
+    adopted.interfaces = loaded.adopt_links();
+
+    let pins = &mut loaded.pins;
+    pins.pin_replacing(PIN_VIPS, |path| map.vips.map().pin(path))?;
+    pins.pin_replacing(PIN_VIP_STATS, |path| map.stats.map().pin(path))?;
+    pins.pin_replacing(PIN_AGENT, |path| loaded.heartbeat.map.map().pin(path))?;
+    let program = xdp_program(&mut loaded.ebpf)?;
+    pins.pin_replacing(PIN_PROGRAM, |path| program.pin(path))?;
+    Ok((loaded, map, adopted))
+}
+
+/// Copies the previous agent's VIPs (flags cleared: this agent re-asserts
+/// them) and their counters summed over CPUs into the new maps. Counters
+/// are decoded from the old value layout, whatever its size.
+fn copy_previous_entries(
+    pin_path: &Path,
+    map: &mut BpfVipMap,
+) -> Result<BTreeMap<VipKey, VipValue>, Error> {
+    let mut copied = BTreeMap::new();
+    let vips_path = pin_path.join(PIN_VIPS);
+    if !vips_path.exists() {
+        return Ok(copied);
+    }
+    let old_vips: HashMap<MapData, VipKey, VipValue> =
+        HashMap::try_from(open_pinned(pin_path, PIN_VIPS)?)
+            .map_err(|source| map_error("reading the previous", PIN_VIPS, source))?;
+    let old_stats = match pin_path.join(PIN_VIP_STATS).exists() {
+        true => read_stats_any_layout(pin_path)?,
+        false => BTreeMap::new(),
+    };
+    for entry in old_vips.iter() {
+        let (key, mut value) =
+            entry.map_err(|source| map_error("reading the previous", PIN_VIPS, source))?;
+        value.flags = 0;
+        let total = old_stats.get(&key).copied().unwrap_or_default();
+        let mut per_cpu = vec![VipStats::default(); map.nr_cpus];
+        per_cpu[0] = total;
+        let per_cpu = PerCpuValues::try_from(per_cpu)
+            .map_err(|e| map_error("sizing", VIP_STATS_MAP, e.into()))?;
+        map.stats
+            .insert(key, per_cpu, 0)
+            .map_err(|e| map_error("inserting into", VIP_STATS_MAP, e))?;
+        map.vips
+            .insert(key, value, 0)
+            .map_err(|e| map_error("inserting into", VIPS_MAP, e))?;
+        copied.insert(key, value);
+    }
+    tracing::info!(
+        vips = copied.len(),
+        "copied the previous agent's VIPs and counters"
+    );
+    Ok(copied)
+}
+
+fn attach(
+    program: &mut Xdp,
+    interface: &Interface,
+    mode: AttachMode,
+) -> Result<aya::programs::xdp::XdpLinkId, Error> {
+    let try_mode = |program: &mut Xdp, mode: XdpMode, label: &'static str| {
+        let result = program
+            .attach_to_if_index(interface.ifindex, mode)
+            .map_err(|source| {
+                privileges_or(
+                    &format!("attaching XDP to {}", interface.name),
+                    source,
+                    |source| Error::Attach {
+                        interface: interface.name.clone(),
+                        mode: label,
+                        source,
+                    },
+                )
+            });
+        if result.is_ok() {
+            tracing::info!(interface = %interface.name, mode = label, "attached XDP program");
+        }
+        result
+    };
+    match mode {
+        AttachMode::Driver => try_mode(program, XdpMode::Driver, "driver"),
+        AttachMode::Skb => try_mode(program, XdpMode::Skb, "skb"),
+        AttachMode::Auto => match try_mode(program, XdpMode::Driver, "driver") {
+            Err(e @ Error::Privileges { .. }) => Err(e),
+            Err(e) => {
+                tracing::info!(
+                    interface = %interface.name,
+                    "driver-mode XDP unavailable ({}); falling back to skb (generic) mode",
+                    display_chain(&e)
+                );
+                try_mode(program, XdpMode::Skb, "skb")
+            }
+            ok => ok,
+        },
+    }
+}
+
+/// The responder's XDP program in `ebpf`.
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or(Error::MissingObject("program `responder`"))?
+        .try_into()
+        .map_err(|source| Error::LoadProgram {
+            name: PROGRAM_NAME,
+            source,
+        })
+}

@@ -1,0 +1,382 @@
+//! The command line: what `responder` accepts, and the checks clap cannot
+//! express.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use regex::Regex;
+use responder::{
+    bpf::{AttachMode, DEFAULT_PIN_PATH},
+    cluster::{LabelSelector, SelectorError},
+    duration::parse_duration,
+    metrics::DEFAULT_METRICS_ADDR,
+    vip::VipSpec,
+};
+
+#[derive(Parser)]
+#[command(name = "responder", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Attach to interfaces and answer for VIPs until SIGINT/SIGTERM
+    /// (SIGHUP reloads --vip-file).
+    Run(Box<RunArgs>),
+    /// Show the VIPs of an agent's pinned maps, with counters.
+    Vips {
+        #[arg(long, default_value = DEFAULT_PIN_PATH)]
+        pin_path: PathBuf,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the attached interfaces, total counters and the agent's
+    /// heartbeat from the pins, whether or not an agent runs.
+    Stats {
+        #[arg(long, default_value = DEFAULT_PIN_PATH)]
+        pin_path: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach and remove everything an agent pinned (a killed agent's pins,
+    /// or those a --kube agent leaves for its successor).
+    Cleanup {
+        #[arg(long, default_value = DEFAULT_PIN_PATH)]
+        pin_path: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// Interface to attach to (repeatable); followed as it goes down, comes
+    /// back or is recreated. Required without --kube; with --kube, every
+    /// interface selected by the regexes and default exclusions when absent.
+    #[arg(long = "interface", short = 'i', value_name = "IFACE")]
+    pub(crate) interfaces: Vec<String>,
+    /// Attach only to interfaces whose name matches (unanchored), when no
+    /// --interface is given.
+    #[arg(long, value_name = "RE", conflicts_with = "interfaces")]
+    pub(crate) interface_regex: Option<Regex>,
+    /// Never attach to interfaces whose name matches (unanchored), on top of
+    /// the default exclusions (docker, veth, cali, cni, flannel, kube-ipvs,
+    /// lxc, cilium).
+    #[arg(long, value_name = "RE", conflicts_with = "interfaces")]
+    pub(crate) exclude_interface_regex: Option<Regex>,
+    /// VIP: IP, IP@IFACE, IP@IFACE.VID, IP@IFACE.OUTER.INNER or IP@*.VID (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) vip: Vec<VipSpec>,
+    /// File with one VIP spec per line (`#` comments); reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vip_file: Option<PathBuf>,
+    /// Also answer for the LoadBalancer Services this node owns.
+    #[arg(long)]
+    pub(crate) kube: bool,
+    /// Kubeconfig for --kube; default: $KUBECONFIG, ~/.kube/config, or the
+    /// in-cluster service account.
+    #[arg(long, value_name = "PATH", requires = "kube")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// This node's name, as in its Node object (required with --kube).
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub(crate) node_name: Option<String>,
+    /// Namespace of the membership Leases; default: $POD_NAMESPACE, the
+    /// service account's namespace, else responder-system.
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    pub(crate) namespace: Option<String>,
+    /// Handle only Services with this spec.loadBalancerClass (default: only
+    /// Services without a class).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) lb_class: Option<String>,
+    /// Label selector of the Nodes that may answer for Services.
+    #[arg(long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub(crate) node_selector: Option<String>,
+    /// How long a node stays a member after its last Lease renewal seen: the
+    /// failover time.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) lease_duration: Duration,
+    /// How often this node renews its membership Lease.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    pub(crate) renew_interval: Duration,
+    /// bpffs directory for the program, map and link pins.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_PATH)]
+    pub(crate) pin_path: PathBuf,
+    /// XDP attach mode: auto tries driver mode and falls back to skb mode.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub(crate) xdp_mode: AttachMode,
+    /// Gratuitous ARP / unsolicited NA packets (per type) sent for a new VIP.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub(crate) announce_count: u32,
+    /// Spacing of announcements; Linux ignores a second gratuitous ARP within 1 s.
+    #[arg(long, value_name = "DURATION", default_value = "1.1s", value_parser = parse_duration)]
+    pub(crate) announce_interval: Duration,
+    /// Heartbeat age after which the XDP program stops answering: bounds how
+    /// long a dead agent's node keeps claiming VIPs.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) stale_after: Duration,
+    /// Heartbeat age after which another MAC announcing a VIP makes this
+    /// node yield it at once; shorter than --stale-after.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub(crate) yield_after: Duration,
+    /// Listen address of /metrics, /healthz and /readyz (port 0 picks a free
+    /// port); `off` disables them.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR, value_parser = parse_metrics_addr)]
+    pub(crate) metrics_addr: MetricsAddr,
+    /// With --kube, detach and unpin on SIGTERM/SIGINT instead of leaving the
+    /// program attached for the next agent (e.g. when uninstalling).
+    #[arg(long)]
+    pub(crate) detach_on_exit: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetricsAddr {
+    Off,
+    Listen(SocketAddr),
+}
+
+fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+    match text {
+        "" | "off" => Ok(MetricsAddr::Off),
+        _ => text
+            .parse()
+            .map(MetricsAddr::Listen)
+            .map_err(|e| format!("{e}: expected IP:PORT or `off`")),
+    }
+}
+
+fn parse_selector(text: &str) -> Result<String, SelectorError> {
+    text.parse::<LabelSelector>()?;
+    Ok(text.to_owned())
+}
+
+impl RunArgs {
+    /// What clap cannot express: the requirements that depend on --kube.
+    fn check(&self) -> Result<(), String> {
+        if self.yield_after.is_zero() || self.yield_after >= self.stale_after {
+            return Err(format!(
+                "--yield-after ({:?}) must be non-zero and shorter than --stale-after ({:?})",
+                self.yield_after, self.stale_after
+            ));
+        }
+        if self.kube {
+            if self.node_name.as_deref().is_none_or(str::is_empty) {
+                return Err(
+                    "--kube needs --node-name (or NODE_NAME): the name of this node's Node object"
+                        .into(),
+                );
+            }
+            if self.renew_interval.is_zero() || self.renew_interval >= self.lease_duration {
+                return Err(format!(
+                    "--renew-interval ({:?}) must be non-zero and shorter than --lease-duration ({:?})",
+                    self.renew_interval, self.lease_duration
+                ));
+            }
+            return Ok(());
+        }
+        if self.interfaces.is_empty() {
+            return Err("--interface is required without --kube".into());
+        }
+        if self.vip.is_empty() && self.vip_file.is_none() {
+            return Err("--vip or --vip-file is required without --kube".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses and checks the command line like clap does, errors included.
+pub(crate) fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    if let Command::Run(run) = &cli.command {
+        run.check().map_err(|message| {
+            Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message)
+        })?;
+    }
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, String> {
+        let cli = parse(["responder", "run"].iter().chain(args)).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Run(args) => Ok(*args),
+            _ => panic!("expected run"),
+        }
+    }
+
+    #[test]
+    fn cli_requires_a_vip_source_and_an_interface() {
+        let e = run_args(&["-i", "eth0"]).err().expect("no VIP source");
+        assert!(e.contains("--vip or --vip-file"), "{e}");
+        let e = run_args(&["--vip", "192.0.2.10"])
+            .err()
+            .expect("no interface");
+        assert!(e.contains("--interface is required"), "{e}");
+        let args = run_args(&["-i", "eth0", "--vip-file", "/etc/vips"]).expect("file only");
+        assert_eq!(args.announce_interval, Duration::from_millis(1100));
+        assert_eq!(args.announce_count, 3);
+        assert_eq!(args.xdp_mode, AttachMode::Auto);
+        assert_eq!(args.pin_path, PathBuf::from(DEFAULT_PIN_PATH));
+        assert!(!args.kube);
+        assert_eq!(args.stale_after, Duration::from_secs(10));
+        assert_eq!(args.yield_after, Duration::from_secs(2));
+        assert_eq!(
+            args.metrics_addr,
+            MetricsAddr::Listen(DEFAULT_METRICS_ADDR.parse().expect("default address"))
+        );
+        assert!(!args.detach_on_exit);
+    }
+
+    #[test]
+    fn cli_checks_the_stale_gate_and_metrics_address() {
+        let base = ["-i", "eth0", "--vip", "192.0.2.10"];
+        let with = |extra: &[&str]| run_args(&[&base[..], extra].concat());
+        let e = with(&["--stale-after", "2s"])
+            .err()
+            .expect("yield not below stale");
+        assert!(e.contains("shorter than --stale-after"), "{e}");
+        let args = with(&[
+            "--stale-after",
+            "3s",
+            "--yield-after",
+            "1s",
+            "--metrics-addr",
+            "off",
+        ])
+        .expect("short gate, no metrics");
+        assert_eq!(args.stale_after, Duration::from_secs(3));
+        assert_eq!(args.metrics_addr, MetricsAddr::Off);
+        let args = with(&["--metrics-addr", "127.0.0.1:0"]).expect("port 0");
+        assert_eq!(
+            args.metrics_addr,
+            MetricsAddr::Listen("127.0.0.1:0".parse().expect("addr"))
+        );
+        let e = with(&["--metrics-addr", "localhost"])
+            .err()
+            .expect("no port");
+        assert!(e.contains("--metrics-addr"), "{e}");
+    }
+
+    #[test]
+    fn kube_needs_a_node_name_but_no_interface_or_vip() {
+        // NODE_NAME from the environment would satisfy --node-name.
+        if std::env::var_os("NODE_NAME").is_none() {
+            let e = run_args(&["--kube"]).err().expect("no node name");
+            assert!(e.contains("--node-name"), "{e}");
+        }
+        let args = run_args(&["--kube", "--node-name", "n1"]).expect("kube alone");
+        assert_eq!(args.node_name.as_deref(), Some("n1"));
+        assert!(args.interfaces.is_empty() && args.vip.is_empty());
+        assert_eq!(args.lease_duration, Duration::from_secs(1));
+        assert_eq!(args.renew_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn kube_accepts_every_option_of_the_contract() {
+        let args = run_args(&[
+            "--kube",
+            "--kubeconfig",
+            "/tmp/kubeconfig",
+            "--node-name",
+            "n1",
+            "--namespace",
+            "ns1",
+            "--lb-class",
+            "example.com/responder",
+            "--node-selector",
+            "role=edge,!tainted",
+            "--lease-duration",
+            "2s",
+            "--renew-interval",
+            "500ms",
+            "--interface-regex",
+            "^eth",
+            "--exclude-interface-regex",
+            "^eth9$",
+            "--vip",
+            "192.0.2.10",
+        ])
+        .expect("all options");
+        assert_eq!(args.kubeconfig, Some(PathBuf::from("/tmp/kubeconfig")));
+        assert_eq!(args.namespace.as_deref(), Some("ns1"));
+        assert_eq!(args.lb_class.as_deref(), Some("example.com/responder"));
+        assert_eq!(args.node_selector.as_deref(), Some("role=edge,!tainted"));
+        assert_eq!(args.lease_duration, Duration::from_secs(2));
+        assert_eq!(args.renew_interval, Duration::from_millis(500));
+        assert_eq!(
+            args.interface_regex.map(|r| r.to_string()).as_deref(),
+            Some("^eth")
+        );
+        assert_eq!(args.vip.len(), 1);
+    }
+
+    #[test]
+    fn cli_rejects_bad_kube_settings() {
+        let e = run_args(&["--kube", "--node-name", "n1", "--renew-interval", "1s"])
+            .err()
+            .expect("renew not below lease");
+        assert!(e.contains("shorter than --lease-duration"), "{e}");
+        let e = run_args(&["--kube", "--node-name", "n1", "--node-selector", "a in"])
+            .err()
+            .expect("bad selector");
+        assert!(e.contains("--node-selector"), "{e}");
+        let e = run_args(&["-i", "eth0", "--vip", "192.0.2.10", "--kubeconfig", "/k"])
+            .err()
+            .expect("--kubeconfig without --kube");
+        assert!(e.contains("--kube"), "{e}");
+        let e = run_args(&["--kube", "--node-name", "n1", "--interface-regex", "("])
+            .err()
+            .expect("bad regex");
+        assert!(e.contains("--interface-regex"), "{e}");
+        let e = run_args(&[
+            "--kube",
+            "--node-name",
+            "n1",
+            "-i",
+            "eth0",
+            "--interface-regex",
+            "^e",
+        ])
+        .err()
+        .expect("names and regex together");
+        assert!(e.contains("cannot be used with"), "{e}");
+    }
+
+    #[test]
+    fn cli_reports_bad_vips_and_durations() {
+        let e = Cli::try_parse_from([
+            "responder",
+            "run",
+            "-i",
+            "eth0",
+            "--vip",
+            "192.0.2.10@eth0.5000",
+        ])
+        .err()
+        .expect("bad VLAN")
+        .to_string();
+        assert!(e.contains("4094"), "{e}");
+        let e = Cli::try_parse_from([
+            "responder",
+            "run",
+            "-i",
+            "eth0",
+            "--vip",
+            "192.0.2.1",
+            "--announce-interval",
+            "2",
+        ])
+        .err()
+        .expect("missing unit")
+        .to_string();
+        assert!(e.contains("missing unit"), "{e}");
+    }
+}

@@ -1,0 +1,114 @@
+//! `responder run`: the Kubernetes client, the metrics listener and the
+//! agent, wired from the command line.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use responder::{
+    agent::{Agent, AgentConfig},
+    bpf::StaleGate,
+    cluster::ClusterSettings,
+    metrics::{Metrics, MetricsServer, VipSource},
+    sources::ClusterSourceConfig,
+};
+
+use super::args::{MetricsAddr, RunArgs};
+
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+const DEFAULT_NAMESPACE: &str = "responder-system";
+
+fn namespace(flag: Option<String>) -> String {
+    flag.or_else(|| {
+        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+            .ok()
+            .map(|ns| ns.trim().to_owned())
+            .filter(|ns| !ns.is_empty())
+    })
+    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
+}
+
+/// Builds the client up front so a broken kubeconfig fails the start; the
+/// API server itself may well be unreachable for now.
+async fn cluster_source(args: &RunArgs) -> anyhow::Result<ClusterSourceConfig> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding the Kubernetes API server (no --kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster service account)")?,
+    };
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let node_name = args.node_name.clone().context("--kube needs --node-name")?;
+    let mut settings = ClusterSettings::new(node_name, namespace(args.namespace.clone()));
+    settings.lb_class = args.lb_class.clone();
+    settings.node_selector = args.node_selector.clone();
+    settings.lease_duration = args.lease_duration;
+    settings.renew_interval = args.renew_interval;
+    Ok(ClusterSourceConfig { client, settings })
+}
+
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let cluster = match args.kube {
+            true => Some(cluster_source(&args).await?),
+            false => None,
+        };
+        if let Some(cluster) = &cluster {
+            tracing::info!(node = %cluster.settings.node_name, namespace = %cluster.settings.namespace, "Kubernetes source enabled");
+        }
+        // Bound before anything is attached, so a taken port fails the start
+        // rather than leave a node answering without observability.
+        let server = match args.metrics_addr {
+            MetricsAddr::Off => None,
+            MetricsAddr::Listen(addr) => {
+                let server = MetricsServer::bind(addr).await?;
+                let bound = server.local_addr()?;
+                tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+                Some(server)
+            }
+        };
+        let metrics = Metrics::new();
+        let config = AgentConfig {
+            interfaces: args.interfaces,
+            interface_regex: args.interface_regex,
+            exclude_interface_regex: args.exclude_interface_regex,
+            vips: args.vip,
+            vip_file: args.vip_file,
+            pin_path: args.pin_path,
+            attach_mode: args.xdp_mode,
+            announce_count: args.announce_count,
+            announce_interval: args.announce_interval,
+            keep_attached_on_exit: cluster.is_some() && !args.detach_on_exit,
+            cluster,
+            stale_gate: StaleGate {
+                stale_after: args.stale_after,
+                yield_after: args.yield_after,
+            },
+        };
+        let agent = Agent::start(config, Arc::clone(&metrics))
+            .await
+            .context("starting the responder")?;
+        if let Some(server) = server {
+            let vips: Arc<dyn VipSource> = Arc::new(agent.vip_counters());
+            // Ends with the runtime when the agent returns.
+            tokio::spawn(server.run(metrics, vips, std::future::pending()));
+        }
+        agent.run().await.context("the responder stopped")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_namespace_flag_wins() {
+        assert_eq!(namespace(Some("ns1".into())), "ns1");
+    }
+}
