@@ -7,10 +7,12 @@
 pub mod agent;
 pub mod bpf;
 pub mod cluster;
+pub(crate) mod conflicts;
 pub(crate) mod dataplane;
 pub mod duration;
 pub mod error;
 pub(crate) mod garp;
+pub(crate) mod interface_names;
 pub mod metrics;
 pub mod netif;
 pub mod sources;

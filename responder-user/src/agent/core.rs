@@ -17,9 +17,11 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::{
     cluster::Attached,
+    conflicts::{self, ConflictCounts},
     dataplane::{ApplyReport, Dataplane, VipMap},
     error::{display_chain, Error, VipError},
     garp::Announce,
+    interface_names::InterfaceNames,
     metrics::Metrics,
     netif::Interface,
     sources::{DesiredVips, ServiceIndex, Source, SourceUpdate},
@@ -62,7 +64,7 @@ pub(crate) struct AgentCore<L, M, A> {
     services: ServiceIndex,
     metrics: Arc<Metrics>,
     /// Conflict counters at the last tick, to spot growing ones.
-    last_conflicts: BTreeMap<VipKey, u64>,
+    last_conflicts: ConflictCounts,
     /// Until the Kubernetes source first publishes (or the grace ends):
     /// readiness waits and adopted VIPs are held.
     sync_deadline: Option<Instant>,
@@ -85,7 +87,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
             attached,
             services,
             metrics,
-            last_conflicts: BTreeMap::new(),
+            last_conflicts: ConflictCounts::new(),
             sync_deadline: None,
         }
     }
@@ -295,40 +297,21 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
     }
 
     /// Warns once per VIP key whose conflict counter grew since the last
-    /// tick. A key missing last time counts from zero (its counters are
-    /// created zeroed with it); a smaller value means it was removed and
-    /// re-added in between.
+    /// tick: another MAC claimed a VIP this node answers for.
     fn warn_on_new_conflicts(&mut self, counters: &[(VipKey, VipStats)]) {
-        let current: BTreeMap<VipKey, u64> = counters
+        let current: ConflictCounts = counters
             .iter()
             .map(|(key, stats)| (*key, stats.conflicts))
             .collect();
-        for (key, &total) in &current {
-            let before = self.last_conflicts.get(key).copied().unwrap_or(0);
-            let delta = if total >= before {
-                total - before
-            } else {
-                total
-            };
-            if delta > 0 {
-                let ip = key_addr(key);
-                let interface = self
-                    .dataplane
-                    .interfaces()
-                    .iter()
-                    .find(|i| i.ifindex == key.ifindex)
-                    .map_or_else(|| format!("#{}", key.ifindex), |i| i.name.clone());
-                tracing::warn!(
-                    %ip,
-                    %interface,
-                    vlan = %crate::vip::key_vlan(key),
-                    service = self.services.service_of(ip).map(|s| s.to_string()).unwrap_or_default(),
-                    delta,
-                    total,
-                    "another MAC claimed a VIP this node answers for (split brain?)"
-                );
-            }
-        }
+        let names: InterfaceNames = self
+            .dataplane
+            .interfaces()
+            .iter()
+            .map(|i| (i.ifindex, i.name.clone()))
+            .collect();
+        conflicts::warn_on_new_conflicts(&self.last_conflicts, &current, &names, |key| {
+            self.services.service_of(key_addr(key))
+        });
         self.last_conflicts = current;
     }
 }

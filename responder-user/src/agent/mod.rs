@@ -19,10 +19,10 @@ use crate::{
     dataplane::Dataplane,
     error::{display_chain, Error},
     garp::{Announcer, SentCounts},
-    metrics::{Metrics, VipSample, VipSource},
+    metrics::{Metrics, VipCounterSample, VipCounterSource},
     netif::{self, watch::LinkWatch, Interface, InterfaceFilter, LinkInfo},
     sources::{ClusterSource, ClusterSourceConfig, ServiceIndex, Source, SourceUpdate},
-    vip::{key_addr, key_vlan, read_vip_file, VipSpec},
+    vip::{key_addr, read_vip_file, VipSpec},
 };
 
 /// How often the heartbeat is written and the counters checked for conflicts.
@@ -348,31 +348,20 @@ pub struct VipCounters {
     sent: SentCounts,
 }
 
-impl VipSource for VipCounters {
-    fn vip_samples(&self) -> Vec<VipSample> {
+impl VipCounterSource for VipCounters {
+    fn vip_counter_samples(&self) -> Vec<VipCounterSample> {
         let sent = self.sent.snapshot();
         self.stats
             .read()
             .into_iter()
-            .map(|(key, stats)| {
-                let ip = key_addr(&key);
-                let vlan = key_vlan(&key);
-                VipSample {
-                    ip,
-                    interface: netif::name_of(key.ifindex)
-                        .unwrap_or_else(|| format!("#{}", key.ifindex)),
-                    vlan: if vlan.is_tagged() {
-                        vlan.to_string()
-                    } else {
-                        String::new()
-                    },
-                    service: self.services.service_of(ip).map(|s| s.to_string()),
-                    requests: stats.requests,
-                    replies: stats.replies,
-                    conflicts: stats.conflicts,
-                    stale: stats.stale,
-                    gratuitous_sent: sent.get(&key).copied().unwrap_or(0),
-                }
+            .map(|(key, stats)| VipCounterSample {
+                key,
+                service: self.services.service_of(key_addr(&key)),
+                requests: stats.requests,
+                replies: stats.replies,
+                conflicts: stats.conflicts,
+                stale: stats.stale,
+                gratuitous_sent: sent.get(&key).copied().unwrap_or(0),
             })
             .collect()
     }

@@ -19,7 +19,8 @@ use super::{
 };
 use crate::{
     error::{display_chain, Error},
-    netif::{format_mac, name_of},
+    interface_names::InterfaceNames,
+    netif::format_mac,
     vip::{key_addr, key_vlan},
 };
 
@@ -49,6 +50,7 @@ pub fn read_pinned_vips(pin_path: &Path) -> Result<Vec<VipRow>, Error> {
         true => read_stats_any_layout(pin_path)?,
         false => BTreeMap::new(),
     };
+    let names = InterfaceNames::current();
     let mut rows = Vec::new();
     for entry in vips.iter() {
         let (key, value) = entry.map_err(|source| map_error("reading", PIN_VIPS, source))?;
@@ -56,7 +58,7 @@ pub fn read_pinned_vips(pin_path: &Path) -> Result<Vec<VipRow>, Error> {
         let vlan = key_vlan(&key);
         rows.push(VipRow {
             ip: key_addr(&key),
-            interface: name_of(key.ifindex).unwrap_or_else(|| format!("#{}", key.ifindex)),
+            interface: names.name_of(key.ifindex).into_owned(),
             ifindex: key.ifindex,
             vlan: vlan.is_tagged().then(|| vlan.to_string()),
             mac: format_mac(&value.mac),

@@ -8,7 +8,10 @@ use responder::{
     agent::{Agent, AgentConfig},
     bpf::StaleGate,
     cluster::ClusterSettings,
-    metrics::{Metrics, MetricsServer, VipSource},
+    metrics::{
+        http::{HttpServer, Routes},
+        Metrics,
+    },
     sources::ClusterSourceConfig,
 };
 
@@ -67,7 +70,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         let server = match args.metrics_addr {
             MetricsAddr::Off => None,
             MetricsAddr::Listen(addr) => {
-                let server = MetricsServer::bind(addr).await?;
+                let server = HttpServer::bind(addr).await?;
                 let bound = server.local_addr()?;
                 tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
                 Some(server)
@@ -94,10 +97,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         let agent = Agent::start(config, Arc::clone(&metrics))
             .await
             .context("starting the responder")?;
+        metrics.set_vip_counters(Arc::new(agent.vip_counters()));
         if let Some(server) = server {
-            let vips: Arc<dyn VipSource> = Arc::new(agent.vip_counters());
+            let routes = Routes::metrics(&metrics).merge(Routes::probes(&metrics));
             // Ends with the runtime when the agent returns.
-            tokio::spawn(server.run(metrics, vips, std::future::pending()));
+            tokio::spawn(server.run(routes, std::future::pending()));
         }
         agent.run().await.context("the responder stopped")
     })

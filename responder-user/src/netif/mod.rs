@@ -5,7 +5,7 @@
 mod filter;
 pub mod watch;
 
-use std::{ffi::CString, net::IpAddr};
+use std::net::IpAddr;
 
 pub use filter::{InterfaceFilter, DEFAULT_EXCLUDED_PREFIXES};
 
@@ -79,14 +79,6 @@ pub fn ipv6_enabled(name: &str) -> bool {
     }
     std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"))
         .is_ok_and(|value| value.trim() == "0")
-}
-
-/// The name of interface `ifindex` in the current network namespace.
-pub fn name_of(ifindex: u32) -> Option<String> {
-    nix::net::if_::if_indextoname(ifindex)
-        .ok()
-        .map(CString::into_string)
-        .and_then(Result::ok)
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
