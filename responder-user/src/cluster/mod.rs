@@ -4,6 +4,7 @@
 //! ARP/NDP for each VIP without any per-Service coordination.
 
 mod assigner;
+mod backoff;
 mod events;
 mod membership;
 mod ownership;
