@@ -100,6 +100,16 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         self.reconcile(&[])
     }
 
+    #[cfg(test)]
+    pub(crate) fn map(&self) -> &M {
+        &self.map
+    }
+
+    #[cfg(test)]
+    pub(crate) fn map_mut(&mut self) -> &mut M {
+        &mut self.map
+    }
+
     pub(crate) fn interfaces(&self) -> &[Interface] {
         &self.interfaces
     }
@@ -256,106 +266,9 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
 
     use super::*;
-
-    #[derive(Default)]
-    struct FakeMap {
-        entries: BTreeMap<VipKey, VipValue>,
-        fail_inserts: bool,
-        fail_removes: bool,
-        writes: usize,
-    }
-
-    impl VipMap for FakeMap {
-        fn insert(&mut self, key: &VipKey, value: &VipValue) -> Result<(), Error> {
-            if self.fail_inserts {
-                return Err(Error::UnknownInterface("injected insert failure".into()));
-            }
-            self.writes += 1;
-            self.entries.insert(*key, *value);
-            Ok(())
-        }
-
-        fn remove(&mut self, key: &VipKey) -> Result<(), Error> {
-            if self.fail_removes {
-                return Err(Error::UnknownInterface("injected remove failure".into()));
-            }
-            self.writes += 1;
-            self.entries.remove(key);
-            Ok(())
-        }
-    }
-
-    #[derive(Default)]
-    struct FakeAnnouncer {
-        announced: Vec<(VipKey, [u8; 6])>,
-        withdrawn: Vec<VipKey>,
-        interfaces: Vec<u32>,
-    }
-
-    impl Announce for FakeAnnouncer {
-        fn announce(&mut self, key: VipKey, mac: [u8; 6]) {
-            self.announced.push((key, mac));
-        }
-
-        fn withdraw(&mut self, key: &VipKey) {
-            self.withdrawn.push(*key);
-        }
-
-        fn set_interfaces(&mut self, interfaces: &[Interface]) {
-            self.interfaces = interfaces.iter().map(|i| i.ifindex).collect();
-        }
-    }
-
-    const MAC0: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
-    const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
-
-    fn interface(name: &str, ifindex: u32, mac: [u8; 6], addrs: &[&str]) -> Interface {
-        Interface {
-            name: name.into(),
-            ifindex,
-            mac,
-            up: true,
-            addrs: addrs.iter().map(|a| a.parse().expect("addr")).collect(),
-            ipv6: true,
-        }
-    }
-
-    fn eth0() -> Interface {
-        interface("eth0", 2, MAC0, &["198.51.100.1"])
-    }
-
-    fn eth1() -> Interface {
-        interface("eth1", 3, MAC1, &[])
-    }
-
-    fn dataplane() -> Dataplane<FakeMap, FakeAnnouncer> {
-        Dataplane::new(
-            vec![eth0(), eth1()],
-            FakeMap::default(),
-            FakeAnnouncer::default(),
-        )
-    }
-
-    fn set(specs: &[&str]) -> BTreeSet<VipSpec> {
-        specs
-            .iter()
-            .map(|s| s.parse().expect("test spec"))
-            .collect()
-    }
-
-    fn v4(ifindex: u32, outer: u16, inner: u16, last: u8) -> VipKey {
-        VipKey::v4(ifindex, outer, inner, [192, 0, 2, last])
-    }
-
-    fn value(mac: [u8; 6]) -> VipValue {
-        VipValue {
-            mac,
-            ..Default::default()
-        }
-    }
+    use crate::fakes::*;
 
     #[test]
     fn inserts_expanded_keys_and_announces_them() {

@@ -11,6 +11,8 @@ pub(crate) mod conflicts;
 pub(crate) mod dataplane;
 pub mod duration;
 pub mod error;
+#[cfg(test)]
+mod fakes;
 pub(crate) mod garp;
 pub(crate) mod interface_names;
 pub mod metrics;

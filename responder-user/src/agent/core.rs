@@ -358,3 +358,6 @@ fn log_report(report: &ApplyReport, installed: usize) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
