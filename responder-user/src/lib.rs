@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod dataplane;
 pub mod duration;
 pub mod error;
+pub mod ipam;
 pub mod metrics;
 pub mod netif;
 pub mod sources;
