@@ -25,6 +25,9 @@ mod sharing;
 mod status;
 mod used;
 
+#[cfg(test)]
+mod allocator_tests;
+
 pub use allocator::{Allocator, AssignedAddress, Assignment};
 pub use error::{
     AllocationError, NotAdmitted, PoolError, PoolProblem, RangeError, SharingConflict,
