@@ -15,6 +15,7 @@ pub mod error;
 mod fakes;
 pub(crate) mod garp;
 pub(crate) mod interface_names;
+pub mod ipam;
 pub mod metrics;
 pub mod netif;
 pub mod sources;
