@@ -460,7 +460,8 @@ mod tests {
     fn new_own_address_on_an_interface_withdraws_the_vip() {
         let mut dp = dataplane();
         dp.apply(&set(&["192.0.2.10"]));
-        let report = dp.set_interfaces(vec![eth0(), interface("eth1", 3, MAC1, &["192.0.2.10"])]);
+        let report =
+            dp.set_interfaces(vec![eth0(), interface("eth1", 3, MAC1, &["192.0.2.10/24"])]);
         assert_eq!(
             report,
             ApplyReport {

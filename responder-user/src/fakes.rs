@@ -70,14 +70,14 @@ pub(crate) fn interface(name: &str, ifindex: u32, mac: [u8; 6], addrs: &[&str]) 
         name: name.into(),
         ifindex,
         mac,
-        up: true,
-        addrs: addrs.iter().map(|a| a.parse().expect("addr")).collect(),
+        carrier: true,
+        addresses: addrs.iter().map(|a| a.parse().expect("addr")).collect(),
         ipv6: true,
     }
 }
 
 pub(crate) fn eth0() -> Interface {
-    interface("eth0", 2, MAC0, &["198.51.100.1"])
+    interface("eth0", 2, MAC0, &["198.51.100.1/24"])
 }
 
 pub(crate) fn eth1() -> Interface {

@@ -218,7 +218,7 @@ pub fn validate(spec: &VipSpec, interfaces: &[Interface]) -> Result<(), VipError
             });
         }
     }
-    if let Some(owner) = targets(spec, interfaces).find(|i| i.addrs.contains(&spec.addr)) {
+    if let Some(owner) = targets(spec, interfaces).find(|i| i.owns(spec.addr)) {
         return Err(VipError::OwnAddress {
             spec: spec.to_string(),
             interface: owner.name.clone(),
@@ -323,10 +323,10 @@ mod tests {
                 name: "eth0".into(),
                 ifindex: 2,
                 mac: [2, 0, 0, 0, 0, 0xa],
-                up: true,
-                addrs: vec![
-                    "198.51.100.1".parse().expect("addr"),
-                    "2001:db8::1".parse().expect("addr"),
+                carrier: true,
+                addresses: vec![
+                    "198.51.100.1/24".parse().expect("addr"),
+                    "2001:db8::1/64".parse().expect("addr"),
                 ],
                 ipv6: true,
             },
@@ -334,8 +334,8 @@ mod tests {
                 name: "eth1".into(),
                 ifindex: 3,
                 mac: [2, 0, 0, 0, 0, 0xb],
-                up: true,
-                addrs: vec![],
+                carrier: true,
+                addresses: vec![],
                 ipv6: true,
             },
         ]

@@ -337,8 +337,8 @@ fn absent_interface(name: &str) -> Interface {
         name: name.to_owned(),
         ifindex: 0,
         mac: [0; 6],
-        up: false,
-        addrs: Vec::new(),
+        carrier: false,
+        addresses: Vec::new(),
         // Unknown until it shows up; validation must not refuse IPv6 VIPs for it.
         ipv6: true,
     }

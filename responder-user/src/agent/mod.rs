@@ -126,8 +126,11 @@ impl Agent {
             .iter()
             .map(|name| netif::lookup(&links, name))
             .collect::<Result<Vec<_>, _>>()?;
-        for interface in named.iter().filter(|i| !i.up) {
-            tracing::warn!(interface = %interface.name, "interface is down; VIPs on it answer once it comes up");
+        for link in links
+            .iter()
+            .filter(|l| !l.admin_up && names.contains(&l.name))
+        {
+            tracing::warn!(interface = %link.name, "interface is down; VIPs on it answer once it comes up");
         }
         let filter = InterfaceFilter::new(
             names.clone(),

@@ -45,13 +45,13 @@ impl InterfaceFilter {
     /// request can be answered there. Bond/bridge ports are accepted only when named,
     /// because an operator may know the port sees the frames (e.g. active-backup bonds).
     pub fn accepts(&self, link: &LinkInfo) -> bool {
-        if !link.up || link.loopback || link.noarp {
+        if !link.admin_up || link.loopback || link.noarp {
             return false;
         }
         if !self.names.is_empty() {
             return self.names.contains(&link.name);
         }
-        !link.has_master
+        link.master.is_none()
             && self
                 .include
                 .as_ref()
@@ -75,10 +75,11 @@ pub(crate) mod tests {
             name: name.into(),
             ifindex: 7,
             mac: [0x02, 0, 0, 0, 0, 7],
-            up: true,
+            admin_up: true,
+            carrier: true,
             loopback: false,
             noarp: false,
-            has_master: false,
+            master: None,
             kind: None,
             addresses: Vec::new(),
         }
@@ -117,7 +118,7 @@ pub(crate) mod tests {
     fn down_loopback_noarp_and_ports_are_rejected() {
         let filter = everything();
         assert!(!filter.accepts(&LinkInfo {
-            up: false,
+            admin_up: false,
             ..link("eth0")
         }));
         assert!(!filter.accepts(&LinkInfo {
@@ -129,7 +130,7 @@ pub(crate) mod tests {
             ..link("wg0")
         }));
         assert!(!filter.accepts(&LinkInfo {
-            has_master: true,
+            master: Some(9),
             ..link("eth1")
         }));
     }
@@ -155,7 +156,7 @@ pub(crate) mod tests {
         );
         assert!(!filter.accepts(&link("eth2")));
         assert!(filter.accepts(&LinkInfo {
-            has_master: true,
+            master: Some(9),
             ..link("eth1")
         }));
     }
@@ -164,7 +165,7 @@ pub(crate) mod tests {
     fn explicit_names_still_require_up_arp_capable_links() {
         let filter = InterfaceFilter::new(vec!["eth1".into(), "lo".into()], None, None);
         assert!(!filter.accepts(&LinkInfo {
-            up: false,
+            admin_up: false,
             ..link("eth1")
         }));
         assert!(!filter.accepts(&LinkInfo {

@@ -7,22 +7,41 @@ pub mod watch;
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 pub use filter::{InterfaceFilter, DEFAULT_EXCLUDED_PREFIXES};
 
 use crate::error::Error;
 
+/// An attached (or attachable) interface as the data plane sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
     pub name: String,
     pub ifindex: u32,
     pub mac: [u8; 6],
-    pub up: bool,
-    /// The interface's own IPv4/IPv6 addresses, which must never be VIPs.
-    pub addrs: Vec<IpAddr>,
+    /// Operationally up: frames can arrive. An interface without carrier
+    /// stays attached (some drivers reset the link on every attach, so
+    /// detaching on carrier loss could loop) but does not count as serving.
+    pub carrier: bool,
+    /// The interface's own addresses with their prefixes: never VIPs
+    /// themselves, and the subnets a VIP is on-link in.
+    pub addresses: Vec<IpNet>,
     /// The kernel handles IPv6 on it (not `disable_ipv6`, nor booted with
     /// `ipv6.disable=1`): answering NS for a VIP where it does not would draw
     /// traffic the node drops.
     pub ipv6: bool,
+}
+
+impl Interface {
+    /// `ip` is one of the interface's own addresses.
+    pub fn owns(&self, ip: IpAddr) -> bool {
+        self.addresses.iter().any(|net| net.addr() == ip)
+    }
+
+    /// `ip` lies in a subnet the interface has an address in.
+    pub fn on_link(&self, ip: IpAddr) -> bool {
+        self.addresses.iter().any(|net| net.contains(&ip))
+    }
 }
 
 /// What the responder needs to know about one network interface.
@@ -32,19 +51,20 @@ pub struct LinkInfo {
     pub ifindex: u32,
     /// All zeros when the link has no 6-byte hardware address.
     pub mac: [u8; 6],
-    /// Administratively up (IFF_UP) and operationally up (IFF_RUNNING): without carrier no
-    /// request can arrive, and treating carrier return as "appeared" lets the agent
-    /// re-announce its VIPs after a flap.
-    pub up: bool,
+    /// Administratively up (IFF_UP): the program is attached while it is.
+    pub admin_up: bool,
+    /// Operationally up (IFF_RUNNING): without carrier no request can arrive.
+    pub carrier: bool,
     pub loopback: bool,
     pub noarp: bool,
-    /// Port of a bond, bridge or team. VRF membership does not count: VRF members still
-    /// receive their own frames.
-    pub has_master: bool,
-    /// IFLA_INFO_KIND ("veth", "bridge", …); None for physical NICs.
+    /// The bond, bridge or team this link is a port of. VRF membership does
+    /// not count: VRF members still receive their own frames.
+    pub master: Option<u32>,
+    /// IFLA_INFO_KIND ("veth", "bridge", "bond", …); None for physical NICs.
     pub kind: Option<String>,
-    /// The interface's own addresses (IFA_LOCAL, else IFA_ADDRESS), sorted.
-    pub addresses: Vec<IpAddr>,
+    /// The interface's own addresses (IFA_LOCAL, else IFA_ADDRESS) with their
+    /// prefix lengths, sorted.
+    pub addresses: Vec<IpNet>,
 }
 
 /// The link as an attachable interface; `None` without an Ethernet address
@@ -54,8 +74,8 @@ pub fn interface_of(link: &LinkInfo) -> Option<Interface> {
         name: link.name.clone(),
         ifindex: link.ifindex,
         mac: link.mac,
-        up: link.up,
-        addrs: link.addresses.clone(),
+        carrier: link.carrier,
+        addresses: link.addresses.clone(),
         ipv6: ipv6_enabled(&link.name),
     })
 }

@@ -4,9 +4,9 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io,
-    net::IpAddr,
 };
 
+use ipnet::IpNet;
 use netlink_packet_core::{
     ErrorMessage, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP,
     NLM_F_DUMP_INTR, NLM_F_REQUEST,
@@ -281,7 +281,7 @@ struct LinkTable {
     links: BTreeMap<u32, LinkInfo>,
     // Kept apart from `links` because a link update carries no addresses and must not
     // erase the ones already known.
-    addresses: BTreeMap<u32, BTreeSet<IpAddr>>,
+    addresses: BTreeMap<u32, BTreeSet<IpNet>>,
 }
 
 impl LinkTable {
@@ -373,16 +373,17 @@ fn link_from_message(message: &LinkMessage) -> Option<LinkInfo> {
         name: name?,
         ifindex: message.header.index,
         mac,
-        up: flags.contains(LinkFlags::Up | LinkFlags::Running),
+        admin_up: flags.contains(LinkFlags::Up),
+        carrier: flags.contains(LinkFlags::Up | LinkFlags::Running),
         loopback: flags.contains(LinkFlags::Loopback),
         noarp: flags.contains(LinkFlags::Noarp),
-        has_master: master.is_some() && port_kind != Some(InfoPortKind::Vrf),
+        master: master.filter(|_| port_kind != Some(InfoPortKind::Vrf)),
         kind,
         addresses: Vec::new(),
     })
 }
 
-fn address_from_message(message: &AddressMessage) -> Option<IpAddr> {
+fn address_from_message(message: &AddressMessage) -> Option<IpNet> {
     // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is always our own.
     let local = message
         .attributes
@@ -391,7 +392,7 @@ fn address_from_message(message: &AddressMessage) -> Option<IpAddr> {
             AddressAttribute::Local(ip) => Some(*ip),
             _ => None,
         });
-    local.or_else(|| {
+    let ip = local.or_else(|| {
         message
             .attributes
             .iter()
@@ -399,7 +400,8 @@ fn address_from_message(message: &AddressMessage) -> Option<IpAddr> {
                 AddressAttribute::Address(ip) => Some(*ip),
                 _ => None,
             })
-    })
+    })?;
+    IpNet::new(ip, message.header.prefix_len).ok()
 }
 
 #[cfg(test)]
@@ -440,9 +442,10 @@ mod tests {
     }
 
     #[test]
-    fn admin_up_without_carrier_is_down() {
+    fn admin_up_without_carrier_has_no_carrier() {
         let message = link_message(LinkFlags::Up, vec![LinkAttribute::IfName("rsp0".into())]);
-        assert!(!link_from_message(&message).expect("decodes").up);
+        let link = link_from_message(&message).expect("decodes");
+        assert!(link.admin_up && !link.carrier);
     }
 
     #[test]
@@ -457,21 +460,10 @@ mod tests {
                 ],
             )
         };
-        assert!(
-            link_from_message(&port(InfoPortKind::Bridge))
-                .expect("decodes")
-                .has_master
-        );
-        assert!(
-            link_from_message(&port(InfoPortKind::Bond))
-                .expect("decodes")
-                .has_master
-        );
-        assert!(
-            !link_from_message(&port(InfoPortKind::Vrf))
-                .expect("decodes")
-                .has_master
-        );
+        let master = |kind| link_from_message(&port(kind)).expect("decodes").master;
+        assert_eq!(master(InfoPortKind::Bridge), Some(9));
+        assert_eq!(master(InfoPortKind::Bond), Some(9));
+        assert_eq!(master(InfoPortKind::Vrf), None);
     }
 
     #[test]
@@ -492,7 +484,7 @@ mod tests {
         let accepted = table.accepted(&everything());
         assert_eq!(
             accepted[&4].addresses,
-            vec!["192.0.2.1".parse::<IpAddr>().expect("ip")]
+            vec!["192.0.2.1/0".parse::<IpNet>().expect("prefix")]
         );
 
         let mut bridge_port_removed = up.clone();
@@ -510,13 +502,16 @@ mod tests {
     #[test]
     fn local_address_wins_over_peer_address() {
         let mut address = AddressMessage::default();
+        address.header.prefix_len = 32;
         address.attributes = vec![
             AddressAttribute::Address("198.51.100.2".parse().expect("ip")),
             AddressAttribute::Local("198.51.100.1".parse().expect("ip")),
         ];
         assert_eq!(
             address_from_message(&address),
-            Some("198.51.100.1".parse().expect("ip"))
+            Some("198.51.100.1/32".parse().expect("prefix"))
         );
+        address.header.prefix_len = 33;
+        assert_eq!(address_from_message(&address), None, "no such prefix");
     }
 }
