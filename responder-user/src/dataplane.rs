@@ -11,11 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use responder_common::{VipKey, VipValue};
+use responder_common::{VipKey, VipValue, VIP_FLAG_YIELDED};
 
 use crate::{
     error::{display_chain, Error},
-    garp::Announce,
+    garp::{Announce, Rounds},
     netif::Interface,
     vip::{self, key_addr, key_vlan, VipSpec},
 };
@@ -27,6 +27,9 @@ pub(crate) trait VipMap {
     fn insert(&mut self, key: &VipKey, value: &VipValue) -> Result<(), Error>;
     /// Removes `key` and its counters; removing an absent key succeeds.
     fn remove(&mut self, key: &VipKey) -> Result<(), Error>;
+    /// The `VIP_FLAG_*` bits of `key` as the data plane left them (it sets
+    /// [`VIP_FLAG_YIELDED`] on its own); 0 for an absent key.
+    fn flags(&self, key: &VipKey) -> Result<u32, Error>;
 }
 
 /// What one [`Dataplane::apply`] did.
@@ -61,6 +64,12 @@ pub(crate) struct Dataplane<M, A> {
     /// (VIP, interface name) pairs left out for a disabled IP family, to warn
     /// once per pair rather than on every reconcile.
     family_disabled: BTreeSet<(IpAddr, String)>,
+    /// Installed keys known to be yielded (by the agent, or by the data
+    /// plane as last read).
+    yielded: BTreeSet<VipKey>,
+    /// Keys the last reconcile announced, for callers that re-assert right
+    /// after it and need not restart their bursts.
+    just_announced: BTreeSet<VipKey>,
 }
 
 impl<M: VipMap, A: Announce> Dataplane<M, A> {
@@ -77,6 +86,8 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
             hold_removals: false,
             failed: 0,
             family_disabled: BTreeSet::new(),
+            yielded: BTreeSet::new(),
+            just_announced: BTreeSet::new(),
         }
     }
 
@@ -108,6 +119,16 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     #[cfg(test)]
     pub(crate) fn map_mut(&mut self) -> &mut M {
         &mut self.map
+    }
+
+    #[cfg(test)]
+    pub(crate) fn announcer(&self) -> &A {
+        &self.announcer
+    }
+
+    #[cfg(test)]
+    pub(crate) fn announcer_mut(&mut self) -> &mut A {
+        &mut self.announcer
     }
 
     pub(crate) fn interfaces(&self) -> &[Interface] {
@@ -172,6 +193,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     /// `previous` names the keys of interfaces that just left, for the log.
     fn reconcile(&mut self, previous: &[Interface]) -> ApplyReport {
         let mut report = ApplyReport::default();
+        self.just_announced.clear();
         let mut wanted = BTreeMap::new();
         let mut family_disabled = BTreeSet::new();
         for spec in &self.desired {
@@ -222,6 +244,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
             match self.map.remove(&key) {
                 Ok(()) => {
                     self.installed.remove(&key);
+                    self.yielded.remove(&key);
                     report.removed += 1;
                     tracing::info!(addr = %key_addr(&key), interface, vlan = %key_vlan(&key), "VIP removed");
                 }
@@ -249,10 +272,84 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
                 report.added += 1;
             }
             tracing::info!(addr = %key_addr(&key), interface = self.name_of(key.ifindex, &[]), vlan = %key_vlan(&key), "VIP installed");
-            self.announcer.announce(key, value.mac);
+            self.announcer.announce(key, value.mac, Rounds::Burst);
+            self.just_announced.insert(key);
         }
         self.failed = report.failed;
         report
+    }
+
+    /// Re-asserts every installed key whose address `which` selects: the
+    /// value is written again (clearing a yield the data plane set) and a
+    /// full announcement burst sent, whatever the map held. For VIPs this
+    /// node gains or regains, whose neighbours may point elsewhere. Keys in
+    /// `except` are left alone. Returns how many keys were re-asserted.
+    pub(crate) fn reassert(
+        &mut self,
+        which: impl Fn(IpAddr) -> bool,
+        except: &BTreeSet<VipKey>,
+    ) -> usize {
+        let keys: Vec<(VipKey, VipValue)> = self
+            .installed
+            .iter()
+            .filter(|(key, _)| which(key_addr(key)) && !except.contains(key))
+            .map(|(key, value)| (*key, *value))
+            .collect();
+        let mut reasserted = 0;
+        for (key, value) in keys {
+            if let Err(e) = self.map.insert(&key, &value) {
+                self.failed += 1;
+                tracing::error!(addr = %key_addr(&key), "re-asserting VIP: {}", display_chain(&e));
+                continue;
+            }
+            self.announcer.announce(key, value.mac, Rounds::Burst);
+            self.yielded.remove(&key);
+            reasserted += 1;
+        }
+        reasserted
+    }
+
+    /// One announcement round for `key`, answering another MAC's claim.
+    pub(crate) fn defend(&mut self, key: &VipKey) {
+        if let Some(value) = self.installed.get(key) {
+            self.announcer.announce(*key, value.mac, Rounds::Once);
+        }
+    }
+
+    /// Makes the data plane stop answering for `key` (as it does itself
+    /// when the agent's heartbeat is late), leaving it installed.
+    pub(crate) fn yield_key(&mut self, key: &VipKey) -> Result<(), Error> {
+        let Some(value) = self.installed.get(key) else {
+            return Ok(());
+        };
+        let yielded = VipValue {
+            flags: value.flags | VIP_FLAG_YIELDED,
+            ..*value
+        };
+        self.announcer.withdraw(key);
+        self.map.insert(key, &yielded)?;
+        self.yielded.insert(*key);
+        Ok(())
+    }
+
+    /// Whether the data plane currently refuses to answer for `key`.
+    pub(crate) fn is_yielded(&mut self, key: &VipKey) -> Result<bool, Error> {
+        let yielded = self.map.flags(key)? & VIP_FLAG_YIELDED != 0;
+        match yielded {
+            true => self.yielded.insert(*key),
+            false => self.yielded.remove(key),
+        };
+        Ok(yielded)
+    }
+
+    /// The keys the last reconcile announced.
+    pub(crate) fn just_announced(&self) -> &BTreeSet<VipKey> {
+        &self.just_announced
+    }
+
+    /// How many installed keys are known to be yielded.
+    pub(crate) fn yielded_count(&self) -> usize {
+        self.yielded.len()
     }
 
     fn name_of<'a>(&'a self, ifindex: u32, previous: &'a [Interface]) -> &'a str {

@@ -8,7 +8,7 @@ use responder_common::{VipKey, VipValue};
 use crate::{
     dataplane::{Dataplane, VipMap},
     error::Error,
-    garp::Announce,
+    garp::{Announce, Rounds},
     netif::Interface,
     vip::VipSpec,
 };
@@ -39,18 +39,28 @@ impl VipMap for FakeMap {
         self.entries.remove(key);
         Ok(())
     }
+
+    fn flags(&self, key: &VipKey) -> Result<u32, Error> {
+        Ok(self.entries.get(key).map_or(0, |value| value.flags))
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct FakeAnnouncer {
+    /// Full bursts started, in order.
     pub(crate) announced: Vec<(VipKey, [u8; 6])>,
+    /// Single defending rounds sent, in order.
+    pub(crate) defended: Vec<VipKey>,
     pub(crate) withdrawn: Vec<VipKey>,
     pub(crate) interfaces: Vec<u32>,
 }
 
 impl Announce for FakeAnnouncer {
-    fn announce(&mut self, key: VipKey, mac: [u8; 6]) {
-        self.announced.push((key, mac));
+    fn announce(&mut self, key: VipKey, mac: [u8; 6], rounds: Rounds) {
+        match rounds {
+            Rounds::Burst => self.announced.push((key, mac)),
+            Rounds::Once => self.defended.push(key),
+        }
     }
 
     fn withdraw(&mut self, key: &VipKey) {

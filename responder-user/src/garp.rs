@@ -115,11 +115,22 @@ pub(crate) fn announcement_frames(key: &VipKey, mac: [u8; 6]) -> Vec<Vec<u8>> {
     }
 }
 
+/// How many rounds of an announcement to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rounds {
+    /// `--announce-count` rounds, for a VIP this node (re)gains: neighbours
+    /// that miss one round still learn the new MAC.
+    Burst,
+    /// One round, defending a VIP another MAC claimed (RFC 5227 §2.4 (b));
+    /// nothing is sent while a burst for the key is still going.
+    Once,
+}
+
 /// What the data plane needs from an announcer; a trait so reconciliation
 /// can be tested without sockets.
 pub(crate) trait Announce {
     /// Starts announcing `key` (answered with `mac`) in the background.
-    fn announce(&mut self, key: VipKey, mac: [u8; 6]);
+    fn announce(&mut self, key: VipKey, mac: [u8; 6], rounds: Rounds);
     /// Stops any announcement still in progress for `key`.
     fn withdraw(&mut self, key: &VipKey);
     /// Follows the attached interfaces: announcements go out on these only.
@@ -233,7 +244,11 @@ impl Announcer {
 }
 
 impl Announce for Announcer {
-    fn announce(&mut self, key: VipKey, mac: [u8; 6]) {
+    fn announce(&mut self, key: VipKey, mac: [u8; 6], rounds: Rounds) {
+        let running = self.bursts.get(&key).is_some_and(|b| !b.is_finished());
+        if rounds == Rounds::Once && running {
+            return;
+        }
         if let Some(previous) = self.bursts.remove(&key) {
             previous.abort();
         }
@@ -244,7 +259,11 @@ impl Announce for Announcer {
             );
             return;
         };
-        let (count, interval, sent) = (self.count, self.interval, self.sent.clone());
+        let count = match rounds {
+            Rounds::Burst => self.count,
+            Rounds::Once => 1,
+        };
+        let (interval, sent) = (self.interval, self.sent.clone());
         let frames = announcement_frames(&key, mac);
         let task = tokio::spawn(async move {
             let addr = key_addr(&key);

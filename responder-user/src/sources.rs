@@ -12,7 +12,7 @@ use std::{
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    cluster::{Attached, ClusterError, ClusterSettings, ServiceRef},
+    cluster::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef},
     error::Error,
     metrics::Metrics,
     vip::VipSpec,
@@ -62,7 +62,7 @@ impl DesiredVips {
 /// The VIPs this node owns for its Services: answered on every attached
 /// interface, untagged. An address that is not a usable unicast VIP (a
 /// mistaken Service status) is logged and left out.
-fn cluster_update(owned: &BTreeMap<IpAddr, ServiceRef>) -> SourceUpdate {
+pub(crate) fn cluster_update(owned: &BTreeMap<IpAddr, ServiceRef>) -> SourceUpdate {
     let vips = owned
         .iter()
         .filter_map(|(ip, service)| match VipSpec::try_from(*ip) {
@@ -82,16 +82,16 @@ fn cluster_update(owned: &BTreeMap<IpAddr, ServiceRef>) -> SourceUpdate {
 /// Which Service each Kubernetes VIP belongs to, as last published by the
 /// Kubernetes source (empty without one). Cheap to clone; for labelling.
 #[derive(Clone, Debug)]
-pub struct ServiceIndex(watch::Receiver<BTreeMap<IpAddr, ServiceRef>>);
+pub struct ServiceIndex(watch::Receiver<Ownership>);
 
 impl ServiceIndex {
     /// An index that stays empty, for agents without a Kubernetes source.
     pub fn empty() -> Self {
-        ServiceIndex(watch::channel(BTreeMap::new()).1)
+        ServiceIndex(watch::channel(Ownership::default()).1)
     }
 
     pub fn service_of(&self, ip: IpAddr) -> Option<ServiceRef> {
-        self.0.borrow().get(&ip).cloned()
+        self.0.borrow().vips.get(&ip).cloned()
     }
 }
 
@@ -106,7 +106,7 @@ pub struct ClusterSourceConfig {
 /// stops renewing this node's membership Lease.
 pub(crate) struct ClusterSource {
     task: JoinHandle<Result<(), ClusterError>>,
-    owned: watch::Receiver<BTreeMap<IpAddr, ServiceRef>>,
+    owned: watch::Receiver<Ownership>,
 }
 
 impl ClusterSource {
@@ -116,7 +116,7 @@ impl ClusterSource {
         attached: watch::Receiver<Attached>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (owned_tx, owned) = watch::channel(BTreeMap::new());
+        let (owned_tx, owned) = watch::channel(Ownership::default());
         let task = tokio::spawn(crate::cluster::run(
             config.client,
             config.settings,
@@ -131,12 +131,13 @@ impl ClusterSource {
         ServiceIndex(self.owned.clone())
     }
 
-    /// The next change of this node's VIPs; an error once the source has
-    /// stopped, which it only does on a bug or bad settings (an unreachable
-    /// API server keeps the last VIPs in place instead). Cancel-safe.
-    pub(crate) async fn next(&mut self) -> Result<SourceUpdate, Error> {
+    /// The next change of this node's VIPs or of the view behind them; an
+    /// error once the source has stopped, which it only does on a bug or bad
+    /// settings (an unreachable API server keeps the last VIPs in place
+    /// instead). Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Result<Ownership, Error> {
         if self.owned.changed().await.is_ok() {
-            return Ok(cluster_update(&self.owned.borrow_and_update()));
+            return Ok(self.owned.borrow_and_update().clone());
         }
         match (&mut self.task).await {
             Ok(Err(e)) => Err(e.into()),
@@ -195,11 +196,14 @@ mod tests {
 
     #[test]
     fn service_index_follows_the_published_map() {
-        let (tx, rx) = watch::channel(BTreeMap::new());
+        let (tx, rx) = watch::channel(Ownership::default());
         let index = ServiceIndex(rx);
         let ip: IpAddr = "192.0.2.10".parse().expect("ip");
         assert_eq!(index.service_of(ip), None);
-        tx.send_replace([(ip, service("a"))].into());
+        tx.send_replace(Ownership {
+            vips: [(ip, service("a"))].into(),
+            ..Default::default()
+        });
         assert_eq!(index.service_of(ip), Some(service("a")));
         assert_eq!(ServiceIndex::empty().service_of(ip), None);
     }

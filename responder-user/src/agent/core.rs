@@ -10,13 +10,14 @@ use std::{
     net::IpAddr,
     path::Path,
     sync::Arc,
+    time::Duration,
 };
 
 use responder_common::{VipKey, VipStats};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    cluster::Attached,
+    cluster::{Attached, Ownership, View},
     conflicts::{self, ConflictCounts},
     dataplane::{ApplyReport, Dataplane, VipMap},
     error::{display_chain, Error, VipError},
@@ -24,7 +25,7 @@ use crate::{
     interface_names::InterfaceNames,
     metrics::Metrics,
     netif::Interface,
-    sources::{DesiredVips, ServiceIndex, Source, SourceUpdate},
+    sources::{cluster_update, DesiredVips, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, validate, VipSpec},
 };
 
@@ -45,6 +46,7 @@ pub(crate) trait Attachments {
 
 /// What a tick needs to know of the outside world.
 pub(crate) struct TickInput<'a, F: Fn(&str) -> bool> {
+    pub(crate) now: Instant,
     /// Whether the kernel handles IPv6 on an interface, by name.
     pub(crate) ipv6_enabled: F,
     /// Counters of every VIP key, summed over CPUs.
@@ -65,10 +67,19 @@ pub(crate) struct AgentCore<L, M, A> {
     metrics: Arc<Metrics>,
     /// Conflict counters at the last tick, to spot growing ones.
     last_conflicts: ConflictCounts,
-    /// Until the Kubernetes source first publishes (or the grace ends):
-    /// readiness waits and adopted VIPs are held.
-    sync_deadline: Option<Instant>,
+    /// When each key was last defended, to defend at most once per
+    /// [`DEFEND_INTERVAL`].
+    last_defended: BTreeMap<VipKey, Instant>,
+    /// The Kubernetes view behind the cluster VIPs; `None` without a
+    /// Kubernetes source (static VIPs are always this node's to defend).
+    view: Option<View>,
+    /// The addresses the Kubernetes source gave this node last time, to
+    /// tell which ones it gains.
+    cluster_vips: BTreeSet<IpAddr>,
 }
+
+/// RFC 5227 §2.4 (b): defend an address at most once per DEFEND_INTERVAL.
+pub(crate) const DEFEND_INTERVAL: Duration = Duration::from_secs(10);
 
 impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
     pub(crate) fn new(
@@ -88,19 +99,17 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
             services,
             metrics,
             last_conflicts: ConflictCounts::new(),
-            sync_deadline: None,
+            last_defended: BTreeMap::new(),
+            view: None,
+            cluster_vips: BTreeSet::new(),
         }
     }
 
-    /// Readiness waits, and VIPs adopted from a previous agent that no
-    /// source wants are kept, until the Kubernetes source has spoken or
-    /// `deadline` passed.
-    pub(crate) fn await_cluster_sync(&mut self, deadline: Instant) {
-        self.sync_deadline = Some(deadline);
-    }
-
-    pub(crate) fn sync_deadline(&self) -> Option<Instant> {
-        self.sync_deadline
+    /// VIPs come from Kubernetes too: readiness waits, and VIPs adopted from
+    /// a previous agent that no source wants are kept (fail-static), until
+    /// the Kubernetes source has a complete view.
+    pub(crate) fn await_cluster(&mut self) {
+        self.view = Some(View::Starting);
     }
 
     /// The attached interfaces and the families they can answer for, for
@@ -142,10 +151,16 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
                 failed: report.failed,
             });
         }
+        // Adopted static VIPs were kept without a write: neighbours may have
+        // moved on while no agent ran. Kubernetes VIPs wait for the view.
+        let static_vips: BTreeSet<IpAddr> = self.desired.union().iter().map(|s| s.addr).collect();
+        let announced = self.dataplane.just_announced().clone();
+        self.dataplane
+            .reassert(|ip| static_vips.contains(&ip), &announced);
         self.metrics
             .set_attached(!self.attachments.attached_names().is_empty());
         self.metrics.set_heartbeat();
-        if self.sync_deadline.is_none() {
+        if self.view.is_none() {
             self.metrics.set_ready();
         }
         Ok(())
@@ -157,15 +172,49 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         }
     }
 
-    /// The Kubernetes source has spoken (or had its chance): ready, and
-    /// adopted VIPs it does not want go.
-    pub(crate) fn on_cluster_synced(&mut self) {
-        if self.sync_deadline.take().is_none() {
-            return;
+    /// A new decision, or a new view, of the Kubernetes source. VIPs this
+    /// node gains are announced whatever the map held (it may hold them
+    /// from before a failover that moved them away and back), and every
+    /// owned VIP when the view becomes complete again (first sync after a
+    /// restart, recovery from an outage).
+    pub(crate) fn on_ownership(&mut self, ownership: Ownership) {
+        let (fresh, epoch) = match ownership.view {
+            View::Starting => return,
+            View::Fresh { epoch } => (true, epoch),
+            View::Frozen { epoch } => (false, epoch),
+        };
+        let first = self.view == Some(View::Starting);
+        let new_epoch = fresh
+            && !matches!(self.view, Some(View::Fresh { epoch: seen } | View::Frozen { epoch: seen }) if seen == epoch);
+        let update = cluster_update(&ownership.vips);
+        let owned: BTreeSet<IpAddr> = update.vips.iter().map(|spec| spec.addr).collect();
+        let gained: BTreeSet<IpAddr> = match new_epoch {
+            true => owned.clone(),
+            false => owned.difference(&self.cluster_vips).copied().collect(),
+        };
+        self.view = Some(ownership.view);
+        self.desired.set(update);
+        self.reconcile();
+        let announced = self.dataplane.just_announced().clone();
+        let reasserted = self
+            .dataplane
+            .reassert(|ip| gained.contains(&ip), &announced);
+        self.metrics.set_yielded(self.dataplane.yielded_count());
+        if first {
+            // Adopted VIPs this node no longer owns go now, not later.
+            let report = self.dataplane.release_removals();
+            self.after_reconcile(&report);
+            self.metrics.set_ready();
         }
-        let report = self.dataplane.release_removals();
-        self.after_reconcile(&report);
-        self.metrics.set_ready();
+        if reasserted > 0 {
+            tracing::info!(
+                vips = gained.len(),
+                keys = reasserted,
+                view_epoch = epoch,
+                "announcing VIPs this node (re)gained"
+            );
+        }
+        self.cluster_vips = owned;
     }
 
     /// Makes the attachments match `wanted` (the accepted links that can be
@@ -213,15 +262,17 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
     }
 
     /// Proves the agent alive to the data plane and the health endpoint,
-    /// warns about VIPs another MAC claimed since the last tick, retries
-    /// failed map writes and follows IPv6 being switched on or off.
+    /// answers VIPs another MAC claimed since the last tick, retries failed
+    /// map writes and follows IPv6 being switched on or off.
     pub(crate) fn on_tick<F: Fn(&str) -> bool>(&mut self, input: TickInput<'_, F>) {
         match self.attachments.beat() {
             // The data plane stops answering at the stale bound: loud.
             Err(e) => tracing::error!("writing the heartbeat: {}", display_chain(&e)),
             Ok(()) => self.metrics.set_heartbeat(),
         }
-        self.warn_on_new_conflicts(input.counters);
+        for key in self.warn_on_new_conflicts(input.counters) {
+            self.answer_conflict(&key, input.now);
+        }
         if let Some(report) = self.dataplane.retry_failed() {
             self.after_reconcile(&report);
         }
@@ -283,6 +334,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
             })
             .collect();
         (0..report.failed).for_each(|_| self.metrics.reconcile_error());
+        self.metrics.set_yielded(self.dataplane.yielded_count());
         self.metrics.set_announced(announced);
         self.metrics.set_family_disabled(report.family_disabled);
     }
@@ -296,9 +348,52 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         });
     }
 
+    /// Another MAC claimed `key`. With a working view this node is the
+    /// owner: it defends the VIP (one announcement, at most every
+    /// [`DEFEND_INTERVAL`]), and takes it back if the data plane yielded it
+    /// while the agent was late. With a frozen view the claimant more likely
+    /// knows better: the VIP is yielded until the view recovers.
+    fn answer_conflict(&mut self, key: &VipKey, now: Instant) {
+        if !self.dataplane.installed().contains_key(key) {
+            return;
+        }
+        let ip = key_addr(key);
+        let frozen = matches!(self.view, Some(View::Frozen { .. }));
+        let yielded = match self.dataplane.is_yielded(key) {
+            Ok(yielded) => yielded,
+            Err(e) => {
+                tracing::error!(%ip, "reading the VIP's flags: {}", display_chain(&e));
+                return;
+            }
+        };
+        if frozen {
+            if !yielded {
+                tracing::warn!(%ip, "another MAC claims a VIP while this node's Kubernetes view is frozen: yielding it until the view recovers");
+                if let Err(e) = self.dataplane.yield_key(key) {
+                    tracing::error!(%ip, "yielding VIP: {}", display_chain(&e));
+                }
+            }
+        } else if yielded {
+            tracing::warn!(%ip, "the data plane yielded a VIP this node still owns while the agent was late; taking it back");
+            self.dataplane
+                .reassert(|candidate| candidate == ip, &BTreeSet::new());
+            self.last_defended.insert(*key, now);
+        } else if self
+            .last_defended
+            .get(key)
+            .is_none_or(|at| now.duration_since(*at) >= DEFEND_INTERVAL)
+        {
+            tracing::info!(%ip, "defending a VIP this node owns with one announcement");
+            self.dataplane.defend(key);
+            self.last_defended.insert(*key, now);
+        }
+        self.metrics.set_yielded(self.dataplane.yielded_count());
+    }
+
     /// Warns once per VIP key whose conflict counter grew since the last
-    /// tick: another MAC claimed a VIP this node answers for.
-    fn warn_on_new_conflicts(&mut self, counters: &[(VipKey, VipStats)]) {
+    /// tick (another MAC claimed a VIP this node answers for), and returns
+    /// those keys.
+    fn warn_on_new_conflicts(&mut self, counters: &[(VipKey, VipStats)]) -> Vec<VipKey> {
         let current: ConflictCounts = counters
             .iter()
             .map(|(key, stats)| (*key, stats.conflicts))
@@ -309,10 +404,12 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
             .iter()
             .map(|i| (i.ifindex, i.name.clone()))
             .collect();
-        conflicts::warn_on_new_conflicts(&self.last_conflicts, &current, &names, |key| {
-            self.services.service_of(key_addr(key))
-        });
+        let grown =
+            conflicts::warn_on_new_conflicts(&self.last_conflicts, &current, &names, |key| {
+                self.services.service_of(key_addr(key))
+            });
         self.last_conflicts = current;
+        grown.into_iter().map(|g| g.key).collect()
     }
 }
 

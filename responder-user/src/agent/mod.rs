@@ -16,6 +16,7 @@ use tokio::{
 use self::core::{validate_all, AgentCore, Attachments, TickInput};
 use crate::{
     bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
+    cluster::Ownership,
     dataplane::Dataplane,
     error::{display_chain, Error},
     garp::{Announcer, SentCounts},
@@ -27,11 +28,6 @@ use crate::{
 
 /// How often the heartbeat is written and the counters checked for conflicts.
 const TICK: Duration = Duration::from_secs(1);
-
-/// After adopting a previous agent's VIPs with --kube, how long to keep
-/// those the Kubernetes source has not confirmed: it publishes nothing when
-/// this node owns nothing, so its silence must end the wait at some point.
-const CLUSTER_SYNC_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -191,7 +187,7 @@ impl Agent {
         });
         if let Some(cluster) = &cluster {
             core.set_services(cluster.services());
-            core.await_cluster_sync(Instant::now() + CLUSTER_SYNC_GRACE);
+            core.await_cluster();
         }
         core.start(vec![
             SourceUpdate {
@@ -240,18 +236,14 @@ impl Agent {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
-            let sync_deadline = self.core.sync_deadline();
             tokio::select! {
                 _ = tick.tick() => {
                     let counters = self.stats.read();
                     self.core.on_tick(TickInput {
+                        now: Instant::now(),
                         ipv6_enabled: netif::ipv6_enabled,
                         counters: &counters,
                     });
-                }
-                () = sleep_until(sync_deadline), if sync_deadline.is_some() => {
-                    tracing::info!("no ownership published by the Kubernetes source within {CLUSTER_SYNC_GRACE:?}; assuming this node owns nothing new");
-                    self.core.on_cluster_synced();
                 }
                 _ = self.signals.terminate.recv() => {
                     tracing::info!("SIGTERM received, shutting down");
@@ -269,10 +261,7 @@ impl Agent {
                     self.core.on_links(attachable(links.values()));
                 }
                 update = next_cluster_update(&mut self.cluster) => match update {
-                    Ok(update) => {
-                        self.core.on_source_update(update);
-                        self.core.on_cluster_synced();
-                    }
+                    Ok(ownership) => self.core.on_ownership(ownership),
                     Err(e) => {
                         tracing::error!("{}; shutting down", display_chain(&e));
                         break Err(e);
@@ -327,15 +316,8 @@ fn attachable<'a>(links: impl IntoIterator<Item = &'a LinkInfo>) -> Vec<Interfac
     links.into_iter().filter_map(netif::interface_of).collect()
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Never resolves without a Kubernetes source.
-async fn next_cluster_update(cluster: &mut Option<ClusterSource>) -> Result<SourceUpdate, Error> {
+async fn next_cluster_update(cluster: &mut Option<ClusterSource>) -> Result<Ownership, Error> {
     match cluster {
         Some(cluster) => cluster.next().await,
         None => std::future::pending().await,

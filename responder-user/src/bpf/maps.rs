@@ -166,6 +166,14 @@ impl VipMap for BpfVipMap {
         }
         Ok(())
     }
+
+    fn flags(&self, key: &VipKey) -> Result<u32, Error> {
+        match self.vips.get(key, 0) {
+            Ok(value) => Ok(value.flags),
+            Err(MapError::KeyNotFound) => Ok(0),
+            Err(e) => Err(map_error("reading", VIPS_MAP, e)),
+        }
+    }
 }
 
 #[cfg(test)]

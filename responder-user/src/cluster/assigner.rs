@@ -3,7 +3,7 @@
 //! members) changes, and publishes this node's VIPs.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::IpAddr;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use super::events::OwnershipEvent;
 use super::membership::{lease_name, lease_selector, LeaseTracker};
 use super::ownership::{self, Assignment, Inputs};
 use super::selector::LabelSelector;
-use super::{ClusterError, ClusterSettings, Families, ServiceRef};
+use super::{ClusterError, ClusterSettings, Families, Ownership, ServiceRef, View};
 use crate::metrics::Metrics;
 
 const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
@@ -125,7 +125,7 @@ pub(crate) async fn assign_forever(
     settings: ClusterSettings,
     selector: LabelSelector,
     events: mpsc::UnboundedSender<OwnershipEvent>,
-    owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+    owned: watch::Sender<Ownership>,
     metrics: Arc<Metrics>,
 ) -> Result<(), ClusterError> {
     let slices_served = endpoint_slices_served(&client).await;
@@ -236,12 +236,14 @@ struct Assigner {
     /// Lease names seen since the Lease watch restarted its list.
     relisted_leases: Option<HashSet<String>>,
     health: Health,
+    /// Counts the times the view became complete (see [`View::Fresh`]).
+    epoch: u64,
     dirty: bool,
     last_members: BTreeMap<String, Families>,
     assignments: BTreeMap<ServiceRef, Assignment>,
     reported_problems: BTreeSet<(ServiceRef, String)>,
     events: mpsc::UnboundedSender<OwnershipEvent>,
-    owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+    owned: watch::Sender<Ownership>,
     metrics: Arc<Metrics>,
 }
 
@@ -257,7 +259,7 @@ impl Assigner {
             slices,
         }: Stores,
         events: mpsc::UnboundedSender<OwnershipEvent>,
-        owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+        owned: watch::Sender<Ownership>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let mut unsynced: BTreeSet<Source> =
@@ -277,6 +279,7 @@ impl Assigner {
             failing: BTreeSet::new(),
             relisted_leases: None,
             health: Health::Starting,
+            epoch: 0,
             dirty: false,
             last_members: BTreeMap::new(),
             assignments: BTreeMap::new(),
@@ -373,17 +376,20 @@ impl Assigner {
             (Health::Starting, None) => {
                 info!(node = %self.settings.node_name, "membership view complete; assigning Services");
                 self.health = Health::Healthy;
+                self.epoch += 1;
                 self.dirty = true;
             }
             (Health::Healthy, Some(reason)) => {
                 warn!(%reason, "Kubernetes view broken; keeping the current VIPs until it recovers");
                 self.health = Health::Frozen { since: now };
+                self.publish_view();
                 return;
             }
             (Health::Frozen { since }, None) => {
                 info!(outage = ?now.duration_since(*since), "Kubernetes view recovered; reassigning Services");
                 self.tracker.restart_clocks(now);
                 self.health = Health::Healthy;
+                self.epoch += 1;
                 self.dirty = true;
             }
             (Health::Healthy, None) => {}
@@ -397,6 +403,27 @@ impl Assigner {
             self.dirty = false;
             self.reassign();
         }
+        self.publish_view();
+    }
+
+    fn view(&self) -> View {
+        match self.health {
+            Health::Starting => View::Starting,
+            Health::Healthy => View::Fresh { epoch: self.epoch },
+            Health::Frozen { .. } => View::Frozen { epoch: self.epoch },
+        }
+    }
+
+    /// Publishes a change of view even when the VIPs stayed the same: the
+    /// first complete view must reach the agent when it owns nothing, and a
+    /// recovery makes it announce everything again.
+    fn publish_view(&self) {
+        let view = self.view();
+        self.owned.send_if_modified(|current| {
+            let changed = current.view != view;
+            current.view = view;
+            changed
+        });
     }
 
     fn reassign(&mut self) {
@@ -433,9 +460,11 @@ impl Assigner {
         self.report_changes(&assignments);
         self.assignments = assignments;
         let owned = ownership::owned_by(&self.assignments, &self.settings.node_name);
+        let view = self.view();
         self.owned.send_if_modified(|current| {
-            let changed = *current != owned;
-            *current = owned;
+            let changed = current.vips != owned || current.view != view;
+            current.vips = owned;
+            current.view = view;
             changed
         });
     }
@@ -494,7 +523,7 @@ mod tests {
 
     struct Harness {
         assigner: Assigner,
-        owned: watch::Receiver<BTreeMap<IpAddr, ServiceRef>>,
+        owned: watch::Receiver<Ownership>,
         event_queue: mpsc::UnboundedReceiver<OwnershipEvent>,
         start: Instant,
     }
@@ -524,7 +553,7 @@ mod tests {
                 }));
             }
             let (events, event_queue) = mpsc::unbounded_channel();
-            let (owned_tx, owned) = watch::channel(BTreeMap::new());
+            let (owned_tx, owned) = watch::channel(Ownership::default());
             let mut settings = ClusterSettings::new(node, "responder");
             settings.lease_duration = Duration::from_secs(1);
             let mut assigner = Assigner::new(
@@ -574,6 +603,7 @@ mod tests {
         fn owns_web(&self) -> bool {
             self.owned
                 .borrow()
+                .vips
                 .values()
                 .any(|s| *s == svc("default", "web"))
         }
@@ -614,7 +644,7 @@ mod tests {
         assert!(h.owns_web(), "the winner expired at 1700 ms");
         match h.event_queue.try_recv() {
             Ok(OwnershipEvent::Started { ips, .. }) => {
-                assert_eq!(ips, ["192.0.2.1".parse::<IpAddr>().expect("ip")])
+                assert_eq!(ips, ["192.0.2.1".parse::<std::net::IpAddr>().expect("ip")])
             }
             other => panic!("expected AnnouncingStarted, got {other:?}"),
         }

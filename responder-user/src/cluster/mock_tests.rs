@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use super::membership::{lease_name, LEASE_LABEL_KEY, LEASE_LABEL_VALUE};
 use super::ownership::pick_owner;
 use super::ownership::tests::{lb_service, slice, svc};
+use super::Ownership;
 use super::{run, Attached, ClusterSettings, ServiceRef};
 
 const NAMESPACE: &str = "responder";
@@ -207,7 +208,7 @@ async fn owned_by_agent(node: &str, cluster: Cluster) -> BTreeMap<IpAddr, Servic
         names: vec!["eth0".to_owned()],
         ipv6: true,
     });
-    let (owned_tx, mut owned) = watch::channel(BTreeMap::new());
+    let (owned_tx, mut owned) = watch::channel(Ownership::default());
     let agent = tokio::spawn(run(
         client,
         settings,
@@ -217,11 +218,12 @@ async fn owned_by_agent(node: &str, cluster: Cluster) -> BTreeMap<IpAddr, Servic
     ));
     let published = tokio::time::timeout(
         Duration::from_secs(20),
-        owned.wait_for(|vips| !vips.is_empty()),
+        owned.wait_for(|owned| !owned.vips.is_empty()),
     )
     .await
     .unwrap_or_else(|_| panic!("{node} published nothing within 20 s"))
     .expect("agent keeps the sender")
+    .vips
     .clone();
     agent.abort();
     published

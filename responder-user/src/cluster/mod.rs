@@ -104,6 +104,32 @@ impl Families {
     }
 }
 
+/// What the Kubernetes source publishes for the agent: the VIPs this node
+/// answers for, and the state of the view they were decided from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// Each VIP with the Service it is answered for.
+    pub vips: BTreeMap<IpAddr, ServiceRef>,
+    pub view: View,
+}
+
+/// How current the view behind an [`Ownership`] is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum View {
+    /// No complete view yet: nothing has been decided.
+    #[default]
+    Starting,
+    /// Complete and current. `epoch` grows each time the view becomes
+    /// complete again (the first sync, recovery from an outage): while it
+    /// was not, other nodes may have announced these VIPs, so the agent
+    /// announces every one of them again.
+    Fresh { epoch: u64 },
+    /// Broken (API server unreachable, own Lease not seen renewed): `vips`
+    /// is the last decision, kept (fail-static). Another MAC claiming one of
+    /// them now more likely has a working view than this node.
+    Frozen { epoch: u64 },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceRef {
     pub namespace: String,
@@ -140,7 +166,7 @@ pub async fn run(
     client: kube::Client,
     settings: ClusterSettings,
     attached: watch::Receiver<Attached>,
-    owned: watch::Sender<BTreeMap<IpAddr, ServiceRef>>,
+    owned: watch::Sender<Ownership>,
     metrics: Arc<Metrics>,
 ) -> Result<(), ClusterError> {
     let selector: LabelSelector = settings

@@ -22,6 +22,7 @@
 //! | `responder_heartbeat_age_seconds`           | (none)                               |
 //! | `responder_xdp_attached`                    | (none)                               |
 //! | `responder_vips_family_disabled`            | (none)                               |
+//! | `responder_vips_yielded`                    | (none)                               |
 //!
 //! Per-VIP series carry `ip`, `interface`, `vlan` (empty when untagged, `100`
 //! for one tag, `100.200` for two) and `service` (`namespace/name`, empty for
@@ -88,6 +89,7 @@ pub struct Metrics {
     reconcile_errors: Counter,
     attached: Gauge,
     family_disabled: Gauge,
+    yielded: Gauge,
     heartbeat: Heartbeat,
     announced: Announced,
     vip_counters: VipCollector,
@@ -106,6 +108,7 @@ impl Metrics {
         let reconcile_errors = Counter::default();
         let attached = Gauge::default();
         let family_disabled = Gauge::default();
+        let yielded = Gauge::default();
         let heartbeat = Heartbeat::new(clock);
         let announced = Announced::default();
         let vip_counters = VipCollector::default();
@@ -159,6 +162,12 @@ impl Metrics {
             "VIP and interface pairs not answered because the interface has the VIP's IP family (IPv6) disabled.",
             family_disabled.clone(),
         );
+        register(
+            &mut registry,
+            "responder_vips_yielded",
+            "VIP keys this node does not answer for because another MAC claimed them while this node's view was frozen or its agent late.",
+            yielded.clone(),
+        );
         registry.register_collector(Box::new(vip_counters.clone()));
 
         Metrics {
@@ -169,6 +178,7 @@ impl Metrics {
             reconcile_errors,
             attached,
             family_disabled,
+            yielded,
             heartbeat,
             announced,
             vip_counters,
@@ -231,6 +241,11 @@ impl Metrics {
     pub fn set_family_disabled(&self, pairs: usize) {
         self.family_disabled
             .set(i64::try_from(pairs).unwrap_or(i64::MAX));
+    }
+
+    /// How many VIP keys are yielded to another MAC right now.
+    pub fn set_yielded(&self, keys: usize) {
+        self.yielded.set(i64::try_from(keys).unwrap_or(i64::MAX));
     }
 
     /// The initial sync is done: `/readyz` answers 200 from now on.

@@ -148,6 +148,7 @@ fn fixed_state() -> (Metrics, FakeVips) {
     metrics.reconcile_error();
     metrics.set_attached(true);
     metrics.set_family_disabled(2);
+    metrics.set_yielded(1);
     metrics.heartbeat_at(start);
     metrics.set_announced([
         ("2001:db8::1".parse().expect("ip"), None),
@@ -241,10 +242,17 @@ responder_xdp_attached 1
 responder_vips_family_disabled 2
 "
     );
+    // Families added since the hand-written encoder, with this state's values.
+    let added = "\
+# HELP responder_vips_yielded VIP keys this node does not answer for because another MAC claimed them while this node's view was frozen or its agent late.
+# TYPE responder_vips_yielded gauge
+responder_vips_yielded 1
+";
     let after = metrics.encode();
     let expected = parse_exposition(&before);
     assert_eq!(expected.help.len(), 13, "the golden text parses whole");
     assert_eq!(expected.samples.len(), 19, "the golden text parses whole");
+    let expected = parse_exposition(&format!("{before}{added}"));
     assert_eq!(parse_exposition(&after), expected, "{after}");
     // Series of one family stay together and in address order.
     let conflicts: Vec<&str> = after

@@ -1,11 +1,11 @@
 use std::{collections::BTreeMap, time::Duration};
 
-use responder_common::{VipKey, VipStats};
+use responder_common::{VipKey, VipStats, VIP_FLAG_YIELDED};
 use tokio::time::Instant;
 
 use super::*;
 use crate::{
-    cluster::Attached,
+    cluster::{Attached, Ownership, ServiceRef, View},
     error::VipError,
     fakes::*,
     sources::{Source, SourceUpdate},
@@ -81,10 +81,57 @@ fn keys(core: &Core) -> Vec<VipKey> {
 }
 
 fn tick(core: &mut Core, counters: &[(VipKey, VipStats)]) {
+    tick_at(core, Instant::now(), counters);
+}
+
+fn tick_at(core: &mut Core, now: Instant, counters: &[(VipKey, VipStats)]) {
     core.on_tick(TickInput {
+        now,
         ipv6_enabled: |_: &str| true,
         counters,
     });
+}
+
+fn ownership(view: View, ips: &[&str]) -> Ownership {
+    Ownership {
+        vips: ips
+            .iter()
+            .map(|ip| {
+                let service = ServiceRef {
+                    namespace: "default".into(),
+                    name: "web".into(),
+                };
+                (ip.parse().expect("ip"), service)
+            })
+            .collect(),
+        view,
+    }
+}
+
+fn fresh(epoch: u64) -> View {
+    View::Fresh { epoch }
+}
+
+/// Counters with `conflicts` for `key`.
+fn conflicts(key: VipKey, conflicts: u64) -> [(VipKey, VipStats); 1] {
+    [(
+        key,
+        VipStats {
+            conflicts,
+            ..Default::default()
+        },
+    )]
+}
+
+/// A kube-mode core owning 192.0.2.10 on eth0 and eth1 (keys announced
+/// cleared).
+fn owning_core() -> Core {
+    let mut core = core(&[]);
+    core.await_cluster();
+    core.start(Vec::new()).expect("start");
+    core.on_ownership(ownership(fresh(1), &["192.0.2.10"]));
+    core.dataplane.announcer_mut().announced.clear();
+    core
 }
 
 #[test]
@@ -108,32 +155,6 @@ fn start_fails_when_a_key_cannot_be_installed() {
         .start(vec![update(Source::CommandLine, &["192.0.2.10@eth0"])])
         .expect_err("no key written");
     assert!(matches!(e, Error::Install { failed: 1 }), "{e}");
-}
-
-#[test]
-fn readiness_waits_for_the_cluster_source_and_adopted_vips_are_held_until_then() {
-    let mut core = core(&[]);
-    core.dataplane.hold_removals();
-    core.dataplane
-        .adopt([(v4(2, 0, 0, 99), value(MAC0))].into());
-    core.dataplane.map_mut().entries = core.dataplane.installed().clone();
-    core.await_cluster_sync(Instant::now() + Duration::from_secs(10));
-    core.start(Vec::new()).expect("start");
-    assert!(
-        !core.metrics.is_ready(),
-        "not ready before the source spoke"
-    );
-    assert_eq!(keys(&core), vec![v4(2, 0, 0, 99)], "adopted VIP held");
-
-    core.on_source_update(update(Source::Kubernetes, &["192.0.2.10"]));
-    core.on_cluster_synced();
-    assert!(core.metrics.is_ready());
-    assert_eq!(core.sync_deadline(), None);
-    assert_eq!(
-        keys(&core),
-        vec![v4(2, 0, 0, 10), v4(3, 0, 0, 10)],
-        "the adopted VIP nobody wants is gone, the owned one installed"
-    );
 }
 
 #[test]
@@ -214,6 +235,7 @@ fn a_tick_beats_retries_failed_writes_and_follows_ipv6() {
     assert_eq!(keys(&core).len(), 1, "the failed insert was retried");
 
     core.on_tick(TickInput {
+        now: Instant::now(),
         ipv6_enabled: |_: &str| false,
         counters: &[],
     });
@@ -272,4 +294,155 @@ fn a_vip_file_that_does_not_validate_changes_nothing() {
     assert_eq!(keys(&core), vec![v4(2, 0, 0, 11)]);
     core.on_links(vec![eth0(), eth1(), interface("eth7", 7, MAC1, &[])]);
     assert_eq!(keys(&core), vec![v4(2, 0, 0, 11), v4(7, 0, 0, 12)]);
+}
+
+/// A restarted kube-mode agent: it adopted 192.0.2.10 and .99 on eth0.
+fn restarted_core() -> Core {
+    let mut core = core(&[]);
+    core.dataplane.hold_removals();
+    let adopted: BTreeMap<VipKey, _> = [
+        (v4(2, 0, 0, 10), value(MAC0)),
+        (v4(2, 0, 0, 99), value(MAC0)),
+    ]
+    .into();
+    core.dataplane.map_mut().entries = adopted.clone();
+    core.dataplane.adopt(adopted);
+    core.await_cluster();
+    core.start(Vec::new()).expect("start");
+    core
+}
+
+#[test]
+fn readiness_and_adopted_vips_wait_for_a_complete_view() {
+    let mut core = restarted_core();
+    assert!(
+        !core.metrics.is_ready(),
+        "not ready before the source spoke"
+    );
+    assert!(
+        core.dataplane.announcer().announced.is_empty(),
+        "adopted Kubernetes VIPs are not announced before the view confirms them"
+    );
+    core.on_ownership(ownership(View::Starting, &[]));
+    assert_eq!(keys(&core).len(), 2, "adopted VIPs held while starting");
+
+    core.on_ownership(ownership(fresh(1), &["192.0.2.10"]));
+    assert!(core.metrics.is_ready());
+    assert_eq!(
+        keys(&core),
+        vec![v4(2, 0, 0, 10), v4(3, 0, 0, 10)],
+        "the adopted VIP nobody wants is gone, the owned one installed everywhere"
+    );
+    assert_eq!(
+        core.dataplane.announcer().announced,
+        vec![(v4(3, 0, 0, 10), MAC1), (v4(2, 0, 0, 10), MAC0)],
+        "the new key, then the adopted one: the view is new after a restart"
+    );
+}
+
+#[test]
+fn a_first_view_owning_nothing_applies_at_once() {
+    let mut core = restarted_core();
+    core.on_ownership(ownership(fresh(1), &[]));
+    assert!(core.metrics.is_ready());
+    assert!(
+        keys(&core).is_empty(),
+        "VIPs that moved away during the restart go now"
+    );
+}
+
+#[test]
+fn a_vip_regained_is_announced_even_though_the_map_still_holds_it() {
+    let mut core = owning_core();
+    // The view froze (this node's own Lease expired for the others, who
+    // moved the VIP); fail-static keeps the key. Then the view recovers.
+    core.on_ownership(ownership(View::Frozen { epoch: 1 }, &["192.0.2.10"]));
+    assert!(core.dataplane.announcer().announced.is_empty());
+    core.on_ownership(ownership(fresh(2), &["192.0.2.10"]));
+    assert_eq!(
+        core.dataplane.announcer().announced,
+        vec![(v4(2, 0, 0, 10), MAC0), (v4(3, 0, 0, 10), MAC1)],
+        "recovery re-announces every owned VIP"
+    );
+
+    // Within one view only gains are announced: a VIP that another node took
+    // and gave back, whose key this node could not remove, is one.
+    core.dataplane.map_mut().fail_removes = true;
+    core.on_ownership(ownership(fresh(2), &[]));
+    assert_eq!(keys(&core).len(), 2, "the removal failed; the keys stay");
+    core.dataplane.map_mut().fail_removes = false;
+    core.dataplane.announcer_mut().announced.clear();
+    core.on_ownership(ownership(fresh(2), &["192.0.2.10"]));
+    assert_eq!(
+        core.dataplane.announcer().announced,
+        vec![(v4(2, 0, 0, 10), MAC0), (v4(3, 0, 0, 10), MAC1)]
+    );
+    core.dataplane.announcer_mut().announced.clear();
+    core.on_ownership(ownership(fresh(2), &["192.0.2.10"]));
+    assert!(
+        core.dataplane.announcer().announced.is_empty(),
+        "nothing gained, nothing announced"
+    );
+}
+
+#[test]
+fn a_conflict_with_a_fresh_view_is_defended_once_per_interval() {
+    let mut core = owning_core();
+    let key = v4(2, 0, 0, 10);
+    let start = Instant::now();
+    tick_at(&mut core, start, &conflicts(key, 1));
+    assert_eq!(core.dataplane.announcer().defended, vec![key]);
+    tick_at(
+        &mut core,
+        start + Duration::from_secs(5),
+        &conflicts(key, 2),
+    );
+    assert_eq!(
+        core.dataplane.announcer().defended,
+        vec![key],
+        "within 10 s"
+    );
+    tick_at(&mut core, start + DEFEND_INTERVAL, &conflicts(key, 3));
+    assert_eq!(core.dataplane.announcer().defended, vec![key, key]);
+    assert_eq!(core.dataplane.map().entries[&key].flags, 0, "not yielded");
+}
+
+#[test]
+fn a_conflict_with_a_frozen_view_yields_until_the_view_recovers() {
+    let mut core = owning_core();
+    let key = v4(2, 0, 0, 10);
+    core.on_ownership(ownership(View::Frozen { epoch: 1 }, &["192.0.2.10"]));
+    tick(&mut core, &conflicts(key, 1));
+    assert_eq!(
+        core.dataplane.map().entries[&key].flags,
+        VIP_FLAG_YIELDED,
+        "the data plane stops answering for it"
+    );
+    assert!(core.dataplane.announcer().defended.is_empty());
+    assert_eq!(core.dataplane.yielded_count(), 1);
+
+    core.on_ownership(ownership(fresh(2), &["192.0.2.10"]));
+    assert_eq!(core.dataplane.map().entries[&key].flags, 0, "re-asserted");
+    assert_eq!(core.dataplane.yielded_count(), 0);
+    assert!(core.dataplane.announcer().announced.contains(&(key, MAC0)));
+}
+
+#[test]
+fn a_vip_the_data_plane_yielded_while_the_agent_was_late_is_taken_back() {
+    let mut core = core(&[]);
+    core.start(vec![update(Source::CommandLine, &["192.0.2.10@eth0"])])
+        .expect("start");
+    let key = v4(2, 0, 0, 10);
+    core.dataplane.announcer_mut().announced.clear();
+    // The program yielded on its own: heartbeat late, another MAC announced.
+    core.dataplane
+        .map_mut()
+        .entries
+        .get_mut(&key)
+        .expect("installed")
+        .flags = VIP_FLAG_YIELDED;
+    tick(&mut core, &conflicts(key, 1));
+    assert_eq!(core.dataplane.map().entries[&key].flags, 0);
+    assert_eq!(core.dataplane.announcer().announced, vec![(key, MAC0)]);
+    assert_eq!(core.dataplane.yielded_count(), 0);
 }
