@@ -15,9 +15,11 @@ use std::{
 };
 
 use responder_common::csum;
+use responder_model::frames::{
+    expected_na, Arp, Ethernet, Vlan, ALL_NODES6, ALL_NODES_MAC, ND_OPT_SOURCE_LL_ADDR,
+};
 
 use crate::{
-    frames::{expected_na, Arp, Ethernet, Vlan, ALL_NODES6, ALL_NODES_MAC, ND_OPT_SOURCE_LL_ADDR},
     loadgen::{packet_socket, set_option, thread_cpu, LoadgenError},
     netns::NetNs,
 };

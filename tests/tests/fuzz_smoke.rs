@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use responder_common::{VipKey, VipStats};
-use responder_tests::{
+use responder_model::{
     fuzzgen::{generate, vip_table, Rng, INGRESS_IFINDEX},
-    model::{respond, Verdict},
-    testrun::LoadedResponder,
+    respond, Verdict,
 };
+use responder_tests::testrun::LoadedResponder;
 
 const FRAMES: usize = 20_000;
 const SEED: u64 = 0x5eed;

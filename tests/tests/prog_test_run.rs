@@ -3,10 +3,8 @@
 //! Needs root (CAP_BPF + CAP_NET_ADMIN), as CI has.
 
 use responder_common::{AgentState, VipKey, VipStats, VipValue, VIP_FLAG_YIELDED};
-use responder_tests::{
-    frames::*,
-    testrun::{monotonic_now_ns, LoadedResponder, LOOPBACK_IFINDEX},
-};
+use responder_model::frames::*;
+use responder_tests::testrun::{monotonic_now_ns, LoadedResponder, LOOPBACK_IFINDEX};
 
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;

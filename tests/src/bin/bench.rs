@@ -25,12 +25,12 @@ use aya::{
     Ebpf,
 };
 use responder_common::{VipKey, VipStats, VipValue, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP};
+use responder_model::frames::{
+    ipv4_l4_packet, ipv6_l4_packet, link_addr_option, nonce_option, solicited_node_group, tcp_syn,
+    Arp, Ethernet, Nd, Vlan, BROADCAST_MAC, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP,
+    ND_OPT_SOURCE_LL_ADDR, OTHER4, OUR_MAC, PEER4, PEER6, PEER_MAC, UNSPECIFIED6, VIP4, VIP6,
+};
 use responder_tests::{
-    frames::{
-        ipv4_l4_packet, ipv6_l4_packet, link_addr_option, nonce_option, solicited_node_group,
-        tcp_syn, Arp, Ethernet, Nd, Vlan, BROADCAST_MAC, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP,
-        ND_OPT_SOURCE_LL_ADDR, OTHER4, OUR_MAC, PEER4, PEER6, PEER_MAC, UNSPECIFIED6, VIP4, VIP6,
-    },
     lab::{Lab, CLIENT_IF, CLIENT_V4, CLIENT_V6, NODE_IF, VIP_V4, VIP_V6},
     loadgen::{self, ExpectedReplies, LoadResult},
     testrun::{test_run_fd, LOOPBACK_IFINDEX},

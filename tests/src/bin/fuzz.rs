@@ -14,11 +14,11 @@ use std::{
 };
 
 use responder_common::{VipKey, VipStats};
-use responder_tests::{
+use responder_model::{
     fuzzgen::{generate, vip_table, Class, Rng, INGRESS_IFINDEX},
-    model::{respond, Expected, Verdict, VipTable},
-    testrun::LoadedResponder,
+    respond, Expected, Verdict, VipTable,
 };
+use responder_tests::testrun::LoadedResponder;
 
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
