@@ -3,6 +3,7 @@ pub mod lab;
 pub mod netns;
 
 pub mod apiserver;
+pub mod bench;
 pub mod cluster;
 pub mod loadgen;
 pub mod testrun;
