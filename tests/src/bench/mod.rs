@@ -176,4 +176,18 @@ mod tests {
             "BENCHMARKS.json changed on a round trip"
         );
     }
+
+    /// The committed Markdown is what the report code makes of the committed
+    /// JSON: after changing the wording, `cargo xtask bench --render-only`.
+    #[test]
+    fn committed_markdown_is_rendered_from_the_committed_json() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let report = read_json(&root.join("BENCHMARKS.json")).expect("parse BENCHMARKS.json");
+        let committed =
+            std::fs::read_to_string(root.join("BENCHMARKS.md")).expect("read BENCHMARKS.md");
+        assert!(
+            report::markdown(&report, "benchmarks.png") == committed,
+            "BENCHMARKS.md differs from what --render-only writes"
+        );
+    }
 }
