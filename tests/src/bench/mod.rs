@@ -45,7 +45,7 @@ pub enum BenchError {
 
 /// How long and how often to measure.
 pub struct Settings {
-    pub quick: bool,
+    quick: bool,
     /// Rounds of the per-frame measurement; every subject is measured once per round.
     frame_rounds: usize,
     /// BPF_PROG_TEST_RUN calls per subject and round.
