@@ -1,19 +1,9 @@
 //! Arbitrary bytes through the reference model and its parsers: nothing may
 //! panic, and whatever the model answers must itself be left alone.
-//!
-//! The model and the VIP table are compiled in from the tests crate by path:
-//! depending on `responder-tests` would drag the agent and the eBPF build
-//! into a sanitizer build.
 #![no_main]
 
-#[path = "../../tests/src/fuzzgen.rs"]
-#[allow(dead_code)] // Only the VIP table is used here.
-mod fuzzgen;
-#[path = "../../tests/src/model.rs"]
-mod model;
-
 use libfuzzer_sys::fuzz_target;
-use model::{layer3, link_layer_option, respond, Verdict};
+use responder_model::{fuzzgen, layer3, link_layer_option, respond, Verdict};
 
 fuzz_target!(|data: &[u8]| {
     let vips = fuzzgen::vip_table();

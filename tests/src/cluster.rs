@@ -11,7 +11,7 @@ use std::{
     collections::BTreeSet,
     fs::File,
     net::IpAddr,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, OwnedFd},
     path::PathBuf,
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -26,11 +26,13 @@ use kube::{
     api::{Api, DeleteParams, Patch, PatchParams, PostParams},
     Client,
 };
+use responder_model::frames::{Arp, Ethernet, Vlan, BROADCAST_MAC, ETH_P_ARP};
 use serde_json::json;
 
 use crate::{
     apiserver::ApiServer,
     lab::{attach_pass_through, format_mac, responder_bin, PassThrough},
+    loadgen::packet_socket,
     netns::{quiet_ipv6, run_ok, wait_for, ChildGuard, NetNs},
 };
 
@@ -573,7 +575,11 @@ impl Cluster {
     /// An ARP prober on the client's bridge, for the failover measurement.
     pub fn arp_prober(&self) -> ArpProber {
         let mac = self.segment.mac(BRIDGE);
-        let fd = self.segment.enter(|| packet_socket(BRIDGE));
+        let fd = self.segment.enter(|| {
+            let ifindex = nix::net::if_::if_nametoindex(BRIDGE).expect("bridge exists");
+            packet_socket(ETH_P_ARP, ifindex)
+                .unwrap_or_else(|e| panic!("ARP packet socket on {BRIDGE}: {e}"))
+        });
         ArpProber { fd, mac }
     }
 }
@@ -585,58 +591,16 @@ pub struct ArpProber {
     mac: [u8; 6],
 }
 
-const ETH_P_ARP: u16 = 0x0806;
-
-fn packet_socket(interface: &str) -> OwnedFd {
-    // SAFETY: plain socket(2); the result is checked before it is owned.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ARP.to_be()),
-        )
-    };
-    assert!(
-        raw >= 0,
-        "AF_PACKET socket: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: raw is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let ifindex = nix::net::if_::if_nametoindex(interface).expect("bridge exists");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ETH_P_ARP.to_be();
-    addr.sll_ifindex = ifindex as i32;
-    // SAFETY: addr is a valid sockaddr_ll of the size passed.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            std::ptr::addr_of!(addr).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    assert!(
-        rc == 0,
-        "bind AF_PACKET socket to {interface}: {}",
-        std::io::Error::last_os_error()
-    );
-    fd
-}
-
 impl ArpProber {
     fn request(&self, target: std::net::Ipv4Addr) -> Vec<u8> {
         let client: std::net::Ipv4Addr = CLIENT_V4.parse().expect("client address");
-        let mut frame = Vec::with_capacity(60);
-        frame.extend_from_slice(&[0xff; 6]);
-        frame.extend_from_slice(&self.mac);
-        frame.extend_from_slice(&ETH_P_ARP.to_be_bytes());
-        frame.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-        frame.extend_from_slice(&self.mac);
-        frame.extend_from_slice(&client.octets());
-        frame.extend_from_slice(&[0; 6]);
-        frame.extend_from_slice(&target.octets());
+        let broadcast = Ethernet {
+            dst: BROADCAST_MAC,
+            src: self.mac,
+            vlan: Vlan::Untagged,
+        };
+        let mut frame = Arp::request(self.mac, client.octets(), target.octets()).frame(&broadcast);
+        // Ethernet's minimum frame size.
         frame.resize(60, 0);
         frame
     }

@@ -17,12 +17,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use responder_common::wire::{ICMPV6_NA, IPPROTO_ICMPV6};
+use responder_model::frames::{ARP_REPLY, ETH_P_ARP, ETH_P_IPV6};
+
 use crate::netns::NetNs;
 
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86DD;
-const ARP_REPLY: u16 = 2;
-const ICMPV6_NA: u8 = 136;
 /// Frames per `sendmmsg`/`recvmmsg`.
 const BATCH: usize = 64;
 /// Room for any reply frame.
@@ -71,7 +70,8 @@ impl ExpectedReplies {
             ETH_P_IPV6 if payload.len() >= 40 + 24 => {
                 let next_header = payload[6];
                 let icmp = &payload[40..];
-                if next_header == 58 && icmp[0] == ICMPV6_NA && icmp[8..24] == self.vip6 {
+                if next_header == IPPROTO_ICMPV6 && icmp[0] == ICMPV6_NA && icmp[8..24] == self.vip6
+                {
                     Reply::Na
                 } else {
                     Reply::Other

@@ -23,6 +23,14 @@ const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const DATA_OUT_LEN: usize = 4096;
 /// The loopback interface: present in every network namespace.
 pub const LOOPBACK_IFINDEX: u32 = 1;
+/// `enum xdp_action` values a test run returns.
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+/// A frame as one hex string, for failure messages that must show it whole.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestRunError {

@@ -15,15 +15,16 @@ use std::{
 };
 
 use responder_common::csum;
+use responder_model::frames::{
+    expected_na, Arp, Ethernet, Vlan, ALL_NODES6, ALL_NODES_MAC, ETH_P_ARP, ETH_P_IPV6,
+    ND_OPT_SOURCE_LL_ADDR,
+};
 
 use crate::{
-    frames::{expected_na, Arp, Ethernet, Vlan, ALL_NODES6, ALL_NODES_MAC, ND_OPT_SOURCE_LL_ADDR},
     loadgen::{packet_socket, set_option, thread_cpu, LoadgenError},
     netns::NetNs,
 };
 
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86DD;
 /// How often a blocked read wakes up to check for stop.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
 /// Upper bound on a responder's life, should its owner never stop it.

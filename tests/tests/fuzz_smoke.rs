@@ -5,20 +5,14 @@
 use std::collections::BTreeMap;
 
 use responder_common::{VipKey, VipStats};
-use responder_tests::{
+use responder_model::{
     fuzzgen::{generate, vip_table, Rng, INGRESS_IFINDEX},
-    model::{respond, Verdict},
-    testrun::LoadedResponder,
+    respond, Verdict,
 };
+use responder_tests::testrun::{hex, LoadedResponder, XDP_PASS, XDP_TX};
 
 const FRAMES: usize = 20_000;
 const SEED: u64 = 0x5eed;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
 
 #[test]
 fn program_agrees_with_the_model_on_generated_frames() {

@@ -3,13 +3,11 @@
 //! Needs root (CAP_BPF + CAP_NET_ADMIN), as CI has.
 
 use responder_common::{AgentState, VipKey, VipStats, VipValue, VIP_FLAG_YIELDED};
-use responder_tests::{
-    frames::*,
-    testrun::{monotonic_now_ns, LoadedResponder, LOOPBACK_IFINDEX},
+use responder_model::frames::*;
+use responder_tests::testrun::{
+    monotonic_now_ns, LoadedResponder, LOOPBACK_IFINDEX, XDP_PASS, XDP_TX,
 };
 
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 /// Another interface. BPF_PROG_TEST_RUN needs the ingress interface to
 /// exist, so frames always arrive on loopback and VIPs are scoped here.
 const OTHER_IFINDEX: u32 = 4242;

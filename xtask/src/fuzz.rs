@@ -1,5 +1,5 @@
 //! `cargo xtask fuzz`: the differential fuzzer (XDP program under
-//! BPF_PROG_TEST_RUN against the reference model in `responder-tests`).
+//! BPF_PROG_TEST_RUN against the reference model of `responder-model`).
 use std::process::Command;
 
 use anyhow::Result;

@@ -12,10 +12,10 @@ use std::{
 };
 
 use responder_tests::{
+    bench::schema::{to_json_text, ClusterResult, Percentiles},
     cluster::{Cluster, WAIT},
     netns::wait_for,
 };
-use serde_json::json;
 
 const VIP: &str = "198.51.100.10";
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -44,15 +44,15 @@ fn main() {
     let failover = measure_failover(&mut cluster, trials);
     let reaction = measure_patch_to_map(&cluster, updates);
 
-    let report = json!({
-        "failover_ms": summary(&failover),
-        "failover_note": "SIGKILL of the owner's agent + its link down, until the first ARP reply from another node to a client probing every 10 ms (gratuitous announcements not counted)",
-        "patch_to_map_ms": summary(&reaction),
-        "patch_to_map_note": "Service status merge patch (new ingress IP) sent, until the owner's pinned VIP map holds the IP",
-    });
-    let text = serde_json::to_string_pretty(&report).expect("serialize report");
-    println!("{text}");
-    std::fs::write(&out, text + "\n").unwrap_or_else(|e| panic!("write {out}: {e}"));
+    let report = ClusterResult {
+        failover_ms: Percentiles::of(&failover),
+        failover_note: "SIGKILL of the owner's agent + its link down, until the first ARP reply from another node to a client probing every 10 ms (gratuitous announcements not counted)".to_owned(),
+        patch_to_map_ms: Percentiles::of(&reaction),
+        patch_to_map_note: "Service status merge patch (new ingress IP) sent, until the owner's pinned VIP map holds the IP".to_owned(),
+    };
+    let text = to_json_text(&report).expect("serialize report");
+    print!("{text}");
+    std::fs::write(&out, text).unwrap_or_else(|e| panic!("write {out}: {e}"));
 }
 
 fn measure_failover(cluster: &mut Cluster, trials: usize) -> Vec<Duration> {
@@ -121,23 +121,4 @@ fn measure_patch_to_map(cluster: &Cluster, updates: usize) -> Vec<Duration> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Nearest-rank percentiles, in milliseconds.
-fn summary(samples: &[Duration]) -> serde_json::Value {
-    let mut sorted: Vec<f64> = samples.iter().copied().map(ms).collect();
-    if sorted.is_empty() {
-        return json!({ "n": 0 });
-    }
-    sorted.sort_by(f64::total_cmp);
-    let rank =
-        |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
-    json!({
-        "n": sorted.len(),
-        "p50": rank(0.50),
-        "p99": rank(0.99),
-        "min": sorted[0],
-        "max": sorted[sorted.len() - 1],
-        "samples": sorted,
-    })
 }

@@ -14,14 +14,12 @@ use std::{
 };
 
 use responder_common::{VipKey, VipStats};
-use responder_tests::{
+use responder_model::{
     fuzzgen::{generate, vip_table, Class, Rng, INGRESS_IFINDEX},
-    model::{respond, Expected, Verdict, VipTable},
-    testrun::LoadedResponder,
+    respond, Expected, Verdict, VipTable,
 };
+use responder_tests::testrun::{hex, LoadedResponder, XDP_PASS, XDP_TX};
 
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 /// Frames between counter comparisons.
 const BATCH: usize = 64;
 /// Divergences printed in full; the rest are only counted.
@@ -57,10 +55,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn describe(verdict: &Verdict) -> String {

@@ -24,6 +24,7 @@ use kube::{
 use responder_common::{VipKey, VipValue, PIN_VIPS};
 use responder_tests::{
     apiserver::ApiServer,
+    bench::schema::{to_json_text, SyncResult, Usage},
     lab::{cleanup_pins, responder_bin},
     netns::{quiet_ipv6, run_ok, ChildGuard, NetNs},
 };
@@ -85,17 +86,17 @@ fn main() {
     let settled = agent.usage();
     agent.stop();
 
-    let report = json!({
-        "services": services,
-        "sync_ms": sync.as_secs_f64() * 1000.0,
-        "at_sync": at_sync,
-        "settled": settled,
-        "setup_s": setup.as_secs_f64(),
-        "note": format!("one agent (--announce-count 1, skb mode, one interface) against a kube-apiserver v1.20 holding {services} LoadBalancer Services with one ingress IP each ({} IPv4, the rest IPv6), one Node; sync = agent start until all {services} VIPs are in its pinned map; includes process start, BPF load and attach, the Service list and the map inserts; every new VIP is also announced once (one gratuitous ARP or unsolicited NA) by a task of its own, part of the real sync cost, which `at_sync` holds only in part and `settled` in full; memory from /proc/PID/status, CPU = utime + stime from /proc/PID/stat; `settled` is {} s later", services.min(IPV4_SERVICES), SETTLE.as_secs()),
-    });
-    let text = serde_json::to_string_pretty(&report).expect("serialize report");
-    println!("{text}");
-    std::fs::write(&out, text + "\n").unwrap_or_else(|e| panic!("write {out}: {e}"));
+    let report = SyncResult {
+        services,
+        sync_ms: sync.as_secs_f64() * 1000.0,
+        at_sync,
+        settled,
+        setup_s: setup.as_secs_f64(),
+        note: format!("one agent (--announce-count 1, skb mode, one interface) against a kube-apiserver v1.20 holding {services} LoadBalancer Services with one ingress IP each ({} IPv4, the rest IPv6), one Node; sync = agent start until all {services} VIPs are in its pinned map; includes process start, BPF load and attach, the Service list and the map inserts; every new VIP is also announced once (one gratuitous ARP or unsolicited NA) by a task of its own, part of the real sync cost, which `at_sync` holds only in part and `settled` in full; memory from /proc/PID/status, CPU = utime + stime from /proc/PID/stat; `settled` is {} s later", services.min(IPV4_SERVICES), SETTLE.as_secs()),
+    };
+    let text = to_json_text(&report).expect("serialize report");
+    print!("{text}");
+    std::fs::write(&out, text).unwrap_or_else(|e| panic!("write {out}: {e}"));
 }
 
 fn ingress_ip(index: usize) -> IpAddr {
@@ -253,7 +254,7 @@ impl SyncAgent {
     }
 
     /// Resident memory (current and peak) and CPU time of the agent so far.
-    fn usage(&self) -> serde_json::Value {
+    fn usage(&self) -> Usage {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("agent /proc status");
         let kib = |field: &str| -> u64 {
@@ -278,12 +279,12 @@ impl SyncAgent {
         // SAFETY: sysconf has no preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let cpu_ms = (ticks(11) + ticks(12)) as f64 * 1000.0 / per_second;
-        json!({
-            "vm_rss_mib": kib("VmRSS:") as f64 / 1024.0,
-            "vm_hwm_mib": kib("VmHWM:") as f64 / 1024.0,
-            "cpu_ms": cpu_ms,
-            "wall_ms": self.started.elapsed().as_secs_f64() * 1000.0,
-        })
+        Usage {
+            vm_rss_mib: kib("VmRSS:") as f64 / 1024.0,
+            vm_hwm_mib: kib("VmHWM:") as f64 / 1024.0,
+            cpu_ms,
+            wall_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+        }
     }
 
     fn stop(&mut self) {

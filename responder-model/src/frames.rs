@@ -10,19 +10,19 @@ use responder_common::{
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86DD;
-pub const TPID_8021Q: u16 = 0x8100;
-pub const TPID_8021AD: u16 = 0x88A8;
+const TPID_8021Q: u16 = 0x8100;
+const TPID_8021AD: u16 = 0x88A8;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_HOPOPTS: u8 = 0;
 
-pub const ARP_REQUEST: u16 = 1;
+const ARP_REQUEST: u16 = 1;
 pub const ARP_REPLY: u16 = 2;
 
 pub const ND_OPT_SOURCE_LL_ADDR: u8 = 1;
 pub const ND_OPT_TARGET_LL_ADDR: u8 = 2;
 pub const ND_OPT_NONCE: u8 = 14;
-pub const NA_FLAG_SOLICITED: u8 = 0x40;
+const NA_FLAG_SOLICITED: u8 = 0x40;
 pub const NA_FLAG_OVERRIDE: u8 = 0x20;
 
 /// The responder's interface (the MAC stored with the VIPs).
@@ -32,7 +32,7 @@ pub const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 /// A third host, e.g. one claiming our VIP.
 pub const OTHER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
-pub const ZERO_MAC: [u8; 6] = [0; 6];
+const ZERO_MAC: [u8; 6] = [0; 6];
 
 pub const VIP4: [u8; 4] = [192, 0, 2, 10];
 pub const PEER4: [u8; 4] = [192, 0, 2, 1];
@@ -331,7 +331,7 @@ pub fn expected_na(
 }
 
 /// An IPv4 header (RFC 791, no options) with its checksum, then `payload`.
-pub fn ipv4_packet(src: [u8; 4], dst: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
+fn ipv4_packet(src: [u8; 4], dst: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
     let total_len = (20 + payload.len()) as u16;
     let mut packet = vec![0x45, 0];
     packet.extend_from_slice(&total_len.to_be_bytes());

@@ -1,0 +1,88 @@
+//! The responder's object loaded (never attached by this module) with its
+//! VIP map filled, for the per-frame and the over-veth measurements.
+use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
+
+use aya::{
+    maps::{HashMap, PerCpuHashMap, PerCpuValues},
+    programs::Xdp,
+    util::nr_cpus,
+    Ebpf,
+};
+use responder_common::{VipKey, VipStats, VipValue, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP};
+use responder_model::frames::{VIP4, VIP6};
+
+use crate::testrun::LOOPBACK_IFINDEX;
+
+/// The empty program in the responder's object (responder-ebpf main.rs).
+pub(super) const BASELINE_PROGRAM: &str = "xdp_pass";
+pub(super) const VLAN_ID: u16 = 100;
+pub(super) const FEW_VIPS: usize = 10;
+pub(super) const MANY_VIPS: usize = 100_000;
+
+/// The keys the frames ask for, first, then fillers up to `count`.
+pub(super) fn vip_keys(count: usize) -> Vec<VipKey> {
+    let mut keys = vec![
+        VipKey::v4(LOOPBACK_IFINDEX, 0, 0, VIP4),
+        VipKey::v4(LOOPBACK_IFINDEX, VLAN_ID, 0, VIP4),
+        VipKey::v6(LOOPBACK_IFINDEX, 0, 0, VIP6),
+    ];
+    for i in 0..count.saturating_sub(keys.len()) {
+        let n = i as u32;
+        keys.push(if i % 2 == 0 {
+            // Other interfaces of a big node: the documentation /24s run out.
+            VipKey::v4(1000 + n / 512, 0, 0, [203, 0, 113, (n / 2 % 256) as u8])
+        } else {
+            let mut addr = [
+                0x20, 0x01, 0x0d, 0xb8, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ];
+            addr[12..].copy_from_slice(&n.to_be_bytes());
+            VipKey::v6(LOOPBACK_IFINDEX, 0, 0, addr)
+        });
+    }
+    keys
+}
+
+/// Loads the object with both programs and fills its map with `vip_count` VIPs.
+pub(super) fn load_with_vips(vip_count: usize, vips: &[VipKey], mac: [u8; 6]) -> Ebpf {
+    let mut ebpf = Ebpf::load(responder::EBPF_OBJECT).expect("load the XDP object");
+    for name in [PROGRAM_NAME, BASELINE_PROGRAM] {
+        let program: &mut Xdp = ebpf
+            .program_mut(name)
+            .unwrap_or_else(|| panic!("{name} in the object"))
+            .try_into()
+            .expect("an XDP program");
+        program
+            .load()
+            .unwrap_or_else(|e| panic!("load {name}: {e}"));
+    }
+    let mut map: HashMap<_, VipKey, VipValue> =
+        HashMap::try_from(ebpf.map_mut(VIPS_MAP).expect("VIPS map")).expect("VIPS is a hash map");
+    let value = VipValue {
+        mac,
+        ..VipValue::default()
+    };
+    for key in vips.iter().take(vip_count) {
+        map.insert(key, value, 0).expect("insert VIP");
+    }
+    let mut stats: PerCpuHashMap<_, VipKey, VipStats> =
+        PerCpuHashMap::try_from(ebpf.map_mut(VIP_STATS_MAP).expect("VIP_STATS map"))
+            .expect("per-CPU hash");
+    let cpus = nr_cpus().expect("CPU count");
+    // Only the VIPs the frames ask for are ever counted; their counters
+    // exist as the agent would have made them.
+    for key in vips.iter().take(3) {
+        let zeroed =
+            PerCpuValues::try_from(vec![VipStats::default(); cpus]).expect("per-CPU values");
+        stats.insert(key, zeroed, 0).expect("insert counters");
+    }
+    ebpf
+}
+
+pub(super) fn program_fd(ebpf: &Ebpf, name: &str) -> RawFd {
+    let program: &Xdp = ebpf
+        .program(name)
+        .expect("program")
+        .try_into()
+        .expect("XDP");
+    program.fd().expect("loaded").as_fd().as_raw_fd()
+}
