@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ipnet::IpNet;
 use nix::sched::{setns, CloneFlags};
 use responder::netif::{watch as netwatch, InterfaceFilter, LinkInfo};
 use tokio::sync::{oneshot, watch};
@@ -202,37 +203,59 @@ fn published_interfaces_follow_link_changes() {
     add_veth(&netns, "rspnoarp", "vethnoarp");
     netns.ip(&["link", "set", "rspnoarp", "arp", "off"]);
 
-    let watcher = Watcher::start(&netns, everything_by_default());
+    // Every test link is a veth (the kernel here has no dummy driver), a kind excluded by
+    // default: the links followed are named, as `--interface` does.
+    let followed = ["rsp0", "rsp1", "rsp2", "rspmark", "rspbr0", "rspnoarp"];
+    let watcher = Watcher::start(
+        &netns,
+        InterfaceFilter::new(followed.map(String::from).to_vec(), None, None),
+    );
     let links = watcher.wait_for_names(&["rsp0"]);
     let rsp0 = by_name(&links, "rsp0");
     assert_eq!(rsp0.mac, [2, 0, 0, 0, 0, 1], "MAC of rsp0");
     assert_eq!(rsp0.kind.as_deref(), Some("veth"), "kind of rsp0");
+    let by_default = Watcher::start(&netns, everything_by_default());
+    by_default.wait_until(
+        "nothing but lo's absence: veths are excluded by kind",
+        |links| links.is_empty(),
+    );
 
-    // A veth end without its peer up has no carrier, so it is not usable yet; rspmark
-    // appearing proves the watcher got past rsp1 coming up.
+    // A veth end without its peer up has no carrier: attached (admin up), but not
+    // serving until the peer comes up.
     netns.ip(&[
         "link", "add", "rsp1", "type", "veth", "peer", "name", "rsp2",
     ]);
     netns.ip(&["link", "set", "rsp1", "up"]);
-    add_veth(&netns, "rspmark", "vethmark");
-    watcher.wait_for_names(&["rsp0", "rspmark"]);
+    let links = watcher.wait_for_names(&["rsp0", "rsp1"]);
+    assert!(!by_name(&links, "rsp1").carrier, "rsp1 without its peer up");
     netns.ip(&["link", "set", "rsp2", "up"]);
+    watcher.wait_until("rsp1 gets carrier from rsp2", |links| {
+        names(links) == BTreeSet::from(["rsp0".into(), "rsp1".into(), "rsp2".into()])
+            && links.values().all(|link| link.carrier)
+    });
+    add_veth(&netns, "rspmark", "vethmark");
     watcher.wait_for_names(&["rsp0", "rsp1", "rsp2", "rspmark"]);
 
     netns.ip(&["link", "set", "rsp1", "down"]);
-    watcher.wait_for_names(&["rsp0", "rspmark"]);
+    let links = watcher.wait_for_names(&["rsp0", "rsp2", "rspmark"]);
+    assert!(
+        !by_name(&links, "rsp2").carrier,
+        "rsp2 lost carrier with its peer down"
+    );
     netns.ip(&["link", "set", "rsp1", "up"]);
     watcher.wait_for_names(&["rsp0", "rsp1", "rsp2", "rspmark"]);
 
-    let ipv4 = "192.0.2.1".parse().expect("IPv4 address");
-    let ipv6 = "2001:db8::1".parse().expect("IPv6 address");
+    let ipv4: IpNet = "192.0.2.1/24".parse().expect("IPv4 prefix");
+    let ipv6: IpNet = "2001:db8::1/64".parse().expect("IPv6 prefix");
     netns.ip(&["address", "add", "192.0.2.1/24", "dev", "rsp0"]);
     netns.ip(&["address", "add", "2001:db8::1/64", "dev", "rsp0", "nodad"]);
+    // Compared with their prefix lengths: the subnets VIPs are on-link in.
     watcher.wait_until("rsp0 has both addresses", |links| {
         links.values().any(|link| {
             link.name == "rsp0" && link.addresses.contains(&ipv4) && link.addresses.contains(&ipv6)
         })
     });
+
     netns.ip(&["address", "del", "192.0.2.1/24", "dev", "rsp0"]);
     watcher.wait_until("192.0.2.1 is gone from rsp0", |links| {
         links.values().any(|link| {
@@ -255,20 +278,31 @@ fn published_interfaces_follow_link_changes() {
         "re-created rsp0 starts without the old address"
     );
 
-    // A bridge port is not answered on; the bridge itself is, once a port gives it carrier.
+    // A named bridge port stays attached (an operator may know it sees the frames) and
+    // carries its master; the named bridge is attached too.
     netns.ip(&["link", "add", "rspbr0", "type", "bridge", "stp_state", "0"]);
     netns.ip(&["link", "set", "rspbr0", "up"]);
     netns.ip(&["link", "set", "rsp2", "master", "rspbr0"]);
-    let links = watcher.wait_for_names(&["rsp0", "rsp1", "rspbr0", "rspmark"]);
+    let links = watcher.wait_until("rsp2 is a port of rspbr0", |links| {
+        names(links).contains("rspbr0")
+            && links
+                .values()
+                .any(|link| link.name == "rsp2" && link.master.is_some())
+    });
     assert_eq!(
         by_name(&links, "rspbr0").kind.as_deref(),
         Some("bridge"),
         "kind of rspbr0"
     );
+    assert_eq!(
+        by_name(&links, "rsp2").master,
+        Some(by_name(&links, "rspbr0").ifindex)
+    );
     netns.ip(&["link", "set", "rsp2", "nomaster"]);
-    watcher.wait_until("rsp2 is back after leaving the bridge", |links| {
-        let names = names(links);
-        names.contains("rsp2") && names.contains("rsp1")
+    watcher.wait_until("rsp2 left the bridge", |links| {
+        links
+            .values()
+            .any(|link| link.name == "rsp2" && link.master.is_none())
     });
 }
 
@@ -326,17 +360,20 @@ fn list_links_reports_every_link() {
             .unwrap_or_else(|| panic!("{name} is listed"))
     };
     let lo = link("lo");
-    assert!(lo.loopback && !lo.up, "lo is a loopback left down: {lo:?}");
+    assert!(
+        lo.loopback && !lo.admin_up,
+        "lo is a loopback left down: {lo:?}"
+    );
     let rsp0 = link("rsp0");
     assert!(
-        rsp0.up && !rsp0.loopback && !rsp0.noarp && !rsp0.has_master,
+        rsp0.admin_up && rsp0.carrier && !rsp0.loopback && !rsp0.noarp && rsp0.master.is_none(),
         "rsp0: {rsp0:?}"
     );
-    let ipv4: std::net::IpAddr = "198.51.100.1".parse().expect("IPv4 address");
+    let ipv4: IpNet = "198.51.100.1/24".parse().expect("IPv4 prefix");
     assert!(
         rsp0.addresses.contains(&ipv4),
         "rsp0 addresses: {:?}",
         rsp0.addresses
     );
-    assert!(!link("docker0").up, "docker0 was never brought up");
+    assert!(!link("docker0").admin_up, "docker0 was never brought up");
 }

@@ -1,5 +1,6 @@
 //! Which interfaces the responder attaches to: by name, by regex, and never
-//! to those container runtimes and CNI plugins create.
+//! (unless named) to virtual links or to those container runtimes and CNI
+//! plugins create.
 
 use std::collections::BTreeSet;
 
@@ -8,16 +9,57 @@ use regex::Regex;
 use super::LinkInfo;
 
 /// Name prefixes of interfaces that container runtimes and CNI plugins create; answering
-/// neighbor requests there would hijack pod traffic.
+/// neighbor requests there would hijack pod traffic. Kinds below catch most of them too;
+/// the names also catch those whose kind says nothing (e.g. a physical-looking `tunl0`).
 pub const DEFAULT_EXCLUDED_PREFIXES: &[&str] = &[
     "docker",
     "veth",
     "cali",
     "cni",
+    "cbr0",
     "flannel",
     "kube-ipvs",
+    "kube-bridge",
+    "kube-dummy-if",
     "lxc",
     "cilium",
+    "vxlan.calico",
+    "tunl0",
+    "br-int",
+    "genev_sys_",
+    "antrea-",
+    "ovn-k8s-",
+    "nodelocaldns",
+    "weave",
+    "virbr",
+];
+
+/// Link kinds (IFLA_INFO_KIND) that are never the node's uplink: bridges, overlays,
+/// tunnels, pod and container plumbing, and the children of a parent that is itself
+/// attachable. A bond (or team) is attached, its ports are not (they have a master).
+pub const DEFAULT_EXCLUDED_KINDS: &[&str] = &[
+    "bridge",
+    "veth",
+    "vxlan",
+    "geneve",
+    "ipip",
+    "gre",
+    "gretap",
+    "ip6gre",
+    "ip6gretap",
+    "ip6tnl",
+    "sit",
+    "wireguard",
+    "tun",
+    "dummy",
+    "macvlan",
+    "macvtap",
+    "ipvlan",
+    "ipvtap",
+    "openvswitch",
+    "vrf",
+    "nlmon",
+    "ifb",
 ];
 
 /// Decides which interfaces the responder attaches to.
@@ -31,8 +73,9 @@ pub struct InterfaceFilter {
 impl InterfaceFilter {
     /// `names` non-empty selects exactly those interfaces and disables both regexes and the
     /// default exclusions. Otherwise every interface matching `include` (all when None),
-    /// not matching `exclude` and not starting with a [`DEFAULT_EXCLUDED_PREFIXES`] entry is
-    /// selected. Regexes are unanchored: anchor them (`^eth[0-9]+$`) to match whole names.
+    /// not matching `exclude`, not of a [`DEFAULT_EXCLUDED_KINDS`] kind and not starting
+    /// with a [`DEFAULT_EXCLUDED_PREFIXES`] entry is selected. Regexes are unanchored:
+    /// anchor them (`^eth[0-9]+$`) to match whole names.
     pub fn new(names: Vec<String>, include: Option<Regex>, exclude: Option<Regex>) -> Self {
         Self {
             names: names.into_iter().collect(),
@@ -63,6 +106,10 @@ impl InterfaceFilter {
             && !DEFAULT_EXCLUDED_PREFIXES
                 .iter()
                 .any(|prefix| link.name.starts_with(prefix))
+            && !link
+                .kind
+                .as_deref()
+                .is_some_and(|kind| DEFAULT_EXCLUDED_KINDS.contains(&kind))
     }
 }
 
@@ -93,10 +140,71 @@ pub(crate) mod tests {
         InterfaceFilter::new(Vec::new(), None, None)
     }
 
+    fn of_kind(name: &str, kind: &str) -> LinkInfo {
+        LinkInfo {
+            kind: Some(kind.into()),
+            ..link(name)
+        }
+    }
+
     #[test]
     fn default_filter_accepts_plain_up_interface() {
         assert!(everything().accepts(&link("eth0")));
-        assert!(everything().accepts(&link("bond0")));
+        assert!(everything().accepts(&of_kind("bond0", "bond")));
+        assert!(everything().accepts(&of_kind("team0", "team")));
+        assert!(
+            everything().accepts(&of_kind("eth0.100", "vlan")),
+            "a VLAN sub-interface may be where an operator's VIPs live"
+        );
+    }
+
+    #[test]
+    fn default_filter_rejects_each_excluded_kind_whatever_its_name() {
+        for kind in DEFAULT_EXCLUDED_KINDS {
+            assert!(
+                !everything().accepts(&of_kind("uplink0", kind)),
+                "kind {kind} must be excluded"
+            );
+        }
+        let bond_port = LinkInfo {
+            master: Some(3),
+            ..link("eno1")
+        };
+        assert!(
+            !everything().accepts(&bond_port),
+            "bond ports are not attached"
+        );
+        let named = InterfaceFilter::new(vec!["uplink0".into()], None, None);
+        assert!(
+            named.accepts(&of_kind("uplink0", "veth")),
+            "a named interface is attached whatever its kind"
+        );
+    }
+
+    #[test]
+    fn default_filter_rejects_what_cnis_create_by_name() {
+        for name in [
+            "vxlan.calico",
+            "tunl0",
+            "cbr0",
+            "cni0",
+            "kube-bridge",
+            "kube-dummy-if",
+            "br-int",
+            "genev_sys_6081",
+            "antrea-gw0",
+            "ovn-k8s-mp0",
+            "nodelocaldns",
+            "weave",
+            "flannel.1",
+            "virbr0",
+            "docker0",
+        ] {
+            assert!(
+                !everything().accepts(&link(name)),
+                "{name} must be excluded"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-pub use filter::{InterfaceFilter, DEFAULT_EXCLUDED_PREFIXES};
+pub use filter::{InterfaceFilter, DEFAULT_EXCLUDED_KINDS, DEFAULT_EXCLUDED_PREFIXES};
 
 use crate::error::Error;
 
