@@ -17,7 +17,7 @@ use crate::{
     error::{display_chain, Error},
     garp::{Announce, Rounds},
     netif::Interface,
-    vip::{self, key_addr, key_vlan, VipSpec},
+    vip::{self, key_addr, key_vlan, Placement, VipSpec},
 };
 
 /// Write access to the VIPS and VIP_STATS maps; a trait so reconciliation is
@@ -67,6 +67,8 @@ pub(crate) struct Dataplane<M, A> {
     /// Installed keys known to be yielded (by the agent, or by the data
     /// plane as last read).
     yielded: BTreeSet<VipKey>,
+    /// On-link VIPs answered everywhere for want of a subnet, to warn once.
+    off_link: BTreeSet<IpAddr>,
     /// Keys the last reconcile announced, for callers that re-assert right
     /// after it and need not restart their bursts.
     just_announced: BTreeSet<VipKey>,
@@ -88,6 +90,7 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
             family_disabled: BTreeSet::new(),
             yielded: BTreeSet::new(),
             just_announced: BTreeSet::new(),
+            off_link: BTreeSet::new(),
         }
     }
 
@@ -196,17 +199,20 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         self.just_announced.clear();
         let mut wanted = BTreeMap::new();
         let mut family_disabled = BTreeSet::new();
+        let mut off_link = BTreeSet::new();
         for spec in &self.desired {
-            let dormant = spec
-                .scope
-                .interface
-                .as_ref()
-                .is_some_and(|name| !self.interfaces.iter().any(|i| &i.name == name));
+            let dormant = match &spec.scope.placement {
+                Placement::Interface(name) => !self.interfaces.iter().any(|i| &i.name == name),
+                _ => false,
+            };
             if dormant {
                 continue;
             }
             match vip::validate(spec, &self.interfaces) {
                 Ok(()) => {
+                    if vip::placed_off_link(spec, &self.interfaces) {
+                        off_link.insert(spec.addr);
+                    }
                     wanted.extend(vip::expand(spec, &self.interfaces));
                     family_disabled.extend(
                         vip::family_disabled_on(spec, &self.interfaces)
@@ -231,6 +237,14 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         }
         report.family_disabled = family_disabled.len();
         self.family_disabled = family_disabled;
+        for addr in off_link.difference(&self.off_link) {
+            tracing::warn!(
+                %addr,
+                "no attached interface has an address in a subnet containing this VIP; \
+                 answering for it on every attached interface"
+            );
+        }
+        self.off_link = off_link;
 
         let gone: Vec<VipKey> = self
             .installed
@@ -279,20 +293,20 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         report
     }
 
-    /// Re-asserts every installed key whose address `which` selects: the
+    /// Re-asserts every installed key `which` selects: the
     /// value is written again (clearing a yield the data plane set) and a
     /// full announcement burst sent, whatever the map held. For VIPs this
     /// node gains or regains, whose neighbours may point elsewhere. Keys in
     /// `except` are left alone. Returns how many keys were re-asserted.
     pub(crate) fn reassert(
         &mut self,
-        which: impl Fn(IpAddr) -> bool,
+        which: impl Fn(&VipKey) -> bool,
         except: &BTreeSet<VipKey>,
     ) -> usize {
         let keys: Vec<(VipKey, VipValue)> = self
             .installed
             .iter()
-            .filter(|(key, _)| which(key_addr(key)) && !except.contains(key))
+            .filter(|(key, _)| which(key) && !except.contains(key))
             .map(|(key, value)| (*key, *value))
             .collect();
         let mut reasserted = 0;

@@ -7,12 +7,13 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     sync::Arc,
+    time::Duration,
 };
 
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    cluster::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef},
+    cluster::{Attached, ClusterError, ClusterSettings, Departure, Ownership, ServiceRef},
     error::Error,
     metrics::Metrics,
     vip::VipSpec,
@@ -107,6 +108,7 @@ pub struct ClusterSourceConfig {
 pub(crate) struct ClusterSource {
     task: JoinHandle<Result<(), ClusterError>>,
     owned: watch::Receiver<Ownership>,
+    config: ClusterSourceConfig,
 }
 
 impl ClusterSource {
@@ -118,13 +120,25 @@ impl ClusterSource {
     ) -> Self {
         let (owned_tx, owned) = watch::channel(Ownership::default());
         let task = tokio::spawn(crate::cluster::run(
-            config.client,
-            config.settings,
+            config.client.clone(),
+            config.settings.clone(),
             attached,
             owned_tx,
             metrics,
         ));
-        ClusterSource { task, owned }
+        ClusterSource {
+            task,
+            owned,
+            config,
+        }
+    }
+
+    /// Stops the source and writes how this node leaves into its Lease: a
+    /// restart within `grace`, or for good without one (see
+    /// [`crate::cluster::depart`], which may turn a restart into leaving).
+    pub(crate) async fn depart(self, grace: Option<Duration>) -> Departure {
+        self.task.abort();
+        crate::cluster::depart(self.config.client.clone(), &self.config.settings, grace).await
     }
 
     pub(crate) fn services(&self) -> ServiceIndex {
@@ -157,6 +171,7 @@ impl Drop for ClusterSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vip::{Placement, Scope, Vlan};
 
     fn service(name: &str) -> ServiceRef {
         ServiceRef {
@@ -180,17 +195,27 @@ mod tests {
     }
 
     #[test]
-    fn owned_ips_become_unscoped_cluster_vips() {
+    fn owned_ips_become_on_link_cluster_vips() {
         let owned: BTreeMap<IpAddr, ServiceRef> = [
             ("192.0.2.10".parse().expect("ip"), service("a")),
             ("2001:db8::10".parse().expect("ip"), service("b")),
             ("127.0.0.1".parse().expect("ip"), service("broken")),
         ]
         .into();
+        let on_link = |ip: &str| VipSpec {
+            addr: ip.parse().expect("ip"),
+            scope: Scope {
+                placement: Placement::OnLink,
+                vlan: Vlan::UNTAGGED,
+            },
+        };
         assert_eq!(
             cluster_update(&owned),
-            update(Source::Kubernetes, &["192.0.2.10", "2001:db8::10"]),
-            "loopback left out, the rest unscoped"
+            SourceUpdate {
+                source: Source::Kubernetes,
+                vips: [on_link("192.0.2.10"), on_link("2001:db8::10")].into(),
+            },
+            "loopback left out, the rest placed on their subnets"
         );
     }
 

@@ -39,11 +39,24 @@ impl fmt::Display for Vlan {
     }
 }
 
+/// Which attached interfaces a VIP is answered on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Placement {
+    /// Every attached interface (no `@`, or `@*`).
+    #[default]
+    Everywhere,
+    /// One interface, by name (`@IFACE`).
+    Interface(String),
+    /// The attached interfaces with an address whose subnet contains the VIP,
+    /// or every attached interface when none has (the VIP range need not be
+    /// a node subnet). How Kubernetes VIPs are placed.
+    OnLink,
+}
+
 /// Where a VIP is answered.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Scope {
-    /// `None` means every attached interface (no `@` or `@*`).
-    pub interface: Option<String>,
+    pub placement: Placement,
     pub vlan: Vlan,
 }
 
@@ -63,7 +76,7 @@ impl VipSpec {
     }
 }
 
-/// A VIP answered on every attached interface, untagged, as the Kubernetes
+/// A VIP answered on its subnet's attached interfaces, untagged, as the Kubernetes
 /// source publishes them; refused unless it is a usable unicast address (a
 /// mistaken Service status must not become a loopback or multicast VIP).
 impl TryFrom<IpAddr> for VipSpec {
@@ -71,18 +84,28 @@ impl TryFrom<IpAddr> for VipSpec {
 
     fn try_from(addr: IpAddr) -> Result<Self, VipError> {
         check_unicast(&addr.to_string(), addr)?;
-        Ok(VipSpec::unscoped(addr))
+        Ok(VipSpec {
+            addr,
+            scope: Scope {
+                placement: Placement::OnLink,
+                vlan: Vlan::UNTAGGED,
+            },
+        })
     }
 }
 
 impl fmt::Display for VipSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.addr)?;
-        let Scope { interface, vlan } = &self.scope;
-        match (interface, vlan.is_tagged()) {
-            (None, false) => Ok(()),
-            (interface, tagged) => {
-                write!(f, "@{}", interface.as_deref().unwrap_or("*"))?;
+        let Scope { placement, vlan } = &self.scope;
+        match (placement, vlan.is_tagged()) {
+            (Placement::Everywhere, false) => Ok(()),
+            (placement, tagged) => {
+                match placement {
+                    Placement::Everywhere => f.write_str("@*")?,
+                    Placement::Interface(name) => write!(f, "@{name}")?,
+                    Placement::OnLink => f.write_str("@(on-link)")?,
+                }
                 if tagged {
                     write!(f, ".{vlan}")?;
                 }
@@ -167,8 +190,11 @@ fn parse_scope(spec: &str, text: &str) -> Result<Scope, VipError> {
         outer: vids.first().copied().unwrap_or(0),
         inner: vids.get(1).copied().unwrap_or(0),
     };
-    let interface = (name != "*").then_some(name);
-    Ok(Scope { interface, vlan })
+    let placement = match name.as_str() {
+        "*" => Placement::Everywhere,
+        _ => Placement::Interface(name),
+    };
+    Ok(Scope { placement, vlan })
 }
 
 /// Parses a `--vip-file`: one spec per line, `#` starts a comment.
@@ -205,7 +231,7 @@ pub fn read_vip_file(path: &Path) -> Result<BTreeSet<VipSpec>, VipError> {
 /// VIP is not an address the host already owns on an interface it lands on
 /// (answering for it would fight the kernel's own neighbor replies).
 pub fn validate(spec: &VipSpec, interfaces: &[Interface]) -> Result<(), VipError> {
-    if let Some(name) = &spec.scope.interface {
+    if let Placement::Interface(name) = &spec.scope.placement {
         if !interfaces.iter().any(|i| &i.name == name) {
             return Err(VipError::ScopeInterface {
                 spec: spec.to_string(),
@@ -218,7 +244,10 @@ pub fn validate(spec: &VipSpec, interfaces: &[Interface]) -> Result<(), VipError
             });
         }
     }
-    if let Some(owner) = targets(spec, interfaces).find(|i| i.owns(spec.addr)) {
+    if let Some(owner) = targets(spec, interfaces)
+        .into_iter()
+        .find(|i| i.owns(spec.addr))
+    {
         return Err(VipError::OwnAddress {
             spec: spec.to_string(),
             interface: owner.name.clone(),
@@ -227,16 +256,27 @@ pub fn validate(spec: &VipSpec, interfaces: &[Interface]) -> Result<(), VipError
     Ok(())
 }
 
-fn targets<'a>(
-    spec: &'a VipSpec,
-    interfaces: &'a [Interface],
-) -> impl Iterator<Item = &'a Interface> {
-    interfaces.iter().filter(move |i| {
-        spec.scope
-            .interface
-            .as_ref()
-            .is_none_or(|name| &i.name == name)
-    })
+fn targets<'a>(spec: &'a VipSpec, interfaces: &'a [Interface]) -> Vec<&'a Interface> {
+    match &spec.scope.placement {
+        Placement::Everywhere => interfaces.iter().collect(),
+        Placement::Interface(name) => interfaces.iter().filter(|i| &i.name == name).collect(),
+        Placement::OnLink => {
+            let on_link: Vec<&Interface> =
+                interfaces.iter().filter(|i| i.on_link(spec.addr)).collect();
+            match on_link.is_empty() {
+                true => interfaces.iter().collect(),
+                false => on_link,
+            }
+        }
+    }
+}
+
+/// An on-link VIP that no attached interface has a subnet for, so it is
+/// answered everywhere.
+pub fn placed_off_link(spec: &VipSpec, interfaces: &[Interface]) -> bool {
+    spec.scope.placement == Placement::OnLink
+        && !interfaces.is_empty()
+        && !interfaces.iter().any(|i| i.on_link(spec.addr))
 }
 
 /// Whether the kernel would accept traffic for `addr` arriving on `interface`.
@@ -250,7 +290,9 @@ pub fn family_disabled_on<'a>(
     spec: &'a VipSpec,
     interfaces: &'a [Interface],
 ) -> impl Iterator<Item = &'a Interface> {
-    targets(spec, interfaces).filter(|i| !family_enabled(spec.addr, i))
+    targets(spec, interfaces)
+        .into_iter()
+        .filter(|i| !family_enabled(spec.addr, i))
 }
 
 /// The data-plane entries for `spec`: one key per interface it lands on
@@ -258,6 +300,7 @@ pub fn family_disabled_on<'a>(
 pub fn expand(spec: &VipSpec, interfaces: &[Interface]) -> BTreeMap<VipKey, VipValue> {
     let Vlan { outer, inner } = spec.scope.vlan;
     targets(spec, interfaces)
+        .into_iter()
         .filter(|i| family_enabled(spec.addr, i))
         .map(|i| {
             let key = match spec.addr {
@@ -311,7 +354,9 @@ mod tests {
         VipSpec {
             addr: addr.parse().expect("test address"),
             scope: Scope {
-                interface: interface.map(str::to_owned),
+                placement: interface.map_or(Placement::Everywhere, |name| {
+                    Placement::Interface(name.to_owned())
+                }),
                 vlan: Vlan { outer, inner },
             },
         }
@@ -599,5 +644,29 @@ mod tests {
             .expect_err("missing file")
             .to_string();
         assert!(e.contains("/nonexistent/rsp-vips"), "{e}");
+    }
+
+    #[test]
+    fn on_link_vips_land_on_their_subnet_or_everywhere() {
+        let ifs = interfaces();
+        let on_link = |ip: &str| VipSpec::try_from(ip.parse::<IpAddr>().expect("ip")).expect("vip");
+        let ifindexes = |spec: &VipSpec| -> Vec<u32> {
+            expand(spec, &ifs).keys().map(|key| key.ifindex).collect()
+        };
+        let inside = on_link("198.51.100.10");
+        assert_eq!(ifindexes(&inside), vec![2], "eth0 has 198.51.100.0/24");
+        assert!(!placed_off_link(&inside, &ifs));
+        let elsewhere = on_link("192.0.2.10");
+        assert_eq!(ifindexes(&elsewhere), vec![2, 3], "no subnet: everywhere");
+        assert!(placed_off_link(&elsewhere, &ifs));
+        assert!(
+            !placed_off_link(&elsewhere, &[]),
+            "nothing attached: nowhere to warn about"
+        );
+        assert!(
+            validate(&on_link("198.51.100.1"), &ifs).is_err(),
+            "eth0's own"
+        );
+        assert_eq!(inside.to_string(), "198.51.100.10@(on-link)");
     }
 }

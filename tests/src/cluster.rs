@@ -75,7 +75,12 @@ impl Agent {
             .args(["--node-name", self.node, "--namespace", NAMESPACE])
             .args(["--interface", &self.interface, "--xdp-mode", "driver"])
             // Three agents share the root netns: no two may take the default port.
-            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--health-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--pin-path")
             .arg(&self.pin_path)
             .env("RUST_LOG", "info")

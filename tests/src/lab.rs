@@ -177,6 +177,9 @@ impl Responder {
         if !args.contains(&"--metrics-addr") {
             cmd.args(["--metrics-addr", "127.0.0.1:0"]);
         }
+        if !args.contains(&"--health-addr") {
+            cmd.args(["--health-addr", "127.0.0.1:0"]);
+        }
         cmd.args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

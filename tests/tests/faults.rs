@@ -424,6 +424,8 @@ fn run_refused(lab: &Lab, args: &[&str], pin_path: &Path) -> (i32, String) {
             NODE_IF,
             "--metrics-addr",
             "off",
+            "--health-addr",
+            "off",
             "--pin-path",
         ])
         .arg(pin_path)

@@ -2,7 +2,6 @@
 //! three agents for three Nodes agree on exactly one owner per Service, fail over
 //! when the owner's agent stops, and follow Service and Node changes.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use responder::{
-    cluster::{run, Attached, ClusterSettings, ServiceRef},
+    cluster::{run, Attached, ClusterSettings, Ownership, Reach},
     metrics::Metrics,
 };
 use responder_tests::apiserver::ApiServer;
@@ -29,7 +28,7 @@ const OTHER_V4: &str = "198.51.100.20";
 struct Agent {
     node: &'static str,
     task: JoinHandle<()>,
-    owned: watch::Receiver<BTreeMap<IpAddr, ServiceRef>>,
+    owned: watch::Receiver<Ownership>,
 }
 
 impl Drop for Agent {
@@ -42,9 +41,10 @@ fn start_agent(client: &Client, node: &'static str) -> Agent {
     let settings = ClusterSettings::new(node, LEASE_NAMESPACE);
     let (interfaces_tx, interfaces) = watch::channel(Attached {
         names: vec!["eth0".to_owned()],
-        ipv6: true,
+        reach: Reach::UNKNOWN,
+        local_addresses: Default::default(),
     });
-    let (owned_tx, owned) = watch::channel(BTreeMap::new());
+    let (owned_tx, owned) = watch::channel(Ownership::default());
     let client = client.clone();
     let task = tokio::spawn(async move {
         let _interfaces_tx = interfaces_tx;
@@ -65,7 +65,7 @@ fn publishers(agents: &[Agent], address: &str) -> Vec<&'static str> {
     }
     agents
         .iter()
-        .filter(|agent| agent.owned.borrow().contains_key(&ip(address)))
+        .filter(|agent| agent.owned.borrow().vips.contains_key(&ip(address)))
         .map(|agent| agent.node)
         .collect()
 }

@@ -12,7 +12,10 @@ use std::{
 
 use ipnet::IpNet;
 use nix::sched::{setns, CloneFlags};
-use responder::netif::{watch as netwatch, InterfaceFilter, LinkInfo};
+use responder::netif::{
+    watch::{self as netwatch, LinkSnapshot},
+    InterfaceFilter, LinkInfo,
+};
 use tokio::sync::{oneshot, watch};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -81,14 +84,14 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// `netwatch::watch` running in the namespace; stopped and joined on drop.
 struct Watcher {
-    links: watch::Receiver<BTreeMap<u32, LinkInfo>>,
+    links: watch::Receiver<LinkSnapshot>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Watcher {
     fn start(netns: &Netns, filter: InterfaceFilter) -> Self {
-        let (publish, links) = watch::channel(BTreeMap::new());
+        let (publish, links) = watch::channel(LinkSnapshot::default());
         let (stop, stopped) = oneshot::channel();
         let thread = in_netns(netns, move || {
             runtime().block_on(async move {
@@ -116,7 +119,7 @@ impl Watcher {
     ) -> BTreeMap<u32, LinkInfo> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let links = self.links.borrow().clone();
+            let links = self.links.borrow().accepted.clone();
             if condition(&links) {
                 return links;
             }
@@ -256,6 +259,22 @@ fn published_interfaces_follow_link_changes() {
         })
     });
 
+    // The node's addresses include those of interfaces not attached to.
+    netns.ip(&["address", "add", "203.0.113.9/24", "dev", "vethrsp0"]);
+    let deadline = Instant::now() + WAIT;
+    while !watcher
+        .links
+        .borrow()
+        .addresses
+        .contains(&"203.0.113.9".parse().expect("ip"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the address of an unattached interface never showed: {:?}",
+            watcher.links.borrow().addresses
+        );
+        thread::sleep(POLL);
+    }
     netns.ip(&["address", "del", "192.0.2.1/24", "dev", "rsp0"]);
     watcher.wait_until("192.0.2.1 is gone from rsp0", |links| {
         links.values().any(|link| {
@@ -263,7 +282,7 @@ fn published_interfaces_follow_link_changes() {
         })
     });
 
-    let old_ifindex = by_name(&watcher.links.borrow(), "rsp0").ifindex;
+    let old_ifindex = by_name(&watcher.links.borrow().accepted, "rsp0").ifindex;
     netns.ip(&["link", "del", "rsp0"]);
     watcher.wait_for_names(&["rsp1", "rsp2", "rspmark"]);
     add_veth(&netns, "rsp0", "vethrsp0");

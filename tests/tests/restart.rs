@@ -284,9 +284,14 @@ fn metrics_health_and_readiness_are_served() {
     let _cleanup = PinCleanup {
         pin_path: lab.pin_path(),
     };
-    // Each namespace has its own loopback, so a fixed port cannot collide.
+    // Each namespace has its own loopback, so fixed ports cannot collide.
     let mut args = args("5s");
-    args.extend(["--metrics-addr", "127.0.0.1:9850"]);
+    args.extend([
+        "--metrics-addr",
+        "127.0.0.1:9850",
+        "--health-addr",
+        "127.0.0.1:9851",
+    ]);
     let responder = lab.start_responder(&args, 1);
     let (ok, out) = arping(&lab, VIP_V4, 2);
     assert!(ok, "arping failed:\n{out}");
@@ -308,12 +313,14 @@ fn metrics_health_and_readiness_are_served() {
     );
     for path in ["/healthz", "/readyz"] {
         let answer = wait_for(WAIT, || {
-            get(&lab, &format!("http://127.0.0.1:9850{path}")).filter(|(code, _)| *code == 200)
+            get(&lab, &format!("http://127.0.0.1:9851{path}")).filter(|(code, _)| *code == 200)
         });
         assert!(
             answer.is_some(),
             "{path} not 200: {:?}",
-            get(&lab, &format!("http://127.0.0.1:9850{path}"))
+            get(&lab, &format!("http://127.0.0.1:9851{path}"))
         );
+        let (code, _) = get(&lab, &format!("http://127.0.0.1:9850{path}")).expect("an answer");
+        assert_eq!(code, 404, "{path} is not served beside /metrics");
     }
 }

@@ -13,11 +13,12 @@ use std::{
     time::Duration,
 };
 
+use ipnet::IpNet;
 use responder_common::{VipKey, VipStats};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    cluster::{Attached, Ownership, View},
+    cluster::{Attached, Families, Ownership, Reach, View},
     conflicts::{self, ConflictCounts},
     dataplane::{ApplyReport, Dataplane, VipMap},
     error::{display_chain, Error, VipError},
@@ -76,6 +77,14 @@ pub(crate) struct AgentCore<L, M, A> {
     /// The addresses the Kubernetes source gave this node last time, to
     /// tell which ones it gains.
     cluster_vips: BTreeSet<IpAddr>,
+    /// Attached interfaces without carrier, since when. Some drivers reset
+    /// the link when XDP is attached, so carrier loss does not detach; it
+    /// stops counting the interface as serving once it lasted
+    /// `carrier_debounce`.
+    carrier_lost: BTreeMap<u32, Instant>,
+    carrier_debounce: Duration,
+    /// Every address configured on this node.
+    local_addresses: BTreeSet<IpAddr>,
 }
 
 /// RFC 5227 §2.4 (b): defend an address at most once per DEFEND_INTERVAL.
@@ -86,23 +95,29 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         dataplane: Dataplane<M, A>,
         attachments: L,
         names: Vec<String>,
-        services: ServiceIndex,
+        carrier_debounce: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let attached = watch::Sender::new(attached_summary(dataplane.interfaces()));
-        AgentCore {
+        let attached = watch::Sender::new(Attached::default());
+        let mut core = AgentCore {
             dataplane,
             attachments,
             desired: DesiredVips::default(),
             names,
             attached,
-            services,
+            services: ServiceIndex::empty(),
             metrics,
             last_conflicts: ConflictCounts::new(),
             last_defended: BTreeMap::new(),
             view: None,
             cluster_vips: BTreeSet::new(),
-        }
+            carrier_lost: BTreeMap::new(),
+            carrier_debounce,
+            local_addresses: BTreeSet::new(),
+        };
+        core.follow_carrier(Instant::now());
+        core.publish_attached(Instant::now());
+        core
     }
 
     /// VIPs come from Kubernetes too: readiness waits, and VIPs adopted from
@@ -156,7 +171,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         let static_vips: BTreeSet<IpAddr> = self.desired.union().iter().map(|s| s.addr).collect();
         let announced = self.dataplane.just_announced().clone();
         self.dataplane
-            .reassert(|ip| static_vips.contains(&ip), &announced);
+            .reassert(|key| static_vips.contains(&key_addr(key)), &announced);
         self.metrics
             .set_attached(!self.attachments.attached_names().is_empty());
         self.metrics.set_heartbeat();
@@ -198,7 +213,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         let announced = self.dataplane.just_announced().clone();
         let reasserted = self
             .dataplane
-            .reassert(|ip| gained.contains(&ip), &announced);
+            .reassert(|key| gained.contains(&key_addr(key)), &announced);
         self.metrics.set_yielded(self.dataplane.yielded_count());
         if first {
             // Adopted VIPs this node no longer owns go now, not later.
@@ -218,10 +233,15 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
     }
 
     /// Makes the attachments match `wanted` (the accepted links that can be
-    /// attached): a link that left (down, no carrier, deleted, renamed) is
-    /// detached, a new one (or one recreated under a new ifindex) attached,
-    /// and the VIP keys follow.
-    pub(crate) fn on_links(&mut self, wanted: Vec<Interface>) {
+    /// attached): a link that left (down, deleted, renamed) is detached, a
+    /// new one (or one recreated under a new ifindex) attached, and the VIP
+    /// keys follow. `local_addresses` are every address on the node.
+    pub(crate) fn on_links(
+        &mut self,
+        wanted: Vec<Interface>,
+        local_addresses: BTreeSet<IpAddr>,
+        now: Instant,
+    ) {
         let gone: Vec<u32> = self
             .dataplane
             .interfaces()
@@ -256,9 +276,53 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         }
         let report = self.dataplane.set_interfaces(attached);
         self.after_reconcile(&report);
+        self.local_addresses = local_addresses;
+        self.follow_carrier(now);
         self.metrics
             .set_attached(!self.attachments.attached_names().is_empty());
-        self.publish_attached();
+        self.publish_attached(now);
+    }
+
+    /// Notes carrier changes of the attached interfaces; an interface whose
+    /// carrier came back has its VIPs announced again (a flap may have made
+    /// switches and neighbours forget this node).
+    fn follow_carrier(&mut self, now: Instant) {
+        let mut regained = BTreeSet::new();
+        let attached: BTreeMap<u32, bool> = self
+            .dataplane
+            .interfaces()
+            .iter()
+            .map(|i| (i.ifindex, i.carrier))
+            .collect();
+        self.carrier_lost
+            .retain(|ifindex, _| attached.contains_key(ifindex));
+        for (ifindex, carrier) in attached {
+            match (carrier, self.carrier_lost.contains_key(&ifindex)) {
+                (false, false) => {
+                    self.carrier_lost.insert(ifindex, now);
+                }
+                (true, true) => {
+                    self.carrier_lost.remove(&ifindex);
+                    regained.insert(ifindex);
+                }
+                _ => {}
+            }
+        }
+        if !regained.is_empty() {
+            let announced = self.dataplane.just_announced().clone();
+            let keys = self
+                .dataplane
+                .reassert(|key| regained.contains(&key.ifindex), &announced);
+            tracing::info!(ifindexes = ?regained, keys, "carrier back; VIPs announced again");
+        }
+    }
+
+    /// Whether an attached interface counts as serving: it has carrier, or
+    /// lost it less than the debounce ago.
+    fn serving(&self, interface: &Interface, now: Instant) -> bool {
+        self.carrier_lost
+            .get(&interface.ifindex)
+            .is_none_or(|since| now.duration_since(*since) < self.carrier_debounce)
     }
 
     /// Proves the agent alive to the data plane and the health endpoint,
@@ -278,8 +342,9 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         }
         if let Some(report) = self.dataplane.refresh_ipv6(input.ipv6_enabled) {
             self.after_reconcile(&report);
-            self.publish_attached();
         }
+        // Carrier lost long enough now stops counting as serving.
+        self.publish_attached(input.now);
     }
 
     /// A reloaded `--vip-file`. A file that does not parse or validate
@@ -339,8 +404,31 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         self.metrics.set_family_disabled(report.family_disabled);
     }
 
-    fn publish_attached(&self) {
-        let summary = attached_summary(self.dataplane.interfaces());
+    /// What the Kubernetes source needs: the attached interfaces' names,
+    /// the families and subnets of those serving, and the node's addresses.
+    fn publish_attached(&self, now: Instant) {
+        let interfaces = self.dataplane.interfaces();
+        let serving: Vec<&Interface> = interfaces.iter().filter(|i| self.serving(i, now)).collect();
+        let mut prefixes: Vec<IpNet> = serving
+            .iter()
+            .flat_map(|i| &i.addresses)
+            .map(IpNet::trunc)
+            // Never where a VIP lives.
+            .filter(|net| !is_link_local(net))
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let summary = Attached {
+            names: interfaces.iter().map(|i| i.name.clone()).collect(),
+            reach: Reach {
+                families: Families {
+                    ipv4: !serving.is_empty(),
+                    ipv6: serving.iter().any(|i| i.ipv6),
+                },
+                prefixes,
+            },
+            local_addresses: self.local_addresses.clone(),
+        };
         self.attached.send_if_modified(|current| {
             let changed = *current != summary;
             *current = summary;
@@ -376,7 +464,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         } else if yielded {
             tracing::warn!(%ip, "the data plane yielded a VIP this node still owns while the agent was late; taking it back");
             self.dataplane
-                .reassert(|candidate| candidate == ip, &BTreeSet::new());
+                .reassert(|candidate| candidate == key, &BTreeSet::new());
             self.last_defended.insert(*key, now);
         } else if self
             .last_defended
@@ -420,10 +508,10 @@ pub(crate) fn validate_all(
     specs.iter().try_for_each(|spec| validate(spec, interfaces))
 }
 
-fn attached_summary(interfaces: &[Interface]) -> Attached {
-    Attached {
-        names: interfaces.iter().map(|i| i.name.clone()).collect(),
-        ipv6: interfaces.iter().any(|i| i.ipv6),
+fn is_link_local(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(net) => net.addr().is_link_local(),
+        IpNet::V6(net) => net.addr().segments()[0] & 0xffc0 == 0xfe80,
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod core;
 
-use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use regex::Regex;
 use tokio::{
@@ -16,7 +16,7 @@ use tokio::{
 use self::core::{validate_all, AgentCore, Attachments, TickInput};
 use crate::{
     bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
-    cluster::Ownership,
+    cluster::{Departure, Ownership},
     dataplane::Dataplane,
     error::{display_chain, Error},
     garp::{Announcer, SentCounts},
@@ -44,9 +44,11 @@ pub struct AgentConfig {
     pub announce_interval: Duration,
     pub cluster: Option<ClusterSourceConfig>,
     pub stale_gate: StaleGate,
-    /// On SIGTERM/SIGINT, leave the program attached and everything pinned
-    /// for the next agent to adopt, rather than detach and unpin.
-    pub keep_attached_on_exit: bool,
+    /// What SIGTERM/SIGINT does to the data plane.
+    pub exit: Exit,
+    /// How long an attached interface may be without carrier before it
+    /// stops counting as serving (its Services move).
+    pub carrier_debounce: Duration,
 }
 
 struct Signals {
@@ -96,7 +98,7 @@ pub struct Agent {
     vip_file: Option<PathBuf>,
     stats: Arc<StatsReader>,
     sent: SentCounts,
-    keep_attached_on_exit: bool,
+    exit: Exit,
     signals: Signals,
     core: AgentCore<Loaded, BpfVipMap, Announcer>,
 }
@@ -108,54 +110,16 @@ impl Agent {
     pub async fn start(config: AgentConfig, metrics: Arc<Metrics>) -> Result<Agent, Error> {
         // Before anything is pinned: a SIGTERM from now on is a clean shutdown.
         let signals = Signals::install()?;
-
-        let mut names: Vec<String> = Vec::new();
-        for name in config.interfaces {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        let links = netif::watch::list_links().await?;
-        // A misspelt --interface is fatal; one that is down is attached once
-        // it comes up.
-        let named = names
-            .iter()
-            .map(|name| netif::lookup(&links, name))
-            .collect::<Result<Vec<_>, _>>()?;
-        for link in links
-            .iter()
-            .filter(|l| !l.admin_up && names.contains(&l.name))
-        {
-            tracing::warn!(interface = %link.name, "interface is down; VIPs on it answer once it comes up");
-        }
-        let filter = InterfaceFilter::new(
-            names.clone(),
-            config.interface_regex,
-            config.exclude_interface_regex,
-        );
-        let accepted = attachable(links.iter().filter(|link| filter.accepts(link)));
-
-        // Scopes must name an --interface, or without names an interface
-        // selected right now, so typos fail here rather than never answer.
-        let check_against = if names.is_empty() { &accepted } else { &named };
-        let cli_vips: BTreeSet<VipSpec> = config.vips.into_iter().collect();
-        validate_all(&cli_vips, check_against)?;
-        let file_vips = match &config.vip_file {
-            Some(path) => {
-                let specs = read_vip_file(path)?;
-                validate_all(&specs, check_against)?;
-                specs
-            }
-            None => BTreeSet::new(),
-        };
+        let selection = Selection::now(&config).await?;
+        let [cli_vips, file_vips] = selection.static_vips(&config)?;
 
         let (mut loaded, map, adopted) =
             bpf::load(config.attach_mode, &config.pin_path, config.stale_gate)?;
-        for interface in &accepted {
+        for interface in &selection.accepted {
             loaded.attach(interface)?;
         }
         for ifindex in loaded.attached_ifindexes() {
-            if !accepted.iter().any(|i| i.ifindex == ifindex) {
+            if !selection.accepted.iter().any(|i| i.ifindex == ifindex) {
                 if let Some(name) = loaded.detach(ifindex) {
                     tracing::info!(interface = %name, "adopted interface is no longer selected; detached");
                 }
@@ -164,11 +128,10 @@ impl Agent {
         let stats = Arc::new(map.stats_reader()?);
         let announcer = Announcer::new(config.announce_count, config.announce_interval)?;
         let sent = announcer.sent_counts();
-        let mut dataplane = Dataplane::new(accepted, map, announcer);
-        let cluster_enabled = config.cluster.is_some();
+        let mut dataplane = Dataplane::new(selection.accepted.clone(), map, announcer);
         // Fail-static: the Kubernetes VIPs of the previous agent stay until
         // the source has said which ones this node still owns.
-        if cluster_enabled && !adopted.vips.is_empty() {
+        if config.cluster.is_some() && !adopted.vips.is_empty() {
             dataplane.hold_removals();
         }
         dataplane.adopt(adopted.vips);
@@ -176,9 +139,14 @@ impl Agent {
         let mut core = AgentCore::new(
             dataplane,
             loaded,
-            names,
-            ServiceIndex::empty(),
+            selection.names,
+            config.carrier_debounce,
             Arc::clone(&metrics),
+        );
+        core.on_links(
+            selection.accepted,
+            selection.local_addresses,
+            Instant::now(),
         );
         // Spawned once the core can tell it which interfaces are attached;
         // it then fills the core's Service index.
@@ -199,21 +167,20 @@ impl Agent {
                 vips: file_vips,
             },
         ])?;
-        let links = LinkWatch::spawn(filter);
         tracing::info!(
             pin_path = %core.attachments().pin_path().display(),
             interfaces = core.attachments().attached_names().join(","),
             vips = core.installed_count(),
-            kube = cluster_enabled,
+            kube = cluster.is_some(),
             "responder running"
         );
         Ok(Agent {
             cluster,
-            links,
+            links: LinkWatch::spawn(selection.filter),
             vip_file: config.vip_file,
             stats,
             sent,
-            keep_attached_on_exit: config.keep_attached_on_exit,
+            exit: config.exit,
             signals,
             core,
         })
@@ -258,7 +225,11 @@ impl Agent {
                     None => tracing::info!("SIGHUP received; no --vip-file to reload"),
                 },
                 links = self.links.changed() => {
-                    self.core.on_links(attachable(links.values()));
+                    self.core.on_links(
+                        attachable(links.accepted.values()),
+                        links.addresses,
+                        Instant::now(),
+                    );
                 }
                 update = next_cluster_update(&mut self.cluster) => match update {
                     Ok(ownership) => self.core.on_ownership(ownership),
@@ -269,14 +240,18 @@ impl Agent {
                 },
             }
         };
-        self.shutdown();
+        self.shutdown().await;
         outcome
     }
 
-    fn shutdown(mut self) {
+    async fn shutdown(mut self) {
         // Stop following first, so nothing is re-attached while tearing down.
-        drop(self.cluster.take());
         self.links.stop();
+        let keep_attached = matches!(self.exit, Exit::KeepAttached { .. });
+        let departure = match self.cluster.take() {
+            Some(cluster) => Some(cluster.depart(self.exit.restart_grace()).await),
+            None => None,
+        };
         let loaded = self.core.attachments_mut();
         let pin_path = loaded.pin_path().display().to_string();
         let interfaces = loaded.attached_names().join(",");
@@ -286,8 +261,17 @@ impl Agent {
             tracing::info!(%pin_path, "the pinned program is no longer this agent's (a newer agent adopted it, or it was cleaned up); leaving the pins alone");
             return;
         }
-        if self.keep_attached_on_exit {
+        if keep_attached {
             loaded.keep_pinned();
+            if departure == Some(Departure::Leave) {
+                // The node leaves for good (drained): its VIPs are another
+                // node's from now on, so this one stops answering at once.
+                let report = self.core.clear();
+                tracing::info!(
+                    removed = report.removed,
+                    "the Node is cordoned: withdrew every VIP"
+                );
+            }
             let vips = self.core.installed_count();
             drop(self);
             tracing::info!(
@@ -307,6 +291,102 @@ impl Agent {
         }
         drop(self);
         tracing::info!(removed = report.removed, %interfaces, %pin_path, "detached and unpinned");
+    }
+}
+
+/// What the agent does with the data plane when it stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Detach and unpin everything (static mode, `--detach-on-exit`).
+    Detach,
+    /// Leave the program attached and everything pinned for the next agent
+    /// to adopt, and ask the other nodes to wait `restart_grace` for it.
+    KeepAttached { restart_grace: Duration },
+}
+
+impl Exit {
+    fn restart_grace(self) -> Option<Duration> {
+        match self {
+            Exit::Detach => None,
+            Exit::KeepAttached { restart_grace } => Some(restart_grace),
+        }
+    }
+}
+
+/// The interfaces selected at start, and the static VIPs checked against
+/// them.
+struct Selection {
+    /// `--interface` names, deduplicated.
+    names: Vec<String>,
+    filter: InterfaceFilter,
+    /// Named interfaces (whether up or not), for validating scopes.
+    named: Vec<Interface>,
+    /// The interfaces to attach to now.
+    accepted: Vec<Interface>,
+    /// Every address on the node.
+    local_addresses: BTreeSet<IpAddr>,
+}
+
+impl Selection {
+    async fn now(config: &AgentConfig) -> Result<Self, Error> {
+        let mut names: Vec<String> = Vec::new();
+        for name in &config.interfaces {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        let links = netif::watch::list_links().await?;
+        // A misspelt --interface is fatal; one that is down is attached once
+        // it comes up.
+        let named = names
+            .iter()
+            .map(|name| netif::lookup(&links, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        for link in links
+            .iter()
+            .filter(|l| !l.admin_up && names.contains(&l.name))
+        {
+            tracing::warn!(interface = %link.name, "interface is down; VIPs on it answer once it comes up");
+        }
+        let filter = InterfaceFilter::new(
+            names.clone(),
+            config.interface_regex.clone(),
+            config.exclude_interface_regex.clone(),
+        );
+        let accepted = attachable(links.iter().filter(|link| filter.accepts(link)));
+        let local_addresses = links
+            .iter()
+            .flat_map(|link| &link.addresses)
+            .map(|net| net.addr())
+            .collect();
+        Ok(Selection {
+            names,
+            filter,
+            named,
+            accepted,
+            local_addresses,
+        })
+    }
+
+    /// The `--vip` and `--vip-file` sets. Scopes must name an
+    /// `--interface`, or without names an interface selected right now, so
+    /// typos fail here rather than never answer.
+    fn static_vips(&self, config: &AgentConfig) -> Result<[BTreeSet<VipSpec>; 2], Error> {
+        let check_against = match self.names.is_empty() {
+            true => &self.accepted,
+            false => &self.named,
+        };
+        let cli_vips: BTreeSet<VipSpec> = config.vips.iter().cloned().collect();
+        validate_all(&cli_vips, check_against)?;
+        let file_vips = match &config.vip_file {
+            Some(path) => {
+                let specs = read_vip_file(path)?;
+                validate_all(&specs, check_against)?;
+                specs
+            }
+            None => BTreeSet::new(),
+        };
+        Ok([cli_vips, file_vips])
     }
 }
 

@@ -113,35 +113,56 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "1.1s", value_parser = parse_duration)]
     pub(crate) announce_interval: Duration,
     /// Heartbeat age after which the XDP program stops answering: bounds how
-    /// long a dead agent's node keeps claiming VIPs.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    /// long a dead agent's node keeps claiming VIPs. Longer than
+    /// --restart-grace, so a restarting agent's node answers throughout.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub(crate) stale_after: Duration,
     /// Heartbeat age after which another MAC announcing a VIP makes this
     /// node yield it at once; shorter than --stale-after.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub(crate) yield_after: Duration,
-    /// Listen address of /metrics, /healthz and /readyz (port 0 picks a free
-    /// port); `off` disables them.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR, value_parser = parse_metrics_addr)]
-    pub(crate) metrics_addr: MetricsAddr,
-    /// With --kube, detach and unpin on SIGTERM/SIGINT instead of leaving the
-    /// program attached for the next agent (e.g. when uninstalling).
+    /// Listen address of /metrics (port 0 picks a free port); `off`
+    /// disables it.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR, value_parser = parse_listen_addr)]
+    pub(crate) metrics_addr: ListenAddr,
+    /// Listen address of /healthz and /readyz, apart from /metrics so that
+    /// scrapers (or anyone) holding connections there cannot starve the
+    /// kubelet's probes; `off` disables it.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_HEALTH_ADDR, value_parser = parse_listen_addr)]
+    pub(crate) health_addr: ListenAddr,
+    /// With --kube, detach and unpin on SIGTERM/SIGINT, and release this
+    /// node's Lease, instead of leaving the program attached for the next
+    /// agent (e.g. when uninstalling).
     #[arg(long)]
     pub(crate) detach_on_exit: bool,
+    /// With --kube, how long the other nodes keep this node's Services in
+    /// place after its agent stops, waiting for it to come back (a DaemonSet
+    /// rolling update). A node that does not come back fails over when it
+    /// ends; a cordoned node's agent releases its Services at once instead.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) restart_grace: Duration,
+    /// How long an attached interface may lose carrier before its node stops
+    /// counting it as serving (and its Services move); the program stays
+    /// attached, as some drivers reset the link on every attach.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) carrier_debounce: Duration,
 }
 
+/// The default `--health-addr`: the kubelet probes it on the node itself.
+pub(crate) const DEFAULT_HEALTH_ADDR: &str = "127.0.0.1:9851";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MetricsAddr {
+pub(crate) enum ListenAddr {
     Off,
     Listen(SocketAddr),
 }
 
-fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     match text {
-        "" | "off" => Ok(MetricsAddr::Off),
+        "" | "off" => Ok(ListenAddr::Off),
         _ => text
             .parse()
-            .map(MetricsAddr::Listen)
+            .map(ListenAddr::Listen)
             .map_err(|e| format!("{e}: expected IP:PORT or `off`")),
     }
 }
@@ -171,6 +192,13 @@ impl RunArgs {
                 return Err(format!(
                     "--renew-interval ({:?}) must be non-zero and shorter than --lease-duration ({:?})",
                     self.renew_interval, self.lease_duration
+                ));
+            }
+            if !self.detach_on_exit && self.restart_grace >= self.stale_after {
+                return Err(format!(
+                    "--restart-grace ({:?}) must be shorter than --stale-after ({:?}): the node must \
+                     keep answering while the others wait for its agent",
+                    self.restart_grace, self.stale_after
                 ));
             }
             return Ok(());
@@ -226,13 +254,19 @@ mod tests {
         assert_eq!(args.xdp_mode, AttachMode::Auto);
         assert_eq!(args.pin_path, PathBuf::from(DEFAULT_PIN_PATH));
         assert!(!args.kube);
-        assert_eq!(args.stale_after, Duration::from_secs(10));
+        assert_eq!(args.stale_after, Duration::from_secs(15));
         assert_eq!(args.yield_after, Duration::from_secs(2));
         assert_eq!(
             args.metrics_addr,
-            MetricsAddr::Listen(DEFAULT_METRICS_ADDR.parse().expect("default address"))
+            ListenAddr::Listen(DEFAULT_METRICS_ADDR.parse().expect("default address"))
+        );
+        assert_eq!(
+            args.health_addr,
+            ListenAddr::Listen("127.0.0.1:9851".parse().expect("default address"))
         );
         assert!(!args.detach_on_exit);
+        assert_eq!(args.restart_grace, Duration::from_secs(10));
+        assert_eq!(args.carrier_debounce, Duration::from_secs(1));
     }
 
     #[test]
@@ -253,16 +287,32 @@ mod tests {
         ])
         .expect("short gate, no metrics");
         assert_eq!(args.stale_after, Duration::from_secs(3));
-        assert_eq!(args.metrics_addr, MetricsAddr::Off);
+        assert_eq!(args.metrics_addr, ListenAddr::Off);
         let args = with(&["--metrics-addr", "127.0.0.1:0"]).expect("port 0");
         assert_eq!(
             args.metrics_addr,
-            MetricsAddr::Listen("127.0.0.1:0".parse().expect("addr"))
+            ListenAddr::Listen("127.0.0.1:0".parse().expect("addr"))
         );
         let e = with(&["--metrics-addr", "localhost"])
             .err()
             .expect("no port");
         assert!(e.contains("--metrics-addr"), "{e}");
+        let args = with(&["--health-addr", "off"]).expect("no probes");
+        assert_eq!(args.health_addr, ListenAddr::Off);
+    }
+
+    #[test]
+    fn the_restart_grace_must_end_before_the_stale_bound() {
+        let kube = ["--kube", "--node-name", "n1"];
+        let with = |extra: &[&str]| run_args(&[&kube[..], extra].concat());
+        let e = with(&["--restart-grace", "20s"])
+            .err()
+            .expect("grace beyond the stale bound");
+        assert!(e.contains("--restart-grace"), "{e}");
+        let args = with(&["--restart-grace", "3s", "--stale-after", "5s"]).expect("short grace");
+        assert_eq!(args.restart_grace, Duration::from_secs(3));
+        with(&["--restart-grace", "20s", "--detach-on-exit"])
+            .expect("no grace is asked for when detaching");
     }
 
     #[test]

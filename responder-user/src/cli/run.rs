@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use responder::{
-    agent::{Agent, AgentConfig},
+    agent::{Agent, AgentConfig, Exit},
     bpf::StaleGate,
     cluster::ClusterSettings,
     metrics::{
@@ -15,7 +15,7 @@ use responder::{
     sources::ClusterSourceConfig,
 };
 
-use super::args::{MetricsAddr, RunArgs};
+use super::args::{ListenAddr, RunArgs};
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const DEFAULT_NAMESPACE: &str = "responder-system";
@@ -67,15 +67,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         // Bound before anything is attached, so a taken port fails the start
         // rather than leave a node answering without observability.
-        let server = match args.metrics_addr {
-            MetricsAddr::Off => None,
-            MetricsAddr::Listen(addr) => {
-                let server = HttpServer::bind(addr).await?;
-                let bound = server.local_addr()?;
-                tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-                Some(server)
-            }
-        };
+        let metrics_server = bind(args.metrics_addr, "/metrics").await?;
+        let health_server = bind(args.health_addr, "/healthz and /readyz").await?;
         let metrics = Metrics::new();
         let config = AgentConfig {
             interfaces: args.interfaces,
@@ -87,7 +80,13 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             attach_mode: args.xdp_mode,
             announce_count: args.announce_count,
             announce_interval: args.announce_interval,
-            keep_attached_on_exit: cluster.is_some() && !args.detach_on_exit,
+            exit: match cluster.is_some() && !args.detach_on_exit {
+                true => Exit::KeepAttached {
+                    restart_grace: args.restart_grace,
+                },
+                false => Exit::Detach,
+            },
+            carrier_debounce: args.carrier_debounce,
             cluster,
             stale_gate: StaleGate {
                 stale_after: args.stale_after,
@@ -98,13 +97,26 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .context("starting the responder")?;
         metrics.set_vip_counters(Arc::new(agent.vip_counters()));
-        if let Some(server) = server {
-            let routes = Routes::metrics(&metrics).merge(Routes::probes(&metrics));
-            // Ends with the runtime when the agent returns.
-            tokio::spawn(server.run(routes, std::future::pending()));
+        // Both end with the runtime when the agent returns.
+        if let Some(server) = metrics_server {
+            tokio::spawn(server.run(Routes::metrics(&metrics), std::future::pending()));
+        }
+        if let Some(server) = health_server {
+            tokio::spawn(server.run(Routes::probes(&metrics), std::future::pending()));
         }
         agent.run().await.context("the responder stopped")
     })
+}
+
+/// Binds `addr` (unless off) and logs what it will serve.
+async fn bind(addr: ListenAddr, serves: &str) -> anyhow::Result<Option<HttpServer>> {
+    let ListenAddr::Listen(addr) = addr else {
+        return Ok(None);
+    };
+    let server = HttpServer::bind(addr).await?;
+    let bound = server.local_addr()?;
+    tracing::info!(addr = %bound, "serving {serves}");
+    Ok(Some(server))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
@@ -24,9 +24,9 @@ use tracing::{debug, info, warn};
 use super::backoff::WatchBackoff;
 use super::events::OwnershipEvent;
 use super::membership::{lease_name, lease_selector, LeaseTracker};
-use super::ownership::{self, Assignment, Inputs};
+use super::ownership::{self, Assignment, Inputs, Problem};
 use super::selector::LabelSelector;
-use super::{ClusterError, ClusterSettings, Families, Ownership, ServiceRef, View};
+use super::{Attached, ClusterError, ClusterSettings, Ownership, Reach, ServiceRef, View};
 use crate::metrics::Metrics;
 
 const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
@@ -124,9 +124,8 @@ pub(crate) async fn assign_forever(
     client: Client,
     settings: ClusterSettings,
     selector: LabelSelector,
-    events: mpsc::UnboundedSender<OwnershipEvent>,
-    owned: watch::Sender<Ownership>,
-    metrics: Arc<Metrics>,
+    attached: watch::Receiver<Attached>,
+    outputs: Outputs,
 ) -> Result<(), ClusterError> {
     let slices_served = endpoint_slices_served(&client).await;
     if !slices_served {
@@ -185,10 +184,10 @@ pub(crate) async fn assign_forever(
             nodes,
             slices,
         },
-        events,
-        owned,
-        metrics,
+        attached.clone(),
+        outputs,
     );
+    let mut attached = attached;
     loop {
         let wake = assigner.next_wake(Instant::now());
         tokio::select! {
@@ -196,6 +195,7 @@ pub(crate) async fn assign_forever(
                 let update = update.ok_or(ClusterError::WatchEnded("Kubernetes objects"))?;
                 assigner.apply(update, Instant::now());
             }
+            Ok(()) = attached.changed() => assigner.dirty = true,
             () = sleep_until_some(wake) => {}
         }
         // Coalesce bursts (relists, many renewals at once) into one recomputation.
@@ -211,6 +211,15 @@ async fn sleep_until_some(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// Where the assigner's decisions go.
+pub(super) struct Outputs {
+    /// Events to record on Services.
+    pub(super) events: mpsc::UnboundedSender<OwnershipEvent>,
+    /// This node's VIPs, for the agent.
+    pub(super) owned: watch::Sender<Ownership>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// The reflectors' caches the assigner computes ownership from.
@@ -239,12 +248,14 @@ struct Assigner {
     /// Counts the times the view became complete (see [`View::Fresh`]).
     epoch: u64,
     dirty: bool,
-    last_members: BTreeMap<String, Families>,
+    last_members: BTreeMap<String, Reach>,
     assignments: BTreeMap<ServiceRef, Assignment>,
-    reported_problems: BTreeSet<(ServiceRef, String)>,
+    reported_problems: BTreeSet<(ServiceRef, Problem)>,
     events: mpsc::UnboundedSender<OwnershipEvent>,
     owned: watch::Sender<Ownership>,
     metrics: Arc<Metrics>,
+    /// This node's interfaces: its own addresses are never VIPs.
+    attached: watch::Receiver<Attached>,
 }
 
 impl Assigner {
@@ -258,9 +269,12 @@ impl Assigner {
             nodes,
             slices,
         }: Stores,
-        events: mpsc::UnboundedSender<OwnershipEvent>,
-        owned: watch::Sender<Ownership>,
-        metrics: Arc<Metrics>,
+        attached: watch::Receiver<Attached>,
+        Outputs {
+            events,
+            owned,
+            metrics,
+        }: Outputs,
     ) -> Self {
         let mut unsynced: BTreeSet<Source> =
             [Source::Services, Source::Nodes, Source::Leases].into();
@@ -287,6 +301,7 @@ impl Assigner {
             events,
             owned,
             metrics,
+            attached,
         }
     }
 
@@ -427,17 +442,25 @@ impl Assigner {
     }
 
     fn reassign(&mut self) {
-        let members: BTreeMap<String, Families> = self
-            .nodes
-            .state()
+        let nodes = self.nodes.state();
+        let members: BTreeMap<String, Reach> = nodes
             .iter()
             .filter(|node| ownership::node_eligible(node, &self.selector))
             .filter_map(|node| node.metadata.name.clone())
             .filter_map(|name| {
-                let families = *self.last_members.get(&name)?;
-                Some((name, families))
+                let reach = self.last_members.get(&name)?.clone();
+                Some((name, reach))
             })
             .collect();
+        // The Nodes' addresses are refused by every agent alike; this node's
+        // own ones only here (no other agent knows them), which keeps this
+        // node from answering for them wherever the Service goes.
+        let mut forbidden = ownership::node_addresses(nodes.iter().map(Arc::as_ref));
+        for ip in &self.attached.borrow().local_addresses {
+            forbidden
+                .entry(*ip)
+                .or_insert_with(|| format!("it is an address of node {}", self.settings.node_name));
+        }
         let endpoints = self.slices.as_ref().map(|slices| {
             let state = slices.state();
             ownership::endpoint_nodes(state.iter().map(Arc::as_ref))
@@ -446,16 +469,14 @@ impl Assigner {
             lb_class: self.settings.lb_class.as_deref(),
             members: &members,
             endpoints: endpoints.as_ref(),
+            forbidden: &forbidden,
         };
         let mut problems = BTreeSet::new();
         let assignments =
             ownership::assign(self.services.state().iter(), &inputs, |service, problem| {
-                problems.insert((service.clone(), problem.to_owned()));
+                problems.insert((service.clone(), problem));
             });
-        for (service, problem) in problems.difference(&self.reported_problems) {
-            warn!(%service, %problem, "skipping load-balancer ingress entry");
-        }
-        self.reported_problems = problems;
+        self.report_problems(problems, &members);
 
         self.report_changes(&assignments);
         self.assignments = assignments;
@@ -467,6 +488,37 @@ impl Assigner {
             current.view = view;
             changed
         });
+    }
+
+    /// Logs each problem once, and records an Event on the Service for each
+    /// refused address: from one node only, the Service's top candidate,
+    /// unless the address is this node's own (no other node knows it).
+    fn report_problems(
+        &mut self,
+        problems: BTreeSet<(ServiceRef, Problem)>,
+        members: &BTreeMap<String, Reach>,
+    ) {
+        for (service, problem) in problems.difference(&self.reported_problems) {
+            warn!(%service, %problem, "not answering for a load-balancer ingress entry");
+            let Problem::Refused(reason) = problem else {
+                continue;
+            };
+            let own = reason.ends_with(&format!("of node {}", self.settings.node_name));
+            let reporter = ownership::pick_owner(members.keys().map(String::as_str), service);
+            if own || reporter == Some(self.settings.node_name.as_str()) {
+                if let Some(object) = self
+                    .services
+                    .get(&ObjectRef::new(&service.name).within(&service.namespace))
+                {
+                    // The receiver only goes away when the agent stops.
+                    let _ = self.events.send(OwnershipEvent::Refused {
+                        service: object,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        self.reported_problems = problems;
     }
 
     fn report_changes(&self, assignments: &BTreeMap<ServiceRef, Assignment>) {
@@ -564,9 +616,12 @@ mod tests {
                     nodes,
                     slices: None,
                 },
-                events,
-                owned_tx,
-                Metrics::new(),
+                watch::channel(Attached::default()).1,
+                Outputs {
+                    events,
+                    owned: owned_tx,
+                    metrics: Metrics::new(),
+                },
             );
             let start = Instant::now();
             for source in [Source::Services, Source::Nodes] {

@@ -1,4 +1,5 @@
-//! Kubernetes Events on a Service when this node starts or stops announcing it.
+//! Kubernetes Events on a Service when this node starts or stops announcing it, or
+//! refuses one of its addresses.
 //! Publishing happens off the ownership loop so a slow or failing API server never
 //! delays withdrawing or taking over a VIP.
 
@@ -24,6 +25,11 @@ pub(crate) enum OwnershipEvent {
     Stopped {
         service: Arc<Service>,
         ips: Vec<IpAddr>,
+    },
+    /// An ingress address that is never answered for (a node's own address).
+    Refused {
+        service: Arc<Service>,
+        reason: String,
     },
 }
 
@@ -51,9 +57,10 @@ pub(crate) async fn publish_events(
     );
     while let Some(announcement) = announcements.recv().await {
         let interfaces = attached.borrow().names.join(", ");
-        let (service, reason, action, note) = match &announcement {
+        let (service, type_, reason, action, note) = match &announcement {
             OwnershipEvent::Started { service, ips } => (
                 service,
+                EventType::Normal,
                 "AnnouncingStarted",
                 "Announce",
                 format!(
@@ -63,6 +70,7 @@ pub(crate) async fn publish_events(
             ),
             OwnershipEvent::Stopped { service, ips } => (
                 service,
+                EventType::Normal,
                 "AnnouncingStopped",
                 "Withdraw",
                 format!(
@@ -70,9 +78,16 @@ pub(crate) async fn publish_events(
                     join(ips)
                 ),
             ),
+            OwnershipEvent::Refused { service, reason } => (
+                service,
+                EventType::Warning,
+                "AddressRefused",
+                "Refuse",
+                format!("{reason}; no node answers ARP/NDP for it"),
+            ),
         };
         let event = Event {
-            type_: EventType::Normal,
+            type_,
             reason: reason.to_owned(),
             note: Some(note),
             action: action.to_owned(),

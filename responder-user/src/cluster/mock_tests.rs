@@ -206,7 +206,8 @@ async fn owned_by_agent(node: &str, cluster: Cluster) -> BTreeMap<IpAddr, Servic
     };
     let (_attached_tx, attached) = watch::channel(Attached {
         names: vec!["eth0".to_owned()],
-        ipv6: true,
+        reach: crate::cluster::Reach::UNKNOWN,
+        local_addresses: Default::default(),
     });
     let (owned_tx, mut owned) = watch::channel(Ownership::default());
     let agent = tokio::spawn(run(

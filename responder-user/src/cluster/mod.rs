@@ -13,15 +13,19 @@ mod selector;
 #[cfg(test)]
 mod mock_tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
 use tokio::sync::watch;
 
 pub use selector::{LabelSelector, SelectorError};
+
+pub use membership::Departure;
 
 use crate::metrics::Metrics;
 
@@ -61,29 +65,47 @@ impl ClusterSettings {
     }
 }
 
-/// What the Kubernetes side needs to know of the interfaces the program is
-/// attached to: their names for Events, and which IP families this node can
-/// answer for, published in its Lease so Services only go to nodes that can
-/// serve them.
+/// What the Kubernetes side needs to know of this node's interfaces: the
+/// attached ones' names for Events, what it can answer for (advertised in its
+/// Lease, so Services only go to nodes that can serve them), and every
+/// address configured on it, none of which may be a VIP.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Attached {
     pub names: Vec<String>,
-    /// At least one attached interface handles IPv6 (so none is attached
-    /// means false).
-    pub ipv6: bool,
+    pub reach: Reach,
+    pub local_addresses: BTreeSet<IpAddr>,
 }
 
-impl Attached {
-    pub fn families(&self) -> Families {
-        Families {
-            ipv4: !self.names.is_empty(),
-            ipv6: self.ipv6,
-        }
+/// What a node can answer for right now: the IP families of its serving
+/// interfaces (attached, with carrier) and the subnets they have addresses
+/// in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    pub families: Families,
+    /// A VIP inside one of these is placed on the interfaces that have it,
+    /// and goes to a node that has it when one does.
+    pub prefixes: Vec<IpNet>,
+}
+
+impl Reach {
+    /// What a Lease of an agent that predates the annotations is taken to
+    /// mean: both families, no subnet known.
+    pub const UNKNOWN: Reach = Reach {
+        families: Families::BOTH,
+        prefixes: Vec::new(),
+    };
+
+    pub fn serves(&self, addr: &IpAddr) -> bool {
+        self.families.serves(addr)
+    }
+
+    pub fn on_link(&self, addr: &IpAddr) -> bool {
+        self.prefixes.iter().any(|net| net.contains(addr))
     }
 }
 
 /// The IP families a node can answer for right now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Families {
     pub ipv4: bool,
     pub ipv6: bool,
@@ -185,8 +207,11 @@ pub async fn run(
     }
     let leases = kube::Api::namespaced(client.clone(), &settings.namespace);
     let (event_sender, event_queue) = events::channel();
-    let attached_for_events = attached.clone();
-    let assigner_metrics = Arc::clone(&metrics);
+    let outputs = assigner::Outputs {
+        events: event_sender,
+        owned,
+        metrics: Arc::clone(&metrics),
+    };
     // Event publishing ends once the assigner drops its sender, after the last Events.
     let assigner_and_events = async {
         let (result, ()) = tokio::join!(
@@ -194,23 +219,71 @@ pub async fn run(
                 client.clone(),
                 settings.clone(),
                 selector,
-                event_sender,
-                owned,
-                assigner_metrics,
+                attached.clone(),
+                outputs,
             ),
             events::publish_events(
                 client.clone(),
                 settings.node_name.clone(),
-                attached_for_events,
+                attached.clone(),
                 event_queue
             ),
         );
         result
     };
+    let holding = membership::hold_lease(
+        leases,
+        kube::Api::all(client.clone()),
+        settings.node_name.clone(),
+        attached.clone(),
+        settings.renew_interval,
+        settings.lease_duration,
+        metrics,
+    );
     tokio::select! {
-        never = membership::hold_lease(leases, settings.node_name.clone(), attached, settings.renew_interval, settings.lease_duration, metrics) => {
-            match never {}
-        }
+        never = holding => match never {},
         result = assigner_and_events => result,
+    }
+}
+
+/// Writes into this node's Lease how its agent leaves (see [`Departure`]):
+/// for a restart, `grace` long, unless the Node is cordoned (drained before
+/// maintenance), in which case the Lease is released so its Services move at
+/// once. Bounded in time: a stopping agent must not hang on the API server.
+pub async fn depart(
+    client: kube::Client,
+    settings: &ClusterSettings,
+    grace: Option<Duration>,
+) -> Departure {
+    const BOUND: Duration = Duration::from_secs(3);
+    let leaving = async {
+        let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+        let cordoned = match nodes.get_opt(&settings.node_name).await {
+            Ok(node) => node
+                .and_then(|node| node.spec)
+                .and_then(|spec| spec.unschedulable)
+                .unwrap_or(false),
+            Err(error) => {
+                tracing::debug!(%error, "reading this Node before leaving");
+                false
+            }
+        };
+        let departure = match grace {
+            Some(grace) if !cordoned => Departure::Restart { grace },
+            _ => Departure::Leave,
+        };
+        let leases = kube::Api::namespaced(client, &settings.namespace);
+        membership::depart(&leases, &settings.node_name, departure).await;
+        departure
+    };
+    match tokio::time::timeout(BOUND, leaving).await {
+        Ok(departure) => departure,
+        Err(_) => {
+            tracing::warn!("leaving the cluster membership took longer than {BOUND:?}; the Lease expires instead");
+            match grace {
+                Some(grace) => Departure::Restart { grace },
+                None => Departure::Leave,
+            }
+        }
     }
 }

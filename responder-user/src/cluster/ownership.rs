@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::selector::LabelSelector;
-use super::{Families, ServiceRef};
+use super::{Reach, ServiceRef};
 
 pub(crate) const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -89,6 +89,16 @@ pub(crate) fn ingress_ips(service: &Service) -> (Vec<IpAddr>, Vec<String>) {
     let mut ips = BTreeSet::new();
     let mut problems = Vec::new();
     for entry in entries {
+        if entry.ip_mode.as_deref() == Some("Proxy") {
+            // Kubernetes 1.29+: kube-proxy installs no rules for the address,
+            // the load balancer proxies instead, so drawing its traffic to a
+            // node would black-hole it.
+            problems.push(format!(
+                "ingress ip {:?} has ipMode Proxy: kube-proxy does not handle it on the nodes",
+                entry.ip.as_deref().unwrap_or_default()
+            ));
+            continue;
+        }
         match (&entry.ip, &entry.hostname) {
             (Some(ip), _) => match ip.parse::<IpAddr>() {
                 Ok(addr) => {
@@ -160,20 +170,97 @@ pub(crate) struct Assignment {
 
 pub(crate) struct Inputs<'a> {
     pub lb_class: Option<&'a str>,
-    /// Live members that are eligible nodes, with the IP families each can
-    /// answer for.
-    pub members: &'a BTreeMap<String, Families>,
+    /// Live members that are eligible nodes, with what each can answer for.
+    pub members: &'a BTreeMap<String, Reach>,
     /// `None` when EndpointSlices are not served: Local Services then treat every
     /// member as having endpoints.
     pub endpoints: Option<&'a HashMap<ServiceRef, BTreeSet<String>>>,
+    /// Addresses that must never be VIPs (the Nodes' own addresses), each
+    /// with the reason.
+    pub forbidden: &'a BTreeMap<IpAddr, String>,
+}
+
+/// Every address in the Nodes' `status.addresses`, with whose it is.
+pub(crate) fn node_addresses<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+) -> BTreeMap<IpAddr, String> {
+    let mut addresses = BTreeMap::new();
+    for node in nodes {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        let listed = node
+            .status
+            .as_ref()
+            .and_then(|status| status.addresses.as_deref())
+            .unwrap_or_default();
+        for address in listed {
+            if let Ok(ip) = address.address.parse::<IpAddr>() {
+                addresses
+                    .entry(ip)
+                    .or_insert_with(|| format!("it is {} of Node {name}", address.type_));
+            }
+        }
+    }
+    addresses
+}
+
+/// The members that may own a Service with `ips`, best first: those that
+/// can answer for every address and have each address that is on-link
+/// anywhere on-link themselves (so the VIP lands on its own subnet); failing
+/// that, those that can answer for every address; failing that, those that
+/// can answer for some (serving some beats serving none).
+fn candidates<'m>(
+    members: impl Iterator<Item = (&'m String, &'m Reach)> + Clone,
+    ips: &[IpAddr],
+) -> Vec<&'m str> {
+    let on_link_somewhere: Vec<&IpAddr> = ips
+        .iter()
+        .filter(|ip| members.clone().any(|(_, reach)| reach.on_link(ip)))
+        .collect();
+    let tiers: [&dyn Fn(&Reach) -> bool; 3] = [
+        &|reach| {
+            ips.iter().all(|ip| reach.serves(ip))
+                && on_link_somewhere.iter().all(|ip| reach.on_link(ip))
+        },
+        &|reach| ips.iter().all(|ip| reach.serves(ip)),
+        &|reach| ips.iter().any(|ip| reach.serves(ip)),
+    ];
+    for tier in tiers {
+        let chosen: Vec<&str> = members
+            .clone()
+            .filter(|(_, reach)| tier(reach))
+            .map(|(node, _)| node.as_str())
+            .collect();
+        if !chosen.is_empty() {
+            return chosen;
+        }
+    }
+    Vec::new()
+}
+
+/// Why an ingress address of a Service is not answered for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Problem {
+    /// Not a usable VIP here: hostname-only, malformed, ipMode Proxy, or
+    /// shared with a Service that keeps it.
+    Skipped(String),
+    /// Refused for safety: answering for it would hijack a node's address.
+    Refused(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Skipped(text) | Problem::Refused(text) => f.write_str(text),
+        }
+    }
 }
 
 /// Owner of every Service of ours that has at least one usable ingress IP.
-/// `on_problem` hears about skipped ingress entries.
+/// `on_problem` hears about ingress entries left out.
 pub(crate) fn assign<'s>(
     services: impl IntoIterator<Item = &'s Arc<Service>>,
     inputs: &Inputs<'_>,
-    mut on_problem: impl FnMut(&ServiceRef, &str),
+    mut on_problem: impl FnMut(&ServiceRef, Problem),
 ) -> BTreeMap<ServiceRef, Assignment> {
     let no_endpoints = BTreeSet::new();
     let mut assignments = BTreeMap::new();
@@ -182,10 +269,20 @@ pub(crate) fn assign<'s>(
             continue;
         }
         let key = service_ref(service);
-        let (ips, problems) = ingress_ips(service);
-        for problem in &problems {
-            on_problem(&key, problem);
+        let (mut ips, problems) = ingress_ips(service);
+        for problem in problems {
+            on_problem(&key, Problem::Skipped(problem));
         }
+        ips.retain(|ip| match inputs.forbidden.get(ip) {
+            Some(reason) => {
+                on_problem(
+                    &key,
+                    Problem::Refused(format!("ingress ip {ip} is not answered for: {reason}")),
+                );
+                false
+            }
+            None => true,
+        });
         if ips.is_empty() {
             continue;
         }
@@ -195,23 +292,11 @@ pub(crate) fn assign<'s>(
             }
             _ => None,
         };
-        let candidates = |serves: &dyn Fn(&Families) -> bool| {
-            inputs
-                .members
-                .iter()
-                .filter(|(node, families)| {
-                    serves(families) && with_endpoints.is_none_or(|nodes| nodes.contains(*node))
-                })
-                .map(|(node, _)| node.as_str())
-                .collect::<Vec<_>>()
-        };
-        // A node that cannot answer for every address (IPv6 disabled, no
-        // interface attached) would black-hole some of them: only when no
-        // node can serve them all does serving some beat serving none.
-        let mut eligible = candidates(&|families| ips.iter().all(|ip| families.serves(ip)));
-        if eligible.is_empty() {
-            eligible = candidates(&|families| ips.iter().any(|ip| families.serves(ip)));
-        }
+        let members = inputs
+            .members
+            .iter()
+            .filter(|(node, _)| with_endpoints.is_none_or(|nodes| nodes.contains(*node)));
+        let eligible = candidates(members, &ips);
         let owner = pick_owner(eligible, &key);
         assignments.insert(
             key,
@@ -239,7 +324,9 @@ pub(crate) fn assign<'s>(
             Some(holder) if holder != service => {
                 on_problem(
                     service,
-                    &format!("ingress ip {ip} is shared with {holder}, whose owner answers for it"),
+                    Problem::Skipped(format!(
+                        "ingress ip {ip} is shared with {holder}, whose owner answers for it"
+                    )),
                 );
                 false
             }
@@ -271,9 +358,11 @@ pub(crate) fn owned_by(
 pub(crate) mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        LoadBalancerIngress, LoadBalancerStatus, NodeCondition, NodeStatus, ServiceSpec,
-        ServiceStatus,
+        LoadBalancerIngress, LoadBalancerStatus, NodeAddress, NodeCondition, NodeStatus,
+        ServiceSpec, ServiceStatus,
     };
+
+    use crate::cluster::Families;
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
     use kube::api::ObjectMeta;
 
@@ -538,21 +627,24 @@ pub(crate) mod tests {
         assert_eq!(index[&svc("default", "web")], nodes(&["a", "b", "d"]));
     }
 
-    fn dual_stack(names: &[&str]) -> BTreeMap<String, Families> {
+    fn dual_stack(names: &[&str]) -> BTreeMap<String, Reach> {
         names
             .iter()
-            .map(|n| (n.to_string(), Families::BOTH))
+            .map(|n| (n.to_string(), Reach::UNKNOWN))
             .collect()
     }
 
-    const IPV4_ONLY: Families = Families {
-        ipv4: true,
-        ipv6: false,
-    };
-    const NOTHING: Families = Families {
-        ipv4: false,
-        ipv6: false,
-    };
+    fn reach(ipv4: bool, ipv6: bool, prefixes: &[&str]) -> Reach {
+        Reach {
+            families: Families { ipv4, ipv6 },
+            prefixes: prefixes
+                .iter()
+                .map(|p| p.parse().expect("prefix"))
+                .collect(),
+        }
+    }
+
+    const NO_FORBIDDEN: &BTreeMap<IpAddr, String> = &BTreeMap::new();
 
     #[test]
     fn services_go_to_nodes_that_can_answer_for_all_their_families() {
@@ -586,11 +678,12 @@ pub(crate) mod tests {
                 &[(Some("2001:db8::3"), None)],
             )),
         ];
-        let owner = |members: &BTreeMap<String, Families>, name: &str| {
+        let owner = |members: &BTreeMap<String, Reach>, name: &str| {
             let inputs = Inputs {
                 lb_class: None,
                 members,
                 endpoints: None,
+                forbidden: NO_FORBIDDEN,
             };
             assign(&services, &inputs, |_, _| {})[&svc("default", name)]
                 .owner
@@ -598,7 +691,7 @@ pub(crate) mod tests {
         };
 
         let mut members = dual_stack(&["a", "b", "c"]);
-        members.insert("a".into(), IPV4_ONLY);
+        members.insert("a".into(), reach(true, false, &[]));
         let without_a = nodes(&["b", "c"]);
         assert_eq!(owner(&members, &v4).as_deref(), Some("a"));
         for name in [&dual, &v6] {
@@ -611,8 +704,11 @@ pub(crate) mod tests {
 
         // Nobody has IPv6: the IPv4 half of a dual-stack Service is still
         // served, an IPv6-only Service cannot be.
-        let members: BTreeMap<String, Families> =
-            [("a".into(), IPV4_ONLY), ("b".into(), NOTHING)].into();
+        let members: BTreeMap<String, Reach> = [
+            ("a".into(), reach(true, false, &[])),
+            ("b".into(), reach(false, false, &[])),
+        ]
+        .into();
         assert_eq!(owner(&members, &dual).as_deref(), Some("a"));
         assert_eq!(owner(&members, &v6), None);
         assert_eq!(
@@ -651,10 +747,11 @@ pub(crate) mod tests {
             lb_class: None,
             members: &families,
             endpoints: None,
+            forbidden: NO_FORBIDDEN,
         };
         let mut problems = Vec::new();
         let assignments = assign(&services, &inputs, |service, problem| {
-            problems.push((service.clone(), problem.to_owned()))
+            problems.push((service.clone(), problem.to_string()))
         });
         let shared: IpAddr = "192.0.2.1".parse().expect("ip");
         let holders: Vec<&str> = ["a", "b", "c"]
@@ -710,6 +807,7 @@ pub(crate) mod tests {
             lb_class: None,
             members: &with_families,
             endpoints: Some(&index),
+            forbidden: NO_FORBIDDEN,
         };
         let assignments = assign(&services, &with_slices, |_, _| {});
         assert_eq!(
@@ -749,14 +847,132 @@ pub(crate) mod tests {
             lb_class: None,
             members: &members,
             endpoints: None,
+            forbidden: NO_FORBIDDEN,
         };
         let assignments = assign(&services, &inputs, |service, problem| {
-            problems.push((service.clone(), problem.to_owned()))
+            problems.push((service.clone(), problem.to_string()))
         });
         let owned = owned_by(&assignments, "a");
         assert_eq!(owned.len(), 2, "{owned:?}");
         assert!(owned.values().all(|s| *s == svc("default", "web")));
         assert!(owned_by(&assignments, "b").is_empty());
         assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn a_vip_goes_to_a_node_on_its_subnet_when_one_is_live() {
+        let services = [
+            Arc::new(lb_service(
+                "public",
+                None,
+                "Cluster",
+                &[(Some("203.0.113.10"), None)],
+            )),
+            Arc::new(lb_service(
+                "anywhere",
+                None,
+                "Cluster",
+                &[(Some("192.0.2.10"), None)],
+            )),
+        ];
+        let members: BTreeMap<String, Reach> = [
+            ("a".into(), reach(true, true, &["198.51.100.0/24"])),
+            ("b".into(), reach(true, true, &["198.51.100.0/24"])),
+            ("c".into(), reach(true, true, &["203.0.113.0/24"])),
+        ]
+        .into();
+        let inputs = Inputs {
+            lb_class: None,
+            members: &members,
+            endpoints: None,
+            forbidden: NO_FORBIDDEN,
+        };
+        let assignments = assign(&services, &inputs, |_, _| {});
+        assert_eq!(
+            assignments[&svc("default", "public")].owner.as_deref(),
+            Some("c"),
+            "only c has 203.0.113.0/24"
+        );
+        assert_eq!(
+            assignments[&svc("default", "anywhere")].owner,
+            Some(owner_of(
+                &svc("default", "anywhere"),
+                &nodes(&["a", "b", "c"])
+            )),
+            "no node has 192.0.2.0/24: every node is a candidate"
+        );
+        // c is gone: the VIP still gets an owner, off its subnet.
+        let without_c: BTreeMap<String, Reach> = members
+            .iter()
+            .filter(|(node, _)| *node != "c")
+            .map(|(node, reach)| (node.clone(), reach.clone()))
+            .collect();
+        let inputs = Inputs {
+            members: &without_c,
+            ..inputs
+        };
+        assert!(
+            assign(&services, &inputs, |_, _| {})[&svc("default", "public")]
+                .owner
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn node_addresses_and_proxied_entries_are_never_answered_for() {
+        let mut service = lb_service(
+            "web",
+            None,
+            "Cluster",
+            &[
+                (Some("198.51.100.3"), None),
+                (Some("192.0.2.10"), None),
+                (Some("192.0.2.11"), None),
+            ],
+        );
+        service
+            .status
+            .as_mut()
+            .and_then(|status| status.load_balancer.as_mut())
+            .and_then(|lb| lb.ingress.as_mut())
+            .expect("ingress")[2]
+            .ip_mode = Some("Proxy".into());
+        let services = [Arc::new(service)];
+        let forbidden = node_addresses(&[Node {
+            metadata: ObjectMeta {
+                name: Some("node-a".into()),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                addresses: Some(vec![NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: "198.51.100.3".into(),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+        let members = dual_stack(&["a"]);
+        let inputs = Inputs {
+            lb_class: None,
+            members: &members,
+            endpoints: None,
+            forbidden: &forbidden,
+        };
+        let mut problems = Vec::new();
+        let assignments = assign(&services, &inputs, |_, problem| problems.push(problem));
+        assert_eq!(
+            assignments[&svc("default", "web")].ips,
+            vec!["192.0.2.10".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            matches!(&problems[0], Problem::Skipped(text) if text.contains("ipMode Proxy")),
+            "{problems:?}"
+        );
+        assert!(
+            matches!(&problems[1], Problem::Refused(text) if text.contains("InternalIP of Node node-a")),
+            "{problems:?}"
+        );
     }
 }

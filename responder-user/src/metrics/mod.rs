@@ -257,10 +257,10 @@ impl Metrics {
         self.ready.load(Ordering::Relaxed)
     }
 
+    /// Whether the agent loop is ticking. Not whether an interface is
+    /// attached: a node without a matching interface is healthy, and a
+    /// restart would not give it one.
     pub fn liveness(&self) -> Result<(), Unhealthy> {
-        if self.attached.get() == 0 {
-            return Err(Unhealthy::NotAttached);
-        }
         match self.heartbeat.age() {
             None => Err(Unhealthy::NoHeartbeat),
             Some(age) if age > HEARTBEAT_TIMEOUT => Err(Unhealthy::StaleHeartbeat { age }),
@@ -278,7 +278,6 @@ fn register(registry: &mut Registry, name: &str, help: &str, metric: impl Metric
 /// Why `/healthz` fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unhealthy {
-    NotAttached,
     NoHeartbeat,
     StaleHeartbeat { age: Duration },
 }
@@ -286,7 +285,6 @@ pub enum Unhealthy {
 impl fmt::Display for Unhealthy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unhealthy::NotAttached => write!(f, "XDP program not attached"),
             Unhealthy::NoHeartbeat => write!(f, "no heartbeat from the agent yet"),
             Unhealthy::StaleHeartbeat { age } => write!(
                 f,

@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io,
+    net::IpAddr,
 };
 
 use ipnet::IpNet;
@@ -48,13 +49,21 @@ pub async fn list_links() -> Result<Vec<LinkInfo>, NetwatchError> {
     }
 }
 
+/// The accepted interfaces of the network namespace, and every address on any
+/// of its interfaces (accepted or not).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkSnapshot {
+    pub accepted: BTreeMap<u32, LinkInfo>,
+    pub addresses: BTreeSet<IpAddr>,
+}
+
 /// Publishes the accepted interfaces (by ifindex) of the current network namespace: first
 /// once the initial link and address dumps are complete, then whenever a link or address
 /// notification changes the accepted set or any accepted link's details (addresses
 /// included). Runs until cancelled, or returns Ok once every receiver of `out` is gone.
 pub async fn watch(
     filter: InterfaceFilter,
-    out: watch::Sender<BTreeMap<u32, LinkInfo>>,
+    out: watch::Sender<LinkSnapshot>,
 ) -> Result<(), NetwatchError> {
     let groups = (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
     loop {
@@ -72,14 +81,14 @@ pub async fn watch(
 /// [`watch`] running as a task: the accepted links as they change. Aborted
 /// when dropped.
 pub struct LinkWatch {
-    links: watch::Receiver<BTreeMap<u32, LinkInfo>>,
+    links: watch::Receiver<LinkSnapshot>,
     task: tokio::task::JoinHandle<()>,
     open: bool,
 }
 
 impl LinkWatch {
     pub fn spawn(filter: InterfaceFilter) -> Self {
-        let (links_tx, links) = watch::channel(BTreeMap::new());
+        let (links_tx, links) = watch::channel(LinkSnapshot::default());
         let task = tokio::spawn(async move {
             if let Err(e) = watch(filter, links_tx).await {
                 tracing::error!(
@@ -97,7 +106,7 @@ impl LinkWatch {
 
     /// The accepted links once they changed; never resolves once the watch
     /// has ended (it logged why), so the attached set stays as it is.
-    pub async fn changed(&mut self) -> BTreeMap<u32, LinkInfo> {
+    pub async fn changed(&mut self) -> LinkSnapshot {
         if self.open {
             if self.links.changed().await.is_ok() {
                 return self.links.borrow_and_update().clone();
@@ -166,11 +175,17 @@ impl Session {
     async fn follow(
         &mut self,
         filter: &InterfaceFilter,
-        out: &watch::Sender<BTreeMap<u32, LinkInfo>>,
+        out: &watch::Sender<LinkSnapshot>,
     ) -> Result<(), SessionEnd> {
         self.synchronize().await?;
         loop {
-            publish(out, self.table.accepted(filter));
+            publish(
+                out,
+                LinkSnapshot {
+                    accepted: self.table.accepted(filter),
+                    addresses: self.table.all_addresses(),
+                },
+            );
             if out.is_closed() {
                 return Ok(());
             }
@@ -251,13 +266,14 @@ fn parse_messages(mut bytes: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> 
     messages
 }
 
-fn publish(out: &watch::Sender<BTreeMap<u32, LinkInfo>>, accepted: BTreeMap<u32, LinkInfo>) {
+fn publish(out: &watch::Sender<LinkSnapshot>, snapshot: LinkSnapshot) {
     out.send_if_modified(|current| {
-        if *current == accepted {
+        if *current == snapshot {
             return false;
         }
-        for (ifindex, link) in &accepted {
-            match current.get(ifindex) {
+        let accepted = &snapshot.accepted;
+        for (ifindex, link) in accepted {
+            match current.accepted.get(ifindex) {
                 None => info!(interface = %link.name, ifindex, "interface added"),
                 Some(previous) if previous != link => {
                     debug!(interface = %link.name, ifindex, ?link, "interface changed")
@@ -265,12 +281,12 @@ fn publish(out: &watch::Sender<BTreeMap<u32, LinkInfo>>, accepted: BTreeMap<u32,
                 Some(_) => {}
             }
         }
-        for (ifindex, link) in current.iter() {
+        for (ifindex, link) in current.accepted.iter() {
             if !accepted.contains_key(ifindex) {
                 info!(interface = %link.name, ifindex, "interface removed");
             }
         }
-        *current = accepted;
+        *current = snapshot;
         true
     });
 }
@@ -329,6 +345,14 @@ impl LinkTable {
                 .unwrap_or_default(),
             ..link.clone()
         })
+    }
+
+    fn all_addresses(&self) -> BTreeSet<IpAddr> {
+        self.addresses
+            .values()
+            .flatten()
+            .map(|net| net.addr())
+            .collect()
     }
 
     fn accepted(&self, filter: &InterfaceFilter) -> BTreeMap<u32, LinkInfo> {
@@ -485,6 +509,10 @@ mod tests {
         assert_eq!(
             accepted[&4].addresses,
             vec!["192.0.2.1/0".parse::<IpNet>().expect("prefix")]
+        );
+        assert_eq!(
+            table.all_addresses(),
+            BTreeSet::from(["192.0.2.1".parse::<IpAddr>().expect("ip")])
         );
 
         let mut bridge_port_removed = up.clone();

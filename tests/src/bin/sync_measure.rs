@@ -217,7 +217,14 @@ impl SyncAgent {
             .arg(kubeconfig)
             .args(["--node-name", NODE, "--namespace", NAMESPACE])
             .args(["--interface", interface, "--xdp-mode", "skb"])
-            .args(["--metrics-addr", "127.0.0.1:0", "--announce-count", "1"])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--health-addr",
+                "127.0.0.1:0",
+                "--announce-count",
+                "1",
+            ])
             .arg("--pin-path")
             .arg(&pin_path)
             .env("RUST_LOG", "warn")

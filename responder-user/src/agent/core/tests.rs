@@ -1,11 +1,14 @@
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use responder_common::{VipKey, VipStats, VIP_FLAG_YIELDED};
 use tokio::time::Instant;
 
 use super::*;
 use crate::{
-    cluster::{Attached, Ownership, ServiceRef, View},
+    cluster::{Attached, Families, Ownership, Reach, ServiceRef, View},
     error::VipError,
     fakes::*,
     sources::{Source, SourceUpdate},
@@ -54,6 +57,13 @@ impl Attachments for FakeAttachments {
 
 type Core = AgentCore<FakeAttachments, FakeMap, FakeAnnouncer>;
 
+const DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// The links changed to `links`, with no address elsewhere on the node.
+fn links(core: &mut Core, links: Vec<Interface>) {
+    core.on_links(links, BTreeSet::new(), Instant::now());
+}
+
 /// A core attached to eth0 and eth1, as `Agent::start` leaves it.
 fn core(names: &[&str]) -> Core {
     let attachments = FakeAttachments {
@@ -64,7 +74,7 @@ fn core(names: &[&str]) -> Core {
         dataplane(),
         attachments,
         names.iter().map(|n| n.to_string()).collect(),
-        ServiceIndex::empty(),
+        DEBOUNCE,
         Metrics::new(),
     )
 }
@@ -166,7 +176,7 @@ fn links_changing_attach_detach_and_move_the_keys() {
     assert_eq!(keys(&core), vec![v4(2, 0, 0, 10), v4(3, 0, 0, 10)]);
 
     // eth1 went away and eth9 came up.
-    core.on_links(vec![eth0(), interface("eth9", 9, MAC1, &[])]);
+    links(&mut core, vec![eth0(), interface("eth9", 9, MAC1, &[])]);
     assert_eq!(
         core.attachments().attached,
         BTreeMap::from([(2, "eth0".to_owned()), (9, "eth9".to_owned())])
@@ -176,7 +186,11 @@ fn links_changing_attach_detach_and_move_the_keys() {
         *attached.borrow(),
         Attached {
             names: vec!["eth0".into(), "eth9".into()],
-            ipv6: true,
+            reach: Reach {
+                families: Families::BOTH,
+                prefixes: vec!["198.51.100.0/24".parse().expect("prefix")],
+            },
+            local_addresses: BTreeSet::new(),
         },
         "the Kubernetes source hears about the new set"
     );
@@ -188,11 +202,11 @@ fn an_interface_that_cannot_be_attached_gets_no_vips_and_is_retried() {
     core.start(vec![update(Source::CommandLine, &["192.0.2.10"])])
         .expect("start");
     core.attachments_mut().refuse.push("eth9".into());
-    let links = vec![eth0(), eth1(), interface("eth9", 9, MAC1, &[])];
-    core.on_links(links.clone());
+    let wanted = vec![eth0(), eth1(), interface("eth9", 9, MAC1, &[])];
+    links(&mut core, wanted.clone());
     assert_eq!(keys(&core), vec![v4(2, 0, 0, 10), v4(3, 0, 0, 10)]);
     core.attachments_mut().refuse.clear();
-    core.on_links(links);
+    links(&mut core, wanted);
     assert_eq!(
         keys(&core),
         vec![v4(2, 0, 0, 10), v4(3, 0, 0, 10), v4(9, 0, 0, 10)]
@@ -201,12 +215,20 @@ fn an_interface_that_cannot_be_attached_gets_no_vips_and_is_retried() {
 }
 
 #[test]
-fn losing_every_interface_reports_not_attached() {
+fn losing_every_interface_advertises_nothing() {
     let mut core = core(&[]);
     core.start(Vec::new()).expect("start");
-    core.on_links(Vec::new());
+    links(&mut core, Vec::new());
     assert!(core.attachments().attached.is_empty());
-    assert!(core.metrics.liveness().is_err());
+    assert_eq!(
+        core.attached_interfaces().borrow().reach.families,
+        Families::default(),
+        "nothing to answer on"
+    );
+    assert!(
+        core.metrics.liveness().is_ok(),
+        "no interface is no reason to restart"
+    );
 }
 
 #[test]
@@ -240,7 +262,7 @@ fn a_tick_beats_retries_failed_writes_and_follows_ipv6() {
         counters: &[],
     });
     assert!(keys(&core).is_empty(), "IPv6 switched off on eth0");
-    assert!(!core.attached_interfaces().borrow().ipv6);
+    assert!(!core.attached_interfaces().borrow().reach.families.ipv6);
 }
 
 #[test]
@@ -292,7 +314,10 @@ fn a_vip_file_that_does_not_validate_changes_nothing() {
     // eth7 is an --interface that is not up: a valid scope that waits.
     core.on_vip_file(path, Ok(set(&["192.0.2.11@eth0", "192.0.2.12@eth7"])));
     assert_eq!(keys(&core), vec![v4(2, 0, 0, 11)]);
-    core.on_links(vec![eth0(), eth1(), interface("eth7", 7, MAC1, &[])]);
+    links(
+        &mut core,
+        vec![eth0(), eth1(), interface("eth7", 7, MAC1, &[])],
+    );
     assert_eq!(keys(&core), vec![v4(2, 0, 0, 11), v4(7, 0, 0, 12)]);
 }
 
@@ -445,4 +470,55 @@ fn a_vip_the_data_plane_yielded_while_the_agent_was_late_is_taken_back() {
     assert_eq!(core.dataplane.map().entries[&key].flags, 0);
     assert_eq!(core.dataplane.announcer().announced, vec![(key, MAC0)]);
     assert_eq!(core.dataplane.yielded_count(), 0);
+}
+
+#[test]
+fn carrier_loss_stops_serving_after_the_debounce_and_its_return_announces_again() {
+    let mut core = core(&[]);
+    core.start(vec![update(Source::CommandLine, &["192.0.2.10@eth1"])])
+        .expect("start");
+    let start = Instant::now();
+    let serving = |core: &Core| core.attached_interfaces().borrow().reach.families;
+    let mut eth1_down = eth1();
+    eth1_down.carrier = false;
+    core.on_links(vec![eth0(), eth1_down.clone()], BTreeSet::new(), start);
+    assert_eq!(
+        keys(&core),
+        vec![v4(3, 0, 0, 10)],
+        "still attached and installed"
+    );
+    tick_at(&mut core, start + DEBOUNCE / 2, &[]);
+    assert_eq!(serving(&core), Families::BOTH, "within the debounce");
+
+    // eth0 loses carrier too, for longer than the debounce: nothing serves.
+    let mut eth0_down = eth0();
+    eth0_down.carrier = false;
+    core.on_links(vec![eth0_down, eth1_down], BTreeSet::new(), start);
+    tick_at(&mut core, start + DEBOUNCE, &[]);
+    assert_eq!(serving(&core), Families::default());
+
+    core.dataplane.announcer_mut().announced.clear();
+    core.on_links(vec![eth0(), eth1()], BTreeSet::new(), start + DEBOUNCE * 2);
+    assert_eq!(serving(&core), Families::BOTH);
+    assert_eq!(
+        core.dataplane.announcer().announced,
+        vec![(v4(3, 0, 0, 10), MAC1)],
+        "the VIP on the interface whose carrier came back is announced again"
+    );
+}
+
+#[test]
+fn the_nodes_own_addresses_reach_the_kubernetes_source() {
+    let mut core = core(&[]);
+    core.start(Vec::new()).expect("start");
+    let addresses: BTreeSet<std::net::IpAddr> = [
+        "198.51.100.1".parse().expect("ip"),
+        "10.0.0.1".parse().expect("ip"),
+    ]
+    .into();
+    core.on_links(vec![eth0(), eth1()], addresses.clone(), Instant::now());
+    assert_eq!(
+        core.attached_interfaces().borrow().local_addresses,
+        addresses
+    );
 }

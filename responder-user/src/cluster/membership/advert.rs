@@ -1,0 +1,192 @@
+//! What a membership Lease says beside "alive": annotations written by its holder
+//! and read by every other agent.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use k8s_openapi::api::coordination::v1::Lease;
+
+use crate::cluster::{Families, Reach};
+
+/// The IP families the holder can answer for right now (`IPv4`, `IPv6`,
+/// comma-separated, Kubernetes' spelling; empty when nothing serves). A Lease
+/// without it is from an agent that predates it: both.
+const FAMILIES_ANNOTATION: &str = "responder/ip-families";
+
+/// The subnets (comma-separated prefixes) of the holder's serving interfaces.
+const PREFIXES_ANNOTATION: &str = "responder/prefixes";
+
+/// Set by an agent leaving for a restart (a DaemonSet rolling update): for this
+/// many seconds after the Lease last changed, its holder counts as alive, so a
+/// restart within the grace moves nothing. Its successor's first renewal
+/// removes it.
+const RESTART_GRACE_ANNOTATION: &str = "responder/restart-grace-seconds";
+
+fn annotation<'a>(lease: &'a Lease, key: &str) -> Option<&'a str> {
+    lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// What the holder of `lease` says it can answer for. Prefixes that do not
+/// parse are left out (a newer agent may write more than this one reads).
+pub(super) fn reach_of(lease: &Lease) -> Reach {
+    let families = match annotation(lease, FAMILIES_ANNOTATION) {
+        None => Families::BOTH,
+        Some(value) => {
+            let listed = |family: &str| value.split(',').any(|name| name.trim() == family);
+            Families {
+                ipv4: listed("IPv4"),
+                ipv6: listed("IPv6"),
+            }
+        }
+    };
+    let prefixes = annotation(lease, PREFIXES_ANNOTATION)
+        .map(|value| {
+            value
+                .split(',')
+                .filter_map(|prefix| prefix.trim().parse::<IpNet>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Reach { families, prefixes }
+}
+
+/// The restart grace the holder asked for when it left, if any.
+pub(super) fn restart_grace_of(lease: &Lease) -> Option<Duration> {
+    annotation(lease, RESTART_GRACE_ANNOTATION)
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+pub(super) fn families_annotation(families: Families) -> String {
+    let mut names = Vec::new();
+    if families.ipv4 {
+        names.push("IPv4");
+    }
+    if families.ipv6 {
+        names.push("IPv6");
+    }
+    names.join(",")
+}
+
+/// The annotations a renewal writes: what the node reaches now, and no
+/// restart grace (a renewal means the agent is back). `None` removes a key in
+/// a merge patch.
+pub(super) fn renewal_annotations(reach: &Reach) -> BTreeMap<&'static str, Option<String>> {
+    let prefixes: Vec<String> = reach
+        .prefixes
+        .iter()
+        .map(|net| net.trunc().to_string())
+        .collect();
+    [
+        (
+            FAMILIES_ANNOTATION,
+            Some(families_annotation(reach.families)),
+        ),
+        (PREFIXES_ANNOTATION, Some(prefixes.join(","))),
+        (RESTART_GRACE_ANNOTATION, None),
+    ]
+    .into()
+}
+
+/// The annotation a departing agent writes to ask for `grace`.
+pub(super) fn restart_grace_annotation(grace: Duration) -> (&'static str, String) {
+    (
+        RESTART_GRACE_ANNOTATION,
+        grace.as_secs_f64().ceil().to_string(),
+    )
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::cluster::membership::tests::lease;
+
+    pub(crate) fn annotated(mut lease: Lease, pairs: &[(&str, &str)]) -> Lease {
+        lease.metadata.annotations = Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        lease
+    }
+
+    pub(crate) fn with_families(lease: Lease, families: &str) -> Lease {
+        annotated(lease, &[(FAMILIES_ANNOTATION, families)])
+    }
+
+    pub(crate) fn with_grace(lease: Lease, seconds: &str) -> Lease {
+        annotated(lease, &[(RESTART_GRACE_ANNOTATION, seconds)])
+    }
+
+    #[test]
+    fn families_and_prefixes_come_from_annotations_and_their_absence_means_unknown() {
+        assert_eq!(reach_of(&lease("old", 1)), Reach::UNKNOWN);
+        let v4_only = Families {
+            ipv4: true,
+            ipv6: false,
+        };
+        assert_eq!(
+            reach_of(&with_families(lease("v4", 1), "IPv4")).families,
+            v4_only
+        );
+        assert_eq!(
+            reach_of(&with_families(lease("dual", 1), "IPv4, IPv6")).families,
+            Families::BOTH
+        );
+        assert_eq!(
+            reach_of(&with_families(lease("idle", 1), "")).families,
+            Families::default()
+        );
+        let subnets = annotated(
+            lease("a", 1),
+            &[(
+                PREFIXES_ANNOTATION,
+                "198.51.100.0/24, nonsense,2001:db8:100::/64",
+            )],
+        );
+        assert_eq!(
+            reach_of(&subnets).prefixes,
+            vec![
+                "198.51.100.0/24".parse::<IpNet>().expect("prefix"),
+                "2001:db8:100::/64".parse().expect("prefix"),
+            ],
+            "what does not parse is left out"
+        );
+    }
+
+    #[test]
+    fn renewals_spell_families_as_kubernetes_does_and_clear_the_grace() {
+        let reach = Reach {
+            families: Families {
+                ipv4: true,
+                ipv6: false,
+            },
+            prefixes: vec!["198.51.100.7/24".parse().expect("prefix")],
+        };
+        let written = renewal_annotations(&reach);
+        assert_eq!(written[FAMILIES_ANNOTATION].as_deref(), Some("IPv4"));
+        assert_eq!(
+            written[PREFIXES_ANNOTATION].as_deref(),
+            Some("198.51.100.0/24"),
+            "the subnet, not the address"
+        );
+        assert_eq!(written[RESTART_GRACE_ANNOTATION], None);
+        assert_eq!(families_annotation(Families::BOTH), "IPv4,IPv6");
+        assert_eq!(families_annotation(Families::default()), "");
+    }
+
+    #[test]
+    fn the_restart_grace_round_trips_in_whole_seconds() {
+        let (key, value) = restart_grace_annotation(Duration::from_millis(9_500));
+        let lease = annotated(lease("a", 1), &[(key, &value)]);
+        assert_eq!(restart_grace_of(&lease), Some(Duration::from_secs(10)));
+        assert_eq!(restart_grace_of(&with_grace(lease, "soon")), None);
+    }
+}
