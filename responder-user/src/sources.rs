@@ -116,6 +116,7 @@ impl ClusterSource {
     pub(crate) fn spawn(
         config: ClusterSourceConfig,
         attached: watch::Receiver<Attached>,
+        announced_before: BTreeSet<IpAddr>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (owned_tx, owned) = watch::channel(Ownership::default());
@@ -123,6 +124,7 @@ impl ClusterSource {
             config.client.clone(),
             config.settings.clone(),
             attached,
+            announced_before,
             owned_tx,
             metrics,
         ));

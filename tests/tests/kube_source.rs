@@ -48,7 +48,15 @@ fn start_agent(client: &Client, node: &'static str) -> Agent {
     let client = client.clone();
     let task = tokio::spawn(async move {
         let _interfaces_tx = interfaces_tx;
-        let result = run(client, settings, interfaces, owned_tx, Metrics::new()).await;
+        let result = run(
+            client,
+            settings,
+            interfaces,
+            Default::default(),
+            owned_tx,
+            Metrics::new(),
+        )
+        .await;
         panic!("agent {node} stopped: {result:?}");
     });
     Agent { node, task, owned }

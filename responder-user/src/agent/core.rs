@@ -150,6 +150,18 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         &mut self.attachments
     }
 
+    /// Every address configured on the node, at start (later ones come with
+    /// [`AgentCore::on_links`]).
+    pub(crate) fn set_local_addresses(&mut self, addresses: BTreeSet<IpAddr>) {
+        self.local_addresses = addresses;
+        self.publish_attached(Instant::now());
+    }
+
+    /// The addresses the data plane answers for now.
+    pub(crate) fn installed_addresses(&self) -> BTreeSet<IpAddr> {
+        self.dataplane.installed().keys().map(key_addr).collect()
+    }
+
     pub(crate) fn installed_count(&self) -> usize {
         self.dataplane.installed().len()
     }

@@ -143,15 +143,16 @@ impl Agent {
             config.carrier_debounce,
             Arc::clone(&metrics),
         );
-        core.on_links(
-            selection.accepted,
-            selection.local_addresses,
-            Instant::now(),
-        );
+        core.set_local_addresses(selection.local_addresses);
         // Spawned once the core can tell it which interfaces are attached;
         // it then fills the core's Service index.
         let cluster = config.cluster.map(|cluster| {
-            ClusterSource::spawn(cluster, core.attached_interfaces(), Arc::clone(&metrics))
+            ClusterSource::spawn(
+                cluster,
+                core.attached_interfaces(),
+                core.installed_addresses(),
+                Arc::clone(&metrics),
+            )
         });
         if let Some(cluster) = &cluster {
             core.set_services(cluster.services());

@@ -3,6 +3,7 @@
 //! members) changes, and publishes this node's VIPs.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,6 +216,9 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 
 /// Where the assigner's decisions go.
 pub(super) struct Outputs {
+    /// The addresses the data plane already answered for at start: owning
+    /// them is no change.
+    pub(super) announced_before: BTreeSet<IpAddr>,
     /// Events to record on Services.
     pub(super) events: mpsc::UnboundedSender<OwnershipEvent>,
     /// This node's VIPs, for the agent.
@@ -256,6 +260,9 @@ struct Assigner {
     metrics: Arc<Metrics>,
     /// This node's interfaces: its own addresses are never VIPs.
     attached: watch::Receiver<Attached>,
+    /// The addresses this node's data plane answered for when the agent
+    /// started (adopted from its predecessor), until the first assignment.
+    announced_before: BTreeSet<IpAddr>,
 }
 
 impl Assigner {
@@ -271,6 +278,7 @@ impl Assigner {
         }: Stores,
         attached: watch::Receiver<Attached>,
         Outputs {
+            announced_before,
             events,
             owned,
             metrics,
@@ -302,6 +310,7 @@ impl Assigner {
             owned,
             metrics,
             attached,
+            announced_before,
         }
     }
 
@@ -479,6 +488,7 @@ impl Assigner {
         self.report_problems(problems, &members);
 
         self.report_changes(&assignments);
+        self.announced_before.clear();
         self.assignments = assignments;
         let owned = ownership::owned_by(&self.assignments, &self.settings.node_name);
         let view = self.view();
@@ -530,14 +540,22 @@ impl Assigner {
             let new = assignments.get(service);
             let old_owner = old.and_then(|a| a.owner.as_deref());
             let new_owner = new.and_then(|a| a.owner.as_deref());
-            let old_ips = old.map(|a| a.ips.as_slice()).unwrap_or_default();
             let new_ips = new.map(|a| a.ips.as_slice()).unwrap_or_default();
+            // A restarted agent that already announced a Service's addresses
+            // before the restart keeps it: not a change worth an Event.
+            let kept = old.is_none()
+                && !new_ips.is_empty()
+                && new_ips.iter().all(|ip| self.announced_before.contains(ip));
+            let old_ips = match kept {
+                true => new_ips,
+                false => old.map(|a| a.ips.as_slice()).unwrap_or_default(),
+            };
             if old_owner != new_owner {
                 info!(%service, ips = ?new_ips, old_owner = old_owner.unwrap_or("none"), new_owner = new_owner.unwrap_or("none"), "ownership changed");
             } else if old_ips != new_ips {
                 info!(%service, old_ips = ?old_ips, new_ips = ?new_ips, owner = new_owner.unwrap_or("none"), "addresses changed");
             }
-            let was_ours = old_owner == Some(node);
+            let was_ours = old_owner == Some(node) || kept;
             let is_ours = new_owner == Some(node);
             if was_ours != is_ours {
                 self.metrics.ownership_change();
@@ -587,6 +605,11 @@ mod tests {
     impl Harness {
         /// An assigner on `node` that has listed one Service and both nodes' Leases at `start`.
         fn new(node: &str) -> Self {
+            Self::restarted(node, &[])
+        }
+
+        /// An agent whose data plane already answered for `announced` at start.
+        fn restarted(node: &str, announced: &[&str]) -> Self {
             let (services, mut services_writer) = reflector::store();
             let (nodes, mut nodes_writer) = reflector::store();
             services_writer.apply_watcher_event(&watcher::Event::Apply(lb_service(
@@ -618,6 +641,7 @@ mod tests {
                 },
                 watch::channel(Attached::default()).1,
                 Outputs {
+                    announced_before: announced.iter().map(|ip| ip.parse().expect("ip")).collect(),
                     events,
                     owned: owned_tx,
                     metrics: Metrics::new(),
@@ -754,5 +778,24 @@ mod tests {
         h.renew(winner(), 2, 10_000);
         assert_eq!(h.assigner.health, Health::Healthy);
         assert!(h.owns_web());
+    }
+
+    #[test]
+    fn a_restarted_owner_keeps_its_services_without_an_event() {
+        let mut h = Harness::restarted(winner(), &["192.0.2.1"]);
+        assert!(h.owns_web());
+        assert!(
+            h.event_queue.try_recv().is_err(),
+            "nothing started: the node answered for web before the restart"
+        );
+        let mut fresh = Harness::new(winner());
+        assert!(fresh.owns_web());
+        assert!(
+            matches!(
+                fresh.event_queue.try_recv(),
+                Ok(OwnershipEvent::Started { .. })
+            ),
+            "a node that did not answer for web before starts to"
+        );
     }
 }

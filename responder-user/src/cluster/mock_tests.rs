@@ -214,6 +214,7 @@ async fn owned_by_agent(node: &str, cluster: Cluster) -> BTreeMap<IpAddr, Servic
         client,
         settings,
         attached,
+        Default::default(),
         owned_tx,
         crate::metrics::Metrics::new(),
     ));

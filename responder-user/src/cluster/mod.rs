@@ -180,14 +180,16 @@ pub enum ClusterError {
 
 /// Runs until cancelled (drop the future or abort its task), publishing into
 /// `owned` the VIPs this node must answer for now. `attached` follows the
-/// attached interfaces: named in Events, their IP families advertised in the
-/// Lease.
+/// attached interfaces: named in Events, what they reach advertised in the
+/// Lease. `announced_before` are the addresses the data plane answered for
+/// when the agent started (a restart keeps owning them without an Event).
 ///
 /// While the API server is unreachable the last published set stays in place.
 pub async fn run(
     client: kube::Client,
     settings: ClusterSettings,
     attached: watch::Receiver<Attached>,
+    announced_before: BTreeSet<IpAddr>,
     owned: watch::Sender<Ownership>,
     metrics: Arc<Metrics>,
 ) -> Result<(), ClusterError> {
@@ -208,6 +210,7 @@ pub async fn run(
     let leases = kube::Api::namespaced(client.clone(), &settings.namespace);
     let (event_sender, event_queue) = events::channel();
     let outputs = assigner::Outputs {
+        announced_before,
         events: event_sender,
         owned,
         metrics: Arc::clone(&metrics),
