@@ -11,7 +11,6 @@ use std::{
     collections::BTreeSet,
     fs::File,
     net::IpAddr,
-    os::fd::{AsRawFd, OwnedFd},
     path::PathBuf,
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -20,19 +19,18 @@ use std::{
 
 use k8s_openapi::api::{
     coordination::v1::Lease,
-    core::v1::{Node, Service},
+    core::v1::{Event, Node, Service},
 };
 use kube::{
     api::{Api, DeleteParams, Patch, PatchParams, PostParams},
     Client,
 };
-use responder_model::frames::{Arp, Ethernet, Vlan, BROADCAST_MAC, ETH_P_ARP};
 use serde_json::json;
 
+pub use crate::prober::{ArpProber, Tally};
 use crate::{
     apiserver::ApiServer,
-    lab::{attach_pass_through, format_mac, responder_bin, PassThrough},
-    loadgen::packet_socket,
+    lab::{attach_pass_through, responder_bin, PassThrough},
     netns::{quiet_ipv6, run_ok, wait_for, ChildGuard, NetNs},
 };
 
@@ -506,6 +504,85 @@ impl Cluster {
         self.wait_ready(i);
     }
 
+    /// Stops the node's agent the way a DaemonSet rolling update does
+    /// (SIGTERM), leaving its program attached; returns once it exited.
+    pub fn terminate_agent(&mut self, node: &str) {
+        let i = self.index(node);
+        let mut child = self.agents[i].child.take().expect("agent running");
+        child.signal(nix::sys::signal::Signal::SIGTERM);
+        let code = child.wait_exit(WAIT);
+        assert_eq!(code, Some(0), "agent of {node} exits cleanly on SIGTERM");
+    }
+
+    /// SIGKILLs the node's agent alone: its link stays up and its pinned
+    /// program answers until the stale gate or a new owner stops it.
+    pub fn kill_agent(&mut self, node: &str) {
+        let i = self.index(node);
+        let mut child = self.agents[i].child.take().expect("agent running");
+        child.signal(nix::sys::signal::Signal::SIGKILL);
+        child.wait_exit(WAIT);
+    }
+
+    /// Starts the node's agent again, adopting whatever its predecessor left
+    /// pinned, and waits until it is attached with its Lease.
+    pub fn start_agent(&mut self, node: &str) {
+        let i = self.index(node);
+        self.agents[i].spawn();
+        self.wait_ready(i);
+    }
+
+    /// Events recorded on Services in the test namespace with one of
+    /// `reasons`, as (reason, note, count).
+    pub fn events(&self, reasons: &[&str]) -> Vec<(String, String, i32)> {
+        let events = Api::<Event>::namespaced(self.client.clone(), NAMESPACE);
+        let list = self
+            .block(events.list(&Default::default()))
+            .expect("list Events");
+        list.items
+            .into_iter()
+            .filter_map(|event| {
+                let reason = event.reason?;
+                reasons.contains(&reason.as_str()).then(|| {
+                    (
+                        reason,
+                        event.message.unwrap_or_default(),
+                        event.count.unwrap_or(1),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Writes `addresses` into the Node's `status.addresses` as InternalIPs,
+    /// as the kubelet would.
+    pub fn set_node_addresses(&self, node: &str, addresses: &[&str]) {
+        let listed: Vec<_> = addresses
+            .iter()
+            .map(|a| json!({ "type": "InternalIP", "address": a }))
+            .collect();
+        let status = json!({ "status": { "addresses": listed } });
+        let nodes = Api::<Node>::all(self.client.clone());
+        self.block(nodes.patch_status(node, &PatchParams::default(), &Patch::Merge(&status)))
+            .expect("patch Node status");
+    }
+
+    /// Adds `cidr` to the node's interface (the root-namespace veth), as its
+    /// subnet on the segment.
+    pub fn add_interface_address(&self, node: &str, cidr: &str) {
+        let interface = &self.agent(node).interface;
+        run_ok(Command::new("ip").args(["addr", "add", cidr, "dev", interface, "nodad"]));
+    }
+
+    /// The Kubernetes client of the test, for objects the helpers do not cover.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Runs `future` on the cluster's runtime.
+    pub fn run<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.block(future)
+    }
+
     /// The agent owning a MAC, for readable messages.
     pub fn node_of_mac(&self, mac: &str) -> Option<&'static str> {
         self.agents
@@ -579,143 +656,10 @@ impl Cluster {
 
     /// An ARP prober on the client's bridge, for the failover measurement.
     pub fn arp_prober(&self) -> ArpProber {
-        let mac = self.segment.mac(BRIDGE);
-        let fd = self.segment.enter(|| {
-            let ifindex = nix::net::if_::if_nametoindex(BRIDGE).expect("bridge exists");
-            packet_socket(ETH_P_ARP, ifindex)
-                .unwrap_or_else(|e| panic!("ARP packet socket on {BRIDGE}: {e}"))
-        });
-        ArpProber { fd, mac }
-    }
-}
-
-/// The client side of a failover measurement: broadcasts "who has VIP" every
-/// `interval` and reports when a reply comes from a MAC other than the old owner's.
-pub struct ArpProber {
-    fd: OwnedFd,
-    mac: [u8; 6],
-}
-
-impl ArpProber {
-    fn request(&self, target: std::net::Ipv4Addr) -> Vec<u8> {
-        let client: std::net::Ipv4Addr = CLIENT_V4.parse().expect("client address");
-        let broadcast = Ethernet {
-            dst: BROADCAST_MAC,
-            src: self.mac,
-            vlan: Vlan::Untagged,
-        };
-        let mut frame = Arp::request(self.mac, client.octets(), target.octets()).frame(&broadcast);
-        // Ethernet's minimum frame size.
-        frame.resize(60, 0);
-        frame
-    }
-
-    fn send(&self, frame: &[u8]) {
-        // SAFETY: frame is a valid buffer of the length passed; the socket is bound.
-        let sent =
-            unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        assert!(
-            sent == frame.len() as isize,
-            "send ARP request: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// The sender MAC of an ARP reply for `target` waiting on the socket, if
-    /// one arrives within `timeout`.
-    fn receive_reply(&self, target: std::net::Ipv4Addr, timeout: Duration) -> Option<[u8; 6]> {
-        let mut pollfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pollfd, 1, millis) } <= 0 {
-            return None;
-        }
-        let mut buf = [0u8; 1514];
-        // SAFETY: buf is writable for its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        let frame = buf.get(..usize::try_from(n).ok()?)?;
-        let arp = frame.get(14..42)?;
-        // Only answers to our own requests: gratuitous replies are announcements, not answers.
-        let client: std::net::Ipv4Addr = CLIENT_V4.parse().expect("client address");
-        let answers_us = frame[12..14] == ETH_P_ARP.to_be_bytes()
-            && arp[6..8] == [0, 2]
-            && arp[14..18] == target.octets()
-            && arp[18..24] == self.mac
-            && arp[24..28] == client.octets();
-        answers_us.then(|| arp[8..14].try_into().expect("6 bytes"))
-    }
-
-    /// Discards what arrived before a measurement starts (e.g. answers to the
-    /// previous trial's last probes).
-    fn drain(&self) {
-        let mut buf = [0u8; 1514];
-        // SAFETY: buf is writable for its length; MSG_DONTWAIT never blocks.
-        while unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        } > 0
-        {}
-    }
-
-    /// Sends one request for `target` and returns the sender MAC of every
-    /// answer to it received within `wait` (several if several nodes answer).
-    pub fn answers(&self, target: std::net::Ipv4Addr, wait: Duration) -> Vec<String> {
-        self.drain();
-        self.send(&self.request(target));
-        let deadline = Instant::now() + wait;
-        let mut macs = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return macs;
-            }
-            if let Some(mac) = self.receive_reply(target, left) {
-                macs.push(format_mac(&mac));
-            }
-        }
-    }
-
-    /// Sends a request for `target` every `interval` until a reply comes from
-    /// a MAC other than `old_mac`; returns when that reply was received.
-    pub fn first_reply_not_from(
-        &self,
-        target: std::net::Ipv4Addr,
-        old_mac: &str,
-        interval: Duration,
-        timeout: Duration,
-    ) -> Option<(Instant, String)> {
-        let request = self.request(target);
-        self.drain();
-        let deadline = Instant::now() + timeout;
-        let mut next_send = Instant::now();
-        while Instant::now() < deadline {
-            if Instant::now() >= next_send {
-                self.send(&request);
-                next_send += interval;
-            }
-            let wait = next_send.saturating_duration_since(Instant::now());
-            if let Some(mac) = self.receive_reply(target, wait) {
-                let mac = format_mac(&mac);
-                if !mac.eq_ignore_ascii_case(old_mac) {
-                    return Some((Instant::now(), mac));
-                }
-            }
-        }
-        None
+        ArpProber::on(
+            &self.segment,
+            BRIDGE,
+            CLIENT_V4.parse().expect("client address"),
+        )
     }
 }

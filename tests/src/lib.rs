@@ -1,6 +1,7 @@
 //! Test support.
 pub mod lab;
 pub mod netns;
+pub mod prober;
 
 pub mod apiserver;
 pub mod bench;

@@ -10,6 +10,7 @@ use aya::{
 };
 use responder_common::{
     AgentState, VipKey, VipStats, VipValue, PIN_AGENT, PIN_LINK_PREFIX, PIN_VIPS, PIN_VIP_STATS,
+    VIP_FLAG_YIELDED,
 };
 
 use super::{
@@ -38,22 +39,22 @@ pub struct VipRow {
     pub conflicts: u64,
     /// Requests left unanswered by the stale gate or a yielded VIP.
     pub stale: u64,
+    /// Another MAC claimed the VIP while this node's agent was late or its
+    /// view frozen: not answered until the agent re-asserts it.
+    pub yielded: bool,
 }
 
 /// Reads the pinned maps of an agent (running or not), counters summed over
 /// CPUs, sorted by address, interface and VLAN.
 pub fn read_pinned_vips(pin_path: &Path) -> Result<Vec<VipRow>, Error> {
-    let vips: HashMap<MapData, VipKey, VipValue> =
-        HashMap::try_from(open_pinned(pin_path, PIN_VIPS)?)
-            .map_err(|source| map_error("reading", PIN_VIPS, source))?;
+    let vips = read_pinned_vips_map(pin_path)?;
     let stats = match pin_path.join(PIN_VIP_STATS).exists() {
         true => read_stats_any_layout(pin_path)?,
         false => BTreeMap::new(),
     };
     let names = InterfaceNames::current();
     let mut rows = Vec::new();
-    for entry in vips.iter() {
-        let (key, value) = entry.map_err(|source| map_error("reading", PIN_VIPS, source))?;
+    for (key, value) in vips {
         let total = stats.get(&key).copied().unwrap_or_default();
         let vlan = key_vlan(&key);
         rows.push(VipRow {
@@ -66,6 +67,7 @@ pub fn read_pinned_vips(pin_path: &Path) -> Result<Vec<VipRow>, Error> {
             replies: total.replies,
             conflicts: total.conflicts,
             stale: total.stale,
+            yielded: value.flags & VIP_FLAG_YIELDED != 0,
         });
     }
     rows.sort();
@@ -102,6 +104,8 @@ pub struct LinkRow {
     pub program_id: u32,
     /// Counters of the VIPs on this interface.
     pub counters: Totals,
+    /// VIP keys on this interface the data plane has yielded.
+    pub yielded: usize,
 }
 
 /// The `AGENT` entry of `responder stats`.
@@ -139,6 +143,8 @@ impl HeartbeatRow {
 pub struct PinnedStats {
     pub interfaces: Vec<LinkRow>,
     pub totals: Totals,
+    /// VIP keys the data plane has yielded, on any interface.
+    pub yielded: usize,
     /// None when nothing is pinned as `agent` (an agent older than the gate).
     pub agent: Option<HeartbeatRow>,
 }
@@ -153,6 +159,11 @@ pub fn read_pinned_stats(pin_path: &Path) -> Result<PinnedStats, Error> {
     let counters = read_stats_any_layout(pin_path)?;
     let mut totals = VipStats::default();
     counters.values().for_each(|s| totals.add(s));
+    let yielded: Vec<VipKey> = read_pinned_vips_map(pin_path)?
+        .into_iter()
+        .filter(|(_, value)| value.flags & VIP_FLAG_YIELDED != 0)
+        .map(|(key, _)| key)
+        .collect();
     let read_error = |source| Error::Filesystem {
         action: "reading",
         path: pin_path.to_owned(),
@@ -184,6 +195,10 @@ pub fn read_pinned_stats(pin_path: &Path) -> Result<PinnedStats, Error> {
             .filter(|(key, _)| Some(key.ifindex) == ifindex)
             .for_each(|(_, s)| on_interface.add(s));
         interfaces.push(LinkRow {
+            yielded: yielded
+                .iter()
+                .filter(|key| Some(key.ifindex) == ifindex)
+                .count(),
             interface: name,
             ifindex,
             link_id: info.id(),
@@ -207,8 +222,19 @@ pub fn read_pinned_stats(pin_path: &Path) -> Result<PinnedStats, Error> {
     Ok(PinnedStats {
         interfaces,
         totals: totals.into(),
+        yielded: yielded.len(),
         agent,
     })
+}
+
+/// Every entry of the pinned VIPS map.
+fn read_pinned_vips_map(pin_path: &Path) -> Result<Vec<(VipKey, VipValue)>, Error> {
+    let vips: HashMap<MapData, VipKey, VipValue> =
+        HashMap::try_from(open_pinned(pin_path, PIN_VIPS)?)
+            .map_err(|source| map_error("reading", PIN_VIPS, source))?;
+    vips.iter()
+        .map(|entry| entry.map_err(|source| map_error("reading", PIN_VIPS, source)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -37,9 +37,10 @@ fn format_table(rows: &[VipRow]) -> String {
         "REPLIES",
         "CONFLICTS",
         "STALE",
+        "STATE",
     ]
     .map(String::from);
-    let cells: Vec<[String; 8]> = std::iter::once(header)
+    let cells: Vec<[String; 9]> = std::iter::once(header)
         .chain(rows.iter().map(|r| {
             [
                 r.ip.to_string(),
@@ -50,10 +51,14 @@ fn format_table(rows: &[VipRow]) -> String {
                 r.replies.to_string(),
                 r.conflicts.to_string(),
                 r.stale.to_string(),
+                match r.yielded {
+                    true => "yielded".into(),
+                    false => "answering".into(),
+                },
             ]
         }))
         .collect();
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|c| cells.iter().map(|row| row[c].len()).max().unwrap_or(0))
         .collect();
     let mut text = String::new();
@@ -63,7 +68,7 @@ fn format_table(rows: &[VipRow]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(c, (cell, w))| {
-                if c >= 4 {
+                if (4..8).contains(&c) {
                     format!("{cell:>w$}")
                 } else {
                     format!("{cell:<w$}")
@@ -103,6 +108,12 @@ fn format_stats(stats: &PinnedStats) -> String {
             link.program_id,
             counters(&link.counters)
         ));
+        if link.yielded > 0 {
+            text.push_str(&format!(
+                "  {} VIP(s) yielded to another MAC: not answered\n",
+                link.yielded
+            ));
+        }
     }
     text.push_str(&format!("total: {}\n", counters(&stats.totals)));
     match &stats.agent {
@@ -156,6 +167,7 @@ mod tests {
                 replies: 5,
                 conflicts: 0,
                 stale: 0,
+                yielded: false,
             },
             VipRow {
                 ip: "2001:db8::10".parse().expect("ip"),
@@ -167,21 +179,22 @@ mod tests {
                 replies: 12,
                 conflicts: 1,
                 stale: 7,
+                yielded: true,
             },
         ];
         let table = format_table(&rows);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "IP            INTERFACE  VLAN     MAC                REQUESTS  REPLIES  CONFLICTS  STALE"
+            "IP            INTERFACE  VLAN     MAC                REQUESTS  REPLIES  CONFLICTS  STALE  STATE"
         );
         assert_eq!(
             lines[1],
-            "192.0.2.10    eth0       -        02:00:00:00:00:0a         5        5          0      0"
+            "192.0.2.10    eth0       -        02:00:00:00:00:0a         5        5          0      0  answering"
         );
         assert_eq!(
             lines[2],
-            "2001:db8::10  eth1       100.200  02:00:00:00:00:0b     12345       12          1      7"
+            "2001:db8::10  eth1       100.200  02:00:00:00:00:0b     12345       12          1      7  yielded"
         );
     }
 
@@ -200,8 +213,10 @@ mod tests {
                 link_id: 7,
                 program_id: 42,
                 counters,
+                yielded: 1,
             }],
             totals: counters,
+            yielded: 1,
             agent: Some(bpf::HeartbeatRow::new(
                 &responder_common::AgentState {
                     heartbeat_ns: 1_000_000_000,
@@ -214,6 +229,7 @@ mod tests {
         assert_eq!(
             format_stats(&stats),
             "interface eth0 (ifindex 2): link 7 program 42: requests 4 replies 3 conflicts 0 stale 1\n\
+             \x20 1 VIP(s) yielded to another MAC: not answered\n\
              total: requests 4 replies 3 conflicts 0 stale 1\n\
              heartbeat: 11.5s ago (STALE: not answering); stale after 10s, yield after 2s\n"
         );

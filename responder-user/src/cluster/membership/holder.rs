@@ -51,7 +51,7 @@ pub(crate) async fn hold_lease(
                 lease = %name,
                 families = %families_annotation(reach.families),
                 prefixes = ?reach.prefixes,
-                "advertising what this node answers for"
+                "advertising the IP families and subnets this node answers for"
             );
             advertised = Some(reach.clone());
         }
