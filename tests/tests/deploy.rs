@@ -94,6 +94,10 @@ fn manifests_apply_and_keep_least_privilege() {
     );
     for probe in ["livenessProbe", "readinessProbe"] {
         assert!(c[probe]["httpGet"]["path"].is_string(), "{probe} missing");
+        assert_eq!(
+            c[probe]["httpGet"]["port"], 9851,
+            "{probe} goes to the probe listener, not the metrics port"
+        );
     }
     for kind in ["requests", "limits"] {
         assert!(

@@ -18,9 +18,10 @@ use responder_tests::{
     cluster::{Cluster, WAIT},
     lab::{
         arping, attach_pass_through, lab_vip_args, ndisc6, responder_bin, Lab, PassThrough,
-        PinCleanup, Responder, NODE_IF, VIP_V4, VIP_V6,
+        PinCleanup, Responder, CLIENT_IF, CLIENT_V4, NODE_IF, VIP_V4, VIP_V6,
     },
     netns::{veth, wait_for, NetNs, TempPath},
+    prober::ArpProber,
 };
 use serde_json::json;
 
@@ -575,4 +576,65 @@ fn ipv6_vip_waits_while_the_interface_has_ipv6_disabled() {
     );
     let (ok, out) = ndisc6(&lab, VIP_V6);
     assert!(ok, "{VIP_V6} not answered once IPv6 is enabled:\n{out}");
+}
+
+/// Static mode: the agent stalls past --yield-after, another MAC announces
+/// the VIP and the data plane yields it; once the agent ticks again it still
+/// owns the VIP, so it takes it back instead of leaving it unanswered for good.
+#[test]
+fn a_stalled_agent_yields_to_another_mac_and_takes_its_vip_back() {
+    const FOREIGN_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x98];
+    let lab = Lab::new("stall");
+    let _cleanup = PinCleanup {
+        pin_path: lab.pin_path(),
+    };
+    let mut responder = lab.start_responder(
+        &[
+            "--interface",
+            NODE_IF,
+            "--vip",
+            VIP_V4,
+            "--yield-after",
+            "1s",
+            "--stale-after",
+            "30s",
+        ],
+        1,
+    );
+    let prober = ArpProber::on(&lab.client, CLIENT_IF, v4(CLIENT_V4));
+    let node_mac = lab.node_mac();
+    let answered = || prober.answers(v4(VIP_V4), Duration::from_millis(300));
+    let yielded = |responder: &Responder| {
+        responder
+            .vips()
+            .first()
+            .and_then(|row| row["yielded"].as_bool())
+    };
+    assert_eq!(answered(), vec![node_mac.clone()]);
+
+    responder.child().signal(nix::sys::signal::Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1500));
+    prober.announce_foreign(v4(VIP_V4), FOREIGN_MAC);
+    let gave_way = wait_for(WAIT, || yielded(&responder).filter(|y| *y));
+    responder.child().signal(nix::sys::signal::Signal::SIGCONT);
+    assert!(
+        gave_way.is_some(),
+        "the stalled node did not yield: {:?}",
+        responder.vips()
+    );
+
+    let back = wait_for(WAIT, || {
+        (yielded(&responder) == Some(false) && answered() == [node_mac.clone()]).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the VIP stayed unanswered after the agent resumed: {:?}; log:\n{}",
+        responder.vips(),
+        responder.log()
+    );
+    assert!(
+        responder.log().contains("taking it back"),
+        "{}",
+        responder.log()
+    );
 }

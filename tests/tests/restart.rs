@@ -324,3 +324,45 @@ fn metrics_health_and_readiness_are_served() {
         assert_eq!(code, 404, "{path} is not served beside /metrics");
     }
 }
+
+/// Idle or slow clients holding the metrics port must not take the kubelet's
+/// probes down with them: the probes have a listener of their own.
+#[test]
+fn probes_answer_while_idle_connections_hold_the_metrics_port() {
+    let lab = Lab::new("rprobe");
+    let _cleanup = PinCleanup {
+        pin_path: lab.pin_path(),
+    };
+    let mut args = args("5s");
+    args.extend([
+        "--metrics-addr",
+        "127.0.0.1:9850",
+        "--health-addr",
+        "127.0.0.1:9851",
+    ]);
+    let responder = lab.start_responder(&args, 1);
+    let ready = wait_for(WAIT, || {
+        get(&lab, "http://127.0.0.1:9851/readyz").filter(|(code, _)| *code == 200)
+    });
+    assert!(ready.is_some(), "not ready; log:\n{}", responder.log());
+
+    // 100 connections to /metrics that never send a request, opened from
+    // inside the node's namespace and held while the probes are asked.
+    let idle = lab.node.enter(|| {
+        (0..100)
+            .map(|_| std::net::TcpStream::connect("127.0.0.1:9850"))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let idle = idle.expect("open idle connections to the metrics port");
+    for path in ["/healthz", "/readyz"] {
+        let started = Instant::now();
+        let answer = get(&lab, &format!("http://127.0.0.1:9851{path}"));
+        assert_eq!(
+            answer.map(|(code, _)| code),
+            Some(200),
+            "{path} with 100 idle connections on the metrics port (asked for {:?})",
+            started.elapsed()
+        );
+    }
+    drop(idle);
+}

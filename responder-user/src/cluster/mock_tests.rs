@@ -278,3 +278,37 @@ async fn local_services_go_to_nodes_with_endpoints() {
         "node-b holds the only endpoint of {local}; nobody owns {idle}"
     );
 }
+
+/// `ipMode: Proxy` (Kubernetes 1.29+) cannot be stored by the v1.20 test API
+/// server, so it is checked here: kube-proxy installs nothing for such an
+/// address, so it is never announced, while the Service's other entries are.
+#[tokio::test]
+async fn proxied_ingress_entries_are_not_announced() {
+    let name = name_won_by_a("proxied");
+    let mut service = lb_service(
+        &name,
+        None,
+        "Cluster",
+        &[(Some("192.0.2.1"), None), (Some("192.0.2.2"), None)],
+    );
+    service
+        .status
+        .as_mut()
+        .and_then(|status| status.load_balancer.as_mut())
+        .and_then(|lb| lb.ingress.as_mut())
+        .expect("ingress")[0]
+        .ip_mode = Some("Proxy".into());
+    let cluster = Cluster {
+        services: vec![service],
+        nodes: vec!["node-a".into()],
+        slices: Vec::new(),
+    };
+    let owned = owned_by_agent("node-a", cluster).await;
+    assert_eq!(
+        owned,
+        BTreeMap::from([(
+            "192.0.2.2".parse::<IpAddr>().expect("ip"),
+            svc("default", &name)
+        )])
+    );
+}
