@@ -18,10 +18,15 @@ use crate::{
     bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
     cluster::{Departure, Ownership},
     dataplane::Dataplane,
-    error::{display_chain, Error},
+    error::{display_chain, privileges_or, Error},
     garp::{Announcer, SentCounts},
     metrics::{Metrics, VipCounterSample, VipCounterSource},
-    netif::{self, watch::LinkWatch, Interface, InterfaceFilter, LinkInfo},
+    netif::{
+        self,
+        multicast::{DeviceMulticast, Group, Memberships},
+        watch::LinkWatch,
+        Interface, InterfaceFilter, LinkInfo,
+    },
     sources::{ClusterSource, ClusterSourceConfig, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, read_vip_file, VipSpec},
 };
@@ -68,25 +73,42 @@ impl Signals {
     }
 }
 
-impl Attachments for Loaded {
+/// The kernel as the core reaches it: the loaded program with its links and
+/// heartbeat, and the devices' multicast lists.
+struct Kernel {
+    loaded: Loaded,
+    multicast: DeviceMulticast,
+}
+
+impl Attachments for Kernel {
     fn attach(&mut self, interface: &Interface) -> Result<(), Error> {
-        Loaded::attach(self, interface)
+        self.loaded.attach(interface)
     }
 
     fn detach(&mut self, ifindex: u32) -> Option<String> {
-        Loaded::detach(self, ifindex)
+        self.loaded.detach(ifindex)
     }
 
     fn is_attached(&self, ifindex: u32) -> bool {
-        self.attached_name(ifindex).is_some()
+        self.loaded.attached_name(ifindex).is_some()
     }
 
     fn attached_names(&self) -> Vec<String> {
-        self.attached().map(str::to_owned).collect()
+        self.loaded.attached().map(str::to_owned).collect()
     }
 
     fn beat(&mut self) -> Result<(), Error> {
-        Loaded::beat(self)
+        self.loaded.beat()
+    }
+}
+
+impl Memberships for Kernel {
+    fn join(&mut self, group: Group) -> std::io::Result<()> {
+        self.multicast.join(group)
+    }
+
+    fn leave(&mut self, group: Group) -> std::io::Result<()> {
+        self.multicast.leave(group)
     }
 }
 
@@ -100,7 +122,7 @@ pub struct Agent {
     sent: SentCounts,
     exit: Exit,
     signals: Signals,
-    core: AgentCore<Loaded, BpfVipMap, Announcer>,
+    core: AgentCore<Kernel, BpfVipMap, Announcer>,
 }
 
 impl Agent {
@@ -136,9 +158,14 @@ impl Agent {
         }
         dataplane.adopt(adopted.vips);
 
+        let multicast = DeviceMulticast::open().map_err(|source| {
+            privileges_or("opening a socket for multicast lists", source, |source| {
+                Error::MulticastSocket { source }
+            })
+        })?;
         let mut core = AgentCore::new(
             dataplane,
-            loaded,
+            Kernel { loaded, multicast },
             selection.names,
             config.carrier_debounce,
             Arc::clone(&metrics),
@@ -169,7 +196,7 @@ impl Agent {
             },
         ])?;
         tracing::info!(
-            pin_path = %core.attachments().pin_path().display(),
+            pin_path = %core.attachments().loaded.pin_path().display(),
             interfaces = core.attachments().attached_names().join(","),
             vips = core.installed_count(),
             kube = cluster.is_some(),
@@ -253,9 +280,9 @@ impl Agent {
             Some(cluster) => Some(cluster.depart(self.exit.restart_grace()).await),
             None => None,
         };
-        let loaded = self.core.attachments_mut();
+        let loaded = &mut self.core.attachments_mut().loaded;
         let pin_path = loaded.pin_path().display().to_string();
-        let interfaces = loaded.attached_names().join(",");
+        let interfaces = loaded.attached().collect::<Vec<_>>().join(",");
         if loaded.superseded() {
             loaded.keep_pinned();
             drop(self);
