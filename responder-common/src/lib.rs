@@ -11,19 +11,30 @@ pub mod wire;
 pub const PROGRAM_NAME: &str = "responder";
 /// Map names as written in the eBPF object (and shown by `bpftool map`).
 pub const VIPS_MAP: &str = "VIPS";
-pub const VIP_STATS_MAP: &str = "VIP_STATS";
+pub const VIP_COUNTERS_MAP: &str = "VIP_COUNTERS";
 pub const AGENT_MAP: &str = "AGENT";
 /// File names under the pin directory (default `/sys/fs/bpf/responder`).
 pub const PIN_PROGRAM: &str = "prog";
 pub const PIN_VIPS: &str = "vips";
-pub const PIN_VIP_STATS: &str = "vip_stats";
+pub const PIN_VIP_COUNTERS: &str = "vip_counters";
+/// Where agents before counter slots pinned their counters: a per-CPU hash
+/// keyed by `VipKey`. Read when adopting such an agent's pins, then removed.
+pub const PIN_LEGACY_VIP_STATS: &str = "vip_stats";
 pub const PIN_AGENT: &str = "agent";
 /// Link pins are `link_<ifname>`.
 pub const PIN_LINK_PREFIX: &str = "link_";
 
-/// Capacity of the VIP and counter maps. Entries are allocated on demand
+/// Capacity of the VIP map. Entries are allocated on demand
 /// (BPF_F_NO_PREALLOC), so an idle node does not pay for it.
 pub const MAX_VIPS: usize = 131_072;
+
+/// Elements of the per-CPU counter array, one per VIP key that has
+/// counters. An array is allocated whole, on every CPU: 32 bytes × this ×
+/// CPUs (512 KiB per CPU). Keys beyond it are answered but not counted.
+pub const COUNTER_SLOTS: usize = 16_384;
+/// `VipValue::counter_slot` of a key without counters: out of the array's
+/// range, so the data plane's lookup finds nothing.
+pub const NO_COUNTER_SLOT: u32 = u32::MAX;
 
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;
@@ -87,7 +98,10 @@ pub struct VipValue {
     pub _pad: [u8; 2],
     /// `VIP_FLAG_*` bits; the agent writes 0, the data plane may set bits.
     pub flags: u32,
-    pub _reserved: u32,
+    /// Index of the VIP's counters in the per-CPU `VIP_COUNTERS` array, so
+    /// counting a reply costs no second hash lookup; `NO_COUNTER_SLOT` for
+    /// none. Older agents wrote 0 here (a reserved field).
+    pub counter_slot: u32,
 }
 
 /// Set by the data plane in `VipValue::flags` when another MAC announced the
@@ -113,7 +127,8 @@ pub struct AgentState {
     pub yield_after_ns: u64,
 }
 
-/// Per-CPU counters for one VIP; the agent sums the CPUs when it reads them.
+/// Per-CPU counters for one VIP (one element of `VIP_COUNTERS`); the agent
+/// sums the CPUs when it reads them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipStats {
@@ -165,7 +180,12 @@ mod tests {
     #[test]
     fn vip_value_and_stats_layout() {
         assert_eq!(size_of::<VipValue>(), 16);
+        assert_eq!(offset_of!(VipValue, mac), 0);
+        assert_eq!(offset_of!(VipValue, _pad), 6);
         assert_eq!(offset_of!(VipValue, flags), 8);
+        // Where older agents had a zeroed reserved field: their pinned
+        // values still read back with the same size and offsets.
+        assert_eq!(offset_of!(VipValue, counter_slot), 12);
         assert_eq!(size_of::<VipStats>(), 32);
         assert_eq!(offset_of!(VipStats, conflicts), 16);
         assert_eq!(offset_of!(VipStats, stale), 24);

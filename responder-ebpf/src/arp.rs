@@ -46,11 +46,11 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
                 // A gratuitous ARP announces, it does not ask: the kernel may
                 // want to see it, and only someone else's MAC is a conflict.
                 if !bytes_eq(&arp.sha, &mac) {
-                    conflict(&key, &owned);
+                    conflict(&owned);
                 }
                 return Ok(xdp_action::XDP_PASS);
             }
-            may_answer(&key, &owned)?;
+            may_answer(&owned)?;
             eth.dst = arp.sha;
             eth.src = mac;
             arp.oper = ARPOP_REPLY_BE;
@@ -58,14 +58,14 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
             arp.sha = mac;
             arp.tpa = arp.spa;
             arp.spa = vip;
-            count_reply(&key);
+            count_reply(&owned);
             Ok(xdp_action::XDP_TX)
         }
         ARPOP_REPLY_BE => {
             let key = VipKey::v4(ifindex, l3.vlan_outer, l3.vlan_inner, arp.spa);
             let owned = lookup_vip(&key, &eth.dst)?;
             if !bytes_eq(&arp.sha, &owned.mac) {
-                conflict(&key, &owned);
+                conflict(&owned);
             }
             Ok(xdp_action::XDP_PASS)
         }

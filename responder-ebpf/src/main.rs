@@ -19,14 +19,14 @@ mod vlan;
 mod program {
     use aya_ebpf::{
         bindings::{xdp_action, BPF_F_NO_PREALLOC},
-        btf_maps::{Array, HashMap, PerCpuHashMap},
+        btf_maps::{Array, HashMap, PerCpuArray},
         helpers::bpf_ktime_get_ns,
         macros::{btf_map, xdp},
         programs::XdpContext,
     };
     use responder_common::{
         wire::{ETH_P_ARP_BE, ETH_P_IPV6_BE},
-        AgentState, VipKey, VipStats, VipValue, MAX_VIPS, VIP_FLAG_YIELDED,
+        AgentState, VipKey, VipStats, VipValue, COUNTER_SLOTS, MAX_VIPS, VIP_FLAG_YIELDED,
     };
 
     use crate::{
@@ -39,9 +39,11 @@ mod program {
     static VIPS: HashMap<VipKey, VipValue, MAX_VIPS, { BPF_F_NO_PREALLOC as usize }> =
         HashMap::new();
 
+    /// Counters, indexed by `VipValue::counter_slot`: the VIP's own
+    /// lookup already found the index, and an array element is found
+    /// without hashing.
     #[btf_map]
-    static VIP_STATS: PerCpuHashMap<VipKey, VipStats, MAX_VIPS, { BPF_F_NO_PREALLOC as usize }> =
-        PerCpuHashMap::new();
+    static VIP_COUNTERS: PerCpuArray<VipStats, COUNTER_SLOTS> = PerCpuArray::new();
 
     /// The agent's heartbeat, written by the agent once a second.
     #[btf_map]
@@ -69,8 +71,8 @@ mod program {
     pub(crate) struct Vip {
         /// Source MAC of replies.
         pub(crate) mac: [u8; 6],
-        /// The entry in `VIPS`: read for its flags, written only to mark the
-        /// VIP yielded.
+        /// The entry in `VIPS`: read for its flags and counter slot, written
+        /// only to mark the VIP yielded.
         value: *mut VipValue,
     }
 
@@ -111,14 +113,14 @@ mod program {
     /// once the VIP was yielded to a new owner, the kernel gets the request
     /// and this node stays silent.
     #[inline(always)]
-    pub(crate) fn may_answer(key: &VipKey, vip: &Vip) -> Result<(), Pass> {
+    pub(crate) fn may_answer(vip: &Vip) -> Result<(), Pass> {
         let Some((age, agent)) = heartbeat_age() else {
             return Ok(());
         };
         // SAFETY: as in `lookup_vip`.
         let yielded = unsafe { (*vip.value).flags } & VIP_FLAG_YIELDED != 0;
         if age > agent.stale_after_ns || yielded {
-            if let Some(stats) = VIP_STATS.get_ptr_mut(key) {
+            if let Some(stats) = counters(vip) {
                 // SAFETY: as in `count_reply`.
                 unsafe {
                     (*stats).requests += 1;
@@ -130,12 +132,18 @@ mod program {
         Ok(())
     }
 
+    /// The VIP's counters on this CPU, if the agent gave it a slot.
+    #[inline(always)]
+    fn counters(vip: &Vip) -> Option<*mut VipStats> {
+        // SAFETY: as in `lookup_vip`.
+        let slot = unsafe { (*vip.value).counter_slot };
+        VIP_COUNTERS.get_ptr_mut(slot)
+    }
+
     /// Counts a request answered with XDP_TX.
     #[inline(always)]
-    pub(crate) fn count_reply(key: &VipKey) {
-        // The agent creates the counters with the VIP; a missing entry only
-        // means the VIP is being added or removed right now.
-        if let Some(stats) = VIP_STATS.get_ptr_mut(key) {
+    pub(crate) fn count_reply(vip: &Vip) {
+        if let Some(stats) = counters(vip) {
             // SAFETY: per-CPU value, and XDP does not preempt itself on a CPU.
             unsafe {
                 (*stats).requests += 1;
@@ -148,8 +156,8 @@ mod program {
     /// silent for a while the claimant is most likely the VIP's new owner,
     /// so this node yields it at once rather than at the stale bound.
     #[inline(always)]
-    pub(crate) fn conflict(key: &VipKey, vip: &Vip) {
-        if let Some(stats) = VIP_STATS.get_ptr_mut(key) {
+    pub(crate) fn conflict(vip: &Vip) {
+        if let Some(stats) = counters(vip) {
             // SAFETY: as in `count_reply`.
             unsafe { (*stats).conflicts += 1 };
         }

@@ -22,7 +22,7 @@ use responder_common::{
 use crate::{
     csum::{add_frame_bytes, add_icmpv6_pseudo_header, MAX_ND_MESSAGE_LEN},
     packet::{bytes_eq, frame_len, ptr_at, read, Pass},
-    program::{conflict, count_reply, lookup_vip, may_answer},
+    program::{conflict, count_reply, lookup_vip, may_answer, Vip},
     vlan::Layer3,
 };
 
@@ -110,16 +110,16 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         return Err(Pass);
     }
     if is_solicitation {
-        may_answer(&key, &owned)?;
+        may_answer(&owned)?;
         let reply_to = if from_unspecified {
             MAC_ALL_NODES
         } else {
             link_addr.unwrap_or(eth.src)
         };
-        advertise(ctx, l3, &key, reply_to, from_unspecified, owned.mac)
+        advertise(ctx, l3, &owned, reply_to, from_unspecified, owned.mac)
     } else {
         if !bytes_eq(&link_addr.unwrap_or(eth.src), &owned.mac) {
-            conflict(&key, &owned);
+            conflict(&owned);
         }
         Ok(xdp_action::XDP_PASS)
     }
@@ -172,7 +172,7 @@ fn link_addr_option(
 fn advertise(
     ctx: &XdpContext,
     l3: &Layer3,
-    key: &VipKey,
+    vip: &Vip,
     reply_to: [u8; 6],
     duplicate_address_detection: bool,
     mac: [u8; 6],
@@ -223,6 +223,6 @@ fn advertise(
     let acc = add_frame_bytes(ctx, acc, l3.offset + IPV6_HLEN, NA_WITH_TLLA_LEN)?;
     // SAFETY: as above.
     unsafe { (*msg_at).checksum = finish(acc) };
-    count_reply(key);
+    count_reply(vip);
     Ok(xdp_action::XDP_TX)
 }

@@ -2,19 +2,20 @@
 //! never attached, so no interface is touched.
 
 use std::{
+    collections::BTreeMap,
     io,
     mem::size_of,
     os::fd::{AsFd as _, AsRawFd as _, RawFd},
 };
 
 use aya::{
-    maps::{Array, HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{ProgramError, Xdp},
     util::nr_cpus,
     Ebpf, EbpfError,
 };
 use responder_common::{
-    AgentState, VipKey, VipStats, VipValue, AGENT_MAP, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP,
+    AgentState, VipKey, VipStats, VipValue, AGENT_MAP, PROGRAM_NAME, VIPS_MAP, VIP_COUNTERS_MAP,
 };
 
 /// `BPF_PROG_TEST_RUN` from `enum bpf_cmd`.
@@ -106,7 +107,10 @@ struct Outcome {
 pub struct LoadedResponder {
     ebpf: Ebpf,
     vips: HashMap<MapData, VipKey, VipValue>,
-    stats: PerCpuHashMap<MapData, VipKey, VipStats>,
+    counters: PerCpuArray<MapData, VipStats>,
+    /// The counter slot of each key inserted, as the agent would hand
+    /// them out (a key keeps its slot; none is reused).
+    slots: BTreeMap<VipKey, u32>,
     agent: Array<MapData, AgentState>,
 }
 
@@ -134,33 +138,54 @@ impl LoadedResponder {
         let vips = ebpf
             .take_map(VIPS_MAP)
             .ok_or(TestRunError::Missing("VIPS map"))?;
-        let stats = ebpf
-            .take_map(VIP_STATS_MAP)
-            .ok_or(TestRunError::Missing("VIP_STATS map"))?;
+        let counters = ebpf
+            .take_map(VIP_COUNTERS_MAP)
+            .ok_or(TestRunError::Missing("VIP_COUNTERS map"))?;
         let agent = ebpf
             .take_map(AGENT_MAP)
             .ok_or(TestRunError::Missing("AGENT map"))?;
         Ok(LoadedResponder {
             ebpf,
             vips: HashMap::try_from(vips)?,
-            stats: PerCpuHashMap::try_from(stats)?,
+            counters: PerCpuArray::try_from(counters)?,
+            slots: BTreeMap::new(),
             agent: Array::try_from(agent)?,
         })
     }
 
-    /// Adds a VIP with zeroed counters, as the agent does.
+    /// Adds (or rewrites) a VIP, its counters zeroed when it is new, in a
+    /// counter slot of its own, as the agent does.
     pub fn insert_vip(&mut self, key: VipKey, value: VipValue) -> Result<(), TestRunError> {
-        let cpus = nr_cpus().map_err(|(what, error)| TestRunError::Cpus(what, error))?;
-        let zeroed = PerCpuValues::try_from(vec![VipStats::default(); cpus])
-            .map_err(|error| TestRunError::Cpus("per-CPU values", error))?;
-        self.stats.insert(key, zeroed, 0)?;
+        let next = self.slots.len() as u32;
+        let slot = match self.slots.get(&key) {
+            Some(&slot) => slot,
+            None => {
+                let cpus = nr_cpus().map_err(|(what, error)| TestRunError::Cpus(what, error))?;
+                let zeroed = PerCpuValues::try_from(vec![VipStats::default(); cpus])
+                    .map_err(|error| TestRunError::Cpus("per-CPU values", error))?;
+                self.counters.set(next, zeroed, 0)?;
+                self.slots.insert(key, next);
+                next
+            }
+        };
+        self.insert_vip_as_is(
+            key,
+            VipValue {
+                counter_slot: slot,
+                ..value
+            },
+        )
+    }
+
+    /// Writes `value` for `key` exactly as given, counter slot included.
+    pub fn insert_vip_as_is(&mut self, key: VipKey, value: VipValue) -> Result<(), TestRunError> {
         self.vips.insert(key, value, 0)?;
         Ok(())
     }
 
+    /// Removes a VIP; its slot is not reused.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), TestRunError> {
         self.vips.remove(key)?;
-        self.stats.remove(key)?;
         Ok(())
     }
 
@@ -175,10 +200,19 @@ impl LoadedResponder {
         Ok(())
     }
 
-    /// The VIP's counters summed over all CPUs.
+    /// The counters in the slot `insert_vip` gave `key`, summed over all
+    /// CPUs; zero for a key it never saw.
     pub fn stats(&self, key: &VipKey) -> Result<VipStats, TestRunError> {
+        match self.slots.get(key) {
+            Some(slot) => self.slot_stats(*slot),
+            None => Ok(VipStats::default()),
+        }
+    }
+
+    /// The counters in `slot`, summed over all CPUs.
+    pub fn slot_stats(&self, slot: u32) -> Result<VipStats, TestRunError> {
         let mut total = VipStats::default();
-        for per_cpu in self.stats.get(key, 0)?.iter() {
+        for per_cpu in self.counters.get(&slot, 0)?.iter() {
             total.add(per_cpu);
         }
         Ok(total)
@@ -242,6 +276,59 @@ impl LoadedResponder {
     }
 }
 
+/// `BPF_F_TEST_XDP_LIVE_FRAMES` from the UAPI: run the program on real
+/// page-pool frames and carry out its verdict (XDP_TX and XDP_REDIRECT send
+/// the frame, XDP_PASS hands it to the stack) instead of copying it back.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// Runs the XDP program behind `program_fd` on `frames` copies of `frame`
+/// in live-frame mode, `batch_size` at a time, as if they arrived on
+/// `ingress_ifindex` (resolved in the calling thread's network namespace):
+/// what the program returns is done to them for real. This is how
+/// xdp-tools' `xdp-trafficgen` sends.
+pub fn test_run_live(
+    program_fd: RawFd,
+    frame: &[u8],
+    ingress_ifindex: u32,
+    frames: u32,
+    batch_size: u32,
+) -> Result<(), TestRunError> {
+    let ctx = XdpMd {
+        data_end: frame.len() as u32,
+        ingress_ifindex,
+        ..XdpMd::default()
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: program_fd as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: frames,
+        ctx_size_in: size_of::<XdpMd>() as u32,
+        ctx_in: &ctx as *const XdpMd as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        batch_size,
+        ..TestRunAttr::default()
+    };
+    bpf_test_run(&mut attr)
+}
+
+fn bpf_test_run(attr: &mut TestRunAttr) -> Result<(), TestRunError> {
+    // SAFETY: every pointer in `attr` refers to live buffers of the sizes
+    // given, which outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            attr as *mut TestRunAttr,
+            size_of::<TestRunAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(TestRunError::Syscall(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// What the kernel reported for one BPF_PROG_TEST_RUN.
 pub struct RawOutcome {
     pub action: u32,
@@ -283,19 +370,7 @@ pub fn test_run_fd(
         ctx_in: &ctx as *const XdpMd as u64,
         ..TestRunAttr::default()
     };
-    // SAFETY: every pointer in `attr` refers to live buffers of the sizes
-    // given, which outlive the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            size_of::<TestRunAttr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(TestRunError::Syscall(io::Error::last_os_error()));
-    }
+    bpf_test_run(&mut attr)?;
     Ok(RawOutcome {
         action: attr.retval,
         duration_ns: attr.duration,

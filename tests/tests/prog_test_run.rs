@@ -2,7 +2,9 @@
 //! is compared byte for byte with one built independently in `frames`.
 //! Needs root (CAP_BPF + CAP_NET_ADMIN), as CI has.
 
-use responder_common::{AgentState, VipKey, VipStats, VipValue, VIP_FLAG_YIELDED};
+use responder_common::{
+    AgentState, VipKey, VipStats, VipValue, COUNTER_SLOTS, NO_COUNTER_SLOT, VIP_FLAG_YIELDED,
+};
 use responder_model::frames::*;
 use responder_tests::testrun::{
     monotonic_now_ns, LoadedResponder, LOOPBACK_IFINDEX, XDP_PASS, XDP_TX,
@@ -826,6 +828,9 @@ fn conflict_after_the_yield_delay_yields_that_vip_at_once() {
     let (arp_request, arp_reply) = arp_request_and_reply(Vlan::Untagged);
     assert_answers(&responder, &arp_request, &arp_reply);
 
+    let before = responder
+        .vip(&key4(Vlan::Untagged, VIP4))
+        .expect("read the VIP entry");
     let gratuitous = Arp::gratuitous(OTHER_MAC, VIP4).frame(&broadcast(Vlan::Untagged));
     assert_passes(&responder, &gratuitous, LOOPBACK_IFINDEX);
     assert_eq!(
@@ -834,8 +839,9 @@ fn conflict_after_the_yield_delay_yields_that_vip_at_once() {
             .expect("read the VIP entry"),
         VipValue {
             flags: VIP_FLAG_YIELDED,
-            ..ours()
-        }
+            ..before
+        },
+        "the yield flag is all the data plane changes"
     );
     assert_passes(&responder, &arp_request, LOOPBACK_IFINDEX);
     assert_eq!(
@@ -867,4 +873,63 @@ fn conflict_after_the_yield_delay_yields_that_vip_at_once() {
     let (untagged_ns, untagged_na) = ns_and_na(Vlan::Untagged);
     assert_answers(&responder, &untagged_ns, &untagged_na);
     assert_eq!(flags(&responder, key4(DOT1Q, VIP4)), 0);
+}
+
+#[test]
+fn each_vip_counts_in_its_own_slot() {
+    let responder = responder();
+    let (request, reply) = arp_request_and_reply(DOT1Q);
+    assert_answers(&responder, &request, &reply);
+    let (ns, na) = ns_and_na(QINQ);
+    assert_answers(&responder, &ns, &na);
+    assert_answers(&responder, &ns, &na);
+    let counted_slots: Vec<(u32, VipStats)> = (0..8)
+        .map(|slot| (slot, responder.slot_stats(slot).expect("read a slot")))
+        .filter(|(_, counters)| *counters != VipStats::default())
+        .collect();
+    let slot_of = |key| {
+        responder
+            .vip(&key)
+            .expect("read the VIP entry")
+            .counter_slot
+    };
+    assert_eq!(
+        counted_slots,
+        vec![
+            (slot_of(key4(DOT1Q, VIP4)), counted(1, 1, 0)),
+            (slot_of(key6(QINQ, VIP6)), counted(2, 2, 0)),
+        ],
+        "only the slots of the two VIPs asked for moved"
+    );
+}
+
+#[test]
+fn a_vip_without_a_counter_slot_is_answered_and_counted_nowhere() {
+    let mut responder = responder();
+    for slot in [NO_COUNTER_SLOT, COUNTER_SLOTS as u32] {
+        for key in [key4(Vlan::Untagged, VIP4), key6(Vlan::Untagged, VIP6)] {
+            responder
+                .insert_vip_as_is(
+                    key,
+                    VipValue {
+                        counter_slot: slot,
+                        ..ours()
+                    },
+                )
+                .expect("insert a VIP without counters");
+        }
+        let (request, reply) = arp_request_and_reply(Vlan::Untagged);
+        assert_answers(&responder, &request, &reply);
+        let (ns, na) = ns_and_na(Vlan::Untagged);
+        assert_answers(&responder, &ns, &na);
+        let gratuitous = Arp::gratuitous(OTHER_MAC, VIP4).frame(&broadcast(Vlan::Untagged));
+        assert_passes(&responder, &gratuitous, LOOPBACK_IFINDEX);
+        for counter_slot in 0..8 {
+            assert_eq!(
+                responder.slot_stats(counter_slot).expect("read a slot"),
+                VipStats::default(),
+                "slot {counter_slot} moved for a VIP in slot {slot}"
+            );
+        }
+    }
 }

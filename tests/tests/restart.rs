@@ -9,7 +9,7 @@ use std::{
 
 use responder_tests::{
     lab::{arping, Lab, PinCleanup, Responder, NODE_IF, VIP_V4},
-    netns::wait_for,
+    netns::{run_ok, wait_for},
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -365,4 +365,106 @@ fn probes_answer_while_idle_connections_hold_the_metrics_port() {
         );
     }
     drop(idle);
+}
+
+/// `bpftool` with `args`, failing the test with its output unless it succeeds.
+fn bpftool(args: &[&str]) {
+    run_ok(Command::new("bpftool").args(args));
+}
+
+/// Bytes as the space-separated hex `bpftool map update` takes.
+fn hex_words(bytes: &[u8]) -> Vec<String> {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[test]
+fn adopts_vips_and_counters_an_agent_before_counter_slots_pinned() {
+    let lab = Lab::new("rlegacy");
+    let pin_path = lab.pin_path();
+    let _cleanup = PinCleanup {
+        pin_path: pin_path.clone(),
+    };
+    // What such an agent left: VIPS (value with a zeroed reserved field
+    // where the counter slot is now) and its counters in a per-CPU hash
+    // keyed like VIPS, pinned as `vip_stats`.
+    std::fs::create_dir(&pin_path).expect("create the pin directory");
+    let vip: std::net::Ipv4Addr = VIP_V4.parse().expect("VIP");
+    let mut key = lab.node.ifindex(NODE_IF).to_le_bytes().to_vec();
+    key.extend([0, 0, 0, 0, 4, 0, 0, 0]);
+    key.extend(vip.octets());
+    key.extend([0; 12]);
+    let mut value = lab.node.mac(NODE_IF).to_vec();
+    value.extend([0; 10]);
+    let counters: Vec<u8> = [7u64, 5, 1, 0]
+        .iter()
+        .flat_map(|counter| counter.to_le_bytes())
+        .collect();
+    for (pin, kind, value_size, name, value) in [
+        ("vips", "hash", "16", "VIPS", &value),
+        ("vip_stats", "percpu_hash", "32", "VIP_STATS", &counters),
+    ] {
+        let path = pin_path.join(pin).display().to_string();
+        bpftool(&[
+            "map", "create", &path, "type", kind, "key", "28", "value", value_size, "entries",
+            "1024", "name", name, "flags", "1",
+        ]);
+        let mut update = vec!["map".to_owned(), "update".into(), "pinned".into(), path];
+        update.push("key".into());
+        update.push("hex".into());
+        update.extend(hex_words(&key));
+        update.push("value".into());
+        update.push("hex".into());
+        update.extend(hex_words(value));
+        // bpftool writes a per-CPU value to every CPU.
+        bpftool(&update.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let cpus = aya::util::nr_cpus().expect("possible CPUs") as u64;
+
+    // The old VIPS pin already holds the entry: wait for the agent itself.
+    let mut responder = lab.start_responder(&args("5s"), 1);
+    wait_for_log(&responder, "responder running");
+    assert!(
+        responder
+            .log()
+            .contains("adopting pinned program from a previous agent"),
+        "{}",
+        responder.log()
+    );
+    assert_eq!(
+        (
+            responder.counter(VIP_V4, "requests"),
+            responder.counter(VIP_V4, "replies"),
+            responder.counter(VIP_V4, "conflicts"),
+        ),
+        (7 * cpus, 5 * cpus, cpus),
+        "the old counters, summed over CPUs, carried over; log:\n{}",
+        responder.log()
+    );
+    assert!(
+        !responder.log().contains("VIP installed"),
+        "the adopted VIP is kept as it was, not rewritten and re-announced; log:\n{}",
+        responder.log()
+    );
+    let pins: Vec<String> = std::fs::read_dir(&pin_path)
+        .expect("read the pin directory")
+        .map(|entry| {
+            entry
+                .expect("pin")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(
+        !pins.contains(&"vip_stats".to_owned()) && pins.contains(&"vip_counters".to_owned()),
+        "the old layout's pin gives way to the new one: {pins:?}"
+    );
+    let (answered, out) = arping(&lab, VIP_V4, 1);
+    assert!(answered, "{out}");
+    assert_eq!(
+        responder.counter(VIP_V4, "replies"),
+        5 * cpus + 1,
+        "the adopted VIP counts on from where it was"
+    );
+    lab.terminate_and_check_teardown(&mut responder);
 }

@@ -2,20 +2,20 @@
 //! stats`: what the pins say, whether or not an agent runs. Formatting them
 //! as tables is the CLI's job.
 
-use std::{collections::BTreeMap, fs, io, net::IpAddr, path::Path, time::Duration};
+use std::{fs, io, net::IpAddr, path::Path, time::Duration};
 
 use aya::{
     maps::{Array, HashMap, MapData},
     programs::links::{FdLink, PinnedLink},
 };
 use responder_common::{
-    AgentState, VipKey, VipStats, VipValue, PIN_AGENT, PIN_LINK_PREFIX, PIN_VIPS, PIN_VIP_STATS,
-    VIP_FLAG_YIELDED,
+    AgentState, VipKey, VipStats, VipValue, PIN_AGENT, PIN_LEGACY_VIP_STATS, PIN_LINK_PREFIX,
+    PIN_VIPS, PIN_VIP_COUNTERS, VIP_FLAG_YIELDED,
 };
 
 use super::{
     heartbeat::monotonic_now,
-    maps::{map_error, read_stats_any_layout},
+    maps::{map_error, read_pinned_counters},
     pins::open_pinned,
 };
 use crate::{
@@ -48,10 +48,7 @@ pub struct VipRow {
 /// CPUs, sorted by address, interface and VLAN.
 pub fn read_pinned_vips(pin_path: &Path) -> Result<Vec<VipRow>, Error> {
     let vips = read_pinned_vips_map(pin_path)?;
-    let stats = match pin_path.join(PIN_VIP_STATS).exists() {
-        true => read_stats_any_layout(pin_path)?,
-        false => BTreeMap::new(),
-    };
+    let stats = read_pinned_counters(pin_path)?;
     let names = InterfaceNames::current();
     let mut rows = Vec::new();
     for (key, value) in vips {
@@ -151,12 +148,15 @@ pub struct PinnedStats {
 
 /// Reads the link pins, the counters and the heartbeat under `pin_path`.
 pub fn read_pinned_stats(pin_path: &Path) -> Result<PinnedStats, Error> {
-    if !pin_path.join(PIN_VIP_STATS).exists() {
+    let counters_pinned = [PIN_VIP_COUNTERS, PIN_LEGACY_VIP_STATS]
+        .iter()
+        .any(|name| pin_path.join(name).exists());
+    if !counters_pinned {
         return Err(Error::NothingPinned {
             path: pin_path.to_owned(),
         });
     }
-    let counters = read_stats_any_layout(pin_path)?;
+    let counters = read_pinned_counters(pin_path)?;
     let mut totals = VipStats::default();
     counters.values().for_each(|s| totals.add(s));
     let yielded: Vec<VipKey> = read_pinned_vips_map(pin_path)?

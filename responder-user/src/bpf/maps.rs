@@ -1,15 +1,32 @@
-//! The VIPS and VIP_STATS maps of a loaded program: writes for the agent's
-//! reconciliation, counter reads for metrics, and decoding of counters
-//! written by older or newer agents (their value layout may differ).
+//! The VIPS map and the VIP_COUNTERS array of a loaded program: writes for
+//! the agent's reconciliation (each key with a counter slot), counter reads
+//! for metrics, and reading the counters another agent pinned, whichever
+//! layout it used (slot-indexed array, or the per-CPU hash keyed by VIP of
+//! agents before counter slots; value sizes may differ too).
 
-use std::{collections::BTreeMap, os::fd::AsFd as _, path::Path};
+use std::{
+    collections::BTreeMap,
+    os::fd::AsFd as _,
+    path::Path,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
 
-use aya::maps::{HashMap, IterableMap as _, Map, MapData, MapError, PerCpuHashMap, PerCpuValues};
-use responder_common::{VipKey, VipStats, VipValue, PIN_VIP_STATS, VIPS_MAP, VIP_STATS_MAP};
+use aya::maps::{
+    HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+};
+use responder_common::{
+    VipKey, VipStats, VipValue, NO_COUNTER_SLOT, PIN_LEGACY_VIP_STATS, PIN_VIPS, PIN_VIP_COUNTERS,
+    VIPS_MAP, VIP_COUNTERS_MAP,
+};
 
+use super::{
+    pins::open_pinned,
+    slots::{CounterSlots, Slot},
+};
 use crate::{
     dataplane::VipMap,
     error::{privileges_or, Error},
+    vip::key_addr,
 };
 
 /// Counters from their leading `u64`s: an older agent's value may be shorter
@@ -24,49 +41,104 @@ pub(super) fn decode_stats_prefix(words: &[u64]) -> VipStats {
     }
 }
 
-fn sum_stats_words<const N: usize>(data: MapData) -> Result<BTreeMap<VipKey, VipStats>, Error> {
+fn sum_per_cpu<const N: usize>(per_cpu: &PerCpuValues<[u64; N]>) -> VipStats {
+    let mut total = VipStats::default();
+    per_cpu
+        .iter()
+        .for_each(|words| total.add(&decode_stats_prefix(words)));
+    total
+}
+
+/// Calls `$read::<N>(args…)` for a counter value of `$size` bytes, N u64s.
+macro_rules! by_counter_words {
+    ($size:expr, $read:ident($($arg:expr),*)) => {
+        match $size {
+            8 => Some($read::<1>($($arg),*)),
+            16 => Some($read::<2>($($arg),*)),
+            24 => Some($read::<3>($($arg),*)),
+            32 => Some($read::<4>($($arg),*)),
+            40 => Some($read::<5>($($arg),*)),
+            48 => Some($read::<6>($($arg),*)),
+            56 => Some($read::<7>($($arg),*)),
+            64 => Some($read::<8>($($arg),*)),
+            _ => None,
+        }
+    };
+}
+
+/// The legacy layout: a per-CPU hash from VIP key to counters.
+fn sum_hash_words<const N: usize>(data: MapData) -> Result<BTreeMap<VipKey, VipStats>, Error> {
+    let error = |source| map_error("reading", PIN_LEGACY_VIP_STATS, source);
     let map = Map::from_map_data(data)
         .and_then(PerCpuHashMap::<MapData, VipKey, [u64; N]>::try_from)
-        .map_err(|source| map_error("reading", PIN_VIP_STATS, source))?;
+        .map_err(error)?;
     let mut totals = BTreeMap::new();
     for entry in map.iter() {
-        let (key, per_cpu) = entry.map_err(|source| map_error("reading", PIN_VIP_STATS, source))?;
-        let mut total = VipStats::default();
-        per_cpu
-            .iter()
-            .for_each(|words| total.add(&decode_stats_prefix(words)));
-        totals.insert(key, total);
+        let (key, per_cpu) = entry.map_err(error)?;
+        totals.insert(key, sum_per_cpu(&per_cpu));
     }
     Ok(totals)
 }
 
-/// The pinned counters summed over CPUs, whichever agent version wrote them.
-pub(super) fn read_stats_any_layout(pin_path: &Path) -> Result<BTreeMap<VipKey, VipStats>, Error> {
-    let path = pin_path.join(PIN_VIP_STATS);
-    let data = MapData::from_pin(&path)
-        .map_err(|source| map_error("opening pinned", PIN_VIP_STATS, source))?;
+/// The current layout: a per-CPU array indexed by each VIP's counter slot.
+fn sum_array_words<const N: usize>(
+    data: MapData,
+    slots: &[(VipKey, u32)],
+) -> Result<BTreeMap<VipKey, VipStats>, Error> {
+    let error = |source| map_error("reading", PIN_VIP_COUNTERS, source);
+    let map = Map::from_map_data(data)
+        .and_then(PerCpuArray::<MapData, [u64; N]>::try_from)
+        .map_err(error)?;
+    let mut totals = BTreeMap::new();
+    for (key, slot) in slots {
+        let total = match map.get(slot, 0) {
+            Ok(per_cpu) => sum_per_cpu(&per_cpu),
+            // No slot (NO_COUNTER_SLOT) or one beyond this array: no counts.
+            Err(MapError::OutOfBounds { .. }) => VipStats::default(),
+            Err(source) => return Err(error(source)),
+        };
+        totals.insert(*key, total);
+    }
+    Ok(totals)
+}
+
+/// The counters pinned under `pin_path`, summed over CPUs, by VIP key,
+/// whichever agent version wrote them; empty when none are pinned.
+pub(super) fn read_pinned_counters(pin_path: &Path) -> Result<BTreeMap<VipKey, VipStats>, Error> {
+    let (pin, slots) = if pin_path.join(PIN_VIP_COUNTERS).exists() {
+        let vips: HashMap<MapData, VipKey, VipValue> =
+            HashMap::try_from(open_pinned(pin_path, PIN_VIPS)?)
+                .map_err(|source| map_error("reading", PIN_VIPS, source))?;
+        let mut slots = Vec::new();
+        for entry in vips.iter() {
+            let (key, value) = entry.map_err(|source| map_error("reading", PIN_VIPS, source))?;
+            slots.push((key, value.counter_slot));
+        }
+        (PIN_VIP_COUNTERS, Some(slots))
+    } else if pin_path.join(PIN_LEGACY_VIP_STATS).exists() {
+        (PIN_LEGACY_VIP_STATS, None)
+    } else {
+        return Ok(BTreeMap::new());
+    };
+    let path = pin_path.join(pin);
+    let data =
+        MapData::from_pin(&path).map_err(|source| map_error("opening pinned", pin, source))?;
     let value_size = data
         .info()
-        .map_err(|source| map_error("inspecting", PIN_VIP_STATS, source))?
+        .map_err(|source| map_error("inspecting", pin, source))?
         .value_size();
-    match value_size {
-        8 => sum_stats_words::<1>(data),
-        16 => sum_stats_words::<2>(data),
-        24 => sum_stats_words::<3>(data),
-        32 => sum_stats_words::<4>(data),
-        40 => sum_stats_words::<5>(data),
-        48 => sum_stats_words::<6>(data),
-        56 => sum_stats_words::<7>(data),
-        64 => sum_stats_words::<8>(data),
-        other => {
-            tracing::warn!(
-                value_size = other,
-                "unknown counter layout in {}; counters not read",
-                path.display()
-            );
-            Ok(BTreeMap::new())
-        }
-    }
+    let read = match &slots {
+        Some(slots) => by_counter_words!(value_size, sum_array_words(data, slots)),
+        None => by_counter_words!(value_size, sum_hash_words(data)),
+    };
+    read.unwrap_or_else(|| {
+        tracing::warn!(
+            value_size,
+            "unknown counter layout in {}; counters not read",
+            path.display()
+        );
+        Ok(BTreeMap::new())
+    })
 }
 
 pub(super) fn map_error(action: &'static str, map: &str, source: MapError) -> Error {
@@ -79,14 +151,15 @@ pub(super) fn map_error(action: &'static str, map: &str, source: MapError) -> Er
     })
 }
 
-/// The VIPS and VIP_STATS maps of a loaded program.
+/// The VIPS map and the VIP_COUNTERS array of a loaded program, and which
+/// counter slot each installed key holds.
 pub(crate) struct BpfVipMap {
     pub(super) nr_cpus: usize,
     pub(super) vips: HashMap<MapData, VipKey, VipValue>,
-    pub(super) stats: PerCpuHashMap<MapData, VipKey, VipStats>,
+    pub(super) counters: PerCpuArray<MapData, VipStats>,
+    /// Shared with the [`StatsReader`]s, which read the counters by slot.
+    pub(super) slots: Arc<Mutex<CounterSlots>>,
 }
-
-const BPF_NOEXIST: u64 = 1;
 
 fn os_error(error: &MapError) -> Option<i32> {
     match error {
@@ -95,41 +168,101 @@ fn os_error(error: &MapError) -> Option<i32> {
     }
 }
 
+fn locked(slots: &Mutex<CounterSlots>) -> MutexGuard<'_, CounterSlots> {
+    // The table stays consistent whatever a panicking holder did: each
+    // method changes it in one step.
+    slots.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl BpfVipMap {
     /// A second handle on the counters, for reading them from other tasks
     /// (metrics scrapes) while the agent keeps writing VIPs.
     pub(crate) fn stats_reader(&self) -> Result<StatsReader, Error> {
         let fd = self
-            .stats
+            .counters
             .map()
             .fd()
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| map_error("duplicating", VIP_STATS_MAP, MapError::from(e)))?;
-        let stats = MapData::from_fd(fd)
+            .map_err(|e| map_error("duplicating", VIP_COUNTERS_MAP, MapError::from(e)))?;
+        let counters = MapData::from_fd(fd)
             .and_then(Map::from_map_data)
-            .and_then(PerCpuHashMap::try_from)
-            .map_err(|source| map_error("opening", VIP_STATS_MAP, source))?;
-        Ok(StatsReader { stats })
+            .and_then(PerCpuArray::try_from)
+            .map_err(|source| map_error("opening", VIP_COUNTERS_MAP, source))?;
+        Ok(StatsReader {
+            counters,
+            slots: Arc::clone(&self.slots),
+        })
+    }
+
+    /// Installs `key` with counters starting at `start` (on one CPU; the
+    /// sum is what is read), keeping the slot it already has. A key that
+    /// finds no free slot is installed without counters.
+    pub(super) fn insert_counted(
+        &mut self,
+        key: &VipKey,
+        value: &VipValue,
+        start: Option<VipStats>,
+    ) -> Result<(), Error> {
+        let slot = locked(&self.slots).assign(key);
+        let counter_slot = match slot {
+            Some(Slot { index, fresh }) => {
+                if fresh || start.is_some() {
+                    let mut per_cpu = vec![VipStats::default(); self.nr_cpus];
+                    per_cpu[0] = start.unwrap_or_default();
+                    let written = PerCpuValues::try_from(per_cpu)
+                        .map_err(|e| map_error("sizing", VIP_COUNTERS_MAP, e.into()))
+                        .and_then(|values| {
+                            self.counters
+                                .set(index, values, 0)
+                                .map_err(|e| map_error("writing", VIP_COUNTERS_MAP, e))
+                        });
+                    if let Err(e) = written {
+                        if fresh {
+                            locked(&self.slots).release(key);
+                        }
+                        return Err(e);
+                    }
+                }
+                index
+            }
+            None => {
+                let capacity = locked(&self.slots).capacity();
+                tracing::warn!(addr = %key_addr(key), capacity, "every counter slot is taken: the VIP is answered but not counted");
+                NO_COUNTER_SLOT
+            }
+        };
+        let value = VipValue {
+            counter_slot,
+            ..*value
+        };
+        self.vips.insert(key, value, 0).map_err(|e| {
+            if slot.is_some_and(|slot| slot.fresh) {
+                locked(&self.slots).release(key);
+            }
+            map_error("inserting into", VIPS_MAP, e)
+        })
     }
 }
 
 /// Read access to the per-CPU VIP counters of a running agent.
 pub(crate) struct StatsReader {
-    stats: PerCpuHashMap<MapData, VipKey, VipStats>,
+    counters: PerCpuArray<MapData, VipStats>,
+    slots: Arc<Mutex<CounterSlots>>,
 }
 
 impl StatsReader {
-    /// Every VIP key's counters summed over CPUs; entries removed while
-    /// iterating are skipped.
+    /// Every counted key's counters summed over CPUs; a slot that cannot
+    /// be read right now is skipped.
     pub(crate) fn read(&self) -> Vec<(VipKey, VipStats)> {
-        self.stats
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(key, per_cpu)| {
+        let assigned = locked(&self.slots).assigned();
+        assigned
+            .into_iter()
+            .filter_map(|(key, slot)| {
+                let per_cpu = self.counters.get(&slot, 0).ok()?;
                 let mut total = VipStats::default();
                 per_cpu.iter().for_each(|s| total.add(s));
-                (key, total)
+                Some((key, total))
             })
             .collect()
     }
@@ -137,34 +270,21 @@ impl StatsReader {
 
 impl VipMap for BpfVipMap {
     fn insert(&mut self, key: &VipKey, value: &VipValue) -> Result<(), Error> {
-        // Counters first, so the program never sees a VIP without them; an
-        // existing entry (value update) keeps its counts.
-        let zeros = PerCpuValues::try_from(vec![VipStats::default(); self.nr_cpus])
-            .map_err(|e| map_error("sizing", VIP_STATS_MAP, e.into()))?;
-        match self.stats.insert(key, zeros, BPF_NOEXIST) {
-            Err(e) if os_error(&e) != Some(libc::EEXIST) => {
-                return Err(map_error("inserting into", VIP_STATS_MAP, e))
-            }
-            _ => {}
-        }
-        self.vips
-            .insert(key, value, 0)
-            .map_err(|e| map_error("inserting into", VIPS_MAP, e))
+        // A new key's counters are zeroed before the program can find it;
+        // an existing key (value update) keeps its slot and counts.
+        self.insert_counted(key, value, None)
     }
 
     fn remove(&mut self, key: &VipKey) -> Result<(), Error> {
-        for (name, result) in [
-            (VIPS_MAP, self.vips.remove(key)),
-            (VIP_STATS_MAP, self.stats.remove(key)),
-        ] {
-            match result {
-                Err(e) if os_error(&e) != Some(libc::ENOENT) => {
-                    return Err(map_error("removing from", name, e))
-                }
-                _ => {}
+        match self.vips.remove(key) {
+            Err(e) if os_error(&e) != Some(libc::ENOENT) => {
+                Err(map_error("removing from", VIPS_MAP, e))
+            }
+            _ => {
+                locked(&self.slots).release(key);
+                Ok(())
             }
         }
-        Ok(())
     }
 
     fn flags(&self, key: &VipKey) -> Result<u32, Error> {

@@ -1,13 +1,15 @@
 //! Kernel side of the agent: the pin directory (`pins`), loading, attaching
 //! and adopting the XDP program (`program`), the VIP and counter maps
-//! (`maps`), the stale-gate heartbeat (`heartbeat`), and read-only views of a
-//! pin directory for `responder vips` / `stats` (`inspect`).
+//! (`maps`) and the counter slot each VIP holds (`slots`), the stale-gate
+//! heartbeat (`heartbeat`), and read-only views of a pin directory for
+//! `responder vips` / `stats` (`inspect`).
 
 mod heartbeat;
 mod inspect;
 mod maps;
 mod pins;
 mod program;
+mod slots;
 
 pub use heartbeat::{monotonic_now, StaleGate};
 pub use inspect::{

@@ -7,7 +7,9 @@ use std::{
 };
 
 use aya::maps::{Map, MapData};
-use responder_common::{PIN_AGENT, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS, PIN_VIP_STATS};
+use responder_common::{
+    PIN_AGENT, PIN_LEGACY_VIP_STATS, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS, PIN_VIP_COUNTERS,
+};
 
 use super::maps::map_error;
 use crate::{
@@ -145,6 +147,22 @@ impl PinDir {
         })
     }
 
+    /// Removes pin `name` of a previous agent that this one has no
+    /// counterpart for (its content was copied into a map of another
+    /// layout), so the directory holds one agent's layout only.
+    pub(super) fn remove_legacy(&mut self, name: &str) {
+        let path = self.path.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(pin = %path.display(), "removed the previous agent's pin, whose content was copied")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(pin = %path.display(), "removing the previous agent's pin: {e}")
+            }
+        }
+    }
+
     /// Stops tracking `path` once it has been unpinned by other means.
     pub(super) fn forget(&mut self, path: &Path) {
         self.pins.retain(|p| p != path);
@@ -222,7 +240,7 @@ pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
         let order = match name.as_str() {
             n if n.starts_with(PIN_LINK_PREFIX) => 0,
             PIN_PROGRAM => 1,
-            PIN_VIPS | PIN_VIP_STATS | PIN_AGENT => 2,
+            PIN_VIPS | PIN_VIP_COUNTERS | PIN_LEGACY_VIP_STATS | PIN_AGENT => 2,
             n if n.starts_with(STAGING_PREFIX) => 2,
             _ => continue,
         };

@@ -2,10 +2,15 @@
 //! and adopting what a previous agent left pinned (its links switched to the
 //! new program in place, its VIPs and counters copied).
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use aya::{
-    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuArray},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
@@ -14,14 +19,15 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use responder_common::{
-    VipKey, VipStats, VipValue, AGENT_MAP, PIN_AGENT, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS,
-    PIN_VIP_STATS, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP,
+    VipKey, VipValue, AGENT_MAP, PIN_AGENT, PIN_LEGACY_VIP_STATS, PIN_LINK_PREFIX, PIN_PROGRAM,
+    PIN_VIPS, PIN_VIP_COUNTERS, PROGRAM_NAME, VIPS_MAP, VIP_COUNTERS_MAP,
 };
 
 use super::{
     heartbeat::{Heartbeat, StaleGate},
-    maps::{map_error, read_stats_any_layout, BpfVipMap},
+    maps::{map_error, read_pinned_counters, BpfVipMap},
     pins::{open_pinned, PinDir},
+    slots::CounterSlots,
 };
 use crate::{
     error::{display_chain, privileges_or, Error},
@@ -230,15 +236,18 @@ pub(crate) fn load(
     let take =
         |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(Error::MissingObject(name));
     let vips = take(&mut ebpf, VIPS_MAP)?;
-    let stats = take(&mut ebpf, VIP_STATS_MAP)?;
+    let counters = take(&mut ebpf, VIP_COUNTERS_MAP)?;
     let agent = take(&mut ebpf, AGENT_MAP)?;
     let nr_cpus =
-        aya::util::nr_cpus().map_err(|(_, e)| map_error("sizing", VIP_STATS_MAP, e.into()))?;
+        aya::util::nr_cpus().map_err(|(_, e)| map_error("sizing", VIP_COUNTERS_MAP, e.into()))?;
+    let counters: PerCpuArray<MapData, _> = PerCpuArray::try_from(counters)
+        .map_err(|source| map_error("opening", VIP_COUNTERS_MAP, source))?;
+    let slots = CounterSlots::new(counters.len());
     let mut map = BpfVipMap {
         nr_cpus,
         vips: HashMap::try_from(vips).map_err(|source| map_error("opening", VIPS_MAP, source))?,
-        stats: PerCpuHashMap::try_from(stats)
-            .map_err(|source| map_error("opening", VIP_STATS_MAP, source))?,
+        counters,
+        slots: Arc::new(Mutex::new(slots)),
     };
     let mut heartbeat = Heartbeat {
         map: Array::try_from(agent).map_err(|source| map_error("opening", AGENT_MAP, source))?,
@@ -274,16 +283,20 @@ pub(crate) fn load(
 
     let pins = &mut loaded.pins;
     pins.pin_replacing(PIN_VIPS, |path| map.vips.map().pin(path))?;
-    pins.pin_replacing(PIN_VIP_STATS, |path| map.stats.map().pin(path))?;
+    pins.pin_replacing(PIN_VIP_COUNTERS, |path| map.counters.map().pin(path))?;
     pins.pin_replacing(PIN_AGENT, |path| loaded.heartbeat.map.map().pin(path))?;
+    pins.remove_legacy(PIN_LEGACY_VIP_STATS);
     let program = xdp_program(&mut loaded.ebpf)?;
     pins.pin_replacing(PIN_PROGRAM, |path| program.pin(path))?;
     Ok((loaded, map, adopted))
 }
 
 /// Copies the previous agent's VIPs (flags cleared: this agent re-asserts
-/// them) and their counters summed over CPUs into the new maps. Counters
-/// are decoded from the old value layout, whatever its size.
+/// them) and their counters summed over CPUs into the new maps, each key
+/// with a counter slot of this agent's. Counters are read from the old
+/// layout, whatever it was (see `read_pinned_counters`). The VIPs are
+/// returned as the agent writes them (no flags, no slot), so its first
+/// reconcile finds them unchanged.
 fn copy_previous_entries(
     pin_path: &Path,
     map: &mut BpfVipMap,
@@ -296,25 +309,16 @@ fn copy_previous_entries(
     let old_vips: HashMap<MapData, VipKey, VipValue> =
         HashMap::try_from(open_pinned(pin_path, PIN_VIPS)?)
             .map_err(|source| map_error("reading the previous", PIN_VIPS, source))?;
-    let old_stats = match pin_path.join(PIN_VIP_STATS).exists() {
-        true => read_stats_any_layout(pin_path)?,
-        false => BTreeMap::new(),
-    };
+    let old_counters = read_pinned_counters(pin_path)?;
     for entry in old_vips.iter() {
-        let (key, mut value) =
+        let (key, old) =
             entry.map_err(|source| map_error("reading the previous", PIN_VIPS, source))?;
-        value.flags = 0;
-        let total = old_stats.get(&key).copied().unwrap_or_default();
-        let mut per_cpu = vec![VipStats::default(); map.nr_cpus];
-        per_cpu[0] = total;
-        let per_cpu = PerCpuValues::try_from(per_cpu)
-            .map_err(|e| map_error("sizing", VIP_STATS_MAP, e.into()))?;
-        map.stats
-            .insert(key, per_cpu, 0)
-            .map_err(|e| map_error("inserting into", VIP_STATS_MAP, e))?;
-        map.vips
-            .insert(key, value, 0)
-            .map_err(|e| map_error("inserting into", VIPS_MAP, e))?;
+        let value = VipValue {
+            mac: old.mac,
+            ..VipValue::default()
+        };
+        let total = old_counters.get(&key).copied().unwrap_or_default();
+        map.insert_counted(&key, &value, Some(total))?;
         copied.insert(key, value);
     }
     tracing::info!(

@@ -2,13 +2,8 @@
 //! VIP map filled, for the per-frame and the over-veth measurements.
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
-use aya::{
-    maps::{HashMap, PerCpuHashMap, PerCpuValues},
-    programs::Xdp,
-    util::nr_cpus,
-    Ebpf,
-};
-use responder_common::{VipKey, VipStats, VipValue, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP};
+use aya::{maps::HashMap, programs::Xdp, Ebpf};
+use responder_common::{VipKey, VipValue, COUNTER_SLOTS, NO_COUNTER_SLOT, PROGRAM_NAME, VIPS_MAP};
 use responder_model::frames::{VIP4, VIP6};
 
 use crate::testrun::LOOPBACK_IFINDEX;
@@ -42,7 +37,9 @@ pub(super) fn vip_keys(count: usize) -> Vec<VipKey> {
     keys
 }
 
-/// Loads the object with both programs and fills its map with `vip_count` VIPs.
+/// Loads the object with both programs and fills its map with `vip_count`
+/// VIPs, in counter slots as the agent hands them out (the first keys get
+/// the first slots; keys past the array's end get none).
 pub(super) fn load_with_vips(vip_count: usize, vips: &[VipKey], mac: [u8; 6]) -> Ebpf {
     let mut ebpf = Ebpf::load(responder::EBPF_OBJECT).expect("load the XDP object");
     for name in [PROGRAM_NAME, BASELINE_PROGRAM] {
@@ -57,24 +54,19 @@ pub(super) fn load_with_vips(vip_count: usize, vips: &[VipKey], mac: [u8; 6]) ->
     }
     let mut map: HashMap<_, VipKey, VipValue> =
         HashMap::try_from(ebpf.map_mut(VIPS_MAP).expect("VIPS map")).expect("VIPS is a hash map");
-    let value = VipValue {
-        mac,
-        ..VipValue::default()
-    };
-    for key in vips.iter().take(vip_count) {
+    for (slot, key) in vips.iter().take(vip_count).enumerate() {
+        let value = VipValue {
+            mac,
+            counter_slot: if slot < COUNTER_SLOTS {
+                slot as u32
+            } else {
+                NO_COUNTER_SLOT
+            },
+            ..VipValue::default()
+        };
         map.insert(key, value, 0).expect("insert VIP");
     }
-    let mut stats: PerCpuHashMap<_, VipKey, VipStats> =
-        PerCpuHashMap::try_from(ebpf.map_mut(VIP_STATS_MAP).expect("VIP_STATS map"))
-            .expect("per-CPU hash");
-    let cpus = nr_cpus().expect("CPU count");
-    // Only the VIPs the frames ask for are ever counted; their counters
-    // exist as the agent would have made them.
-    for key in vips.iter().take(3) {
-        let zeroed =
-            PerCpuValues::try_from(vec![VipStats::default(); cpus]).expect("per-CPU values");
-        stats.insert(key, zeroed, 0).expect("insert counters");
-    }
+    // The counter array starts zeroed, as the agent leaves a fresh slot.
     ebpf
 }
 
