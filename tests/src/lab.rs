@@ -28,18 +28,32 @@ pub struct Lab {
     pub client: NetNs,
     pub node: NetNs,
     /// Keeps the client's XDP program attached (see `attach_pass_through`).
-    _client_xdp: PassThrough,
+    client_xdp: Option<PassThrough>,
 }
 
 impl Lab {
     pub fn new(name: &str) -> Self {
         let client = NetNs::new(&format!("rsp-{name}-c"));
         let node = NetNs::new(&format!("rsp-{name}-n"));
-        let client_xdp = link(&client, &node);
+        link(&client, &node);
+        let client_xdp = Some(attach_pass_through(&client, CLIENT_IF));
         Lab {
             client,
             node,
-            _client_xdp: client_xdp,
+            client_xdp,
+        }
+    }
+
+    /// A lab whose client interface has no XDP program, for callers that
+    /// attach their own (the benchmark's reply counter).
+    pub fn without_client_xdp(name: &str) -> Self {
+        let client = NetNs::new(&format!("rsp-{name}-c"));
+        let node = NetNs::new(&format!("rsp-{name}-n"));
+        link(&client, &node);
+        Lab {
+            client,
+            node,
+            client_xdp: None,
         }
     }
 
@@ -47,7 +61,10 @@ impl Lab {
     /// addresses (new ifindexes and MACs), as a reloaded driver would.
     pub fn recreate_link(&mut self) {
         self.node.ip(&["link", "del", NODE_IF]);
-        self._client_xdp = link(&self.client, &self.node);
+        link(&self.client, &self.node);
+        if self.client_xdp.is_some() {
+            self.client_xdp = Some(attach_pass_through(&self.client, CLIENT_IF));
+        }
     }
 
     /// The pin path of this lab's responders: a restarted one adopts what
@@ -111,8 +128,8 @@ impl Lab {
     }
 }
 
-/// The veth pair between the namespaces, addressed, with the client's XDP program.
-fn link(client: &NetNs, node: &NetNs) -> PassThrough {
+/// The veth pair between the namespaces, addressed.
+fn link(client: &NetNs, node: &NetNs) {
     veth(node, NODE_IF, client, CLIENT_IF);
     node.ip(&["addr", "add", &format!("{NODE_V4}/24"), "dev", NODE_IF]);
     node.ip(&[
@@ -132,7 +149,6 @@ fn link(client: &NetNs, node: &NetNs) -> PassThrough {
         CLIENT_IF,
         "nodad",
     ]);
-    attach_pass_through(client, CLIENT_IF)
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {

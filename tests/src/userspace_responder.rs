@@ -8,7 +8,7 @@ use std::{
     os::fd::{AsRawFd as _, OwnedFd},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -41,6 +41,8 @@ pub struct ResponderStats {
 pub struct UserspaceResponder {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Result<ResponderStats, LoadgenError>>>,
+    /// Kernel thread ids of `threads`, for their CPU time while running.
+    tids: Arc<Mutex<Vec<i32>>>,
 }
 
 impl UserspaceResponder {
@@ -67,20 +69,46 @@ impl UserspaceResponder {
         set_option(&arp_socket, libc::SOL_SOCKET, libc::SO_RCVTIMEO, timeout)?;
         set_option(&ipv6_socket, libc::SOL_SOCKET, libc::SO_RCVTIMEO, timeout)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let tids = Arc::new(Mutex::new(Vec::new()));
         let vips4: HashSet<[u8; 4]> = vips4.iter().copied().collect();
         let vips6: HashSet<[u8; 16]> = vips6.iter().copied().collect();
         let arp = {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || serve(&arp_socket, &stop, |frame| arp_reply(frame, mac, &vips4)))
+            let (stop, tids) = (Arc::clone(&stop), Arc::clone(&tids));
+            thread::spawn(move || {
+                note_tid(&tids);
+                serve(&arp_socket, &stop, |frame| arp_reply(frame, mac, &vips4))
+            })
         };
         let ndp = {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || serve(&ipv6_socket, &stop, |frame| na_reply(frame, mac, &vips6)))
+            let (stop, tids) = (Arc::clone(&stop), Arc::clone(&tids));
+            thread::spawn(move || {
+                note_tid(&tids);
+                serve(&ipv6_socket, &stop, |frame| na_reply(frame, mac, &vips6))
+            })
         };
+        let started = Instant::now();
+        while tids.lock().expect("tids").len() < 2 && started.elapsed() < READ_TIMEOUT {
+            thread::yield_now();
+        }
         Ok(UserspaceResponder {
             stop,
             threads: vec![arp, ndp],
+            tids,
         })
+    }
+
+    /// On-CPU time of the responder's threads so far (scheduler accounting,
+    /// in nanoseconds).
+    pub fn runtime(&self) -> Duration {
+        let tids = self.tids.lock().expect("tids").clone();
+        tids.iter()
+            .map(|tid| {
+                std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+                    .ok()
+                    .and_then(|text| text.split_whitespace().next()?.parse().ok())
+                    .map_or(Duration::ZERO, Duration::from_nanos)
+            })
+            .sum()
     }
 
     /// Stops both threads; their summed counts and CPU time.
@@ -103,6 +131,12 @@ impl Drop for UserspaceResponder {
             let _ = thread.join();
         }
     }
+}
+
+fn note_tid(tids: &Mutex<Vec<i32>>) {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    tids.lock().expect("tids").push(tid);
 }
 
 fn serve(

@@ -36,10 +36,11 @@ enum Task {
     /// between two network namespaces.
     Demo,
     /// Set up, then measure the responder side by side with an empty XDP
-    /// program, the kernel and a userspace responder; writes BENCHMARKS.md,
-    /// BENCHMARKS.json and benchmarks.png (needs root).
+    /// program, the kernel and userspace daemons (farpd, ndppd, a
+    /// MetalLB-style responder); writes BENCHMARKS.md, BENCHMARKS.json and
+    /// benchmarks.png (needs root, two CPUs or more).
     Bench {
-        /// Fewer rounds and shorter runs: under five minutes.
+        /// Fewer rounds and shorter runs: about two minutes of measuring.
         #[arg(long)]
         quick: bool,
         /// Measure nothing: rewrite BENCHMARKS.md and benchmarks.png from

@@ -23,6 +23,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "util-linux",
     // The font of the benchmark chart.
     "fonts-dejavu-core",
+    // Userspace ARP and NDP daemons the benchmark compares the responder with.
+    "farpd",
+    "ndppd",
 ];
 
 /// bpf-linker release known to build against nightly's LLVM 22.

@@ -1,18 +1,25 @@
-//! benchmarks.png: replies per second per responder, from a report.
+//! benchmarks.png: replies per second at saturation per responder, ARP and
+//! NDP side by side, from a report.
 use std::path::Path;
 
 use plotters::prelude::*;
 
 use super::{
-    schema::{Responder, Throughput},
+    schema::{Capacity, Request, Responder},
     BenchError,
 };
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-/// A bar per responder (nothing answering left out): median replies/s with
-/// a min–max whisker.
-pub(super) fn draw(throughput: &Throughput, path: &Path) -> Result<(), BenchError> {
+/// The requests drawn, with their bar colors.
+const SERIES: [(Request, RGBColor); 2] = [
+    (Request::Arp, RGBColor(31, 119, 180)),
+    (Request::Ns, RGBColor(255, 127, 14)),
+];
+
+/// Per responder that answers (the receive floor left out), a bar per
+/// request it handles: median replies/s with a min–max whisker.
+pub(super) fn draw(capacity: &Capacity, path: &Path) -> Result<(), BenchError> {
     let failed = |e: &dyn std::fmt::Display| BenchError::Chart(path.into(), e.to_string());
 
     let font = std::fs::read(FONT).map_err(|e| {
@@ -27,44 +34,57 @@ pub(super) fn draw(throughput: &Throughput, path: &Path) -> Result<(), BenchErro
     )
     .map_err(|_| failed(&format!("{FONT} is not a usable font")))?;
 
+    let mut names: Vec<&str> = vec![];
     // A range without values (null in the JSON) is drawn from 0.
     let or_zero = |v: f64| if v.is_nan() { 0.0 } else { v };
-    let bars: Vec<(String, f64, f64, f64)> = throughput
-        .modes
+    // (group, series, median, min, max)
+    let mut bars: Vec<(usize, usize, f64, f64, f64)> = vec![];
+    for run in capacity
+        .runs
         .iter()
-        .filter(|m| m.mode != Responder::Nothing)
-        .map(|m| {
-            let r = &m.replies_per_s;
-            (
-                m.mode.name().to_owned(),
-                r.median,
-                or_zero(r.min),
-                or_zero(r.max),
-            )
-        })
-        .collect();
-    let top = bars.iter().map(|b| b.3).fold(1.0, f64::max) * 1.15;
-    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+        .filter(|run| run.responder != Responder::Floor)
+    {
+        let Some(series) = SERIES.iter().position(|(r, _)| *r == run.request) else {
+            continue;
+        };
+        let name = run.responder.name();
+        let group = names.iter().position(|n| *n == name).unwrap_or_else(|| {
+            names.push(name);
+            names.len() - 1
+        });
+        let r = &run.replies_per_s;
+        bars.push((
+            group,
+            series,
+            or_zero(r.median),
+            or_zero(r.min),
+            or_zero(r.max),
+        ));
+    }
+    let top = bars.iter().map(|b| b.4).fold(1.0, f64::max) * 1.15;
+    let root = BitMapBackend::new(path, (1000, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Replies per second over veth (median, min–max)",
+            "Replies per second at saturation, one node CPU (median, min–max)",
             ("sans-serif", 22),
         )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d(0f64..bars.len() as f64, 0f64..top)
+        .build_cartesian_2d(0f64..names.len() as f64, 0f64..top)
         .map_err(|e| failed(&e))?;
-    let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(bars.len() * 2 + 1)
+        .x_labels(names.len() * 2 + 1)
         .x_label_formatter(&|x| {
             let i = (x - 0.5).round();
             if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).cloned().unwrap_or_default()
+                names
+                    .get(i as usize)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -74,42 +94,51 @@ pub(super) fn draw(throughput: &Throughput, path: &Path) -> Result<(), BenchErro
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| failed(&e))?;
-    let colors = [
-        RGBColor(31, 119, 180),
-        RGBColor(44, 160, 44),
-        RGBColor(255, 127, 14),
-        RGBColor(214, 39, 40),
-    ];
-    for (i, (_, median, min, max)) in bars.iter().enumerate() {
-        let x = i as f64;
-        let color = colors[i % colors.len()];
+    let width = 0.8 / SERIES.len() as f64;
+    for &(group, series, median, min, max) in &bars {
+        let left = group as f64 + 0.1 + series as f64 * width;
+        let (middle, color) = (left + width / 2.0, SERIES[series].1);
         chart
             .draw_series([Rectangle::new(
-                [(x + 0.2, 0.0), (x + 0.8, *median)],
+                [(left + 0.02, 0.0), (left + width - 0.02, median)],
                 color.filled(),
             )])
             .map_err(|e| failed(&e))?;
+        let whisker = |y| {
+            PathElement::new(
+                vec![(middle - 0.05, y), (middle + 0.05, y)],
+                BLACK.stroke_width(2),
+            )
+        };
         chart
             .draw_series([
-                PathElement::new(
-                    vec![(x + 0.5, *min), (x + 0.5, *max)],
-                    BLACK.stroke_width(2),
-                ),
-                PathElement::new(
-                    vec![(x + 0.42, *min), (x + 0.58, *min)],
-                    BLACK.stroke_width(2),
-                ),
-                PathElement::new(
-                    vec![(x + 0.42, *max), (x + 0.58, *max)],
-                    BLACK.stroke_width(2),
-                ),
+                PathElement::new(vec![(middle, min), (middle, max)], BLACK.stroke_width(2)),
+                whisker(min),
+                whisker(max),
             ])
             .map_err(|e| failed(&e))?;
         chart
             .draw_series([Text::new(
                 format!("{:.0}k", median / 1000.0),
-                (x + 0.3, *max + top * 0.03),
-                ("sans-serif", 16),
+                (left + 0.03, max + top * 0.03),
+                ("sans-serif", 14),
+            )])
+            .map_err(|e| failed(&e))?;
+    }
+    for (i, (request, color)) in SERIES.iter().enumerate() {
+        let y = top * (0.95 - 0.06 * i as f64);
+        let x = names.len() as f64 - 1.0;
+        chart
+            .draw_series([Rectangle::new(
+                [(x, y), (x + 0.12, y - top * 0.035)],
+                color.filled(),
+            )])
+            .map_err(|e| failed(&e))?;
+        chart
+            .draw_series([Text::new(
+                request.name().to_owned(),
+                (x + 0.16, y),
+                ("sans-serif", 14),
             )])
             .map_err(|e| failed(&e))?;
     }

@@ -8,18 +8,25 @@
 //! `--render-only` redoes it from the committed JSON.
 //!
 //! 1. Per-frame cost with BPF_PROG_TEST_RUN next to an empty XDP program.
-//! 2. Replies per second over veth between namespaces: the responder in
-//!    driver and skb mode, the Linux kernel, a MetalLB-style userspace
-//!    responder, and nothing answering at all.
+//! 2. Capacity over veth between namespaces, under a generator that
+//!    outruns every responder: replies per second at saturation and the
+//!    node's CPU time per reply for the responder in driver and skb mode,
+//!    the Linux kernel, farpd, ndppd and a MetalLB-style userspace
+//!    responder; and what an ARP storm of misses costs each.
 //! 3. Agent convergence/failover and the initial sync of one agent with many
 //!    Services, when `cluster_measure` and `sync_measure` were built.
 mod chart;
+mod first_reply;
+mod generator;
 mod loaded_object;
 mod measure_agent;
+mod measure_capacity;
 mod measure_frames;
-mod measure_throughput;
+mod peers;
 mod report;
 pub mod schema;
+mod threads;
+mod tiny_xdp;
 
 use std::{
     io,
@@ -52,8 +59,10 @@ pub struct Settings {
     calls: usize,
     /// `repeat` of the kernel-loop cross-check.
     kernel_repeat: u32,
-    /// Rounds of the end-to-end measurement; every mode runs once per round.
+    /// Rounds of the capacity measurement; every responder runs once per
+    /// round with each kind of request it handles.
     load_rounds: usize,
+    /// How long the generator runs per responder and request.
     load_time: Duration,
     /// LoadBalancer Services the agent syncs in `sync_measure`.
     sync_services: usize,
@@ -67,8 +76,8 @@ impl Settings {
             frame_rounds: 7,
             calls: 20_000,
             kernel_repeat: 100_000,
-            load_rounds: 3,
-            load_time: Duration::from_secs(2),
+            load_rounds: 2,
+            load_time: Duration::from_millis(1500),
             sync_services: 1_000,
         }
     }
@@ -80,8 +89,8 @@ impl Settings {
             frame_rounds: 15,
             calls: 100_000,
             kernel_repeat: 1_000_000,
-            load_rounds: 7,
-            load_time: Duration::from_secs(5),
+            load_rounds: 5,
+            load_time: Duration::from_secs(3),
             sync_services: 10_000,
         }
     }
@@ -93,8 +102,8 @@ pub fn measure(settings: &Settings) -> Report {
     let started = Instant::now();
     eprintln!("bench: per-frame cost (BPF_PROG_TEST_RUN)");
     let per_frame = measure_frames::per_frame_costs(settings);
-    eprintln!("bench: replies per second over veth");
-    let throughput = measure_throughput::throughput(settings);
+    eprintln!("bench: capacity over veth");
+    let capacity = measure_capacity::capacity(settings);
     eprintln!("bench: agent convergence and failover");
     let cluster = measure_agent::cluster_measure(settings.quick);
     eprintln!(
@@ -107,7 +116,7 @@ pub fn measure(settings: &Settings) -> Report {
         elapsed_s: started.elapsed().as_secs_f64(),
         machine: machine(),
         per_frame,
-        throughput,
+        capacity,
         cluster,
         sync,
     }
@@ -148,7 +157,7 @@ pub fn write_json(report: &Report, path: &Path) -> Result<(), BenchError> {
 
 /// Writes the Markdown report to `markdown` and the chart it shows to `chart`.
 pub fn write_reports(report: &Report, markdown: &Path, chart: &Path) -> Result<(), BenchError> {
-    chart::draw(&report.throughput, chart)?;
+    chart::draw(&report.capacity, chart)?;
     let chart_name = chart
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())

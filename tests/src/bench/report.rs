@@ -2,7 +2,8 @@
 //! them, section by section. Only reads the report, so `--render-only`
 //! reproduces the Markdown from BENCHMARKS.json.
 use super::schema::{
-    Action, ClusterResult, Measured, PerFrame, Report, Responder, Spread, SyncResult, Throughput,
+    Action, Capacity, CapacityRun, ClusterResult, Measured, PerFrame, Report, Request, Responder,
+    Spread, SyncResult,
 };
 
 /// The Markdown being written, line by line.
@@ -34,6 +35,11 @@ fn spread_or_dash(value: Option<&Spread>, digits: usize) -> String {
     value.map_or_else(|| "–".into(), |value| spread(value, digits))
 }
 
+/// A Markdown table row of `cells`.
+fn table_row(cells: Vec<String>) -> String {
+    format!("| {} |", cells.join(" | "))
+}
+
 /// A Markdown table row: the `lead` cells, then the spread of each
 /// (figure, decimals).
 fn spread_row(lead: &[&str], columns: &[(Option<&Spread>, usize)]) -> String {
@@ -46,7 +52,7 @@ fn spread_row(lead: &[&str], columns: &[(Option<&Spread>, usize)]) -> String {
                 .map(|(value, digits)| spread_or_dash(*value, *digits)),
         )
         .collect();
-    format!("| {} |", cells.join(" | "))
+    table_row(cells)
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -62,7 +68,7 @@ pub(super) fn markdown(report: &Report, chart: &str) -> String {
     let mut page = Page::default();
     heading(&mut page, report);
     per_frame(&mut page, &report.per_frame);
-    throughput(&mut page, &report.throughput, chart);
+    capacity(&mut page, &report.capacity, chart);
     agent(&mut page, &report.cluster, &report.sync);
     page.0
 }
@@ -156,101 +162,194 @@ fn per_frame(page: &mut Page, pf: &PerFrame) {
     ));
     line("");
     line("**What limits these numbers.** The program does a fixed amount of work per frame: parse up to two VLAN tags, test the ethertype, \
-          one hash lookup (VIPS) for ARP and NS, and for a reply one per-CPU counter lookup plus rewriting the frame (the NA also recomputes \
-          the ICMPv6 checksum over 32 bytes and moves the tail). Frames of other ethertypes never reach a map, which is why ordinary traffic \
+          one hash lookup (VIPS) for ARP and NS, and for a reply one element of the per-CPU counter array (its index is in the VIP's value, \
+          so no second hash lookup) plus rewriting the frame (the NA also verifies the NS's ICMPv6 checksum, recomputes it for the NA \
+          and moves the tail). Frames of other ethertypes never reach a map, which is why ordinary traffic \
           costs about the same as the empty program. The hash lookup costs the same at 10 and at 100,000 entries as long as the chain is short \
           (131,072 buckets); what grows with the map is cache misses, which a warm, single-frame loop hides — on a busy node with many VIPs the \
           lookup's bucket is more often cold. The floor under all figures is the test-run harness (timer read, loop), shown by the empty program.");
     line("");
 }
 
-fn throughput(page: &mut Page, tp: &Throughput, chart: &str) {
+/// Share of a CPU as a percentage.
+fn percent(share: f64) -> String {
+    format!("{:.0} %", share * 100.0)
+}
+
+/// What limited a run, in a few words for the table and in a sentence.
+fn limit(run: &CapacityRun) -> (String, String) {
+    let name = run.responder.name();
+    let ours = run.receive_thread_cpu.median + run.daemon_cpu.map_or(0.0, |d| d.median);
+    let refused = 1.0 - run.node_received_per_s.median / run.injected_per_s.median;
+    let lost = run.lost_before_client.median;
+    let lost_note = if lost > 0.02 {
+        format!(
+            " {} of the replies the node sent were lost before the client counted them.",
+            percent(lost)
+        )
+    } else {
+        String::new()
+    };
+    if ours < 0.9 && run.node_cpu_busy.median >= 0.9 {
+        return (
+            "other work on the node CPU".into(),
+            format!(
+                "{name}, {}: the node CPU was {} busy but only {} of it was the responder's: something else ran there (a busy machine), so these figures understate it.{lost_note}",
+                run.request.name(),
+                percent(run.node_cpu_busy.median),
+                percent(ours)
+            ),
+        );
+    }
+    if ours < 0.9 {
+        return (
+            "the generator".into(),
+            format!(
+                "{name}, {}: the node's threads used {} of its CPU and its ring refused {} of the generator's frames: the generator, not the node, set the rate.{lost_note}",
+                run.request.name(),
+                percent(ours),
+                percent(refused.max(0.0))
+            ),
+        );
+    }
+    let daemon = run.daemon_cpu.map(|d| d.median);
+    let text = match (daemon, run.request) {
+        _ if run.responder == Responder::Floor => format!(
+            "{name}: the node CPU, {} busy receiving and dropping; the generator offered {:.0} frames/s, {:.1}× what the node took. This is what a frame costs before any program or stack looks at it.",
+            percent(ours),
+            run.injected_per_s.median,
+            run.injected_per_s.median / run.node_received_per_s.median
+        ),
+        (Some(daemon), Request::ArpMiss) => format!(
+            "{name}, {}: the node CPU ({} receive thread, {} the daemon, which wakes for every ARP frame its socket filter lets through).",
+            run.request.name(),
+            percent(run.receive_thread_cpu.median),
+            percent(daemon)
+        ),
+        (Some(daemon), _) => format!(
+            "{name}, {}: the daemon. It answered {} of the requests the node took; the rest overflowed its socket while it and the kernel's receive thread ({}) shared the node CPU ({} the daemon).",
+            run.request.name(),
+            percent(run.answered_fraction.median),
+            percent(run.receive_thread_cpu.median),
+            percent(daemon)
+        ),
+        (None, _) => format!(
+            "{name}, {}: the node CPU, its receive thread {} busy; the generator offered {:.1}× what the node's ring took.",
+            run.request.name(),
+            percent(run.receive_thread_cpu.median),
+            run.injected_per_s.median / run.node_received_per_s.median
+        ),
+    };
+    let short = match daemon {
+        Some(_) if run.answered_fraction.median < 0.95 && run.request != Request::ArpMiss => {
+            "the daemon (node CPU)"
+        }
+        _ => "node CPU",
+    };
+    (short.into(), text + &lost_note)
+}
+
+fn capacity(page: &mut Page, cap: &Capacity, chart: &str) {
     let mut line = |text: &str| page.line(text);
-    let nothing = tp.modes.iter().find(|m| m.mode == Responder::Nothing);
-    line("## 2. Replies per second over veth");
+    let hits: Vec<&CapacityRun> = cap
+        .runs
+        .iter()
+        .filter(|r| r.request != Request::ArpMiss && r.responder != Responder::Floor)
+        .collect();
+    let misses: Vec<&CapacityRun> = cap
+        .runs
+        .iter()
+        .filter(|r| r.request == Request::ArpMiss || r.responder == Responder::Floor)
+        .collect();
+    line("## 2. Capacity: replies per second at saturation, CPU per reply");
     line("");
     line(&format!(
-        "**Method.** Two network namespaces joined by a veth pair (the `Lab` fixture; the client side carries a pass-through XDP program so that \
-         driver-mode XDP_TX frames reach it). The project's load generator (`tests/src/loadgen.rs`) sends, from the client, {} as fast as `sendmmsg` \
-         on an AF_PACKET socket allows for {:?} s per run, while a second thread counts the valid replies (ARP reply for the VIP to the generator's MAC, \
-         NA for the VIP) on ETH_P_ARP/ETH_P_IPV6 packet sockets, which never see this host's own sends. {} rounds; within a round every responder \
-         runs once, in rotating order: the responder (with {} VIPs in its map) attached in driver mode, the same in skb (generic) mode, the Linux kernel \
-         answering for the VIPs configured on the node interface, a MetalLB-style userspace responder (`tests/src/userspace_responder.rs`: \
-         per protocol a packet socket, read one request, look the VIP up in a hash set, write one reply), and nothing answering (the generator alone).",
-        // `{:?}` writes 5 s as "5.0", as the report always has.
-        tp.frames, tp.seconds_per_run, tp.rounds, tp.vips_in_map,
+        "**Method.** Two network namespaces joined by a veth pair. The generator injects one request frame over and over with `BPF_PROG_TEST_RUN` in \
+         live-frame mode (`BPF_F_TEST_XDP_LIVE_FRAMES`, the kernel facility xdp-tools' `xdp-trafficgen` sends with): a program of a few \
+         instructions writes the request and returns `XDP_TX`, so the kernel hands each frame to the client veth's `ndo_xdp_xmit` as a page-pool \
+         frame — no socket, no skb, and no copy before the node sees it. It runs on CPU {g} for {secs} s per run and offers more than any responder \
+         takes: the node's receive ring drops the excess, as a NIC's does. Both ends have GRO on (which gives a veth its own NAPI instance) and \
+         threaded NAPI, so each end's receive path runs in a kernel thread: the node's is pinned to CPU {n}, alone with the daemon under test \
+         (pinned there too); the client's is pinned to CPU {g} at `SCHED_FIFO`, so it always takes the replies off its ring before the generator \
+         gets the CPU back, and counts them with an `XDP_DROP` program in the veth driver's statistics — the client's stack never sees them. \
+         Responders: ours with {vips} VIPs in its map in driver mode and in skb (generic) mode; the Linux kernel with the VIPs configured on the \
+         node interface; Debian's `farpd` (daemonized, `farpd -i IF VIP`; ARP only); Debian's `ndppd` (a `static` rule for the VIP, `router no`; \
+         NDP only); the MetalLB-style userspace responder (`tests/src/userspace_responder.rs`: a packet socket per protocol, read one request, look \
+         the VIP up, write one reply); and an `XDP_DROP` program on the node as the receive floor. Requests: broadcast ARP request for the IPv4 VIP, \
+         multicast NS with SLLAO for the IPv6 VIP, and broadcast ARP request for an address that is no VIP (the storm of misses). Each run starts \
+         the responder, waits for its first valid answer (an ARP reply or NA for the VIP from the node's MAC: it answers, and correctly), then \
+         saturates it. {rounds} rounds, responders in rotating order.",
+        g = cap.generator_cpu,
+        n = cap.node_cpu,
+        secs = cap.seconds_per_run,
+        vips = cap.vips_in_map,
+        rounds = cap.rounds,
     ));
+    line("");
+    line(
+        "**CPU per reply.** \"Node ns per reply\" is the on-CPU time of the node's receive thread plus the daemon's threads (the scheduler's own \
+         accounting, `/proc/PID/task/TID/schedstat`, in nanoseconds — not tick samples), divided by the replies the client counted. It is all the \
+         node does for a reply: the veth receive, XDP or the stack, the daemon, the reply's transmit into the client's ring and waking the client's \
+         thread. The generator and the client run on the other CPU and are not in it. CPU shares are of one CPU over the generator's run time."
+    );
     line("");
     line(&format!("![replies per second per responder]({chart})"));
     line("");
-    line("| Responder | replies/s | × driver mode | sent/s | answered / sent | softirq ns per reply | all-CPU busy ns per reply | generator send thread CPU | receiver drops |");
-    line("|---|---|---|---|---|---|---|---|---|");
-    let modes = &tp.modes;
-    for mode in modes {
-        line(&spread_row(
-            &[mode.mode.name()],
-            &[
-                (Some(&mode.replies_per_s), 0),
-                (Some(&mode.relative_to_driver), 2),
-                (Some(&mode.sent_per_s), 0),
-                (Some(&mode.answered_fraction), 3),
-                (Some(&mode.softirq_ns_per_reply), 0),
-                (Some(&mode.busy_ns_per_reply), 0),
-                (Some(&mode.generator_sender_cpu_share), 2),
-                (Some(&mode.receiver_drops), 0),
-            ],
-        ));
+    line("| Responder | Request | replies/s | × XDP driver | generator sent/s | node took/s | answered / taken | node ns per reply | receive thread CPU | daemon CPU | limited by |");
+    line("|---|---|---|---|---|---|---|---|---|---|---|");
+    for run in &hits {
+        line(&table_row(vec![
+            run.responder.name().to_owned(),
+            run.request.name().to_owned(),
+            spread(&run.replies_per_s, 0),
+            spread(&run.relative_to_driver, 2),
+            spread(&run.injected_per_s, 0),
+            spread(&run.node_received_per_s, 0),
+            spread(&run.answered_fraction, 3),
+            spread(&run.node_ns_per_reply, 0),
+            spread(&run.receive_thread_cpu, 2),
+            spread_or_dash(run.daemon_cpu.as_ref(), 2),
+            limit(run).0,
+        ]));
     }
-    if let Some(user) = modes
+    line("");
+    line("### ARP storm of misses");
+    line("");
+    line("On a busy segment most ARP requests ask for other hosts. Here every request is for an address that is no VIP; nothing answers, and \
+          what matters is what each frame costs the node at the highest rate it takes. \"+ns vs kernel\" is the difference to the Linux kernel \
+          alone, round by round: for XDP, what the program's miss path (parse, one failed hash lookup, `XDP_PASS`) adds to the kernel's own \
+          handling of the frame, which follows it.");
+    line("");
+    line("| Node | frames/s taken | generator sent/s | node ns per frame | +ns vs kernel | receive thread CPU | daemon CPU | limited by |");
+    line("|---|---|---|---|---|---|---|---|");
+    let kernel_ns = misses
         .iter()
-        .find(|m| m.userspace_responder_ns_per_reply.is_some())
-    {
-        line("");
-        line(&format!(
-            "The userspace responder's own threads used {} ns of CPU per reply (getrusage, user + system), {} of a CPU.",
-            spread_or_dash(user.userspace_responder_ns_per_reply.as_ref(), 0),
-            spread_or_dash(user.userspace_responder_cpu_share.as_ref(), 2),
-        ));
+        .find(|r| r.responder == Responder::Kernel)
+        .map(|r| r.node_ns_per_frame.median);
+    for run in &misses {
+        line(&table_row(vec![
+            run.responder.name().to_owned(),
+            spread(&run.node_received_per_s, 0),
+            spread(&run.injected_per_s, 0),
+            spread(&run.node_ns_per_frame, 0),
+            kernel_ns.map_or("–".to_owned(), |k| {
+                format!("{:+.0}", run.node_ns_per_frame.median - k)
+            }),
+            spread(&run.receive_thread_cpu, 2),
+            spread_or_dash(run.daemon_cpu.as_ref(), 2),
+            limit(run).0,
+        ]));
     }
     line("");
-    line(&format!("**CPU time, what was measured.** The kernel here uses tick-based accounting (no IRQ time accounting), so CPU time is sampled at the tick: \
-          \"softirq ns per reply\" is the machine-wide softirq time from `/proc/stat` over the run divided by the replies. Nearly all of it is this \
-          benchmark's packet processing (the node's receive path, the responder, and the client receiving replies), because little else on the machine \
-          does networking — but it includes the generator's side. \"All-CPU busy\" is every non-idle jiffy of the machine over the run per reply: it \
-          includes the generator and anything else running on this shared machine, so read it as an upper bound. The generator's send-thread CPU is \
-          its share of one CPU (getrusage); with tick accounting it includes softirq work the kernel ran in its context — on veth the receiving side \
-          of a frame is usually processed right there, in the sender's softirq. Compare each responder's softirq per reply with the \"nothing answering\" \
-          row's softirq per sent frame ({}) to see what answering adds.",
-        nothing.map(|m| spread(&m.softirq_ns_per_sent, 0)).unwrap_or_default(),
-    ));
+    line("**What limited each row.**");
     line("");
-    line("**What limits these numbers.**");
-    line("");
-    for mode in modes {
-        let name = mode.mode.name();
-        let answered = mode.answered_fraction.median;
-        let sender = mode.generator_sender_cpu_share.median;
-        let drops = mode.receiver_drops.median;
-        let text = if mode.mode == Responder::Nothing {
-            format!("{name}: the generator alone reaches {:.0} frames/s; its sending thread is busy {:.0} % of the time, so this is the ceiling of the send path on this machine, not of any responder.", mode.sent_per_s.median, sender * 100.0)
-        } else if answered >= 0.95 {
-            format!(
-                "{name}: answered {:.1} % of what was sent, so the responder kept up and the generator is the bottleneck. The generator sends fewer frames than with nothing answering ({:.0} vs {:.0} per s) because on veth the node's receive path, the responder and the client's processing of the reply run in the sending thread's softirq (sending thread {:.0} % busy): replies/s here compare whole paths, and the responder's own cost shows in the CPU columns.",
-                answered * 100.0,
-                mode.sent_per_s.median,
-                nothing.map(|m| m.sent_per_s.median).unwrap_or(f64::NAN),
-                sender * 100.0
-            )
-        } else {
-            format!(
-                "{name}: answered {:.1} % of what was sent — the responder cannot keep up and the rest is dropped (its socket queue overflows){}. It runs on the other CPU than the sender, which is why its replies/s can still come close to the in-line XDP path on two cores; the CPU columns show what each reply costs.",
-                answered * 100.0,
-                if drops > 0.0 { format!("; the generator's receive sockets also dropped {drops:.0} replies per run, so the counting side limits too") } else { String::new() }
-            )
-        };
-        line(&format!("- {text}"));
+    for run in hits.iter().chain(&misses) {
+        line(&format!("- {}", limit(run).1));
     }
-    line("- All of it runs on one machine with two CPUs: on veth, sending a frame runs the receiving side's processing in the sender's softirq, so the generator, the responder and the client's reply processing share the same cores. Replies/s here are therefore a lower bound for what the responder does on a real NIC with its own receive queues, and the ratios between responders are the figure to read.");
+    line("- All of it runs on one machine, one CPU for the node and one for the generator and the client: a real node has a NIC with \
+          its own queues and more cores, so rates here are per node CPU. The client's receive thread, running before the generator on its CPU, \
+          takes part of that CPU from the generator; the generator still offered every responder more than its node took (\"generator sent/s\" \
+          against \"node took/s\").");
     line("");
 }
 

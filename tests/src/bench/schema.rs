@@ -14,7 +14,7 @@ pub struct Report {
     pub elapsed_s: f64,
     pub machine: Machine,
     pub per_frame: PerFrame,
-    pub throughput: Throughput,
+    pub capacity: Capacity,
     pub cluster: Measured<ClusterResult>,
     pub sync: Measured<SyncResult>,
 }
@@ -119,18 +119,21 @@ pub struct FrameCost {
     pub kernel_loop_minus_empty_ns_10: Option<Spread>,
 }
 
-/// Section 2: replies per second over veth.
+/// Section 2: where each responder saturates and what one frame costs the
+/// node that answers, under a generator that outruns every responder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Throughput {
+pub struct Capacity {
     pub rounds: usize,
     pub seconds_per_run: f64,
     pub vips_in_map: usize,
-    /// What the generator sends, in words.
-    pub frames: String,
-    pub modes: Vec<ResponderLoad>,
+    /// The CPU the generator and the client's receive path were pinned to.
+    pub generator_cpu: usize,
+    /// The CPU the node's receive path and daemons were pinned to.
+    pub node_cpu: usize,
+    pub runs: Vec<CapacityRun>,
 }
 
-/// Who answers the generator's requests.
+/// Who answers on the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Responder {
     #[serde(rename = "XDP driver mode")]
@@ -139,53 +142,97 @@ pub enum Responder {
     Skb,
     #[serde(rename = "Linux kernel")]
     Kernel,
+    #[serde(rename = "farpd")]
+    Farpd,
+    #[serde(rename = "ndppd")]
+    Ndppd,
     #[serde(rename = "userspace (MetalLB-style)")]
     Userspace,
-    #[serde(rename = "nothing answering")]
-    Nothing,
+    /// An XDP program that drops every frame: the node's receive floor.
+    #[serde(rename = "XDP_DROP (receive floor)")]
+    Floor,
 }
 
 impl Responder {
-    /// In the order of the report's rows.
-    pub const ALL: [Responder; 5] = [
-        Responder::Driver,
-        Responder::Skb,
-        Responder::Kernel,
-        Responder::Userspace,
-        Responder::Nothing,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Responder::Driver => "XDP driver mode",
             Responder::Skb => "XDP skb mode",
             Responder::Kernel => "Linux kernel",
+            Responder::Farpd => "farpd",
+            Responder::Ndppd => "ndppd",
             Responder::Userspace => "userspace (MetalLB-style)",
-            Responder::Nothing => "nothing answering",
+            Responder::Floor => "XDP_DROP (receive floor)",
+        }
+    }
+
+    /// Whether a process of its own answers (its CPU is counted too).
+    pub fn is_daemon(self) -> bool {
+        matches!(
+            self,
+            Responder::Farpd | Responder::Ndppd | Responder::Userspace
+        )
+    }
+}
+
+/// What the generator sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Broadcast ARP request for the IPv4 VIP.
+    #[serde(rename = "ARP request")]
+    Arp,
+    /// Multicast Neighbor Solicitation (with SLLAO) for the IPv6 VIP.
+    #[serde(rename = "NS")]
+    Ns,
+    /// Broadcast ARP request for an address that is no VIP.
+    #[serde(rename = "ARP miss")]
+    ArpMiss,
+}
+
+impl Request {
+    pub fn name(self) -> &'static str {
+        match self {
+            Request::Arp => "ARP request",
+            Request::Ns => "NS",
+            Request::ArpMiss => "ARP miss",
         }
     }
 }
 
-/// One responder under the generator's load, over all rounds.
+/// One responder under one kind of request, over all rounds. Rates are
+/// per second of generator run time; CPU shares are of one CPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ResponderLoad {
-    pub mode: Responder,
+pub struct CapacityRun {
+    pub responder: Responder,
+    pub request: Request,
+    /// Frames the generator handed to the client interface.
+    pub injected_per_s: Spread,
+    /// Frames the node's receive ring took (the rest it had no room for).
+    pub node_received_per_s: Spread,
+    /// Replies that reached the client.
     pub replies_per_s: Spread,
-    pub sent_per_s: Spread,
+    /// Replies per frame the node took.
     pub answered_fraction: Spread,
+    /// Replies per second relative to XDP driver mode for the same request,
+    /// round by round.
     pub relative_to_driver: Spread,
-    pub arp_replies: Spread,
-    pub na_replies: Spread,
-    pub other_frames: Spread,
-    pub receiver_drops: Spread,
-    pub generator_sender_cpu_share: Spread,
-    pub generator_receiver_cpu_share: Spread,
-    pub softirq_ns_per_reply: Spread,
-    pub softirq_ns_per_sent: Spread,
-    pub busy_ns_per_reply: Spread,
-    /// Only for the userspace responder, from its own threads.
-    pub userspace_responder_ns_per_reply: Option<Spread>,
-    pub userspace_responder_cpu_share: Option<Spread>,
+    /// On-CPU time of the node's receive thread plus the daemon's, per
+    /// frame the node took.
+    pub node_ns_per_frame: Spread,
+    /// The same per reply; NaN without replies.
+    pub node_ns_per_reply: Spread,
+    /// Share of a CPU: the node's receive thread (threaded NAPI).
+    pub receive_thread_cpu: Spread,
+    /// Share of a CPU: the daemon's threads, for daemons.
+    pub daemon_cpu: Option<Spread>,
+    /// Busy share of the node CPU from /proc/stat, whoever used it.
+    pub node_cpu_busy: Spread,
+    /// Share of a CPU: the generator's thread.
+    pub generator_cpu: Spread,
+    /// Share of a CPU: the client's receive thread.
+    pub client_cpu: Spread,
+    /// Replies the node sent that never reached the client, per reply sent.
+    pub lost_before_client: Spread,
 }
 
 /// A section measured by a program of its own, which may not have run.
