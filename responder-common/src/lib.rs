@@ -62,31 +62,61 @@ pub struct VipKey {
 
 impl VipKey {
     pub const fn v4(ifindex: u32, vlan_outer: u16, vlan_inner: u16, addr: [u8; 4]) -> Self {
-        let mut a = [0u8; 16];
-        a[0] = addr[0];
-        a[1] = addr[1];
-        a[2] = addr[2];
-        a[3] = addr[3];
-        VipKey {
+        Self::from_words(
             ifindex,
             vlan_outer,
             vlan_inner,
-            family: FAMILY_IPV4,
-            _pad: [0; 3],
-            addr: a,
-        }
+            FAMILY_IPV4,
+            [u32::from_ne_bytes(addr), 0, 0, 0],
+        )
     }
 
     pub const fn v6(ifindex: u32, vlan_outer: u16, vlan_inner: u16, addr: [u8; 16]) -> Self {
-        VipKey {
+        Self::from_words(
             ifindex,
             vlan_outer,
             vlan_inner,
-            family: FAMILY_IPV6,
-            _pad: [0; 3],
-            addr,
-        }
+            FAMILY_IPV6,
+            [
+                word(&addr, 0),
+                word(&addr, 4),
+                word(&addr, 8),
+                word(&addr, 12),
+            ],
+        )
     }
+
+    /// The key written as seven 32-bit words. Built field by field, the
+    /// zeroed parts become calls to a byte-at-a-time `memset` in the XDP
+    /// program, on the path of every ARP request and NS.
+    const fn from_words(
+        ifindex: u32,
+        vlan_outer: u16,
+        vlan_inner: u16,
+        family: u8,
+        addr: [u32; 4],
+    ) -> Self {
+        let [outer0, outer1] = vlan_outer.to_ne_bytes();
+        let [inner0, inner1] = vlan_inner.to_ne_bytes();
+        let words = [
+            ifindex,
+            u32::from_ne_bytes([outer0, outer1, inner0, inner1]),
+            u32::from_ne_bytes([family, 0, 0, 0]),
+            addr[0],
+            addr[1],
+            addr[2],
+            addr[3],
+        ];
+        // SAFETY: VipKey is #[repr(C)], 28 bytes with 4-byte alignment and
+        // no implicit padding (see the layout test), and any bytes are a
+        // valid VipKey; the words are laid out in field order.
+        unsafe { core::mem::transmute::<[u32; 7], VipKey>(words) }
+    }
+}
+
+/// Bytes `at..at + 4` of `bytes` as a word in memory order.
+const fn word(bytes: &[u8; 16], at: usize) -> u32 {
+    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
 /// What the data plane needs to answer for a VIP.
@@ -210,6 +240,37 @@ mod tests {
         let mut total = counters(1);
         total.add(&counters(10));
         assert_eq!(total, counters(11));
+    }
+
+    #[test]
+    fn keys_built_from_words_equal_keys_built_from_fields() {
+        let v6 = [
+            0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
+        assert_eq!(
+            VipKey::v6(7, 100, 200, v6),
+            VipKey {
+                ifindex: 7,
+                vlan_outer: 100,
+                vlan_inner: 200,
+                family: FAMILY_IPV6,
+                _pad: [0; 3],
+                addr: v6,
+            }
+        );
+        let mut v4 = [0; 16];
+        v4[..4].copy_from_slice(&[192, 0, 2, 10]);
+        assert_eq!(
+            VipKey::v4(3, 4094, 0, [192, 0, 2, 10]),
+            VipKey {
+                ifindex: 3,
+                vlan_outer: 4094,
+                vlan_inner: 0,
+                family: FAMILY_IPV4,
+                _pad: [0; 3],
+                addr: v4,
+            }
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::{
     vip::{self, key_addr, key_vlan, Placement, VipSpec},
 };
 
-/// Write access to the VIPS and VIP_STATS maps; a trait so reconciliation is
+/// Write access to the VIPS map and its counters; a trait so reconciliation is
 /// testable without a kernel.
 pub(crate) trait VipMap {
     /// Inserts or overwrites `key`, with zeroed counters if it is new.
