@@ -6,6 +6,6 @@ pub mod prober;
 pub mod apiserver;
 pub mod bench;
 pub mod cluster;
-pub mod loadgen;
+pub mod packet_socket;
 pub mod testrun;
 pub mod userspace_responder;

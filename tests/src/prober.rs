@@ -10,7 +10,7 @@ use std::{
 
 use responder_model::frames::{Arp, Ethernet, Vlan, BROADCAST_MAC, ETH_P_ARP};
 
-use crate::{lab::format_mac, loadgen::packet_socket, netns::NetNs};
+use crate::{lab::format_mac, netns::NetNs, packet_socket::packet_socket};
 
 /// Broadcasts ARP requests for VIPs from a client address and reads the
 /// replies addressed to it.

@@ -21,8 +21,9 @@ use responder_model::frames::{
 };
 
 use crate::{
-    loadgen::{packet_socket, set_option, thread_cpu, LoadgenError},
+    bench::threads::{current_tid, own_thread_runtime},
     netns::NetNs,
+    packet_socket::{packet_socket, set_option, PacketSocketError},
 };
 
 /// How often a blocked read wakes up to check for stop.
@@ -33,14 +34,11 @@ const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 #[derive(Default, Clone, Copy, Debug)]
 pub struct ResponderStats {
     pub replies: u64,
-    /// CPU time (user + system) of the responder threads; with tick
-    /// accounting this includes softirq work run in their context.
-    pub cpu: Duration,
 }
 
 pub struct UserspaceResponder {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Result<ResponderStats, LoadgenError>>>,
+    threads: Vec<JoinHandle<Result<ResponderStats, PacketSocketError>>>,
     /// Kernel thread ids of `threads`, for their CPU time while running.
     tids: Arc<Mutex<Vec<i32>>>,
 }
@@ -53,10 +51,10 @@ impl UserspaceResponder {
         mac: [u8; 6],
         vips4: &[[u8; 4]],
         vips6: &[[u8; 16]],
-    ) -> Result<Self, LoadgenError> {
-        let (arp_socket, ipv6_socket) = ns.enter(|| -> Result<_, LoadgenError> {
+    ) -> Result<Self, PacketSocketError> {
+        let (arp_socket, ipv6_socket) = ns.enter(|| -> Result<_, PacketSocketError> {
             let ifindex = nix::net::if_::if_nametoindex(ifname)
-                .map_err(|_| LoadgenError::NoInterface(ifname.to_owned()))?;
+                .map_err(|_| PacketSocketError::NoInterface(ifname.to_owned()))?;
             Ok((
                 packet_socket(ETH_P_ARP, ifindex)?,
                 packet_socket(ETH_P_IPV6, ifindex)?,
@@ -101,24 +99,16 @@ impl UserspaceResponder {
     /// in nanoseconds).
     pub fn runtime(&self) -> Duration {
         let tids = self.tids.lock().expect("tids").clone();
-        tids.iter()
-            .map(|tid| {
-                std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-                    .ok()
-                    .and_then(|text| text.split_whitespace().next()?.parse().ok())
-                    .map_or(Duration::ZERO, Duration::from_nanos)
-            })
-            .sum()
+        tids.into_iter().map(own_thread_runtime).sum()
     }
 
-    /// Stops both threads; their summed counts and CPU time.
-    pub fn stop(mut self) -> Result<ResponderStats, LoadgenError> {
+    /// Stops both threads; their summed counts.
+    pub fn stop(mut self) -> Result<ResponderStats, PacketSocketError> {
         self.stop.store(true, Ordering::Relaxed);
         let mut total = ResponderStats::default();
         for thread in self.threads.drain(..) {
-            let stats = thread.join().map_err(|_| LoadgenError::Thread)??;
+            let stats = thread.join().map_err(|_| PacketSocketError::Thread)??;
             total.replies += stats.replies;
-            total.cpu += stats.cpu;
         }
         Ok(total)
     }
@@ -134,17 +124,14 @@ impl Drop for UserspaceResponder {
 }
 
 fn note_tid(tids: &Mutex<Vec<i32>>) {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    tids.lock().expect("tids").push(tid);
+    tids.lock().expect("tids").push(current_tid());
 }
 
 fn serve(
     socket: &OwnedFd,
     stop: &AtomicBool,
     reply: impl Fn(&[u8]) -> Option<Vec<u8>>,
-) -> Result<ResponderStats, LoadgenError> {
-    let cpu_start = thread_cpu();
+) -> Result<ResponderStats, PacketSocketError> {
     let give_up = Instant::now() + MAX_LIFETIME;
     let mut buffer = [0u8; 2048];
     let mut replies = 0;
@@ -162,7 +149,7 @@ fn serve(
             let error = io::Error::last_os_error();
             match error.raw_os_error() {
                 Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-                _ => return Err(LoadgenError::Socket("recv", error)),
+                _ => return Err(PacketSocketError::Socket("recv", error)),
             }
         }
         let Some(frame) = reply(&buffer[..n as usize]) else {
@@ -183,14 +170,11 @@ fn serve(
             if error.raw_os_error() == Some(libc::ENOBUFS) {
                 continue;
             }
-            return Err(LoadgenError::Socket("send", error));
+            return Err(PacketSocketError::Socket("send", error));
         }
         replies += 1;
     }
-    Ok(ResponderStats {
-        replies,
-        cpu: thread_cpu() - cpu_start,
-    })
+    Ok(ResponderStats { replies })
 }
 
 /// The ARP reply to an untagged request for one of `vips`.

@@ -10,7 +10,7 @@ use std::{
 
 use responder_model::frames::{ETH_P_ARP, ETH_P_IPV6};
 
-use crate::{loadgen::packet_socket, netns::NetNs};
+use crate::{netns::NetNs, packet_socket::packet_socket};
 
 /// How often the request is repeated while nothing answers.
 const RETRY: Duration = Duration::from_millis(100);

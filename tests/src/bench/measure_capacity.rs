@@ -407,7 +407,10 @@ impl Setup {
             node_sent: after.node_tx - before.node_tx,
             receive_thread: after.receive_thread - before.receive_thread,
             client_thread: after.client_thread - before.client_thread,
-            daemon: after.daemon.zip(before.daemon).map(|(a, b)| a - b),
+            daemon: after
+                .daemon
+                .zip(before.daemon)
+                .map(|(after, before)| after.saturating_sub(before)),
             node_cpu_busy: busy as f64 / total.max(1) as f64,
         }
     }

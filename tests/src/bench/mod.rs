@@ -25,7 +25,8 @@ mod measure_frames;
 mod peers;
 mod report;
 pub mod schema;
-mod threads;
+mod syslog_sink;
+pub(crate) mod threads;
 mod tiny_xdp;
 
 use std::{
@@ -77,7 +78,7 @@ impl Settings {
             calls: 20_000,
             kernel_repeat: 100_000,
             load_rounds: 2,
-            load_time: Duration::from_millis(1500),
+            load_time: Duration::from_secs(1),
             sync_services: 1_000,
         }
     }

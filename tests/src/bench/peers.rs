@@ -11,7 +11,7 @@ use std::{
 
 use nix::{sys::signal, unistd::Pid};
 
-use super::threads::process_runtime;
+use super::{syslog_sink::SyslogSink, threads::process_runtime};
 use crate::netns::{run_ok, wait_for, ChildGuard, NetNs, TempPath};
 
 /// Where farpd writes its pid once daemonized (compiled in).
@@ -19,8 +19,12 @@ const FARPD_PIDFILE: &str = "/var/run/farpd.pid";
 
 /// A daemon under test and its CPU time so far.
 pub(super) enum Daemon {
-    /// Daemonized (its foreground mode logs every reply): known by pid.
-    Farpd { pid: i32 },
+    /// Daemonized, as it runs in production: known by pid. It logs every
+    /// reply, to a sink of ours when the machine has no syslog daemon.
+    Farpd {
+        pid: i32,
+        syslog: Option<SyslogSink>,
+    },
     Ndppd {
         child: ChildGuard,
         _config: TempPath,
@@ -54,6 +58,7 @@ impl Daemon {
             "a farpd is already running ({FARPD_PIDFILE}); the benchmark runs its own"
         );
         let _ = fs::remove_file(FARPD_PIDFILE);
+        let syslog = SyslogSink::start(cpu);
         run_ok(
             ns.command("taskset")
                 .args(["-c", &cpu.to_string(), "farpd", "-i", ifname, vip])
@@ -62,7 +67,7 @@ impl Daemon {
         );
         let pid =
             wait_for(Duration::from_secs(5), farpd_pid).expect("farpd wrote no pidfile within 5 s");
-        Daemon::Farpd { pid }
+        Daemon::Farpd { pid, syslog }
     }
 
     /// `ndppd` in `ns`, on `cpu`, answering for `vip` on `ifname` at once
@@ -90,22 +95,20 @@ impl Daemon {
         }
     }
 
-    fn pid(&self) -> i32 {
-        match self {
-            Daemon::Farpd { pid } => *pid,
-            Daemon::Ndppd { child, .. } => child.pid() as i32,
-        }
-    }
-
-    /// On-CPU time of all its threads so far.
+    /// On-CPU time of all its threads so far (farpd's with its syslog sink).
     pub(super) fn runtime(&self) -> Duration {
-        process_runtime(self.pid())
+        match self {
+            Daemon::Farpd { pid, syslog } => {
+                process_runtime(*pid) + syslog.as_ref().map_or(Duration::ZERO, SyslogSink::runtime)
+            }
+            Daemon::Ndppd { child, .. } => process_runtime(child.pid() as i32),
+        }
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Daemon::Farpd { pid } = *self {
+        if let Daemon::Farpd { pid, .. } = *self {
             // Not our child: killed by pid, then waited for through /proc.
             if is_farpd(pid) {
                 let _ = signal::kill(Pid::from_raw(pid), signal::Signal::SIGKILL);

@@ -316,8 +316,8 @@ fn capacity(page: &mut Page, cap: &Capacity, chart: &str) {
     line("### ARP storm of misses");
     line("");
     line("On a busy segment most ARP requests ask for other hosts. Here every request is for an address that is no VIP; nothing answers, and \
-          what matters is what each frame costs the node at the highest rate it takes. \"+ns vs kernel\" is the difference to the Linux kernel \
-          alone, round by round: for XDP, what the program's miss path (parse, one failed hash lookup, `XDP_PASS`) adds to the kernel's own \
+          what matters is what each frame costs the node at the highest rate it takes. \"+ns vs kernel\" is the difference of the medians to \
+          the Linux kernel alone: for XDP, what the program's miss path (parse, one failed hash lookup, `XDP_PASS`) adds to the kernel's own \
           handling of the frame, which follows it.");
     line("");
     line("| Node | frames/s taken | generator sent/s | node ns per frame | +ns vs kernel | receive thread CPU | daemon CPU | limited by |");
@@ -332,9 +332,12 @@ fn capacity(page: &mut Page, cap: &Capacity, chart: &str) {
             spread(&run.node_received_per_s, 0),
             spread(&run.injected_per_s, 0),
             spread(&run.node_ns_per_frame, 0),
-            kernel_ns.map_or("–".to_owned(), |k| {
-                format!("{:+.0}", run.node_ns_per_frame.median - k)
-            }),
+            match kernel_ns {
+                Some(kernel) if run.responder != Responder::Floor => {
+                    format!("{:+.0}", run.node_ns_per_frame.median - kernel)
+                }
+                _ => "–".to_owned(),
+            },
             spread(&run.receive_thread_cpu, 2),
             spread_or_dash(run.daemon_cpu.as_ref(), 2),
             limit(run).0,

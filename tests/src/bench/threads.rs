@@ -63,6 +63,17 @@ pub fn thread_runtime() -> Duration {
     Duration::from_nanos(schedstat_ns("/proc/thread-self/schedstat"))
 }
 
+/// On-CPU time of thread `tid` of this process (0 once it has exited).
+pub fn own_thread_runtime(tid: i32) -> Duration {
+    Duration::from_nanos(schedstat_ns(&format!("/proc/self/task/{tid}/schedstat")))
+}
+
+/// The kernel's id of the calling thread.
+pub fn current_tid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
 /// Kernel threads whose name says they poll `ifname`'s NAPI.
 fn napi_threads(ifname: &str) -> BTreeSet<i32> {
     let prefix = format!("napi/{ifname}-");
