@@ -293,6 +293,29 @@ fn capacity(page: &mut Page, cap: &Capacity, chart: &str) {
          thread. The generator and the client run on the other CPU and are not in it. CPU shares are of one CPU over the generator's run time."
     );
     line("");
+    let range = |figure: &dyn Fn(&CapacityRun) -> f64| {
+        let values = cap.runs.iter().map(figure);
+        let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
+        (low, high)
+    };
+    let (generator_low, generator_high) = range(&|r| r.generator_cpu.median);
+    let (client_low, client_high) = range(&|r| r.client_cpu.median);
+    let (_, lost_high) = range(&|r| r.lost_before_client.median);
+    let (offered_low, _) = range(&|r| r.injected_per_s.median / r.node_received_per_s.median);
+    line(&format!(
+        "**The generator and the client**, sharing CPU {}: the generator's thread used {}–{} of it and still offered every responder at \
+         least {offered_low:.1}× what the node took; the client's receive thread used {}–{}, and the client lost at most {} of the replies \
+         the node sent (medians over rounds).",
+        cap.generator_cpu,
+        percent(generator_low),
+        percent(generator_high),
+        percent(client_low),
+        percent(client_high),
+        percent(lost_high),
+    ));
+    line("");
     line(&format!("![replies per second per responder]({chart})"));
     line("");
     line("| Responder | Request | replies/s | × XDP driver | generator sent/s | node took/s | answered / taken | node ns per reply | receive thread CPU | daemon CPU | limited by |");
