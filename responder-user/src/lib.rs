@@ -8,6 +8,8 @@ pub mod agent;
 pub mod bpf;
 pub mod cluster;
 pub(crate) mod conflicts;
+pub mod controller;
+pub mod crd;
 pub(crate) mod dataplane;
 pub mod duration;
 pub mod error;

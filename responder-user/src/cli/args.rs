@@ -25,6 +25,9 @@ pub(crate) enum Command {
     /// Attach to interfaces and answer for VIPs until SIGINT/SIGTERM
     /// (SIGHUP reloads --vip-file).
     Run(Box<RunArgs>),
+    /// Give LoadBalancer Services their addresses from MetalLB IPAddressPools
+    /// (one active replica, elected on a Lease) until SIGINT/SIGTERM.
+    Controller(Box<super::controller::ControllerArgs>),
     /// Show the VIPs of an agent's pinned maps, with counters.
     Vips {
         #[arg(long, default_value = DEFAULT_PIN_PATH)]
@@ -157,7 +160,7 @@ pub(crate) enum ListenAddr {
     Listen(SocketAddr),
 }
 
-fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+pub(crate) fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     match text {
         "" | "off" => Ok(ListenAddr::Off),
         _ => text
@@ -220,11 +223,14 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::try_parse_from(args)?;
-    if let Command::Run(run) = &cli.command {
-        run.check().map_err(|message| {
-            Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message)
-        })?;
-    }
+    let checked = match &cli.command {
+        Command::Run(run) => run.check(),
+        Command::Controller(controller) => controller.check(),
+        _ => Ok(()),
+    };
+    checked.map_err(|message| {
+        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message)
+    })?;
     Ok(cli)
 }
 

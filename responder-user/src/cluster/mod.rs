@@ -25,6 +25,10 @@ use tokio::sync::watch;
 
 pub use selector::{LabelSelector, SelectorError};
 
+// Shared with the controller.
+pub(crate) use backoff::WatchBackoff;
+pub(crate) use ownership::is_ours;
+
 pub use membership::Departure;
 
 use crate::metrics::Metrics;
