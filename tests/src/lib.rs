@@ -6,6 +6,7 @@ pub mod prober;
 pub mod apiserver;
 pub mod bench;
 pub mod cluster;
+pub mod controller_lab;
 pub mod loadgen;
 pub mod testrun;
 pub mod userspace_responder;

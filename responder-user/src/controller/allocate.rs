@@ -334,8 +334,11 @@ impl Loop<'_> {
                 }
                 Action::WriteStatus(write) => {
                     match write_status(&self.client, &write).await {
-                        Ok(()) => {
-                            debug!(service = %write.key, ingress = ?write.ingress, "status written")
+                        Ok(versions) => {
+                            debug!(service = %write.key, ingress = ?write.ingress, "status written");
+                            if let Some(reconciler) = &mut self.reconciler {
+                                reconciler.write_done(&write.key, versions);
+                            }
                         }
                         Err(kube::Error::Api(status)) if status.is_not_found() => {
                             // Deleted meanwhile; its Delete event releases it.

@@ -19,19 +19,22 @@ pub(crate) fn channel() -> (
 
 /// Records every notice until the senders are gone. Events go to the namespace of
 /// the object they regard (the API refuses others).
+///
+/// Each notice is a new Event: the reconciler already tells each thing once, and a
+/// long-lived `Recorder` would fold a later Event of the same reason into the first
+/// one, keeping the first note ("assigned 192.0.2.1") where a later one says why
+/// the address moved.
 pub(crate) async fn publish(
     client: Client,
     identity: String,
     mut notices: mpsc::UnboundedReceiver<Notice>,
 ) {
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: REPORTER.to_owned(),
-            instance: Some(identity),
-        },
-    );
+    let reporter = Reporter {
+        controller: REPORTER.to_owned(),
+        instance: Some(identity),
+    };
     while let Some(notice) = notices.recv().await {
+        let recorder = Recorder::new(client.clone(), reporter.clone());
         let event = Event {
             type_: notice.type_,
             reason: notice.reason.to_owned(),

@@ -170,6 +170,11 @@ impl ControllerMetrics {
         let mut now = Vec::new();
         for status in statuses {
             for (family, counts) in [("IPv4", status.ipv4), ("IPv6", status.ipv6)] {
+                if counts.assigned == 0 && counts.available == 0 {
+                    // The pool has no addresses of this family: no series, so
+                    // a usage ratio never divides by zero.
+                    continue;
+                }
                 let labels = vec![
                     ("pool".to_owned(), status.pool.clone()),
                     ("family".to_owned(), family.to_owned()),

@@ -20,7 +20,6 @@ mod reconciler;
 mod service;
 mod writer;
 
-
 use std::future::Future;
 use std::sync::Arc;
 

@@ -54,13 +54,28 @@ pub(crate) struct Notice {
     pub(crate) note: String,
 }
 
-/// A write decided on an object's `resourceVersion`: while the watch still shows
-/// that version the write has not come back yet, and deciding again on the same
-/// view must not repeat it.
+/// A write not yet seen back through the watch. While the watch shows a version
+/// from before it — the one it was decided on, or one the write itself made on
+/// its way (the annotation patch before the status patch) — deciding again on that
+/// view must not repeat it. (Versions are only compared for equality: their order
+/// is the API server's business.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct InFlight<T> {
-    based_on: Option<String>,
+    before: BTreeSet<Option<String>>,
     value: T,
+}
+
+impl<T: PartialEq> InFlight<T> {
+    fn new(based_on: Option<String>, value: T) -> Self {
+        InFlight {
+            before: [based_on].into(),
+            value,
+        }
+    }
+
+    fn covers(&self, version: &Option<String>, value: &T) -> bool {
+        self.value == *value && self.before.contains(version)
+    }
 }
 
 /// A Service's ingress addresses and pool annotation.
@@ -327,17 +342,12 @@ impl Reconciler {
         }
         let wanted = (desired, pools);
         if let Some(in_flight) = self.status_writes.get(key) {
-            if in_flight.based_on == version && in_flight.value == wanted {
+            if in_flight.covers(&version, &wanted) {
                 return None;
             }
         }
-        self.status_writes.insert(
-            key.clone(),
-            InFlight {
-                based_on: version,
-                value: wanted.clone(),
-            },
-        );
+        self.status_writes
+            .insert(key.clone(), InFlight::new(version, wanted.clone()));
         let (ingress, pools) = wanted;
         Some(Action::WriteStatus(StatusWrite {
             key: key.clone(),
@@ -345,6 +355,18 @@ impl Reconciler {
             pools,
             annotation_current,
         }))
+    }
+
+    /// The write landed, through these versions of the object (the last one is
+    /// what the watch will show once it has caught up).
+    pub(crate) fn write_done(&mut self, key: &ServiceKey, versions: Vec<String>) {
+        if let (Some(in_flight), Some((_, on_the_way))) =
+            (self.status_writes.get_mut(key), versions.split_last())
+        {
+            in_flight
+                .before
+                .extend(on_the_way.iter().cloned().map(Some));
+        }
     }
 
     /// The write failed: the next reconcile decides it again.
@@ -416,14 +438,15 @@ impl Reconciler {
                 self.pool_writes.remove(object.name());
                 continue;
             }
-            let in_flight = InFlight {
-                based_on: version,
-                value: wanted,
-            };
-            if self.pool_writes.get(object.name()) == Some(&in_flight) {
+            if self
+                .pool_writes
+                .get(object.name())
+                .is_some_and(|w| w.covers(&version, &wanted))
+            {
                 continue;
             }
-            self.pool_writes.insert(object.name().to_owned(), in_flight);
+            self.pool_writes
+                .insert(object.name().to_owned(), InFlight::new(version, wanted));
             actions.push(Action::WritePoolStatus {
                 pool: object.name().to_owned(),
                 status: wanted,
