@@ -20,6 +20,11 @@ mod reconciler;
 mod service;
 mod writer;
 
+#[cfg(test)]
+mod mock_tests;
+#[cfg(test)]
+mod monitoring_tests;
+
 use std::future::Future;
 use std::sync::Arc;
 
