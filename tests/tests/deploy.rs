@@ -222,7 +222,7 @@ fn component_dry_run(server: &ApiServer, component: &str) -> Vec<Value> {
 fn install_crds(server: &ApiServer, args: &[&str], crds: &[&str]) {
     kubectl_ok(server, args);
     let mut wait = vec!["wait", "--for", "condition=established", "--timeout=60s"];
-    wait.extend(crds.iter().map(|c| *c));
+    wait.extend(crds.iter().copied());
     kubectl_ok(server, &wait);
 }
 
