@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
@@ -149,6 +150,7 @@ pub(crate) async fn allocate(
         dirty: BTreeSet::new(),
         full_pass: false,
         pools_changed: false,
+        pools_seen: Vec::new(),
         retry: BTreeSet::new(),
         retry_at: None,
     };
@@ -172,6 +174,25 @@ pub(crate) async fn allocate(
     }
 }
 
+/// Name, age and spec: what of a pool allocation depends on (its status, written
+/// by the controller itself, is not).
+type PoolFingerprint = (String, Option<Time>, serde_json::Value);
+
+fn pools_fingerprint(pools: &[Arc<IPAddressPool>]) -> Vec<PoolFingerprint> {
+    let mut fingerprint: Vec<PoolFingerprint> = pools
+        .iter()
+        .map(|p| {
+            (
+                p.name().to_owned(),
+                p.metadata.creation_timestamp.clone(),
+                p.spec.raw().clone(),
+            )
+        })
+        .collect();
+    fingerprint.sort_by(|a, b| a.0.cmp(&b.0));
+    fingerprint
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -193,6 +214,8 @@ struct Loop<'a> {
     dirty: BTreeSet<ServiceKey>,
     full_pass: bool,
     pools_changed: bool,
+    /// What of the pools allocation depends on, as last applied.
+    pools_seen: Vec<PoolFingerprint>,
     retry: BTreeSet<ServiceKey>,
     retry_at: Option<Instant>,
 }
@@ -226,13 +249,14 @@ impl Loop<'_> {
                 if self.unsynced.remove(&source) && self.unsynced.is_empty() {
                     info!("Services, Namespaces and IPAddressPools listed");
                 }
-                self.full_pass = true;
-                self.pools_changed |= source == Source::Pools;
+                match source {
+                    Source::Pools => self.pools_changed = true,
+                    _ => self.full_pass = true,
+                }
             }
-            (Source::Pools, Change::Service(_)) => {
-                self.pools_changed = true;
-                self.full_pass = true;
-            }
+            // Whether the pools really changed (not only their status, which the
+            // controller itself writes) is decided in the pass.
+            (Source::Pools, Change::Service(_)) => self.pools_changed = true,
             // Namespace labels decide which pools serve a Service.
             (Source::Namespaces, Change::Service(_)) => self.full_pass = true,
         }
@@ -246,7 +270,13 @@ impl Loop<'_> {
         let reconciler = match &mut self.reconciler {
             Some(reconciler) => {
                 if std::mem::take(&mut self.pools_changed) {
-                    actions.extend(reconciler.set_pools(&self.stores.pools()));
+                    let pools = self.stores.pools();
+                    let fingerprint = pools_fingerprint(&pools);
+                    if fingerprint != self.pools_seen {
+                        self.pools_seen = fingerprint;
+                        actions.extend(reconciler.set_pools(&pools));
+                        self.full_pass = true;
+                    }
                 }
                 reconciler
             }
@@ -261,6 +291,7 @@ impl Loop<'_> {
                 );
                 actions.extend(refusals);
                 self.pools_changed = false;
+                self.pools_seen = pools_fingerprint(&self.stores.pools());
                 self.full_pass = true;
                 self.reconciler.insert(reconciler)
             }
