@@ -35,6 +35,10 @@ use crate::ipam::ServiceKey;
 /// reason first, e.g. the Service was deleted).
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// Service status writes in flight at once: enough to absorb a burst, few enough
+/// not to crowd the API server's other clients.
+const WRITES_IN_FLIGHT: usize = 8;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Source {
     Services,
@@ -351,7 +355,13 @@ impl Loop<'_> {
         self.execute(actions).await;
     }
 
+    /// Events go out at once; the writes run concurrently (each Service has at
+    /// most one per pass, and every address is decided already, so their order
+    /// does not matter), a burst of new Services costing a few round trips
+    /// rather than two per Service in a row.
     async fn execute(&mut self, actions: Vec<Action>) {
+        let mut status_writes = Vec::new();
+        let mut pool_writes = Vec::new();
         for action in actions {
             match action {
                 Action::Notice(notice) => {
@@ -363,38 +373,49 @@ impl Loop<'_> {
                     // The publisher lives as long as the controller.
                     let _ = self.notices.send(notice);
                 }
-                Action::WriteStatus(write) => {
-                    match write_status(&self.client, &write).await {
-                        Ok(versions) => {
-                            debug!(service = %write.key, ingress = ?write.ingress, "status written");
-                            if let Some(reconciler) = &mut self.reconciler {
-                                reconciler.write_done(&write.key, versions);
-                            }
-                        }
-                        Err(kube::Error::Api(status)) if status.is_not_found() => {
-                            // Deleted meanwhile; its Delete event releases it.
-                            self.forget_write(&write.key);
-                        }
-                        Err(error) => {
-                            warn!(service = %write.key, %error, "writing the Service status failed; retrying");
-                            self.forget_write(&write.key);
-                            self.metrics.status_write_failed();
-                            self.retry.insert(write.key);
-                            self.retry_at.get_or_insert(Instant::now() + RETRY_AFTER);
-                        }
+                Action::WriteStatus(write) => status_writes.push(write),
+                Action::WritePoolStatus { pool, status } => pool_writes.push((pool, status)),
+            }
+        }
+        let client = &self.client;
+        let written: Vec<_> = stream::iter(status_writes)
+            .map(|write| async move {
+                let result = write_status(client, &write).await;
+                (write, result)
+            })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (write, result) in written {
+            match result {
+                Ok(versions) => {
+                    debug!(service = %write.key, ingress = ?write.ingress, "status written");
+                    if let Some(reconciler) = &mut self.reconciler {
+                        reconciler.write_done(&write.key, versions);
                     }
                 }
-                Action::WritePoolStatus { pool, status } => {
-                    if let Err(error) = write_pool_status(&self.pools_api, &pool, &status).await {
-                        warn!(%pool, %error, "writing the pool status failed");
-                        self.metrics.status_write_failed();
-                        if let Some(reconciler) = &mut self.reconciler {
-                            reconciler.pool_write_failed(&pool);
-                        }
-                        // The next pass (any change, or the retry) writes it again.
-                        self.retry_at.get_or_insert(Instant::now() + RETRY_AFTER);
-                    }
+                Err(kube::Error::Api(status)) if status.is_not_found() => {
+                    // Deleted meanwhile; its Delete event releases it.
+                    self.forget_write(&write.key);
                 }
+                Err(error) => {
+                    warn!(service = %write.key, %error, "writing the Service status failed; retrying");
+                    self.forget_write(&write.key);
+                    self.metrics.status_write_failed();
+                    self.retry.insert(write.key);
+                    self.retry_at.get_or_insert(Instant::now() + RETRY_AFTER);
+                }
+            }
+        }
+        for (pool, status) in pool_writes {
+            if let Err(error) = write_pool_status(&self.pools_api, &pool, &status).await {
+                warn!(%pool, %error, "writing the pool status failed");
+                self.metrics.status_write_failed();
+                if let Some(reconciler) = &mut self.reconciler {
+                    reconciler.pool_write_failed(&pool);
+                }
+                // The next pass (any change, or the retry) writes it again.
+                self.retry_at.get_or_insert(Instant::now() + RETRY_AFTER);
             }
         }
     }
