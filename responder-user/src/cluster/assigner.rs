@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +24,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::backoff::WatchBackoff;
+use super::projections;
 use super::events::OwnershipEvent;
-use super::membership::{lease_name, lease_selector, LeaseTracker};
+use super::membership::{lease_name, lease_selector, LeaseTracker, Member};
 use super::ownership::{self, Assignment, Inputs, Problem};
 use super::selector::LabelSelector;
-use super::{Attached, ClusterError, ClusterSettings, Ownership, Reach, ServiceRef, View};
+use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View};
 use crate::metrics::Metrics;
 
 const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
@@ -126,6 +128,7 @@ pub(crate) async fn assign_forever(
     settings: ClusterSettings,
     selector: LabelSelector,
     attached: watch::Receiver<Attached>,
+    own_session: watch::Receiver<Option<Instant>>,
     outputs: Outputs,
 ) -> Result<(), ClusterError> {
     let slices_served = endpoint_slices_served(&client).await;
@@ -145,11 +148,13 @@ pub(crate) async fn assign_forever(
             watcher::Config::default(),
         )
         .backoff(WatchBackoff::new())
+        .modify(projections::strip_service)
         .reflect(services_writer)
         .map(|result| Update::Reflected(Source::Services, result.map(Progress::of)))
         .boxed(),
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
             .backoff(WatchBackoff::new())
+            .modify(projections::strip_node)
             .reflect(nodes_writer)
             .map(|result| Update::Reflected(Source::Nodes, result.map(Progress::of)))
             .boxed(),
@@ -170,6 +175,7 @@ pub(crate) async fn assign_forever(
                 watcher::Config::default(),
             )
             .backoff(WatchBackoff::new())
+            .modify(projections::strip_slice)
             .reflect(slices_writer)
             .map(|result| Update::Reflected(Source::EndpointSlices, result.map(Progress::of)))
             .boxed(),
@@ -189,6 +195,7 @@ pub(crate) async fn assign_forever(
         outputs,
     );
     let mut attached = attached;
+    let mut own_session = own_session;
     loop {
         let wake = assigner.next_wake(Instant::now());
         tokio::select! {
@@ -197,6 +204,11 @@ pub(crate) async fn assign_forever(
                 assigner.apply(update, Instant::now());
             }
             Ok(()) = attached.changed() => assigner.dirty = true,
+            Ok(()) = own_session.changed() => {
+                if let Some(started) = *own_session.borrow_and_update() {
+                    assigner.tracker.own_session_started(started);
+                }
+            }
             () = sleep_until_some(wake) => {}
         }
         // Coalesce bursts (relists, many renewals at once) into one recomputation.
@@ -223,6 +235,11 @@ pub(super) struct Outputs {
     pub(super) events: mpsc::UnboundedSender<OwnershipEvent>,
     /// This node's VIPs, for the agent.
     pub(super) owned: watch::Sender<Ownership>,
+    /// How many members are live, for the Lease holder's cadence.
+    pub(super) members: watch::Sender<usize>,
+    /// Counts the times any view of this agent became complete, so that
+    /// each one is new to the agent (see [`View::Fresh`]).
+    pub(super) epochs: Arc<AtomicU64>,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -252,7 +269,7 @@ struct Assigner {
     /// Counts the times the view became complete (see [`View::Fresh`]).
     epoch: u64,
     dirty: bool,
-    last_members: BTreeMap<String, Reach>,
+    last_members: BTreeMap<String, Member>,
     assignments: BTreeMap<ServiceRef, Assignment>,
     reported_problems: BTreeSet<(ServiceRef, Problem)>,
     events: mpsc::UnboundedSender<OwnershipEvent>,
@@ -263,6 +280,8 @@ struct Assigner {
     /// The addresses this node's data plane answered for when the agent
     /// started (adopted from its predecessor), until the first assignment.
     announced_before: BTreeSet<IpAddr>,
+    members: watch::Sender<usize>,
+    epochs: Arc<AtomicU64>,
 }
 
 impl Assigner {
@@ -281,6 +300,8 @@ impl Assigner {
             announced_before,
             events,
             owned,
+            members,
+            epochs,
             metrics,
         }: Outputs,
     ) -> Self {
@@ -291,7 +312,11 @@ impl Assigner {
         }
         Assigner {
             own_lease: lease_name(&settings.node_name),
-            tracker: LeaseTracker::new(settings.lease_duration),
+            tracker: LeaseTracker::new(
+                settings.lease_duration,
+                settings.hold_down,
+                lease_name(&settings.node_name),
+            ),
             settings,
             selector,
             services,
@@ -311,6 +336,8 @@ impl Assigner {
             metrics,
             attached,
             announced_before,
+            members,
+            epochs,
         }
     }
 
@@ -339,7 +366,7 @@ impl Assigner {
 
     fn apply_lease(&mut self, event: watcher::Event<Lease>, now: Instant) {
         match event {
-            watcher::Event::Apply(lease) => self.tracker.observe(&lease, now),
+            watcher::Event::Apply(lease) => self.tracker.observe(&lease, now, false),
             watcher::Event::Delete(lease) => {
                 if let Some(name) = &lease.metadata.name {
                     self.tracker.forget(name);
@@ -347,7 +374,7 @@ impl Assigner {
             }
             watcher::Event::Init => self.relisted_leases = Some(HashSet::new()),
             watcher::Event::InitApply(lease) => {
-                self.tracker.observe(&lease, now);
+                self.tracker.observe(&lease, now, true);
                 if let (Some(seen), Some(name)) = (&mut self.relisted_leases, &lease.metadata.name)
                 {
                     seen.insert(name.clone());
@@ -367,7 +394,7 @@ impl Assigner {
     fn own_lease_deadline(&self) -> Option<Instant> {
         self.tracker
             .last_change(&self.own_lease)
-            .map(|seen| seen + self.settings.lease_duration / 2)
+            .map(|seen| seen + self.tracker.duration_of(&self.own_lease) / 2)
     }
 
     fn broken_view(&self, now: Instant) -> Option<String> {
@@ -388,7 +415,7 @@ impl Assigner {
             // Recovery arrives as a watch event (our own renewal), not by time.
             return None;
         }
-        [self.own_lease_deadline(), self.tracker.next_expiry(now)]
+        [self.own_lease_deadline(), self.tracker.next_change(now)]
             .into_iter()
             .flatten()
             .min()
@@ -400,7 +427,7 @@ impl Assigner {
             (Health::Starting, None) => {
                 info!(node = %self.settings.node_name, "membership view complete; assigning Services");
                 self.health = Health::Healthy;
-                self.epoch += 1;
+                self.epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
                 self.dirty = true;
             }
             (Health::Healthy, Some(reason)) => {
@@ -413,13 +440,14 @@ impl Assigner {
                 info!(outage = ?now.duration_since(*since), "Kubernetes view recovered; reassigning Services");
                 self.tracker.restart_clocks(now);
                 self.health = Health::Healthy;
-                self.epoch += 1;
+                self.epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
                 self.dirty = true;
             }
             (Health::Healthy, None) => {}
         }
         let live = self.tracker.live(now);
         if live != self.last_members {
+            self.members.send_replace(live.len());
             self.last_members = live;
             self.dirty = true;
         }
@@ -452,13 +480,13 @@ impl Assigner {
 
     fn reassign(&mut self) {
         let nodes = self.nodes.state();
-        let members: BTreeMap<String, Reach> = nodes
+        let members: BTreeMap<String, Member> = nodes
             .iter()
             .filter(|node| ownership::node_eligible(node, &self.selector))
             .filter_map(|node| node.metadata.name.clone())
             .filter_map(|name| {
-                let reach = self.last_members.get(&name)?.clone();
-                Some((name, reach))
+                let member = self.last_members.get(&name)?.clone();
+                Some((name, member))
             })
             .collect();
         // The Nodes' addresses are refused by every agent alike; this node's
@@ -506,7 +534,7 @@ impl Assigner {
     fn report_problems(
         &mut self,
         problems: BTreeSet<(ServiceRef, Problem)>,
-        members: &BTreeMap<String, Reach>,
+        members: &BTreeMap<String, Member>,
     ) {
         for (service, problem) in problems.difference(&self.reported_problems) {
             warn!(%service, %problem, "not answering for a load-balancer ingress entry");
@@ -631,6 +659,8 @@ mod tests {
             let (owned_tx, owned) = watch::channel(Ownership::default());
             let mut settings = ClusterSettings::new(node, "responder");
             settings.lease_duration = Duration::from_secs(1);
+            // Hold-down has tests of its own (membership, ownership).
+            settings.hold_down = Duration::ZERO;
             let mut assigner = Assigner::new(
                 settings,
                 LabelSelector::default(),
@@ -644,6 +674,8 @@ mod tests {
                     announced_before: announced.iter().map(|ip| ip.parse().expect("ip")).collect(),
                     events,
                     owned: owned_tx,
+                    members: watch::channel(0).0,
+                    epochs: Arc::default(),
                     metrics: Metrics::new(),
                 },
             );

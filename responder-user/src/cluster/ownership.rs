@@ -10,6 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::membership::Member;
 use super::selector::LabelSelector;
 use super::{Reach, ServiceRef};
 
@@ -171,7 +172,7 @@ pub(crate) struct Assignment {
 pub(crate) struct Inputs<'a> {
     pub lb_class: Option<&'a str>,
     /// Live members that are eligible nodes, with what each can answer for.
-    pub members: &'a BTreeMap<String, Reach>,
+    pub members: &'a BTreeMap<String, Member>,
     /// `None` when EndpointSlices are not served: Local Services then treat every
     /// member as having endpoints.
     pub endpoints: Option<&'a HashMap<ServiceRef, BTreeSet<String>>>,
@@ -203,12 +204,25 @@ pub(crate) fn node_addresses<'a>(
     addresses
 }
 
-/// The members that may own a Service with `ips`, best first: those that
-/// can answer for every address and have each address that is on-link
-/// anywhere on-link themselves (so the VIP lands on its own subnet); failing
-/// that, those that can answer for every address; failing that, those that
-/// can answer for some (serving some beats serving none).
+/// The members that may own a Service with `ips`: settled members before
+/// those still held down after (re)joining, and among them, best first,
+/// those that can answer for every address and have each address that is
+/// on-link anywhere on-link themselves (so the VIP lands on its own subnet);
+/// failing that, those that can answer for every address; failing that,
+/// those that can answer for some (serving some beats serving none).
 fn candidates<'m>(
+    members: impl Iterator<Item = (&'m String, &'m Member)> + Clone,
+    ips: &[IpAddr],
+) -> Vec<&'m str> {
+    let settled = members.clone().filter(|(_, member)| member.settled);
+    let chosen = candidates_by_reach(settled.map(|(node, member)| (node, &member.reach)), ips);
+    if !chosen.is_empty() {
+        return chosen;
+    }
+    candidates_by_reach(members.map(|(node, member)| (node, &member.reach)), ips)
+}
+
+fn candidates_by_reach<'m>(
     members: impl Iterator<Item = (&'m String, &'m Reach)> + Clone,
     ips: &[IpAddr],
 ) -> Vec<&'m str> {
@@ -627,11 +641,18 @@ pub(crate) mod tests {
         assert_eq!(index[&svc("default", "web")], nodes(&["a", "b", "d"]));
     }
 
-    fn dual_stack(names: &[&str]) -> BTreeMap<String, Reach> {
+    fn dual_stack(names: &[&str]) -> BTreeMap<String, Member> {
         names
             .iter()
-            .map(|n| (n.to_string(), Reach::UNKNOWN))
+            .map(|n| (n.to_string(), settled(Reach::UNKNOWN)))
             .collect()
+    }
+
+    fn settled(reach: Reach) -> Member {
+        Member {
+            reach,
+            settled: true,
+        }
     }
 
     fn reach(ipv4: bool, ipv6: bool, prefixes: &[&str]) -> Reach {
@@ -678,7 +699,7 @@ pub(crate) mod tests {
                 &[(Some("2001:db8::3"), None)],
             )),
         ];
-        let owner = |members: &BTreeMap<String, Reach>, name: &str| {
+        let owner = |members: &BTreeMap<String, Member>, name: &str| {
             let inputs = Inputs {
                 lb_class: None,
                 members,
@@ -691,7 +712,7 @@ pub(crate) mod tests {
         };
 
         let mut members = dual_stack(&["a", "b", "c"]);
-        members.insert("a".into(), reach(true, false, &[]));
+        members.insert("a".into(), settled(reach(true, false, &[])));
         let without_a = nodes(&["b", "c"]);
         assert_eq!(owner(&members, &v4).as_deref(), Some("a"));
         for name in [&dual, &v6] {
@@ -704,9 +725,9 @@ pub(crate) mod tests {
 
         // Nobody has IPv6: the IPv4 half of a dual-stack Service is still
         // served, an IPv6-only Service cannot be.
-        let members: BTreeMap<String, Reach> = [
-            ("a".into(), reach(true, false, &[])),
-            ("b".into(), reach(false, false, &[])),
+        let members: BTreeMap<String, Member> = [
+            ("a".into(), settled(reach(true, false, &[]))),
+            ("b".into(), settled(reach(false, false, &[]))),
         ]
         .into();
         assert_eq!(owner(&members, &dual).as_deref(), Some("a"));
@@ -875,10 +896,10 @@ pub(crate) mod tests {
                 &[(Some("192.0.2.10"), None)],
             )),
         ];
-        let members: BTreeMap<String, Reach> = [
-            ("a".into(), reach(true, true, &["198.51.100.0/24"])),
-            ("b".into(), reach(true, true, &["198.51.100.0/24"])),
-            ("c".into(), reach(true, true, &["203.0.113.0/24"])),
+        let members: BTreeMap<String, Member> = [
+            ("a".into(), settled(reach(true, true, &["198.51.100.0/24"]))),
+            ("b".into(), settled(reach(true, true, &["198.51.100.0/24"]))),
+            ("c".into(), settled(reach(true, true, &["203.0.113.0/24"]))),
         ]
         .into();
         let inputs = Inputs {
@@ -902,10 +923,10 @@ pub(crate) mod tests {
             "no node has 192.0.2.0/24: every node is a candidate"
         );
         // c is gone: the VIP still gets an owner, off its subnet.
-        let without_c: BTreeMap<String, Reach> = members
+        let without_c: BTreeMap<String, Member> = members
             .iter()
             .filter(|(node, _)| *node != "c")
-            .map(|(node, reach)| (node.clone(), reach.clone()))
+            .map(|(node, member)| (node.clone(), member.clone()))
             .collect();
         let inputs = Inputs {
             members: &without_c,
@@ -973,6 +994,51 @@ pub(crate) mod tests {
         assert!(
             matches!(&problems[1], Problem::Refused(text) if text.contains("InternalIP of Node node-a")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_member_held_down_after_rejoining_owns_only_what_nobody_settled_can() {
+        let all = nodes(&["a", "b", "c"]);
+        let won_by_a = (0..)
+            .map(|i| format!("svc-{i}"))
+            .find(|name| owner_of(&svc("default", name), &all) == "a")
+            .expect("some name is won by a");
+        let services = [
+            Arc::new(lb_service(
+                &won_by_a,
+                None,
+                "Cluster",
+                &[(Some("192.0.2.1"), None)],
+            )),
+            Arc::new(lb_service(
+                "v6-only",
+                None,
+                "Cluster",
+                &[(Some("2001:db8::1"), None)],
+            )),
+        ];
+        let mut members = dual_stack(&["a", "b", "c"]);
+        members.get_mut("a").expect("a").settled = false;
+        for node in ["b", "c"] {
+            members.get_mut(node).expect(node).reach = reach(true, false, &[]);
+        }
+        let inputs = Inputs {
+            lb_class: None,
+            members: &members,
+            endpoints: None,
+            forbidden: NO_FORBIDDEN,
+        };
+        let assignments = assign(&services, &inputs, |_, _| {});
+        assert_eq!(
+            assignments[&svc("default", &won_by_a)].owner,
+            Some(owner_of(&svc("default", &won_by_a), &nodes(&["b", "c"]))),
+            "a wins the hash but is held down"
+        );
+        assert_eq!(
+            assignments[&svc("default", "v6-only")].owner.as_deref(),
+            Some("a"),
+            "only a has IPv6: held down beats nobody"
         );
     }
 }

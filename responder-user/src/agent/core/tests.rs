@@ -541,19 +541,19 @@ fn ipv6_vips_join_their_solicited_node_group_wherever_they_are_installed() {
     let mut core = core(&[]);
     core.start(vec![update(
         Source::CommandLine,
-        &["2001:db8::1:10", "2001:db8::2:10@eth0", "192.0.2.10"],
+        &["2001:db8:1::10", "2001:db8:2::10@eth0", "192.0.2.10"],
     )])
     .expect("start");
     let group = |ifindex, ip: &str| (ifindex, solicited_node_mac(ip.parse().expect("ip")));
     assert_eq!(
         core.attachments().groups.joined,
-        BTreeSet::from([group(2, "2001:db8::1:10"), group(3, "2001:db8::1:10")]),
-        "2001:db8::1:10 and 2001:db8::2:10 share their low 24 bits on eth0"
+        BTreeSet::from([group(2, "2001:db8:1::10"), group(3, "2001:db8:1::10")]),
+        "2001:db8:1::10 and 2001:db8:2::10 share their low 24 bits on eth0"
     );
-    core.on_source_update(update(Source::CommandLine, &["2001:db8::2:10@eth0"]));
+    core.on_source_update(update(Source::CommandLine, &["2001:db8:2::10@eth0"]));
     assert_eq!(
         core.attachments().groups.joined,
-        BTreeSet::from([group(2, "2001:db8::2:10")]),
+        BTreeSet::from([group(2, "2001:db8:2::10")]),
         "the shared group stays for the VIP still on eth0"
     );
     core.clear();
