@@ -24,10 +24,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::backoff::WatchBackoff;
-use super::projections;
 use super::events::OwnershipEvent;
 use super::membership::{lease_name, lease_selector, LeaseTracker, Member};
 use super::ownership::{self, Assignment, Inputs, Problem};
+use super::projections;
 use super::selector::LabelSelector;
 use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View};
 use crate::metrics::Metrics;
