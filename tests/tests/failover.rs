@@ -141,10 +141,20 @@ fn a_returning_owner_takes_its_neighbours_back() {
         );
     }
 
-    // It comes back with the VIPs still in its pinned map, and wins them back.
+    // It comes back with the VIPs still in its pinned map, and wins them back
+    // once it has been live for the hold-down.
     cluster.start_agent(owner);
-    let back = cluster.sole_owner(&[WEB_V4, WEB_V6], "web to return to its owner");
-    assert_eq!(back, owner, "rendezvous gives web back to {owner}");
+    let back = wait_for(WAIT, || {
+        [WEB_V4, WEB_V6]
+            .iter()
+            .all(|vip| cluster.holders(vip) == [owner])
+            .then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "rendezvous never gave web back to {owner}: {:?}",
+        cluster.holders(WEB_V4)
+    );
     // No client traffic from here on: only the owner's announcements can
     // move the entries, and the first of them goes out as it takes web back.
     let announced_at = Instant::now();

@@ -7,11 +7,13 @@ mod assigner;
 mod backoff;
 mod eligibility;
 mod events;
+mod indexes;
 mod membership;
 mod ownership;
 mod participation;
 mod projections;
 mod selector;
+mod watches;
 
 #[cfg(test)]
 mod mock_tests;

@@ -130,34 +130,41 @@ pub(crate) fn node_eligible(node: &Node, selector: &LabelSelector) -> bool {
     !labels.contains_key(EXCLUDE_LB_LABEL) && !network_unavailable && selector.matches(labels)
 }
 
-/// Nodes hosting a ready or serving (e.g. terminating but still draining) endpoint,
-/// per Service. Absent conditions mean ready, as the EndpointSlice API specifies.
+/// The Service of a slice, and the nodes hosting one of its ready or serving
+/// (e.g. terminating but still draining) endpoints. Absent conditions mean
+/// ready, as the EndpointSlice API specifies. `None` for a slice of no
+/// Service.
+pub(crate) fn slice_nodes(slice: &EndpointSlice) -> Option<(ServiceRef, BTreeSet<String>)> {
+    let service = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))?;
+    let key = ServiceRef {
+        namespace: slice.metadata.namespace.clone().unwrap_or_default(),
+        name: service.clone(),
+    };
+    let mut nodes = BTreeSet::new();
+    for endpoint in slice.endpoints.iter().flatten() {
+        let conditions = endpoint.conditions.as_ref();
+        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+        let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+        if let (true, Some(node)) = (ready || serving, &endpoint.node_name) {
+            nodes.insert(node.clone());
+        }
+    }
+    Some((key, nodes))
+}
+
+/// The nodes with endpoints of each Service, over `slices` (the assigner
+/// keeps this up to date slice by slice, see `indexes`).
+#[cfg(test)]
 pub(crate) fn endpoint_nodes<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> HashMap<ServiceRef, BTreeSet<String>> {
     let mut index: HashMap<ServiceRef, BTreeSet<String>> = HashMap::new();
-    for slice in slices {
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
-            continue;
-        };
-        let key = ServiceRef {
-            namespace: slice.metadata.namespace.clone().unwrap_or_default(),
-            name: service.clone(),
-        };
-        let nodes = index.entry(key).or_default();
-        for endpoint in slice.endpoints.iter().flatten() {
-            let conditions = endpoint.conditions.as_ref();
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-            if let (true, Some(node)) = (ready || serving, &endpoint.node_name) {
-                nodes.insert(node.clone());
-            }
-        }
+    for (service, nodes) in slices.into_iter().filter_map(slice_nodes) {
+        index.entry(service).or_default().extend(nodes);
     }
     index
 }
@@ -270,72 +277,93 @@ impl std::fmt::Display for Problem {
 }
 
 /// Owner of every Service of ours that has at least one usable ingress IP.
-/// `on_problem` hears about ingress entries left out.
+/// `on_problem` hears about ingress entries left out. (The assigner does the
+/// same Service by Service, for the Services a change affects.)
+#[cfg(test)]
 pub(crate) fn assign<'s>(
     services: impl IntoIterator<Item = &'s Arc<Service>>,
     inputs: &Inputs<'_>,
     mut on_problem: impl FnMut(&ServiceRef, Problem),
 ) -> BTreeMap<ServiceRef, Assignment> {
-    let no_endpoints = BTreeSet::new();
-    let mut assignments = BTreeMap::new();
-    for service in services {
-        if !is_ours(service, inputs.lb_class) {
-            continue;
-        }
-        let key = service_ref(service);
-        let (mut ips, problems) = ingress_ips(service);
-        for problem in problems {
-            on_problem(&key, Problem::Skipped(problem));
-        }
-        ips.retain(|ip| match inputs.forbidden.get(ip) {
-            Some(reason) => {
-                on_problem(
-                    &key,
-                    Problem::Refused(format!("ingress ip {ip} is not answered for: {reason}")),
-                );
-                false
-            }
-            None => true,
-        });
-        if ips.is_empty() {
-            continue;
-        }
-        let with_endpoints = match inputs.endpoints {
-            Some(endpoints) if is_local_policy(service) => {
-                Some(endpoints.get(&key).unwrap_or(&no_endpoints))
-            }
-            _ => None,
-        };
-        let members = inputs
-            .members
-            .iter()
-            .filter(|(node, _)| with_endpoints.is_none_or(|nodes| nodes.contains(*node)));
-        let eligible = candidates(members, &ips);
-        let owner = pick_owner(eligible, &key);
-        assignments.insert(
-            key,
-            Assignment {
-                ips,
-                owner: owner.map(str::to_owned),
-                service: Arc::clone(service),
-            },
-        );
+    let raw: BTreeMap<ServiceRef, Assignment> = services
+        .into_iter()
+        .filter_map(|service| {
+            let assignment = assign_one(service, inputs, |p| on_problem(&service_ref(service), p))?;
+            Some((service_ref(service), assignment))
+        })
+        .collect();
+    settle_shared(&raw, on_problem)
+}
+
+/// The owner of one Service before addresses several Services list are
+/// settled ([`settle_shared`]); `None` when the Service is not ours or has
+/// no usable address.
+pub(crate) fn assign_one(
+    service: &Arc<Service>,
+    inputs: &Inputs<'_>,
+    mut on_problem: impl FnMut(Problem),
+) -> Option<Assignment> {
+    if !is_ours(service, inputs.lb_class) {
+        return None;
     }
-    // Two Services may list one address (MetalLB's allow-shared-ip, or an IPAM
-    // mistake), and rendezvous per Service may give them different owners:
-    // two nodes would answer for one IP. The first Service (by namespace/name)
-    // with an owner keeps the address; the others drop it.
-    let mut holder_of: BTreeMap<IpAddr, ServiceRef> = BTreeMap::new();
-    for (service, assignment) in &assignments {
+    let key = service_ref(service);
+    let (mut ips, problems) = ingress_ips(service);
+    for problem in problems {
+        on_problem(Problem::Skipped(problem));
+    }
+    ips.retain(|ip| match inputs.forbidden.get(ip) {
+        Some(reason) => {
+            on_problem(Problem::Refused(format!(
+                "ingress ip {ip} is not answered for: {reason}"
+            )));
+            false
+        }
+        None => true,
+    });
+    if ips.is_empty() {
+        return None;
+    }
+    let no_endpoints = BTreeSet::new();
+    let with_endpoints = match inputs.endpoints {
+        Some(endpoints) if is_local_policy(service) => {
+            Some(endpoints.get(&key).unwrap_or(&no_endpoints))
+        }
+        _ => None,
+    };
+    let members = inputs
+        .members
+        .iter()
+        .filter(|(node, _)| with_endpoints.is_none_or(|nodes| nodes.contains(*node)));
+    let eligible = candidates(members, &ips);
+    let owner = pick_owner(eligible, &key);
+    Some(Assignment {
+        ips,
+        owner: owner.map(str::to_owned),
+        service: Arc::clone(service),
+    })
+}
+
+/// Two Services may list one address (MetalLB's allow-shared-ip, or an IPAM
+/// mistake), and rendezvous per Service may give them different owners: two
+/// nodes would answer for one IP. The first Service (by namespace/name) with
+/// an owner keeps the address; the others drop it.
+pub(crate) fn settle_shared(
+    raw: &BTreeMap<ServiceRef, Assignment>,
+    mut on_problem: impl FnMut(&ServiceRef, Problem),
+) -> BTreeMap<ServiceRef, Assignment> {
+    let mut holder_of: BTreeMap<IpAddr, &ServiceRef> = BTreeMap::new();
+    for (service, assignment) in raw {
         if assignment.owner.is_some() {
             for ip in &assignment.ips {
-                holder_of.entry(*ip).or_insert_with(|| service.clone());
+                holder_of.entry(*ip).or_insert(service);
             }
         }
     }
-    for (service, assignment) in &mut assignments {
+    let mut assignments = BTreeMap::new();
+    for (service, assignment) in raw {
+        let mut assignment = assignment.clone();
         assignment.ips.retain(|ip| match holder_of.get(ip) {
-            Some(holder) if holder != service => {
+            Some(holder) if *holder != service => {
                 on_problem(
                     service,
                     Problem::Skipped(format!(
@@ -346,8 +374,10 @@ pub(crate) fn assign<'s>(
             }
             _ => true,
         });
+        if !assignment.ips.is_empty() {
+            assignments.insert(service.clone(), assignment);
+        }
     }
-    assignments.retain(|_, assignment| !assignment.ips.is_empty());
     assignments
 }
 
