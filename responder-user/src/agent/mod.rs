@@ -4,6 +4,7 @@
 //! this file only turns events into calls to it.
 
 mod core;
+mod pacemaker;
 
 use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -14,6 +15,7 @@ use tokio::{
 };
 
 use self::core::{validate_all, AgentCore, Attachments, TickInput};
+use self::pacemaker::LoopAlive;
 use crate::{
     bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
     cluster::{Departure, Ownership},
@@ -73,11 +75,12 @@ impl Signals {
     }
 }
 
-/// The kernel as the core reaches it: the loaded program with its links and
-/// heartbeat, and the devices' multicast lists.
+/// The kernel as the core reaches it: the loaded program with its links,
+/// the devices' multicast lists, and (through the pacemaker) the heartbeat.
 struct Kernel {
     loaded: Loaded,
     multicast: DeviceMulticast,
+    alive: Arc<LoopAlive>,
 }
 
 impl Attachments for Kernel {
@@ -97,8 +100,10 @@ impl Attachments for Kernel {
         self.loaded.attached().map(str::to_owned).collect()
     }
 
+    /// The pacemaker writes the heartbeat itself, as long as this is said.
     fn beat(&mut self) -> Result<(), Error> {
-        self.loaded.beat()
+        self.alive.tick();
+        Ok(())
     }
 }
 
@@ -115,6 +120,7 @@ impl Memberships for Kernel {
 /// The running agent: the decision core plus what feeds it.
 pub struct Agent {
     // Field order is drop order: the core (VIPs, program, pins) goes last.
+    _pacemaker: AbortOnDrop,
     cluster: Option<ClusterSource>,
     links: LinkWatch,
     vip_file: Option<PathBuf>,
@@ -163,9 +169,19 @@ impl Agent {
                 Error::MulticastSocket { source }
             })
         })?;
+        let alive = Arc::new(LoopAlive::default());
+        alive.tick();
+        let pacemaker = AbortOnDrop(tokio::spawn(pacemaker::run(
+            loaded.heartbeat()?,
+            Arc::clone(&alive),
+        )));
         let mut core = AgentCore::new(
             dataplane,
-            Kernel { loaded, multicast },
+            Kernel {
+                loaded,
+                multicast,
+                alive,
+            },
             selection.names,
             config.carrier_debounce,
             Arc::clone(&metrics),
@@ -203,6 +219,7 @@ impl Agent {
             "responder running"
         );
         Ok(Agent {
+            _pacemaker: pacemaker,
             cluster,
             links: LinkWatch::spawn(selection.filter),
             vip_file: config.vip_file,
@@ -415,6 +432,15 @@ impl Selection {
             None => BTreeSet::new(),
         };
         Ok([cli_vips, file_vips])
+    }
+}
+
+/// A task aborted when its handle goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
