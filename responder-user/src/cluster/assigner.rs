@@ -279,6 +279,7 @@ impl Assigner {
     }
 
     fn apply_lease(&mut self, event: watcher::Event<Lease>, now: Instant) {
+        self.metrics.lease_event();
         match event {
             watcher::Event::Apply(lease) => self.tracker.observe(&lease, now, false),
             watcher::Event::Delete(lease) => {

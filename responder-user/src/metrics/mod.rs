@@ -24,6 +24,7 @@
 //! | `responder_vips_family_disabled`            | (none)                               |
 //! | `responder_vips_yielded`                    | (none)                               |
 //! | `responder_membership_members`              | (none)                               |
+//! | `responder_lease_watch_events_total`        | (none)                               |
 //! | `responder_lease_renew_interval_seconds`    | (none)                               |
 //! | `responder_failover_expected_seconds`       | (none)                               |
 //!
@@ -94,6 +95,7 @@ pub struct Metrics {
     family_disabled: Gauge,
     yielded: Gauge,
     members: Gauge,
+    lease_events: Counter,
     renew_interval: Gauge<f64, AtomicU64>,
     failover_expected: Gauge<f64, AtomicU64>,
     heartbeat: Heartbeat,
@@ -116,6 +118,7 @@ impl Metrics {
         let family_disabled = Gauge::default();
         let yielded = Gauge::default();
         let members = Gauge::default();
+        let lease_events = Counter::default();
         let renew_interval = Gauge::<f64, AtomicU64>::default();
         let failover_expected = Gauge::<f64, AtomicU64>::default();
         let heartbeat = Heartbeat::new(clock);
@@ -185,6 +188,12 @@ impl Metrics {
         );
         register(
             &mut registry,
+            "responder_lease_watch_events",
+            "Membership Lease changes this agent received: every member's renewals, the load each agent's Lease watch puts on the API server.",
+            lease_events.clone(),
+        );
+        register(
+            &mut registry,
             "responder_lease_renew_interval_seconds",
             "How often this node renews its membership Lease, following the cluster's write budget.",
             renew_interval.clone(),
@@ -207,6 +216,7 @@ impl Metrics {
             family_disabled,
             yielded,
             members,
+            lease_events,
             renew_interval,
             failover_expected,
             heartbeat,
@@ -276,6 +286,11 @@ impl Metrics {
     /// How many VIP keys are yielded to another MAC right now.
     pub fn set_yielded(&self, keys: usize) {
         self.yielded.set(i64::try_from(keys).unwrap_or(i64::MAX));
+    }
+
+    /// A membership Lease change arrived on the watch.
+    pub fn lease_event(&self) {
+        self.lease_events.inc();
     }
 
     /// The membership as this node's Lease holder sees it: how many members,

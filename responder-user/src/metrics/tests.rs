@@ -251,6 +251,9 @@ responder_vips_yielded 1
 # HELP responder_membership_members Announcing nodes with a live membership Lease, as this agent sees them.
 # TYPE responder_membership_members gauge
 responder_membership_members 3
+# HELP responder_lease_watch_events_total Membership Lease changes this agent received: every member's renewals, the load each agent's Lease watch puts on the API server.
+# TYPE responder_lease_watch_events_total counter
+responder_lease_watch_events_total 0
 # HELP responder_lease_renew_interval_seconds How often this node renews its membership Lease, following the cluster's write budget.
 # TYPE responder_lease_renew_interval_seconds gauge
 responder_lease_renew_interval_seconds 0.25
