@@ -109,6 +109,8 @@ pub enum Error {
     Signals { source: io::Error },
     #[error("could not install {failed} VIP key(s) into the data plane (see the log above)")]
     Install { failed: usize },
+    #[error("opening a socket to change the devices' multicast lists")]
+    MulticastSocket { source: io::Error },
     #[error("opening a packet socket on interface {interface}")]
     PacketSocket {
         interface: String,

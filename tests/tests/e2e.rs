@@ -287,3 +287,58 @@ fn interface_down_up_and_recreate_reattaches() {
         responder.log()
     );
 }
+
+/// Some drivers reset the link when XDP is attached, so carrier loss must not
+/// detach (attach → reset → no carrier → detach → reset … would loop): the
+/// program stays, and when carrier returns the VIPs are announced again, as
+/// switches and neighbours may have forgotten the node meanwhile.
+#[test]
+fn carrier_loss_keeps_the_program_attached_and_its_return_reannounces() {
+    let lab = Lab::new("carrier");
+    let args = [
+        "--interface",
+        NODE_IF,
+        "--vip",
+        VIP_V4,
+        "--xdp-mode",
+        "driver",
+        "--announce-count",
+        "1",
+        // The node's own namespace: a fixed port cannot collide.
+        "--metrics-addr",
+        "127.0.0.1:9850",
+    ];
+    let responder = lab.start_responder(&args, 1);
+    let prog = lab.xdp_prog_id();
+    let sent = || {
+        responder
+            .metric(9850, "responder_layer2_gratuitous_sent_total")
+            .unwrap_or(0.0)
+    };
+    let before =
+        wait_for(WAIT, || Some(sent()).filter(|n| *n > 0.0)).expect("initial announcement");
+
+    // The peer going down takes the node's carrier away.
+    lab.client.ip(&["link", "set", CLIENT_IF, "down"]);
+    let no_carrier = wait_for(WAIT, || {
+        lab.node
+            .ip(&["link", "show", "dev", NODE_IF])
+            .contains("NO-CARRIER")
+            .then_some(())
+    });
+    assert!(no_carrier.is_some(), "the node kept its carrier");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.xdp_prog_id(), prog, "the program stays attached");
+    assert_eq!(responder.vips().len(), 1, "the VIP stays installed");
+
+    lab.client.ip(&["link", "set", CLIENT_IF, "up"]);
+    let reannounced = wait_for(WAIT, || Some(sent()).filter(|n| *n > before));
+    assert!(
+        reannounced.is_some(),
+        "no announcement when carrier came back:\n{}",
+        responder.log()
+    );
+    assert_eq!(lab.xdp_prog_id(), prog, "never re-attached");
+    let (ok, out) = arping(&lab, VIP_V4, 1);
+    assert!(ok, "no answer once carrier is back:\n{out}");
+}

@@ -25,14 +25,15 @@ use crate::{
     garp::Announce,
     interface_names::InterfaceNames,
     metrics::Metrics,
+    netif::multicast::{groups_of, GroupTable, Memberships},
     netif::Interface,
     sources::{cluster_update, DesiredVips, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, validate, VipSpec},
 };
 
-/// The program's attachments to interfaces, and the heartbeat that keeps
-/// its stale gate open.
-pub(crate) trait Attachments {
+/// The program's attachments to interfaces, the heartbeat that keeps its
+/// stale gate open, and (as [`Memberships`]) the devices' multicast lists.
+pub(crate) trait Attachments: Memberships {
     /// Attaches to `interface`; attaching an ifindex twice is a no-op.
     fn attach(&mut self, interface: &Interface) -> Result<(), Error>;
     /// Detaches from `ifindex`; the interface name, or None when nothing
@@ -85,6 +86,8 @@ pub(crate) struct AgentCore<L, M, A> {
     carrier_debounce: Duration,
     /// Every address configured on this node.
     local_addresses: BTreeSet<IpAddr>,
+    /// The solicited-node groups joined for the IPv6 VIPs.
+    groups: GroupTable,
 }
 
 /// RFC 5227 §2.4 (b): defend an address at most once per DEFEND_INTERVAL.
@@ -99,6 +102,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         metrics: Arc<Metrics>,
     ) -> Self {
         let attached = watch::Sender::new(Attached::default());
+        let groups = GroupTable::adopt(groups_of(dataplane.installed().keys()));
         let mut core = AgentCore {
             dataplane,
             attachments,
@@ -114,6 +118,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
             carrier_lost: BTreeMap::new(),
             carrier_debounce,
             local_addresses: BTreeSet::new(),
+            groups,
         };
         core.follow_carrier(Instant::now());
         core.publish_attached(Instant::now());
@@ -390,7 +395,9 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
     /// Removes every installed VIP (a shutdown that detaches); returns what
     /// it did.
     pub(crate) fn clear(&mut self) -> ApplyReport {
-        self.dataplane.clear()
+        let report = self.dataplane.clear();
+        self.groups.clear(&mut self.attachments);
+        report
     }
 
     fn reconcile(&mut self) -> ApplyReport {
@@ -399,7 +406,9 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         report
     }
 
-    fn after_reconcile(&self, report: &ApplyReport) {
+    fn after_reconcile(&mut self, report: &ApplyReport) {
+        let wanted = groups_of(self.dataplane.installed().keys());
+        self.groups.reconcile(&wanted, &mut self.attachments);
         log_report(report, self.dataplane.installed().len());
         let announced: BTreeMap<IpAddr, Option<String>> = self
             .dataplane

@@ -4,6 +4,7 @@
 //! this file only turns events into calls to it.
 
 mod core;
+mod pacemaker;
 
 use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -14,14 +15,20 @@ use tokio::{
 };
 
 use self::core::{validate_all, AgentCore, Attachments, TickInput};
+use self::pacemaker::LoopAlive;
 use crate::{
     bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
     cluster::{Departure, Ownership},
     dataplane::Dataplane,
-    error::{display_chain, Error},
+    error::{display_chain, privileges_or, Error},
     garp::{Announcer, SentCounts},
     metrics::{Metrics, VipCounterSample, VipCounterSource},
-    netif::{self, watch::LinkWatch, Interface, InterfaceFilter, LinkInfo},
+    netif::{
+        self,
+        multicast::{DeviceMulticast, Group, Memberships},
+        watch::LinkWatch,
+        Interface, InterfaceFilter, LinkInfo,
+    },
     sources::{ClusterSource, ClusterSourceConfig, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, read_vip_file, VipSpec},
 };
@@ -68,31 +75,52 @@ impl Signals {
     }
 }
 
-impl Attachments for Loaded {
+/// The kernel as the core reaches it: the loaded program with its links,
+/// the devices' multicast lists, and (through the pacemaker) the heartbeat.
+struct Kernel {
+    loaded: Loaded,
+    multicast: DeviceMulticast,
+    alive: Arc<LoopAlive>,
+}
+
+impl Attachments for Kernel {
     fn attach(&mut self, interface: &Interface) -> Result<(), Error> {
-        Loaded::attach(self, interface)
+        self.loaded.attach(interface)
     }
 
     fn detach(&mut self, ifindex: u32) -> Option<String> {
-        Loaded::detach(self, ifindex)
+        self.loaded.detach(ifindex)
     }
 
     fn is_attached(&self, ifindex: u32) -> bool {
-        self.attached_name(ifindex).is_some()
+        self.loaded.attached_name(ifindex).is_some()
     }
 
     fn attached_names(&self) -> Vec<String> {
-        self.attached().map(str::to_owned).collect()
+        self.loaded.attached().map(str::to_owned).collect()
     }
 
+    /// The pacemaker writes the heartbeat itself, as long as this is said.
     fn beat(&mut self) -> Result<(), Error> {
-        Loaded::beat(self)
+        self.alive.tick();
+        Ok(())
+    }
+}
+
+impl Memberships for Kernel {
+    fn join(&mut self, group: Group) -> std::io::Result<()> {
+        self.multicast.join(group)
+    }
+
+    fn leave(&mut self, group: Group) -> std::io::Result<()> {
+        self.multicast.leave(group)
     }
 }
 
 /// The running agent: the decision core plus what feeds it.
 pub struct Agent {
     // Field order is drop order: the core (VIPs, program, pins) goes last.
+    _pacemaker: AbortOnDrop,
     cluster: Option<ClusterSource>,
     links: LinkWatch,
     vip_file: Option<PathBuf>,
@@ -100,7 +128,7 @@ pub struct Agent {
     sent: SentCounts,
     exit: Exit,
     signals: Signals,
-    core: AgentCore<Loaded, BpfVipMap, Announcer>,
+    core: AgentCore<Kernel, BpfVipMap, Announcer>,
 }
 
 impl Agent {
@@ -136,9 +164,24 @@ impl Agent {
         }
         dataplane.adopt(adopted.vips);
 
+        let multicast = DeviceMulticast::open().map_err(|source| {
+            privileges_or("opening a socket for multicast lists", source, |source| {
+                Error::MulticastSocket { source }
+            })
+        })?;
+        let alive = Arc::new(LoopAlive::default());
+        alive.tick();
+        let pacemaker = AbortOnDrop(tokio::spawn(pacemaker::run(
+            loaded.heartbeat()?,
+            Arc::clone(&alive),
+        )));
         let mut core = AgentCore::new(
             dataplane,
-            loaded,
+            Kernel {
+                loaded,
+                multicast,
+                alive,
+            },
             selection.names,
             config.carrier_debounce,
             Arc::clone(&metrics),
@@ -169,13 +212,14 @@ impl Agent {
             },
         ])?;
         tracing::info!(
-            pin_path = %core.attachments().pin_path().display(),
+            pin_path = %core.attachments().loaded.pin_path().display(),
             interfaces = core.attachments().attached_names().join(","),
             vips = core.installed_count(),
             kube = cluster.is_some(),
             "responder running"
         );
         Ok(Agent {
+            _pacemaker: pacemaker,
             cluster,
             links: LinkWatch::spawn(selection.filter),
             vip_file: config.vip_file,
@@ -253,9 +297,9 @@ impl Agent {
             Some(cluster) => Some(cluster.depart(self.exit.restart_grace()).await),
             None => None,
         };
-        let loaded = self.core.attachments_mut();
+        let loaded = &mut self.core.attachments_mut().loaded;
         let pin_path = loaded.pin_path().display().to_string();
-        let interfaces = loaded.attached_names().join(",");
+        let interfaces = loaded.attached().collect::<Vec<_>>().join(",");
         if loaded.superseded() {
             loaded.keep_pinned();
             drop(self);
@@ -388,6 +432,15 @@ impl Selection {
             None => BTreeSet::new(),
         };
         Ok([cli_vips, file_vips])
+    }
+}
+
+/// A task aborted when its handle goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

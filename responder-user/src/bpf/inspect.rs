@@ -228,7 +228,7 @@ pub fn read_pinned_stats(pin_path: &Path) -> Result<PinnedStats, Error> {
 }
 
 /// Every entry of the pinned VIPS map.
-fn read_pinned_vips_map(pin_path: &Path) -> Result<Vec<(VipKey, VipValue)>, Error> {
+pub(super) fn read_pinned_vips_map(pin_path: &Path) -> Result<Vec<(VipKey, VipValue)>, Error> {
     let vips: HashMap<MapData, VipKey, VipValue> =
         HashMap::try_from(open_pinned(pin_path, PIN_VIPS)?)
             .map_err(|source| map_error("reading", PIN_VIPS, source))?;

@@ -9,6 +9,7 @@ mod maps;
 mod pins;
 mod program;
 
+pub(crate) use heartbeat::Heartbeat;
 pub use heartbeat::{monotonic_now, StaleGate};
 pub use inspect::{
     read_pinned_stats, read_pinned_vips, HeartbeatRow, LinkRow, PinnedStats, Totals, VipRow,

@@ -10,7 +10,10 @@ use aya::maps::{Map, MapData};
 use responder_common::{PIN_AGENT, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS, PIN_VIP_STATS};
 
 use super::maps::map_error;
-use crate::error::Error;
+use crate::{
+    error::Error,
+    netif::multicast::{groups_of, DeviceMulticast, Memberships},
+};
 
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/responder";
 
@@ -203,6 +206,7 @@ pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
             path: pin_path.to_owned(),
         });
     }
+    leave_multicast_groups(pin_path);
     let read_error = |source| Error::Filesystem {
         action: "reading",
         path: pin_path.to_owned(),
@@ -245,4 +249,39 @@ pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
         Err(e) => tracing::warn!(path = %pin_path.display(), "pin directory not removed: {e}"),
     }
     Ok(removed)
+}
+
+/// Leaves the solicited-node groups the agent joined for the pinned IPv6
+/// VIPs: they outlive the agent on purpose, and go with its pins. Best
+/// effort: what cannot be read or left is logged.
+fn leave_multicast_groups(pin_path: &Path) {
+    if !pin_path.join(PIN_VIPS).exists() {
+        return;
+    }
+    let keys: Vec<_> = match super::inspect::read_pinned_vips_map(pin_path) {
+        Ok(entries) => entries.into_iter().map(|(key, _)| key).collect(),
+        Err(e) => {
+            tracing::warn!("reading the pinned VIPs to leave their multicast groups: {e}");
+            return;
+        }
+    };
+    let groups = groups_of(&keys);
+    if groups.is_empty() {
+        return;
+    }
+    let mut multicast = match DeviceMulticast::open() {
+        Ok(multicast) => multicast,
+        Err(e) => {
+            tracing::warn!("leaving the IPv6 VIPs' multicast groups: {e}");
+            return;
+        }
+    };
+    for group in groups {
+        match multicast.leave(group) {
+            Err(e) if e.raw_os_error() != Some(libc::ENODEV) => {
+                tracing::warn!(ifindex = group.0, "leaving a solicited-node group: {e}")
+            }
+            _ => {}
+        }
+    }
 }

@@ -81,9 +81,9 @@ impl Loaded {
         &self.pins.path
     }
 
-    /// Refreshes the heartbeat the data plane's stale gate checks.
-    pub(crate) fn beat(&mut self) -> Result<(), Error> {
-        self.heartbeat.beat()
+    /// A handle on the heartbeat, for a task that beats it on its own.
+    pub(crate) fn heartbeat(&self) -> Result<Heartbeat, Error> {
+        self.heartbeat.try_clone()
     }
 
     /// On drop, leaves the program attached and everything pinned, for the

@@ -100,9 +100,21 @@ pub(crate) struct RunArgs {
     /// failover time.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub(crate) lease_duration: Duration,
-    /// How often this node renews its membership Lease.
+    /// How often this node renews its membership Lease while the write
+    /// budget allows it (the fastest cadence).
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
     pub(crate) renew_interval: Duration,
+    /// Membership Lease writes per second the whole cluster may spend: with
+    /// more announcing nodes than the budget allows at --renew-interval, each
+    /// renews less often and --lease-duration grows in proportion (see the
+    /// failover table in the README).
+    #[arg(long, value_name = "WRITES", default_value_t = 50.0, value_parser = parse_budget)]
+    pub(crate) lease_write_budget: f64,
+    /// How long a node that (re)joins the membership must stay live before
+    /// Services move to it, so a flapping node does not move them back and
+    /// forth.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) hold_down: Duration,
     /// bpffs directory for the program, map and link pins.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_PATH)]
     pub(crate) pin_path: PathBuf,
@@ -167,6 +179,13 @@ pub(crate) fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
             .parse()
             .map(ListenAddr::Listen)
             .map_err(|e| format!("{e}: expected IP:PORT or `off`")),
+    }
+}
+
+fn parse_budget(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(budget) if budget.is_finite() && budget > 0.0 => Ok(budget),
+        _ => Err("expected a positive number of writes per second".into()),
     }
 }
 
@@ -333,6 +352,8 @@ mod tests {
         assert!(args.interfaces.is_empty() && args.vip.is_empty());
         assert_eq!(args.lease_duration, Duration::from_secs(1));
         assert_eq!(args.renew_interval, Duration::from_millis(250));
+        assert_eq!(args.lease_write_budget, 50.0);
+        assert_eq!(args.hold_down, Duration::from_secs(10));
     }
 
     #[test]
@@ -380,6 +401,10 @@ mod tests {
             .err()
             .expect("renew not below lease");
         assert!(e.contains("shorter than --lease-duration"), "{e}");
+        let e = run_args(&["--kube", "--node-name", "n1", "--lease-write-budget", "0"])
+            .err()
+            .expect("no budget");
+        assert!(e.contains("--lease-write-budget"), "{e}");
         let e = run_args(&["--kube", "--node-name", "n1", "--node-selector", "a in"])
             .err()
             .expect("bad selector");

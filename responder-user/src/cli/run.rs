@@ -56,6 +56,8 @@ async fn cluster_source(args: &RunArgs) -> anyhow::Result<ClusterSourceConfig> {
     settings.node_selector = args.node_selector.clone();
     settings.lease_duration = args.lease_duration;
     settings.renew_interval = args.renew_interval;
+    settings.lease_write_budget = args.lease_write_budget;
+    settings.hold_down = args.hold_down;
     Ok(ClusterSourceConfig { client, settings })
 }
 

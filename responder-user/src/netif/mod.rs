@@ -3,6 +3,7 @@
 //! following them through rtnetlink (`watch`).
 
 mod filter;
+pub(crate) mod multicast;
 pub mod watch;
 
 use std::net::IpAddr;

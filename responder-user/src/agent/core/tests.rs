@@ -11,17 +11,30 @@ use crate::{
     cluster::{Attached, Families, Ownership, Reach, ServiceRef, View},
     error::VipError,
     fakes::*,
+    netif::multicast::{solicited_node_mac, tests::FakeMemberships, Group, Memberships},
     sources::{Source, SourceUpdate},
 };
 
-/// The program's attachments and heartbeat, as the core sees them.
+/// The program's attachments, heartbeat and multicast lists, as the core
+/// sees them.
 #[derive(Default)]
 struct FakeAttachments {
     attached: BTreeMap<u32, String>,
+    groups: FakeMemberships,
     /// Interface names whose attach fails.
     refuse: Vec<String>,
     beats: usize,
     fail_beat: bool,
+}
+
+impl Memberships for FakeAttachments {
+    fn join(&mut self, group: Group) -> std::io::Result<()> {
+        self.groups.join(group)
+    }
+
+    fn leave(&mut self, group: Group) -> std::io::Result<()> {
+        self.groups.leave(group)
+    }
 }
 
 impl Attachments for FakeAttachments {
@@ -521,4 +534,28 @@ fn the_nodes_own_addresses_reach_the_kubernetes_source() {
         core.attached_interfaces().borrow().local_addresses,
         addresses
     );
+}
+
+#[test]
+fn ipv6_vips_join_their_solicited_node_group_wherever_they_are_installed() {
+    let mut core = core(&[]);
+    core.start(vec![update(
+        Source::CommandLine,
+        &["2001:db8:1::10", "2001:db8:2::10@eth0", "192.0.2.10"],
+    )])
+    .expect("start");
+    let group = |ifindex, ip: &str| (ifindex, solicited_node_mac(ip.parse().expect("ip")));
+    assert_eq!(
+        core.attachments().groups.joined,
+        BTreeSet::from([group(2, "2001:db8:1::10"), group(3, "2001:db8:1::10")]),
+        "2001:db8:1::10 and 2001:db8:2::10 share their low 24 bits on eth0"
+    );
+    core.on_source_update(update(Source::CommandLine, &["2001:db8:2::10@eth0"]));
+    assert_eq!(
+        core.attachments().groups.joined,
+        BTreeSet::from([group(2, "2001:db8:2::10")]),
+        "the shared group stays for the VIP still on eth0"
+    );
+    core.clear();
+    assert!(core.attachments().groups.joined.is_empty());
 }
