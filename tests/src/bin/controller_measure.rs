@@ -222,6 +222,7 @@ fn api_server_latency() {
                         started_at.lock().expect("lock").insert(name.clone(), Instant::now());
                         create(&services, &name).await;
                     }
+                    Instant::now()
                 })
             })
             .collect();
@@ -237,11 +238,13 @@ fn api_server_latency() {
                 last = last.max(at);
             }
         }
+        let mut created = burst_started;
         for worker in workers {
-            worker.await.expect("creation task");
+            created = created.max(worker.await.expect("creation task"));
         }
         println!(
-            "burst: {SERVICES} Services created by {CONCURRENCY} clients, all with a status {:.0} ms after the first create",
+            "burst: {SERVICES} Services created by {CONCURRENCY} clients in {:.0} ms; all with a status {:.0} ms after the first create",
+            (created - burst_started).as_secs_f64() * 1e3,
             (last - burst_started).as_secs_f64() * 1e3
         );
         latencies
