@@ -9,3 +9,4 @@ pub mod cluster;
 pub mod loadgen;
 pub mod testrun;
 pub mod userspace_responder;
+pub mod vlan_offload;
