@@ -308,7 +308,7 @@ pub(crate) fn load(
     program.load().map_err(|source| {
         if restricted_verifier() {
             return Error::privileges(
-                "loading the XDP program (the verifier runs in its restricted mode without CAP_PERFMON and refuses the program's packet pointer arithmetic)",
+                "loading the XDP program (refused by the verifier's restricted mode)",
                 source,
             );
         }

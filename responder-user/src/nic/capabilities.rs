@@ -14,7 +14,7 @@ pub struct Capability {
 pub const CAP_NET_ADMIN: Capability = Capability {
     name: "CAP_NET_ADMIN",
     bit: 12,
-    needed_for: "attaching XDP and changing NIC offloads",
+    needed_for: "loading and attaching XDP programs, changing NIC offloads",
 };
 pub const CAP_NET_RAW: Capability = Capability {
     name: "CAP_NET_RAW",
@@ -29,7 +29,7 @@ pub const CAP_SYS_ADMIN: Capability = Capability {
 pub const CAP_PERFMON: Capability = Capability {
     name: "CAP_PERFMON",
     bit: 38,
-    needed_for: "the verifier's unrestricted mode: without it packet pointer arithmetic with a variable offset (the VLAN-tagged header offsets) is refused as a Spectre v1 mitigation",
+    needed_for: "the verifier's unrestricted mode, without which it refuses packet pointer arithmetic with a variable offset (Spectre v1 hardening)",
 };
 pub const CAP_BPF: Capability = Capability {
     name: "CAP_BPF",
