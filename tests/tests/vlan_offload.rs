@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use responder_tests::{
-    lab::{responder_bin, Lab, CLIENT_IF, CLIENT_V4, NODE_IF},
+    lab::{responder_bin, Lab, PinCleanup, CLIENT_IF, CLIENT_V4, NODE_IF},
     netns::{run_ok, wait_for},
     vlan_offload::{
         arping_once, feature_on, is_arp_reply_for, is_na_for, ndisc6_once, set_feature, Captured,
@@ -168,6 +168,10 @@ fn vlan_scoping_holds_with_receive_offload_in_skb_mode() {
 #[test]
 fn offloads_turned_off_are_restored_after_kill_adoption_and_cleanup_only() {
     let lab = Lab::new("vorestore");
+    // A failure between a kill and the cleanup below must not leave pins.
+    let _pins = PinCleanup {
+        pin_path: lab.pin_path(),
+    };
     // The operator's choice, which no restore may undo.
     set_feature(&lab.node, NODE_IF, STAG_STRIPPING, false);
     let args = ["--interface", NODE_IF, "--vip", UNTAGGED_ONLY_V4];
