@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod csum;
+pub mod nic;
 pub mod wire;
 
 /// Name of the XDP program in the object file and of its pin.

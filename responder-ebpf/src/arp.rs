@@ -11,6 +11,7 @@ use responder_common::{
 };
 
 use crate::{
+    nic::{claimed_by_another, vip_ifindex},
     packet::{bytes_eq, ptr_at, Pass},
     program::{conflict, count_reply, lookup_vip, may_answer},
     vlan::Layer3,
@@ -35,7 +36,7 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
     {
         return Err(Pass);
     }
-    let ifindex = ctx.ingress_ifindex() as u32;
+    let ifindex = vip_ifindex(ctx);
     match arp.oper {
         ARPOP_REQUEST_BE => {
             let vip = arp.tpa;
@@ -44,8 +45,8 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
             let mac = owned.mac;
             if bytes_eq(&arp.spa, &vip) {
                 // A gratuitous ARP announces, it does not ask: the kernel may
-                // want to see it, and only someone else's MAC is a conflict.
-                if !bytes_eq(&arp.sha, &mac) {
+                // want to see it, and only a MAC not of this node is a conflict.
+                if claimed_by_another(&arp.sha, &mac) {
                     conflict(&key, &owned);
                 }
                 return Ok(xdp_action::XDP_PASS);
@@ -64,7 +65,7 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         ARPOP_REPLY_BE => {
             let key = VipKey::v4(ifindex, l3.vlan_outer, l3.vlan_inner, arp.spa);
             let owned = lookup_vip(&key, &eth.dst)?;
-            if !bytes_eq(&arp.sha, &owned.mac) {
+            if claimed_by_another(&arp.sha, &owned.mac) {
                 conflict(&key, &owned);
             }
             Ok(xdp_action::XDP_PASS)

@@ -21,6 +21,7 @@ use responder_common::{
 
 use crate::{
     csum::{add_frame_bytes, add_icmpv6_pseudo_header, MAX_ND_MESSAGE_LEN},
+    nic::{claimed_by_another, vip_ifindex},
     packet::{bytes_eq, frame_len, ptr_at, read, Pass},
     program::{conflict, count_reply, lookup_vip, may_answer},
     vlan::Layer3,
@@ -96,12 +97,7 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
     }
 
     let eth = unsafe { &*ptr_at::<EthHdr>(ctx, 0)? };
-    let key = VipKey::v6(
-        ctx.ingress_ifindex() as u32,
-        l3.vlan_outer,
-        l3.vlan_inner,
-        msg.target,
-    );
+    let key = VipKey::v6(vip_ifindex(ctx), l3.vlan_outer, l3.vlan_inner, msg.target);
     let owned = lookup_vip(&key, &eth.dst)?;
     // Checksummed only once the VIP is known to be ours: solicitations for
     // other hosts are the common case on a shared segment.
@@ -118,7 +114,7 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         };
         advertise(ctx, l3, &key, reply_to, from_unspecified, owned.mac)
     } else {
-        if !bytes_eq(&link_addr.unwrap_or(eth.src), &owned.mac) {
+        if claimed_by_another(&link_addr.unwrap_or(eth.src), &owned.mac) {
             conflict(&key, &owned);
         }
         Ok(xdp_action::XDP_PASS)

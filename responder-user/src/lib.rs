@@ -20,6 +20,7 @@ pub(crate) mod interface_names;
 pub mod ipam;
 pub mod metrics;
 pub mod netif;
+pub mod nic;
 pub mod sources;
 pub mod vip;
 

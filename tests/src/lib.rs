@@ -10,3 +10,4 @@ pub mod controller_lab;
 pub mod loadgen;
 pub mod testrun;
 pub mod userspace_responder;
+pub mod vlan_offload;

@@ -14,6 +14,7 @@ use aya::{
     Ebpf, EbpfError,
 };
 use responder_common::{
+    nic::{OwnMacKey, BOND_OF_MAP, OWN_MACS_MAP},
     AgentState, VipKey, VipStats, VipValue, AGENT_MAP, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP,
 };
 
@@ -305,4 +306,29 @@ pub fn test_run_fd(
             attr.data_size_out as usize
         },
     })
+}
+
+/// The maps about the node's interfaces, written as the agent does.
+impl LoadedResponder {
+    /// Adds `mac` to `OWN_MACS`: a MAC of another interface of this node.
+    pub fn add_own_mac(&mut self, mac: [u8; 6]) -> Result<(), TestRunError> {
+        let map = self
+            .ebpf
+            .map_mut(OWN_MACS_MAP)
+            .ok_or(TestRunError::Missing("OWN_MACS map"))?;
+        let mut own_macs: HashMap<&mut MapData, OwnMacKey, u8> = HashMap::try_from(map)?;
+        own_macs.insert(OwnMacKey::new(mac), 1, 0)?;
+        Ok(())
+    }
+
+    /// Maps bond member `member` to `bond` in `BOND_OF`.
+    pub fn add_bond_member(&mut self, member: u32, bond: u32) -> Result<(), TestRunError> {
+        let map = self
+            .ebpf
+            .map_mut(BOND_OF_MAP)
+            .ok_or(TestRunError::Missing("BOND_OF map"))?;
+        let mut bond_of: HashMap<&mut MapData, u32, u32> = HashMap::try_from(map)?;
+        bond_of.insert(member, bond, 0)?;
+        Ok(())
+    }
 }

@@ -80,14 +80,12 @@ fn manifests_apply_and_keep_least_privilege() {
         strings(&sc["capabilities"]["drop"]),
         BTreeSet::from(["ALL".to_owned()])
     );
+    // Exactly the four `least_privilege.rs` shows are each needed.
     let added = strings(&sc["capabilities"]["add"]);
-    let allowed: BTreeSet<String> = ["BPF", "NET_ADMIN", "NET_RAW", "PERFMON"]
+    let needed: BTreeSet<String> = ["BPF", "NET_ADMIN", "NET_RAW", "PERFMON"]
         .map(str::to_owned)
         .into();
-    assert!(
-        added.is_subset(&allowed),
-        "capabilities beyond BPF/NET_ADMIN/NET_RAW/PERFMON: {added:?}"
-    );
+    assert_eq!(added, needed, "capabilities: {added:?}");
     assert!(
         !added.contains("SYS_ADMIN"),
         "CAP_SYS_ADMIN is never needed"
@@ -119,22 +117,30 @@ fn manifests_apply_and_keep_least_privilege() {
         env.contains("NODE_NAME") && env.contains("POD_NAMESPACE"),
         "downward API env missing: {env:?}"
     );
-    let bpffs = pod["volumes"]
-        .as_array()
-        .expect("volumes")
+    // Only the pin directory comes from the host's bpffs (so pins survive
+    // restarts), not the whole of /sys/fs/bpf, and where the agent looks.
+    const PIN_DIR: &str = "/sys/fs/bpf/responder";
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let pins = volumes
         .iter()
-        .find(|v| v["hostPath"]["path"] == "/sys/fs/bpf");
+        .find(|v| v["hostPath"]["path"] == PIN_DIR)
+        .unwrap_or_else(|| panic!("{PIN_DIR} must come from the host"));
     assert!(
-        bpffs.is_some(),
-        "/sys/fs/bpf must come from the host so pins survive restarts"
-    );
-    assert!(
-        pod["volumes"]
-            .as_array()
-            .expect("volumes")
+        volumes
             .iter()
-            .all(|v| v["hostPath"].is_null() || v["hostPath"]["path"] == "/sys/fs/bpf"),
+            .all(|v| v["hostPath"].is_null() || v["hostPath"]["path"] == PIN_DIR),
         "no other host paths"
+    );
+    let mounted_at = c["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == pins["name"])
+        .map(|m| m["mountPath"].clone());
+    assert_eq!(
+        mounted_at,
+        Some(serde_json::json!(PIN_DIR)),
+        "mounted at the default --pin-path"
     );
 
     // RBAC: read-only on what decides ownership, write only Events and own Leases.

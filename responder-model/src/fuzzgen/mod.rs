@@ -11,7 +11,7 @@ mod rng;
 mod table;
 
 pub use rng::Rng;
-pub use table::{vip_table, INGRESS_IFINDEX};
+pub use table::{nics, vip_table, INGRESS_IFINDEX};
 
 use arp::arp;
 use fields::{any_mac, ethernet, vlan_tags};
@@ -189,12 +189,13 @@ pub fn generate(rng: &mut Rng) -> Generated {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{respond, Verdict};
+    use crate::model::{respond_with_nics, Verdict};
 
     /// The generator reaches both verdicts and both kinds of counting.
     #[test]
     fn generated_frames_reach_replies_and_conflicts() {
         let vips = vip_table();
+        let nics = nics();
         let mut rng = Rng::new(1);
         let (mut replies, mut conflicts, mut passes) = (0, 0, 0);
         for _ in 0..20_000 {
@@ -203,7 +204,7 @@ mod tests {
                 generated.frame.len() >= 14,
                 "frames hold an Ethernet header"
             );
-            let expected = respond(&vips, INGRESS_IFINDEX, &generated.frame);
+            let expected = respond_with_nics(&vips, &nics, INGRESS_IFINDEX, &generated.frame);
             match (&expected.verdict, expected.counted) {
                 (Verdict::Tx(_), _) => replies += 1,
                 (Verdict::Pass, Some(_)) => conflicts += 1,

@@ -2,7 +2,7 @@
 
 use responder_common::{VipKey, VipValue};
 
-use crate::model::VipTable;
+use crate::model::{Nics, VipTable};
 
 /// Frames arrive on loopback, which exists in every namespace.
 pub const INGRESS_IFINDEX: u32 = 1;
@@ -67,4 +67,14 @@ pub fn vip_table() -> VipTable {
     ]
     .into_iter()
     .collect()
+}
+
+/// The fuzzer node's interfaces: MAC_A and MAC_B are both its own, so a
+/// claim by one on the other's VIP is no conflict, while claims from the
+/// peer and OTHER_MAC are. No bonds: frames only arrive on loopback.
+pub fn nics() -> Nics {
+    Nics {
+        own_macs: [MAC_A, MAC_B].into(),
+        ..Nics::default()
+    }
 }

@@ -2,11 +2,17 @@
 
 use responder_common::VipKey;
 
-use super::{answering_mac, array, be16, Expected, Layer3, VipTable};
+use super::{answering_mac, array, be16, Expected, Layer3, Nics, VipTable};
 
 const ARP_LEN: usize = 28;
 
-pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) -> Expected {
+pub(super) fn respond(
+    vips: &VipTable,
+    nics: &Nics,
+    ingress: u32,
+    frame: &[u8],
+    l3: &Layer3,
+) -> Expected {
     let at = l3.offset;
     if frame.len() < at + ARP_LEN
         || be16(frame, at) != 1
@@ -22,6 +28,7 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
     let tpa: [u8; 4] = array(frame, at + 24);
     let eth_dst: [u8; 6] = array(frame, 0);
     let [outer, inner] = l3.vlan_ids;
+    let ifindex = nics.vip_ifindex(ingress);
     match op {
         1 => {
             let key = VipKey::v4(ifindex, outer, inner, tpa);
@@ -29,10 +36,10 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
                 return Expected::pass();
             };
             if spa == tpa {
-                return if sha == mac {
-                    Expected::pass()
-                } else {
+                return if nics.foreign(sha, mac) {
                     Expected::conflict(key)
+                } else {
+                    Expected::pass()
                 };
             }
             let mut reply = frame.to_vec();
@@ -48,7 +55,7 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
         2 => {
             let key = VipKey::v4(ifindex, outer, inner, spa);
             match answering_mac(vips, &key, &eth_dst) {
-                Some(mac) if mac != sha => Expected::conflict(key),
+                Some(mac) if nics.foreign(sha, mac) => Expected::conflict(key),
                 _ => Expected::pass(),
             }
         }

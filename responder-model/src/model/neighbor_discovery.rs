@@ -3,7 +3,7 @@
 
 use responder_common::VipKey;
 
-use super::{answering_mac, array, be16, Expected, Layer3, VipTable};
+use super::{answering_mac, array, be16, Expected, Layer3, Nics, VipTable};
 
 const IPV6_HLEN: usize = 40;
 const ND_BODY_LEN: usize = 24;
@@ -89,7 +89,13 @@ pub fn link_layer_option(options: &[u8], kind: u8) -> Result<Option<[u8; 6]>, Ma
     Ok(found)
 }
 
-pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) -> Expected {
+pub(super) fn respond(
+    vips: &VipTable,
+    nics: &Nics,
+    ingress: u32,
+    frame: &[u8],
+    l3: &Layer3,
+) -> Expected {
     let ip = l3.offset;
     if frame.len() < ip + IPV6_HLEN {
         return Expected::pass();
@@ -135,17 +141,17 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
     let eth_dst: [u8; 6] = array(frame, 0);
     let eth_src: [u8; 6] = array(frame, 6);
     let [outer, inner] = l3.vlan_ids;
-    let key = VipKey::v6(ifindex, outer, inner, target);
+    let key = VipKey::v6(nics.vip_ifindex(ingress), outer, inner, target);
     let Some(mac) = answering_mac(vips, &key, &eth_dst) else {
         return Expected::pass();
     };
     if !solicitation {
         // The RFC's "S must be 0 for a multicast destination" is not enforced
         // (the program's choice): a conflicting claim is one either way.
-        return if link_addr.unwrap_or(eth_src) == mac {
-            Expected::pass()
-        } else {
+        return if nics.foreign(link_addr.unwrap_or(eth_src), mac) {
             Expected::conflict(key)
+        } else {
+            Expected::pass()
         };
     }
     let (reply_eth_dst, reply_ip_dst, flags) = if dad {

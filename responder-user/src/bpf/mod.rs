@@ -1,11 +1,15 @@
 //! Kernel side of the agent: the pin directory (`pins`), loading, attaching
 //! and adopting the XDP program (`program`), the VIP and counter maps
 //! (`maps`), the stale-gate heartbeat (`heartbeat`), and read-only views of a
-//! pin directory for `responder vips` / `stats` (`inspect`).
+//! pin directory for `responder vips` / `stats` (`inspect`), the maps about
+//! the node's own interfaces (`nic_maps`: own MACs, bond members) and the
+//! record of NIC offloads turned off (`offloads`).
 
 mod heartbeat;
 mod inspect;
 mod maps;
+mod nic_maps;
+mod offloads;
 mod pins;
 mod program;
 

@@ -2,7 +2,11 @@
 //! and adopting what a previous agent left pinned (its links switched to the
 //! new program in place, its VIPs and counters copied).
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::Path,
+};
 
 use aya::{
     maps::{Array, HashMap, IterableMap as _, MapData, PerCpuHashMap, PerCpuValues},
@@ -21,11 +25,18 @@ use responder_common::{
 use super::{
     heartbeat::{Heartbeat, StaleGate},
     maps::{map_error, read_stats_any_layout, BpfVipMap},
+    nic_maps::NicMaps,
+    offloads::Offloads,
     pins::{open_pinned, PinDir},
 };
 use crate::{
     error::{display_chain, privileges_or, Error},
     netif::Interface,
+    nic::{
+        capabilities::{self, CAP_PERFMON, CAP_SYS_ADMIN},
+        kernel_floor::check_kernel_floor,
+        vlan_offload::VlanOffloadPolicy,
+    },
     EBPF_OBJECT,
 };
 
@@ -57,7 +68,11 @@ pub(crate) struct Loaded {
     links: BTreeMap<u32, (String, PinnedLink)>,
     mode: AttachMode,
     heartbeat: Heartbeat,
+    nic_maps: NicMaps,
+    // Dropped after `pins`, whose removal detaches XDP: offloads are turned
+    // back on once no program depends on them being off.
     pins: PinDir,
+    offloads: Offloads,
     ebpf: Ebpf,
 }
 
@@ -91,6 +106,32 @@ impl Loaded {
     /// answering without an agent.
     pub(crate) fn keep_pinned(&mut self) {
         self.pins.keep();
+        self.offloads.keep();
+    }
+
+    /// Makes the data plane's `OWN_MACS` exactly `macs`: every MAC of this
+    /// node's interfaces (see `nic::topology::own_macs`). A gratuitous ARP,
+    /// ARP reply or NA from any of them is then neither a conflict nor a
+    /// reason to yield. Call after `load` (before attaching, ideally) and
+    /// whenever the links change; an adopted map is kept until then.
+    #[expect(dead_code, reason = "API for the agent, which wires it separately")]
+    pub(crate) fn set_own_macs(&mut self, macs: &BTreeSet<[u8; 6]>) -> Result<(), Error> {
+        self.nic_maps.set_own_macs(macs)
+    }
+
+    /// Makes the data plane's `BOND_OF` exactly `members` (member ifindex →
+    /// bond ifindex, see `nic::topology::bond_members`), so VIPs keyed on a
+    /// bond answer frames its members receive. Call like `set_own_macs`.
+    #[expect(dead_code, reason = "API for the agent, which wires it separately")]
+    pub(crate) fn set_bond_members(&mut self, members: &BTreeMap<u32, u32>) -> Result<(), Error> {
+        self.nic_maps.set_bond_members(members)
+    }
+
+    /// Whether attaching turns receive VLAN offload off (the default) or
+    /// leaves NICs alone. Applies to attachments made after the call.
+    #[expect(dead_code, reason = "API for the agent, which wires it separately")]
+    pub(crate) fn set_vlan_offload_policy(&mut self, policy: VlanOffloadPolicy) {
+        self.offloads.set_policy(policy);
     }
 
     /// Whether a newer agent has adopted this one's pins: its program is
@@ -117,6 +158,7 @@ impl Loaded {
         if self.links.contains_key(&interface.ifindex) {
             return Ok(());
         }
+        self.offloads.prepare(interface);
         let mode = self.mode;
         let program = self.program()?;
         let link_id = attach(program, interface, mode)?;
@@ -211,7 +253,8 @@ impl Loaded {
     }
 }
 
-/// Loads the XDP object with fresh maps and writes the first heartbeat. When
+/// Refuses a kernel older than the floor (`nic::kernel_floor`), then loads
+/// the XDP object with fresh maps and writes the first heartbeat. When
 /// `pin_path` holds a previous agent's pins, adopts them: its VIPs and
 /// summed counters are copied into the new maps, its links switched to the
 /// new program in place, and its pins replaced by the new ones (the link pins
@@ -222,6 +265,9 @@ pub(crate) fn load(
     pin_path: &Path,
     gate: StaleGate,
 ) -> Result<(Loaded, BpfVipMap, Adopted), Error> {
+    // Before anything is pinned or loaded: an old kernel gets the floor
+    // named, not a verifier log.
+    check_kernel_floor()?;
     let pins = PinDir::open(pin_path)?;
     let mut ebpf = EbpfLoader::new()
         .load(EBPF_OBJECT)
@@ -244,11 +290,15 @@ pub(crate) fn load(
         map: Array::try_from(agent).map_err(|source| map_error("opening", AGENT_MAP, source))?,
         gate,
     };
+    let mut nic_maps = NicMaps::take(&mut ebpf)?;
+    let mut offloads = Offloads::take(&mut ebpf)?;
 
     let mut adopted = Adopted::default();
     if pins.previous {
         tracing::info!(pin_path = %pin_path.display(), "adopting pinned program from a previous agent");
         adopted.vips = copy_previous_entries(pin_path, &mut map)?;
+        nic_maps.copy_previous(pin_path)?;
+        offloads.copy_previous(pin_path)?;
     }
     // Before any interface runs the new program, or it would treat the
     // agent as long dead.
@@ -256,6 +306,12 @@ pub(crate) fn load(
 
     let program = xdp_program(&mut ebpf)?;
     program.load().map_err(|source| {
+        if restricted_verifier() {
+            return Error::privileges(
+                "loading the XDP program (refused by the verifier's restricted mode)",
+                source,
+            );
+        }
         privileges_or("loading the XDP program", source, |source| {
             Error::LoadProgram {
                 name: PROGRAM_NAME,
@@ -267,7 +323,9 @@ pub(crate) fn load(
         links: BTreeMap::new(),
         mode,
         heartbeat,
+        nic_maps,
         pins,
+        offloads,
         ebpf,
     };
     adopted.interfaces = loaded.adopt_links();
@@ -276,9 +334,20 @@ pub(crate) fn load(
     pins.pin_replacing(PIN_VIPS, |path| map.vips.map().pin(path))?;
     pins.pin_replacing(PIN_VIP_STATS, |path| map.stats.map().pin(path))?;
     pins.pin_replacing(PIN_AGENT, |path| loaded.heartbeat.map.map().pin(path))?;
+    loaded.nic_maps.pin(pins)?;
+    loaded.offloads.pin(pins)?;
     let program = xdp_program(&mut loaded.ebpf)?;
     pins.pin_replacing(PIN_PROGRAM, |path| program.pin(path))?;
     Ok((loaded, map, adopted))
+}
+
+/// Whether the verifier runs in its restricted mode for this process
+/// (neither CAP_PERFMON nor CAP_SYS_ADMIN), where it refuses what the
+/// program does with packet pointers: a load failure is then that.
+fn restricted_verifier() -> bool {
+    capabilities::effective().is_some_and(|effective| {
+        !capabilities::has(effective, CAP_PERFMON) && !capabilities::has(effective, CAP_SYS_ADMIN)
+    })
 }
 
 /// Copies the previous agent's VIPs (flags cleared: this agent re-asserts
