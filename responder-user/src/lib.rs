@@ -9,10 +9,12 @@ pub mod bpf;
 pub mod cluster;
 pub(crate) mod conflicts;
 pub mod controller;
+pub(crate) mod cpu_bound;
 pub mod crd;
 pub(crate) mod dataplane;
 pub mod duration;
 pub mod error;
+pub(crate) mod event_record;
 #[cfg(test)]
 mod fakes;
 pub(crate) mod garp;

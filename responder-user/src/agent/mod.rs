@@ -29,6 +29,7 @@ use crate::{
         watch::LinkWatch,
         Interface, InterfaceFilter, LinkInfo,
     },
+    nic::{topology::Topology, vlan_offload::VlanOffloadPolicy},
     sources::{ClusterSource, ClusterSourceConfig, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, read_vip_file, VipSpec},
 };
@@ -56,6 +57,7 @@ pub struct AgentConfig {
     /// How long an attached interface may be without carrier before it
     /// stops counting as serving (its Services move).
     pub carrier_debounce: Duration,
+    pub vlan_offload: VlanOffloadPolicy,
 }
 
 struct Signals {
@@ -98,6 +100,10 @@ impl Attachments for Kernel {
 
     fn attached_names(&self) -> Vec<String> {
         self.loaded.attached().map(str::to_owned).collect()
+    }
+
+    fn set_topology(&mut self, topology: &Topology) -> Result<(), Error> {
+        self.loaded.set_topology(topology)
     }
 
     /// The pacemaker writes the heartbeat itself, as long as this is said.
@@ -143,6 +149,13 @@ impl Agent {
 
         let (mut loaded, map, adopted) =
             bpf::load(config.attach_mode, &config.pin_path, config.stale_gate)?;
+        loaded.set_vlan_offload_policy(config.vlan_offload);
+        // Before attaching, so the first claim seen from another NIC of this
+        // node is not taken for a conflict; a failure is logged and retried
+        // by the core with the next link change.
+        if let Err(e) = loaded.set_topology(&selection.topology) {
+            tracing::warn!("{}", display_chain(&e));
+        }
         for interface in &selection.accepted {
             loaded.attach(interface)?;
         }
@@ -187,6 +200,7 @@ impl Agent {
             Arc::clone(&metrics),
         );
         core.set_local_addresses(selection.local_addresses);
+        core.on_topology(&selection.topology);
         // Spawned once the core can tell it which interfaces are attached;
         // it then fills the core's Service index.
         let cluster = config.cluster.map(|cluster| {
@@ -270,6 +284,7 @@ impl Agent {
                     None => tracing::info!("SIGHUP received; no --vip-file to reload"),
                 },
                 links = self.links.changed() => {
+                    self.core.on_topology(&links.topology);
                     self.core.on_links(
                         attachable(links.accepted.values()),
                         links.addresses,
@@ -370,6 +385,8 @@ struct Selection {
     accepted: Vec<Interface>,
     /// Every address on the node.
     local_addresses: BTreeSet<IpAddr>,
+    /// The node's own MACs and bond members, from every link.
+    topology: Topology,
 }
 
 impl Selection {
@@ -410,6 +427,7 @@ impl Selection {
             named,
             accepted,
             local_addresses,
+            topology: Topology::of(&links),
         })
     }
 

@@ -35,6 +35,7 @@ use crate::{
     nic::{
         capabilities::{self, CAP_PERFMON, CAP_SYS_ADMIN},
         kernel_floor::check_kernel_floor,
+        topology::Topology,
         vlan_offload::VlanOffloadPolicy,
     },
     EBPF_OBJECT,
@@ -114,7 +115,6 @@ impl Loaded {
     /// ARP reply or NA from any of them is then neither a conflict nor a
     /// reason to yield. Call after `load` (before attaching, ideally) and
     /// whenever the links change; an adopted map is kept until then.
-    #[expect(dead_code, reason = "API for the agent, which wires it separately")]
     pub(crate) fn set_own_macs(&mut self, macs: &BTreeSet<[u8; 6]>) -> Result<(), Error> {
         self.nic_maps.set_own_macs(macs)
     }
@@ -122,14 +122,18 @@ impl Loaded {
     /// Makes the data plane's `BOND_OF` exactly `members` (member ifindex →
     /// bond ifindex, see `nic::topology::bond_members`), so VIPs keyed on a
     /// bond answer frames its members receive. Call like `set_own_macs`.
-    #[expect(dead_code, reason = "API for the agent, which wires it separately")]
     pub(crate) fn set_bond_members(&mut self, members: &BTreeMap<u32, u32>) -> Result<(), Error> {
         self.nic_maps.set_bond_members(members)
     }
 
+    /// Both of the above from one description of the node's links.
+    pub(crate) fn set_topology(&mut self, topology: &Topology) -> Result<(), Error> {
+        self.set_own_macs(&topology.own_macs)?;
+        self.set_bond_members(&topology.bond_members)
+    }
+
     /// Whether attaching turns receive VLAN offload off (the default) or
     /// leaves NICs alone. Applies to attachments made after the call.
-    #[expect(dead_code, reason = "API for the agent, which wires it separately")]
     pub(crate) fn set_vlan_offload_policy(&mut self, policy: VlanOffloadPolicy) {
         self.offloads.set_policy(policy);
     }

@@ -10,6 +10,7 @@ use responder::{
     cluster::{LabelSelector, SelectorError},
     duration::parse_duration,
     metrics::DEFAULT_METRICS_ADDR,
+    nic::vlan_offload::VlanOffloadPolicy,
     vip::VipSpec,
 };
 
@@ -161,6 +162,13 @@ pub(crate) struct RunArgs {
     /// attached, as some drivers reset the link on every attach.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub(crate) carrier_debounce: Duration,
+    /// Receive VLAN tag stripping on the attached NICs: `turn-off` while
+    /// attached (restored on a clean exit or `responder cleanup`), so the
+    /// program sees the tags that VLAN-scoped VIPs are keyed on; `leave`
+    /// touches no NIC, and VLAN-scoped VIPs are then answered only where
+    /// stripping is already off.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "turn-off")]
+    pub(crate) vlan_offload: VlanOffloadPolicy,
 }
 
 /// The default `--health-addr`: the kubelet probes it on the node itself.
@@ -292,6 +300,7 @@ mod tests {
         assert!(!args.detach_on_exit);
         assert_eq!(args.restart_grace, Duration::from_secs(10));
         assert_eq!(args.carrier_debounce, Duration::from_secs(1));
+        assert_eq!(args.vlan_offload, VlanOffloadPolicy::TurnOff);
     }
 
     #[test]

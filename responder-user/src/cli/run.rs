@@ -93,6 +93,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
                 false => Exit::Detach,
             },
             carrier_debounce: args.carrier_debounce,
+            vlan_offload: args.vlan_offload,
             cluster,
             stale_gate: StaleGate {
                 stale_after: args.stale_after,

@@ -25,6 +25,7 @@ use super::ownership::{self, Assignment, Inputs, Problem};
 use super::selector::LabelSelector;
 use super::watches::{self, Change, Source, Stores, Update};
 use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View};
+use crate::cpu_bound::cpu_bound;
 use crate::metrics::Metrics;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -368,7 +369,10 @@ impl Assigner {
         }
         if !self.dirty.is_clean() {
             let dirty = std::mem::take(&mut self.dirty);
-            self.reassign(dirty);
+            match dirty.all {
+                true => cpu_bound(|| self.reassign(dirty)),
+                false => self.reassign(dirty),
+            }
         }
         self.publish_view();
     }

@@ -46,6 +46,45 @@ pub(super) fn judge(
     Eligibility::Eligible
 }
 
+/// This node's Node object as the watch has shown it. A relist (after a
+/// watch error, an API server restart) replaces it only once complete: the
+/// Node is not gone while the list that will contain it is still arriving.
+#[derive(Debug, Default)]
+struct OwnNode {
+    current: Option<Node>,
+    listed: bool,
+    /// The relist in progress, if any: what it has shown so far.
+    relisting: Option<Option<Node>>,
+}
+
+impl OwnNode {
+    /// Applies one watch event; true when the Node as known changed.
+    fn apply(&mut self, event: watcher::Event<Node>) -> bool {
+        match event {
+            watcher::Event::Apply(node) => self.current = Some(node),
+            watcher::Event::Delete(_) => self.current = None,
+            watcher::Event::Init => {
+                self.relisting = Some(None);
+                return false;
+            }
+            watcher::Event::InitApply(node) => {
+                self.relisting = Some(Some(node));
+                return false;
+            }
+            watcher::Event::InitDone => {
+                self.current = self.relisting.take().flatten();
+                self.listed = true;
+            }
+        }
+        true
+    }
+
+    /// The Node, once first listed.
+    fn known(&self) -> Option<Option<&Node>> {
+        self.listed.then_some(self.current.as_ref())
+    }
+}
+
 /// Publishes into `out` the eligibility of `node` as its Node object and the
 /// attached interfaces change; `None` until the Node was first listed. Runs
 /// until cancelled; while the watch fails the last verdict stands.
@@ -60,14 +99,15 @@ pub(super) async fn follow(
     let mut events = watcher(Api::<Node>::all(client), config)
         .backoff(WatchBackoff::new())
         .boxed();
-    let mut own: Option<Node> = None;
-    let mut listed = false;
+    let mut own = OwnNode::default();
     loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node))) => own = Some(node),
-                Some(Ok(watcher::Event::Delete(_) | watcher::Event::Init)) => own = None,
-                Some(Ok(watcher::Event::InitDone)) => listed = true,
+                Some(Ok(event)) => {
+                    if !own.apply(event) {
+                        continue;
+                    }
+                }
                 Some(Err(error)) => {
                     debug!(%error, "watching this Node failed; keeping the last eligibility");
                     continue;
@@ -76,8 +116,8 @@ pub(super) async fn follow(
             },
             Ok(()) = attached.changed() => {}
         }
-        if listed {
-            let verdict = judge(own.as_ref(), &selector, &attached.borrow());
+        if let Some(node) = own.known() {
+            let verdict = judge(node, &selector, &attached.borrow());
             out.send_if_modified(|current| {
                 let changed = current.as_ref() != Some(&verdict);
                 *current = Some(verdict);
@@ -120,6 +160,45 @@ mod tests {
             },
             ..Attached::default()
         }
+    }
+
+    #[test]
+    fn a_relist_replaces_the_node_only_once_complete() {
+        let mut own = OwnNode::default();
+        assert_eq!(own.known(), None, "nothing before the first list");
+        own.apply(watcher::Event::Init);
+        own.apply(watcher::Event::InitApply(node(&[])));
+        assert_eq!(own.known(), None, "the first list is not complete");
+        assert!(own.apply(watcher::Event::InitDone));
+        assert!(own.known().flatten().is_some());
+
+        // An API server restart: the watch relists. Until the list is done
+        // the Node stays as it was (it is not "gone" meanwhile).
+        assert!(!own.apply(watcher::Event::Init));
+        assert!(own.known().flatten().is_some());
+        assert!(!own.apply(watcher::Event::InitApply(node(&[("role", "edge")]))));
+        assert!(own.known().flatten().is_some_and(|n| n
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.is_empty())));
+        assert!(own.apply(watcher::Event::InitDone));
+        assert!(own.known().flatten().is_some_and(|n| n
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("role"))));
+
+        // A relist that no longer contains the Node: gone once complete.
+        own.apply(watcher::Event::Init);
+        assert!(own.known().flatten().is_some());
+        own.apply(watcher::Event::InitDone);
+        assert_eq!(own.known(), Some(None));
+
+        own.apply(watcher::Event::Apply(node(&[])));
+        assert!(own.known().flatten().is_some());
+        own.apply(watcher::Event::Delete(node(&[])));
+        assert_eq!(own.known(), Some(None));
     }
 
     #[test]

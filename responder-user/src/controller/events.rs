@@ -1,12 +1,13 @@
 //! Recording the controller's Events, off the allocation loop: a slow or failing
 //! API server never delays an allocation.
 
-use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::events::{Event, Reporter};
 use kube::Client;
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::reconciler::Notice;
+use crate::event_record::record;
 
 pub(crate) const REPORTER: &str = "responder-controller";
 
@@ -20,10 +21,8 @@ pub(crate) fn channel() -> (
 /// Records every notice until the senders are gone. Events go to the namespace of
 /// the object they regard (the API refuses others).
 ///
-/// Each notice is a new Event: the reconciler already tells each thing once, and a
-/// long-lived `Recorder` would fold a later Event of the same reason into the first
-/// one, keeping the first note ("assigned 192.0.2.1") where a later one says why
-/// the address moved.
+/// Each notice is a new Event (see [`record`]): the reconciler already tells each
+/// thing once.
 pub(crate) async fn publish(
     client: Client,
     identity: String,
@@ -34,7 +33,6 @@ pub(crate) async fn publish(
         instance: Some(identity),
     };
     while let Some(notice) = notices.recv().await {
-        let recorder = Recorder::new(client.clone(), reporter.clone());
         let event = Event {
             type_: notice.type_,
             reason: notice.reason.to_owned(),
@@ -42,7 +40,7 @@ pub(crate) async fn publish(
             action: "Allocate".to_owned(),
             secondary: None,
         };
-        if let Err(error) = recorder.publish(&event, &notice.regarding).await {
+        if let Err(error) = record(&client, &reporter, &event, &notice.regarding).await {
             warn!(
                 object = notice.regarding.name.as_deref().unwrap_or_default(),
                 reason = notice.reason,

@@ -10,6 +10,25 @@ use crate::netif::LinkInfo;
 /// the member's ifindex as the ingress.
 pub const AGGREGATE_KINDS: [&str; 2] = ["bond", "team"];
 
+/// What the data plane must know of the node's links beyond the attached
+/// ones: every MAC of the node, and which links are members of a bond.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub own_macs: BTreeSet<[u8; 6]>,
+    pub bond_members: BTreeMap<u32, u32>,
+}
+
+impl Topology {
+    /// From every link of the network namespace (not only the accepted ones:
+    /// a second NIC on the segment, or a bond's members, are never attached).
+    pub fn of(links: &[LinkInfo]) -> Self {
+        Topology {
+            own_macs: own_macs(links),
+            bond_members: bond_members(links),
+        }
+    }
+}
+
 /// Member ifindex → bond (or team) ifindex, for every link whose master is
 /// a bond or a team. Bridge and VRF ports are left out: a bridge's XDP
 /// program does not run on its ports, and VRF ports are interfaces of

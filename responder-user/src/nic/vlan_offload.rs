@@ -25,7 +25,7 @@ pub const TAG_STRIPPING: [(&str, u32); 2] = [
 ];
 
 /// Whether the agent may touch the offloads of the interfaces it attaches to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum VlanOffloadPolicy {
     /// Turn tag stripping off on attach, back on at cleanup.
     #[default]
