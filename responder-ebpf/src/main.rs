@@ -9,6 +9,8 @@ mod arp;
 #[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
+mod hop_by_hop;
+#[cfg(target_arch = "bpf")]
 mod ndp;
 #[cfg(target_arch = "bpf")]
 mod nic;

@@ -9,7 +9,8 @@ pub const INGRESS_IFINDEX: u32 = 1;
 /// An interface the frames never arrive on: its VIPs must never answer.
 const DECOY_IFINDEX: u32 = 4242;
 
-pub(super) const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
+/// The MAC of most VIPs: the one an interface answering for them has.
+pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 pub(super) const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbb];
 
 pub(super) const V4_A: [u8; 4] = [192, 0, 2, 10];

@@ -15,6 +15,7 @@
 
 mod arp;
 mod ethernet;
+mod hop_by_hop;
 mod neighbor_discovery;
 
 use std::collections::{BTreeMap, BTreeSet};
