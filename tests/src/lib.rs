@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cluster;
 pub mod controller_lab;
 pub mod loadgen;
+pub mod oracle;
 pub mod testrun;
 pub mod userspace_responder;
 pub mod vlan_offload;

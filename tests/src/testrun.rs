@@ -1,5 +1,6 @@
 //! Runs the XDP program on single frames with BPF_PROG_TEST_RUN: loaded but
-//! never attached, so no interface is touched.
+//! not attached, so no interface is touched (the kernel oracle alone
+//! attaches it, to a veth in a namespace of its own).
 
 use std::{
     io,
@@ -9,7 +10,7 @@ use std::{
 
 use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues},
-    programs::{ProgramError, Xdp},
+    programs::{ProgramError, Xdp, XdpMode},
     util::nr_cpus,
     Ebpf, EbpfError,
 };
@@ -17,6 +18,8 @@ use responder_common::{
     nic::{OwnMacKey, BOND_OF_MAP, OWN_MACS_MAP},
     AgentState, VipKey, VipStats, VipValue, AGENT_MAP, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP,
 };
+
+use crate::netns::NetNs;
 
 /// `BPF_PROG_TEST_RUN` from `enum bpf_cmd`.
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -162,6 +165,18 @@ impl LoadedResponder {
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), TestRunError> {
         self.vips.remove(key)?;
         self.stats.remove(key)?;
+        Ok(())
+    }
+
+    /// Attaches the program in driver mode to `ifname` in `ns` until `self`
+    /// is dropped.
+    pub fn attach(&mut self, ns: &NetNs, ifname: &str) -> Result<(), TestRunError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(TestRunError::Missing("XDP program"))?
+            .try_into()?;
+        ns.enter(|| program.attach(ifname, XdpMode::Driver))?;
         Ok(())
     }
 
