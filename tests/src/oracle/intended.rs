@@ -291,3 +291,22 @@ mod tests {
         assert_eq!(explained(&request, &[], &[reply]), None);
     }
 }
+
+#[cfg(test)]
+mod readme {
+    use super::INTENDED;
+
+    /// README.md mirrors the table: every entry appears there by name.
+    #[test]
+    fn the_readme_lists_every_intended_difference() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("read README.md");
+        for intended in INTENDED {
+            assert!(
+                readme.contains(&format!("| {} |", intended.name)),
+                "README.md lacks the row {:?}",
+                intended.name
+            );
+        }
+    }
+}

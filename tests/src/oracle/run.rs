@@ -33,6 +33,11 @@ const POLL: Duration = Duration::from_millis(20);
 /// Divergences printed in full; the rest are counted.
 const PRINT_LIMIT: u64 = 100;
 const NA_FLAGS_SOLICITED_OVERRIDE: u8 = 0x60;
+/// Tries per batch, each with markers of its own, and the pause that lets
+/// stragglers of a failed try arrive before the next.
+const ATTEMPTS: u16 = 3;
+const MARKERS_PER_ATTEMPT: u16 = 1024;
+const DRAIN: Duration = Duration::from_millis(200);
 
 pub struct Settings {
     pub frames: u64,
@@ -65,6 +70,17 @@ struct Resolution {
     kernel_mac: [u8; 6],
     kernel_address: [u8; 16],
     requester: [u8; 16],
+}
+
+/// What came back for a batch.
+struct Answers {
+    /// Per frame, in batch order.
+    kernel: Vec<Vec<Vec<u8>>>,
+    responder: Vec<Vec<Vec<u8>>>,
+    /// Answers no frame explains (after the last marker).
+    unattributed: Vec<Vec<u8>>,
+    kernel_own: u64,
+    resolutions: u64,
 }
 
 /// One generated frame on its way.
@@ -185,7 +201,8 @@ pub fn run(settings: &Settings) -> Result<Summary, OracleError> {
     let mut next_progress = 100_000;
     while oracle.summary.frames < settings.frames {
         let batch = oracle.next_batch();
-        oracle.exchange(&batch)?;
+        let answers = oracle.exchange_retrying(&batch)?;
+        oracle.record(&batch, answers);
         oracle.segment.flush_neighbours();
         oracle.summary.batches += 1;
         if oracle.summary.frames >= next_progress {
@@ -264,28 +281,61 @@ impl Oracle<'_> {
         batch
     }
 
-    fn exchange(&mut self, batch: &[Frame]) -> Result<(), OracleError> {
+    /// `exchange`, again from a clean slate when a side lost a marker (a
+    /// full ring under a load spike drops frames): the frames are
+    /// independent, so the batch can simply be sent again.
+    fn exchange_retrying(&mut self, batch: &[Frame]) -> Result<Answers, OracleError> {
+        let mut attempt = 0;
+        loop {
+            let first_marker = attempt * MARKERS_PER_ATTEMPT;
+            match self.exchange(batch, first_marker) {
+                Err(OracleError::Stream { side, what }) if attempt + 1 < ATTEMPTS => {
+                    println!(
+                        "  batch {}: {side} side: {what}; sending it again",
+                        self.summary.batches
+                    );
+                    let mut stragglers = Vec::new();
+                    self.kernel.receive(&mut stragglers, DRAIN)?;
+                    self.responder.receive(&mut stragglers, DRAIN)?;
+                    self.segment.flush_neighbours();
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Sends `batch` to both sides, each frame followed by a marker
+    /// numbered from `first_marker`, and sorts what comes back.
+    fn exchange(&mut self, batch: &[Frame], first_marker: u16) -> Result<Answers, OracleError> {
         let marker_vip = self.vips.v4[0];
         let mut wire = Vec::with_capacity(batch.len() * 2);
         for (position, frame) in batch.iter().enumerate() {
             wire.push(frame.bytes.clone());
-            wire.push(marker(position as u16, marker_vip));
+            wire.push(marker(first_marker + position as u16, marker_vip));
         }
-        let last = batch.len() as u16 - 1;
+        let last = first_marker + batch.len() as u16 - 1;
         self.kernel.send(&wire)?;
         self.responder.send(&wire)?;
         let kernel_stream = collect(&self.kernel, last, "kernel")?;
         let responder_stream = collect(&self.responder, last, "responder")?;
-        let (kernel_segments, kernel_late) = split(kernel_stream, batch.len(), "kernel")?;
-        let (responder_answers, responder_late) =
-            split(responder_stream, batch.len(), "responder")?;
+        let (kernel_segments, kernel_late) =
+            split(kernel_stream, first_marker, batch.len(), "kernel")?;
+        let (responder, responder_late) =
+            split(responder_stream, first_marker, batch.len(), "responder")?;
 
-        let mut kernel_answers = vec![Vec::new(); batch.len()];
+        let mut answers = Answers {
+            kernel: vec![Vec::new(); batch.len()],
+            responder,
+            unattributed: responder_late,
+            kernel_own: 0,
+            resolutions: 0,
+        };
         let mut resolutions = Vec::new();
         for (position, segment) in kernel_segments.into_iter().enumerate() {
             for frame in segment {
                 match kernel_output(&frame) {
-                    KernelOutput::Answer => kernel_answers[position].push(frame),
+                    KernelOutput::Answer => answers.kernel[position].push(frame),
                     KernelOutput::Solicitation {
                         eth_src,
                         src,
@@ -297,15 +347,16 @@ impl Oracle<'_> {
                             kernel_address: src,
                             requester: target,
                         });
-                        self.summary.kernel_own += 1;
+                        answers.kernel_own += 1;
                     }
-                    _ => self.summary.kernel_own += 1,
+                    _ => answers.kernel_own += 1,
                 }
             }
         }
         let mut late = kernel_late;
-        late.extend(self.resolve(batch, &resolutions, last + 1)?);
-        let mut unattributed = responder_late;
+        let (resolved, after_resolution) = self.resolve(batch, &resolutions, last + 1)?;
+        answers.resolutions = resolved;
+        late.extend(after_resolution);
         for frame in late {
             match kernel_output(&frame) {
                 KernelOutput::Answer => {
@@ -313,14 +364,20 @@ impl Oracle<'_> {
                         .iter()
                         .find(|resolution| answered_address(&frame) == Some(resolution.requester))
                     {
-                        Some(resolution) => kernel_answers[resolution.position].push(frame),
-                        None => unattributed.push(frame),
+                        Some(resolution) => answers.kernel[resolution.position].push(frame),
+                        None => answers.unattributed.push(frame),
                     }
                 }
-                _ => self.summary.kernel_own += 1,
+                _ => answers.kernel_own += 1,
             }
         }
-        for frame in unattributed {
+        Ok(answers)
+    }
+
+    fn record(&mut self, batch: &[Frame], answers: Answers) {
+        self.summary.kernel_own += answers.kernel_own;
+        self.summary.resolutions += answers.resolutions;
+        for frame in answers.unattributed {
             self.summary.divergences += 1;
             println!(
                 "DIVERGENCE #{}: an answer no frame of the batch explains: {}",
@@ -329,11 +386,10 @@ impl Oracle<'_> {
             );
         }
         for ((frame, kernel), responder) in
-            batch.iter().zip(&kernel_answers).zip(&responder_answers)
+            batch.iter().zip(&answers.kernel).zip(&answers.responder)
         {
             self.judge(frame, kernel, responder);
         }
-        Ok(())
     }
 
     /// Answers the kernel's resolution of requesters, as each of them
@@ -341,11 +397,11 @@ impl Oracle<'_> {
     /// no host's, so nobody answers those); returns what the kernel sends
     /// until a marker after the answers comes back.
     fn resolve(
-        &mut self,
+        &self,
         batch: &[Frame],
         resolutions: &[Resolution],
         marker_index: u16,
-    ) -> Result<Vec<Vec<u8>>, OracleError> {
+    ) -> Result<(u64, Vec<Vec<u8>>), OracleError> {
         let mut wire = Vec::new();
         for resolution in resolutions {
             let Resolution {
@@ -372,21 +428,19 @@ impl Oracle<'_> {
                 vec![link_addr_option(ND_OPT_TARGET_LL_ADDR, mac)],
             );
             wire.push(advertisement.frame(&eth));
-            self.summary.resolutions += 1;
         }
         if wire.is_empty() {
-            return Ok(Vec::new());
+            return Ok((0, Vec::new()));
         }
+        let resolved = wire.len() as u64;
         wire.push(marker(marker_index, self.vips.v4[0]));
         self.kernel.send(&wire)?;
         let stream = collect(&self.kernel, marker_index, "kernel")?;
-        let mut late = Vec::new();
-        for frame in stream {
-            if answered_marker(&frame).is_none() {
-                late.push(frame);
-            }
-        }
-        Ok(late)
+        let late = stream
+            .into_iter()
+            .filter(|frame| answered_marker(frame).is_none())
+            .collect();
+        Ok((resolved, late))
     }
 
     fn judge(&mut self, frame: &Frame, kernel: &[Vec<u8>], responder: &[Vec<u8>]) {
@@ -530,37 +584,41 @@ fn collect(end: &ClientEnd, last: u16, side: &'static str) -> Result<Vec<Vec<u8>
     })
 }
 
-/// Splits a stream at the markers into the answers to each of `frames`
-/// frames, and what came after the last marker.
+/// Splits a stream at the markers `first..first + frames` into the answers
+/// to each of `frames` frames, and what came after the last marker.
 #[allow(clippy::type_complexity)]
 fn split(
     stream: Vec<Vec<u8>>,
+    first: u16,
     frames: usize,
     side: &'static str,
 ) -> Result<(Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>), OracleError> {
     let mut segments = Vec::with_capacity(frames);
     let mut current = Vec::new();
     for frame in stream {
-        match answered_marker(&frame) {
-            Some(index) if index as usize == segments.len() => {
-                segments.push(std::mem::take(&mut current));
-            }
-            Some(index) if (index as usize) < segments.len() => {
-                return Err(OracleError::Stream {
-                    side,
-                    what: format!("marker {index} answered twice"),
-                })
-            }
-            Some(index) if (index as usize) < frames => {
-                return Err(OracleError::Stream {
-                    side,
-                    what: format!(
-                        "marker {index} answered before marker {}: frames were reordered",
-                        segments.len()
-                    ),
-                })
-            }
-            _ => current.push(frame),
+        let Some(index) = answered_marker(&frame) else {
+            current.push(frame);
+            continue;
+        };
+        let Some(position) = (index as usize).checked_sub(first as usize) else {
+            // A straggler from an attempt given up on.
+            continue;
+        };
+        if position == segments.len() {
+            segments.push(std::mem::take(&mut current));
+        } else if position < segments.len() {
+            return Err(OracleError::Stream {
+                side,
+                what: format!("marker {index} answered twice"),
+            });
+        } else if position < frames {
+            return Err(OracleError::Stream {
+                side,
+                what: format!(
+                    "marker {index} answered before marker {}: frames were reordered",
+                    first as usize + segments.len()
+                ),
+            });
         }
     }
     if segments.len() != frames {
@@ -604,12 +662,17 @@ mod tests {
             marker_answer(2),
             late.clone(),
         ];
-        let (segments, after) = split(stream, 3, "test").expect("in order");
+        let (segments, after) = split(stream, 0, 3, "test").expect("in order");
         assert_eq!(segments, vec![vec![], vec![answer], vec![]]);
         assert_eq!(after, vec![late]);
         let reordered = vec![marker_answer(1), marker_answer(0)];
-        assert!(split(reordered, 2, "test").is_err());
-        assert!(split(vec![marker_answer(0)], 2, "test").is_err());
+        assert!(split(reordered, 0, 2, "test").is_err());
+        assert!(split(vec![marker_answer(0)], 0, 2, "test").is_err());
+        // A retry numbers its markers anew; a straggler of the first try is
+        // no marker of it.
+        let retried = vec![marker_answer(0), marker_answer(1024)];
+        let (segments, _) = split(retried, 1024, 1, "test").expect("retry");
+        assert_eq!(segments, vec![Vec::<Vec<u8>>::new()]);
     }
 
     #[test]
