@@ -10,6 +10,20 @@ use aya_ebpf::programs::XdpContext;
 
 use crate::packet::{load_bytes, read, Pass};
 
+/// Set by the loader (see `responder_common::HOP_BY_HOP_WALK_GLOBAL`): in
+/// read-only data, so that at 0 the verifier knows the walk is dead code
+/// and never checks its `bpf_xdp_load_bytes` call, unknown before 5.18.
+#[no_mangle]
+static HOP_BY_HOP_WALK: u8 = 0;
+
+/// Whether this kernel lets the program walk a Hop-by-Hop header.
+#[inline(always)]
+pub fn walk_enabled() -> bool {
+    // SAFETY: a plain read of a static; volatile so that the compiler keeps
+    // the load the loader's value decides, instead of folding the 0.
+    unsafe { core::ptr::read_volatile(&HOP_BY_HOP_WALK) != 0 }
+}
+
 /// Longest header walked; longer ones are passed. Every byte walked costs
 /// the verifier dearly (32 bytes exceed its budget), and 16 hold a Router
 /// Alert or any padding with room to spare. With 14 bytes of options there

@@ -81,6 +81,9 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         return Err(Pass);
     }
     if hop_by_hop_len != 0 {
+        if !hop_by_hop::walk_enabled() {
+            return Err(Pass);
+        }
         hop_by_hop::accept(ctx, l3.offset, l3.offset + IPV6_HLEN, IPPROTO_ICMPV6)?;
     }
     let wanted_option = if is_solicitation {

@@ -358,7 +358,9 @@ pub struct PassThrough {
 }
 
 pub fn attach_pass_through(ns: &NetNs, ifname: &str) -> PassThrough {
-    let mut ebpf = aya::Ebpf::load(responder::EBPF_OBJECT).expect("load XDP object");
+    let mut ebpf = responder::bpf::object_loader()
+        .load(responder::EBPF_OBJECT)
+        .expect("load XDP object");
     let program: &mut Xdp = ebpf
         .program_mut(responder_common::PROGRAM_NAME)
         .expect("program in object")

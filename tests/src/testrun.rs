@@ -127,9 +127,37 @@ pub fn monotonic_now_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
+/// `HOP_BY_HOP_WALK` as a kernel without `bpf_xdp_load_bytes` gets it.
+static WALK_OFF: u8 = 0;
+
 impl LoadedResponder {
     pub fn load() -> Result<Self, TestRunError> {
-        let mut ebpf = Ebpf::load(responder::EBPF_OBJECT)?;
+        Self::load_from(responder::bpf::object_loader())
+    }
+
+    /// The program as the agent loads it on a kernel older than 5.18: the
+    /// Hop-by-Hop walk turned off (see `responder_common::HOP_BY_HOP_WALK_GLOBAL`).
+    pub fn load_without_hop_by_hop_walk() -> Result<Self, TestRunError> {
+        let mut loader = responder::bpf::object_loader();
+        loader.override_global(responder_common::HOP_BY_HOP_WALK_GLOBAL, &WALK_OFF, true);
+        Self::load_from(loader)
+    }
+
+    /// Instructions of the program after the verifier (dead code removed).
+    pub fn translated_size(&self) -> Result<u32, TestRunError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(TestRunError::Missing("XDP program"))?
+            .try_into()?;
+        program
+            .info()?
+            .size_translated()
+            .ok_or(TestRunError::Missing("translated size"))
+    }
+
+    fn load_from(mut loader: aya::EbpfLoader<'_>) -> Result<Self, TestRunError> {
+        let mut ebpf = loader.load(responder::EBPF_OBJECT)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(TestRunError::Missing("XDP program"))?

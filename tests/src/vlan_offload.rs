@@ -60,7 +60,9 @@ impl EmulatedVlanNic {
     /// Attaches the tagging program to `interface` in `ns` (a TCX link,
     /// gone when this is dropped).
     pub fn attach(ns: &NetNs, interface: &str) -> Self {
-        let mut ebpf = aya::Ebpf::load(responder::EBPF_OBJECT).expect("load the eBPF object");
+        let mut ebpf = responder::bpf::object_loader()
+            .load(responder::EBPF_OBJECT)
+            .expect("load the eBPF object");
         let program: &mut SchedClassifier = ebpf
             .program_mut(PROGRAM)
             .expect("the emulation program is in the object")

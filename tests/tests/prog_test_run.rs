@@ -46,6 +46,13 @@ fn ours() -> VipValue {
 /// QINQ stacks, and ELSEWHERE4/6 on OTHER_IFINDEX.
 fn responder() -> LoadedResponder {
     let mut responder = LoadedResponder::load().expect("load the XDP program");
+    insert_owned_vips(&mut responder);
+    responder
+}
+
+/// The VIPs every case starts from: ours on the test interface in every
+/// VLAN arrangement, and one of each family on another interface.
+fn insert_owned_vips(responder: &mut LoadedResponder) {
     let elsewhere4 = VipKey::v4(OTHER_IFINDEX, 0, 0, ELSEWHERE4);
     let elsewhere6 = VipKey::v6(OTHER_IFINDEX, 0, 0, ELSEWHERE6);
     responder
@@ -62,7 +69,6 @@ fn responder() -> LoadedResponder {
             .insert_vip(key6(vlan, VIP6), ours())
             .expect("insert IPv6 VIP");
     }
-    responder
 }
 
 fn stats(responder: &LoadedResponder, key: VipKey) -> VipStats {
@@ -566,6 +572,27 @@ fn ns_behind_a_hop_by_hop_header_is_answered_without_it() {
         stats(&responder, key6(Vlan::Untagged, VIP6)),
         counted(5, 5, 0)
     );
+}
+
+/// On a kernel without `bpf_xdp_load_bytes` (before 5.18) the agent turns
+/// the Hop-by-Hop walk off: the verifier drops it as dead code (so its
+/// helper call never stops the program from loading there), solicitations
+/// behind such a header pass to the kernel, and plain ones are answered.
+#[test]
+fn without_the_hop_by_hop_walk_such_solicitations_pass_and_the_walk_is_dead_code() {
+    let walking = responder();
+    let mut responder = LoadedResponder::load_without_hop_by_hop_walk().expect("load the program");
+    insert_owned_vips(&mut responder);
+    assert!(
+        responder.translated_size().expect("size") < walking.translated_size().expect("size"),
+        "the verifier kept the walk"
+    );
+    let (eth, mut ns) = multicast_ns(Vlan::Untagged);
+    let plain = ns.frame(&eth);
+    ns.hop_by_hop = Some(HOP_BY_HOP_PADDING.to_vec());
+    assert_passes(&responder, &ns.frame(&eth), LOOPBACK_IFINDEX);
+    let reply = expected_na(&eth, PEER_MAC, OUR_MAC, VIP6, PEER6, true);
+    assert_answers(&responder, &plain, &reply);
 }
 
 /// Valid solicitations behind headers Linux walks and the program does not

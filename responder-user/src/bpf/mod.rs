@@ -20,5 +20,5 @@ pub use inspect::{
 };
 pub(crate) use maps::{BpfVipMap, StatsReader};
 pub use pins::{cleanup, DEFAULT_PIN_PATH};
-pub use program::AttachMode;
 pub(crate) use program::{load, Loaded};
+pub use program::{object_loader, AttachMode};

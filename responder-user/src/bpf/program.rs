@@ -18,8 +18,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use responder_common::{
-    VipKey, VipStats, VipValue, AGENT_MAP, PIN_AGENT, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS,
-    PIN_VIP_STATS, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP,
+    VipKey, VipStats, VipValue, AGENT_MAP, HOP_BY_HOP_WALK_GLOBAL, PIN_AGENT, PIN_LINK_PREFIX,
+    PIN_PROGRAM, PIN_VIPS, PIN_VIP_STATS, PROGRAM_NAME, VIPS_MAP, VIP_STATS_MAP,
 };
 
 use super::{
@@ -34,12 +34,29 @@ use crate::{
     netif::Interface,
     nic::{
         capabilities::{self, CAP_PERFMON, CAP_SYS_ADMIN},
-        kernel_floor::check_kernel_floor,
+        kernel_floor::{check_kernel_floor, has_xdp_load_bytes},
         topology::Topology,
         vlan_offload::VlanOffloadPolicy,
     },
     EBPF_OBJECT,
 };
+
+/// The program's read-only globals, for [`object_loader`].
+static WALK_OFF: u8 = 0;
+static WALK_ON: u8 = 1;
+
+/// A loader for [`EBPF_OBJECT`] with the program's read-only globals set
+/// for the running kernel (features it may use); every loader of the
+/// object, tests and benchmarks included, goes through here.
+pub fn object_loader() -> EbpfLoader<'static> {
+    let mut loader = EbpfLoader::new();
+    let walk = match has_xdp_load_bytes() {
+        true => &WALK_ON,
+        false => &WALK_OFF,
+    };
+    loader.override_global(HOP_BY_HOP_WALK_GLOBAL, walk, true);
+    loader
+}
 
 /// How to attach the XDP program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -273,7 +290,7 @@ pub(crate) fn load(
     // named, not a verifier log.
     check_kernel_floor()?;
     let pins = PinDir::open(pin_path)?;
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = object_loader()
         .load(EBPF_OBJECT)
         .map_err(|e| privileges_or("loading the XDP object", e, Error::Load))?;
 

@@ -8,7 +8,10 @@
 //! longer than the solicitation), and XDP attached through a bpf_link
 //! (5.9: pinned links and BPF_LINK_UPDATE are how a restarted agent swaps
 //! the program without a moment unattached). No kfunc is used. So the floor
-//! is Linux 5.9.
+//! is Linux 5.9. One feature is newer and optional: walking a Hop-by-Hop
+//! header before a Neighbor Solicitation reads it with `bpf_xdp_load_bytes`
+//! (5.18); on older kernels the loader turns that walk off (see
+//! [`has_xdp_load_bytes`]) and such solicitations pass to the kernel.
 //!
 //! Distribution kernels backport BPF features under older version numbers,
 //! so where the kernel's BTF (`/sys/kernel/btf/vmlinux`) is readable it
@@ -86,6 +89,25 @@ pub fn kernel_facts() -> KernelFacts {
     KernelFacts {
         release,
         btf_has_xdp_link,
+    }
+}
+
+/// Whether the running kernel has the `bpf_xdp_load_bytes` helper (Linux
+/// 5.18, or backported): its BTF lists the helper's id among `enum
+/// bpf_func_id`. aya exposes no enum members, so the name is looked up in
+/// the BTF's string section, where every member name is (a name there
+/// belongs to some type; this one only to that enum). Without readable BTF
+/// the version number decides.
+pub fn has_xdp_load_bytes() -> bool {
+    const HELPER_ID_NAME: &[u8] = b"\0BPF_FUNC_xdp_load_bytes\0";
+    match std::fs::read("/sys/kernel/btf/vmlinux") {
+        Ok(btf) => btf
+            .windows(HELPER_ID_NAME.len())
+            .any(|window| window == HELPER_ID_NAME),
+        Err(_) => {
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            parse_release(release.trim()).is_some_and(|version| version >= (5, 18))
+        }
     }
 }
 
