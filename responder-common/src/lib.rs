@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod csum;
+pub mod nic;
 pub mod wire;
 
 /// Name of the XDP program in the object file and of its pin.
@@ -13,6 +14,12 @@ pub const PROGRAM_NAME: &str = "responder";
 pub const VIPS_MAP: &str = "VIPS";
 pub const VIP_COUNTERS_MAP: &str = "VIP_COUNTERS";
 pub const AGENT_MAP: &str = "AGENT";
+/// Read-only global of the program: 1 when the kernel has
+/// `bpf_xdp_load_bytes` (Linux 5.18), which walking a Hop-by-Hop header
+/// before a Neighbor Solicitation needs. At 0 the verifier drops that code
+/// as dead, so the program still loads on older kernels (and such frames
+/// pass to the kernel).
+pub const HOP_BY_HOP_WALK_GLOBAL: &str = "HOP_BY_HOP_WALK";
 /// File names under the pin directory (default `/sys/fs/bpf/responder`).
 pub const PIN_PROGRAM: &str = "prog";
 pub const PIN_VIPS: &str = "vips";

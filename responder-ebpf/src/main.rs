@@ -9,11 +9,17 @@ mod arp;
 #[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
+mod hop_by_hop;
+#[cfg(target_arch = "bpf")]
 mod ndp;
+#[cfg(target_arch = "bpf")]
+mod nic;
 #[cfg(target_arch = "bpf")]
 mod packet;
 #[cfg(target_arch = "bpf")]
 mod vlan;
+#[cfg(target_arch = "bpf")]
+mod vlan_offload_emulation;
 
 #[cfg(target_arch = "bpf")]
 mod program {

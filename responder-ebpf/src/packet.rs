@@ -1,9 +1,10 @@
 //! Bounds-checked packet access. Every read and write of the frame goes
-//! through `ptr_at`, so each one carries the check the verifier demands.
+//! through `ptr_at` (or `load_bytes`, checked by the kernel), so each one
+//! carries the check the verifier demands.
 
-use core::mem::size_of;
+use core::{ffi::c_void, mem::size_of};
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
 
 /// The frame is not ours to answer (not owned, truncated, invalid, or
 /// unrelated traffic): hand it to the kernel untouched.
@@ -29,6 +30,37 @@ pub fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, Pass> {
     // SAFETY: `ptr_at` checked that the bytes are inside the frame; every
     // header type has alignment <= 2 and sits at an even offset.
     Ok(unsafe { *at })
+}
+
+/// Copies the `len` bytes at `offset` into the start of an `N`-byte buffer
+/// (`len` at most `N`), the kernel checking the bounds. For headers walked
+/// byte by byte at offsets that depend on their contents: the compiler
+/// merges frame bounds checks there in ways the verifier cannot follow,
+/// while indexing a stack buffer it can.
+#[inline(always)]
+pub fn load_bytes<const N: usize>(
+    ctx: &XdpContext,
+    offset: usize,
+    len: usize,
+) -> Result<[u8; N], Pass> {
+    let mut buffer = [0u8; N];
+    if len == 0 || len > N {
+        return Err(Pass);
+    }
+    // SAFETY: `buffer` has room for `len` bytes; the helper fails rather
+    // than read outside the frame.
+    let ret = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            offset as u32,
+            buffer.as_mut_ptr() as *mut c_void,
+            len as u32,
+        )
+    };
+    if ret != 0 {
+        return Err(Pass);
+    }
+    Ok(buffer)
 }
 
 #[inline(always)]

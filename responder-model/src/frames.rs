@@ -211,6 +211,12 @@ pub fn link_addr_option(kind: u8, mac: [u8; 6]) -> Vec<u8> {
     option
 }
 
+/// Hop-by-Hop options that only pad (one PadN of four zeros): the smallest
+/// Hop-by-Hop header.
+pub const HOP_BY_HOP_PADDING: [u8; 6] = [1, 4, 0, 0, 0, 0];
+/// A Router Alert (RFC 2711, value 0) and a PadN of two zeros.
+pub const HOP_BY_HOP_ROUTER_ALERT: [u8; 6] = [5, 2, 0, 0, 1, 0];
+
 /// The RFC 7527 nonce option Linux adds to DAD probes.
 pub fn nonce_option(nonce: [u8; 6]) -> Vec<u8> {
     let mut option = vec![ND_OPT_NONCE, 1];
@@ -238,9 +244,9 @@ pub struct Nd {
     pub target: [u8; 16],
     /// Raw option bytes, in order.
     pub options: Vec<Vec<u8>>,
-    /// An 8-byte Hop-by-Hop header between IPv6 and ICMPv6, which RFC 4861
-    /// does not allow.
-    pub hop_by_hop: bool,
+    /// The options of a Hop-by-Hop header between IPv6 and ICMPv6, if there
+    /// is one; with the two header bytes they must fill 8-byte units.
+    pub hop_by_hop: Option<Vec<u8>>,
 }
 
 impl Nd {
@@ -259,7 +265,7 @@ impl Nd {
             flags: 0,
             target,
             options,
-            hop_by_hop: false,
+            hop_by_hop: None,
         }
     }
 
@@ -289,9 +295,11 @@ impl Nd {
 
     pub fn packet(&self) -> Vec<u8> {
         let message = self.icmpv6();
-        if self.hop_by_hop {
-            // Next header ICMPv6, length 0 (8 bytes), PadN filling the rest.
-            let mut payload = vec![IPPROTO_ICMPV6, 0, 1, 4, 0, 0, 0, 0];
+        if let Some(options) = &self.hop_by_hop {
+            let units = (2 + options.len()) / 8;
+            assert_eq!((2 + options.len()) % 8, 0, "options fill 8-byte units");
+            let mut payload = vec![IPPROTO_ICMPV6, units as u8 - 1];
+            payload.extend_from_slice(options);
             payload.extend_from_slice(&message);
             ipv6_packet(
                 self.src,

@@ -16,5 +16,6 @@ pub mod fuzzgen;
 mod model;
 
 pub use model::{
-    layer3, link_layer_option, respond, Expected, Layer3, MalformedOptions, Verdict, VipTable,
+    layer3, link_layer_option, respond, respond_with_nics, Expected, Layer3, MalformedOptions,
+    Nics, Verdict, VipTable,
 };

@@ -237,11 +237,22 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
         }
         report.family_disabled = family_disabled.len();
         self.family_disabled = family_disabled;
-        for addr in off_link.difference(&self.off_link) {
+        // One line per change, not per VIP: ten thousand Services on an
+        // interface without addresses are one misconfiguration.
+        let newly_off_link: Vec<_> = off_link.difference(&self.off_link).collect();
+        if !newly_off_link.is_empty() {
+            const SHOWN: usize = 5;
+            let shown: Vec<String> = newly_off_link
+                .iter()
+                .take(SHOWN)
+                .map(ToString::to_string)
+                .collect();
             tracing::warn!(
-                %addr,
-                "no attached interface has an address in a subnet containing this VIP; \
-                 answering for it on every attached interface"
+                count = newly_off_link.len(),
+                vips = %shown.join(", "),
+                more = newly_off_link.len().saturating_sub(SHOWN),
+                "no attached interface has an address in a subnet containing these VIPs; \
+                 answering for them on every attached interface"
             );
         }
         self.off_link = off_link;

@@ -47,11 +47,14 @@ pub enum Error {
     #[error("invalid duration `{input}`: {reason}")]
     Duration { input: String, reason: &'static str },
     #[error(
-        "{action}: permission denied; the responder needs root, or CAP_BPF, CAP_NET_ADMIN and \
-         CAP_NET_RAW"
+        "{action}: permission denied; the responder needs root, or CAP_BPF, CAP_NET_ADMIN, \
+         CAP_NET_RAW and CAP_PERFMON{lacking}"
     )]
     Privileges {
         action: String,
+        /// Which of them this process lacks, when it can tell
+        /// (`nic::capabilities::lacking_note`).
+        lacking: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
@@ -120,6 +123,23 @@ pub enum Error {
     Netwatch(#[from] crate::netif::watch::NetwatchError),
     #[error("the Kubernetes VIP source stopped")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    KernelFloor(#[from] crate::nic::kernel_floor::KernelFloorError),
+}
+
+impl Error {
+    /// A permission failure while doing `action`, naming the capabilities
+    /// this process lacks.
+    pub fn privileges(
+        action: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Privileges {
+            action: action.into(),
+            lacking: crate::nic::capabilities::lacking_note(),
+            source: Box::new(source),
+        }
+    }
 }
 
 /// True when `error` or anything in its source chain is EPERM: the process
@@ -156,10 +176,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     if is_permission_denied(&error) {
-        Error::Privileges {
-            action: action.to_owned(),
-            source: Box::new(error),
-        }
+        Error::privileges(action, error)
     } else {
         other(error)
     }

@@ -8,9 +8,13 @@ pub mod agent;
 pub mod bpf;
 pub mod cluster;
 pub(crate) mod conflicts;
+pub mod controller;
+pub(crate) mod cpu_bound;
+pub mod crd;
 pub(crate) mod dataplane;
 pub mod duration;
 pub mod error;
+pub(crate) mod event_record;
 #[cfg(test)]
 mod fakes;
 pub(crate) mod garp;
@@ -18,6 +22,7 @@ pub(crate) mod interface_names;
 pub mod ipam;
 pub mod metrics;
 pub mod netif;
+pub mod nic;
 pub mod sources;
 pub mod vip;
 

@@ -6,6 +6,7 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{
     args::{parse, Command},
+    controller::controller,
     report::{cleanup, stats, vips},
     run::run,
 };
@@ -38,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Run(args) => run(*args),
+        Command::Controller(args) => controller(*args),
         Command::Vips { pin_path, json } => vips(&pin_path, json),
         Command::Stats { pin_path, json } => stats(&pin_path, json),
         Command::Cleanup { pin_path } => cleanup(&pin_path),

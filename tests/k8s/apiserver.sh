@@ -31,6 +31,9 @@
 #   SERVICE_CLUSTER_IP_RANGE, SERVICE_NODE_PORT_RANGE
 #                     `start`: the defaults (198.51.100.0/24, 30000-32767) hold a few hundred
 #                     Services; a benchmark creating thousands widens them
+#   KUBE_FEATURE_GATES  `start`: --feature-gates of kube-apiserver (default none), e.g.
+#                     IPv6DualStack=true with a dual-stack SERVICE_CLUSTER_IP_RANGE
+#                     (198.51.100.0/24,2001:db8:ffff::/112) so ipFamilyPolicy/ipFamilies are real
 #
 # Files in STATE_DIR after `start` (etcd data is wiped on every start):
 #   kubeconfig  admin kubeconfig, embedded certs, user CN=responder-admin O=system:masters,
@@ -382,6 +385,7 @@ launch_apiserver() {
         --authorization-mode RBAC \
         --service-cluster-ip-range "${SERVICE_CLUSTER_IP_RANGE:-198.51.100.0/24}" \
         --service-node-port-range "${SERVICE_NODE_PORT_RANGE:-30000-32767}" \
+        ${KUBE_FEATURE_GATES:+--feature-gates "$KUBE_FEATURE_GATES"} \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \
         --service-account-key-file "$pki/sa.pub" \
         --service-account-signing-key-file "$pki/sa.key" \

@@ -18,8 +18,13 @@ pub fn script() -> PathBuf {
 }
 
 fn run_script(args: &[&str]) {
+    run_script_with(args, &[]);
+}
+
+fn run_script_with(args: &[&str], env: &[(&str, &str)]) {
     let status = Command::new(script())
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .unwrap_or_else(|e| panic!("apiserver.sh {args:?} did not run: {e}"));
     assert!(status.success(), "apiserver.sh {args:?} failed: {status}");
@@ -32,6 +37,27 @@ pub struct ApiServer {
 impl ApiServer {
     /// `name` says which test owns it; the PID and a counter make it unique.
     pub fn start(name: &str) -> Self {
+        Self::start_with(name, &[])
+    }
+
+    /// Dual-stack Services: `ipFamilyPolicy` and `ipFamilies` as a dual-stack
+    /// cluster sets them (v1.20 needs the IPv6DualStack feature gate), IPv6
+    /// cluster IPs from 2001:db8:ffff::/112.
+    pub fn start_dual_stack(name: &str) -> Self {
+        Self::start_with(
+            name,
+            &[
+                ("KUBE_FEATURE_GATES", "IPv6DualStack=true"),
+                (
+                    "SERVICE_CLUSTER_IP_RANGE",
+                    "198.51.100.0/24,2001:db8:ffff::/112",
+                ),
+            ],
+        )
+    }
+
+    /// `env` for `apiserver.sh start` (see its header).
+    pub fn start_with(name: &str, env: &[(&str, &str)]) -> Self {
         run_script(&["build"]);
         let state = std::env::temp_dir().join(format!(
             "responder-{name}-{}-{}",
@@ -39,7 +65,7 @@ impl ApiServer {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let server = ApiServer { state };
-        run_script(&["start", server.state_str()]);
+        run_script_with(&["start", server.state_str()], env);
         server
     }
 

@@ -200,6 +200,13 @@ pub struct Cluster {
 impl Cluster {
     /// `name` (a few letters) says which test owns the cluster.
     pub fn start(name: &str) -> Self {
+        Self::start_excluding(name, &[])
+    }
+
+    /// Like `start`, with the Nodes in `excluded` labelled excluded from
+    /// load balancers before their agents start: those agents run, but take
+    /// no part (no Lease).
+    pub fn start_excluding(name: &str, excluded: &[&str]) -> Self {
         let server = ApiServer::start(&format!("cluster-{name}"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -284,8 +291,13 @@ impl Cluster {
         };
         let nodes = Api::<Node>::all(cluster.client.clone());
         for node in NODES {
+            let labels = match excluded.contains(&node) {
+                true => json!({ EXCLUDE_LB_LABEL: "" }),
+                false => json!({}),
+            };
             let object: Node =
-                serde_json::from_value(json!({ "metadata": { "name": node } })).expect("node");
+                serde_json::from_value(json!({ "metadata": { "name": node, "labels": labels } }))
+                    .expect("node");
             cluster
                 .block(nodes.create(&PostParams::default(), &object))
                 .expect("create Node");
@@ -294,7 +306,10 @@ impl Cluster {
             cluster.agents[i].spawn();
         }
         for i in 0..cluster.agents.len() {
-            cluster.wait_ready(i);
+            match excluded.contains(&cluster.agents[i].node) {
+                true => cluster.wait_attached(i),
+                false => cluster.wait_ready(i),
+            }
         }
         cluster
     }
@@ -308,6 +323,27 @@ impl Cluster {
     }
 
     /// Waits until agent `i` has attached XDP and its Lease exists.
+    /// Waits until agent `i` has attached XDP.
+    fn wait_attached(&self, i: usize) {
+        let agent = &self.agents[i];
+        let attached = wait_for(WAIT, || agent.xdp_attached().then_some(()));
+        assert!(
+            attached.is_some(),
+            "agent {} did not attach XDP to {} within {WAIT:?}",
+            agent.node,
+            agent.interface
+        );
+    }
+
+    /// Whether `node`'s membership Lease exists.
+    pub fn has_lease(&self, node: &str) -> bool {
+        let leases = Api::<Lease>::namespaced(self.client.clone(), NAMESPACE);
+        self.block(leases.get_opt(&format!("responder-{node}")))
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
     fn wait_ready(&self, i: usize) {
         let agent = &self.agents[i];
         let leases = Api::<Lease>::namespaced(self.client.clone(), NAMESPACE);
@@ -395,6 +431,13 @@ impl Cluster {
             &format!("net.ipv6.conf.{interface}.disable_ipv6"),
             if enabled { "0" } else { "1" },
         );
+    }
+
+    pub fn include_node(&self, node: &str) {
+        let patch = json!({ "metadata": { "labels": { EXCLUDE_LB_LABEL: null } } });
+        let nodes = Api::<Node>::all(self.client.clone());
+        self.block(nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)))
+            .expect("label Node included");
     }
 
     pub fn exclude_node(&self, node: &str) {

@@ -178,16 +178,7 @@ impl Responder {
     /// on a free loopback port unless `args` choose an address, so parallel
     /// tests never collide on the default port.
     pub fn start(node: &NetNs, args: &[&str], expected_entries: usize) -> Responder {
-        static STARTED: AtomicU32 = AtomicU32::new(0);
         let pin_path = pin_path_of(node);
-        // Unique per start: a restarted responder must not share (and, on
-        // drop, delete) its predecessor's log.
-        let log_path = std::env::temp_dir().join(format!(
-            "{}-{}.log",
-            node.name(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
-        ));
-        let log = File::create(&log_path).expect("create responder log");
         let mut cmd = node.command(responder_bin().to_str().expect("utf-8 path"));
         cmd.arg("run").arg("--pin-path").arg(&pin_path);
         if !args.contains(&"--metrics-addr") {
@@ -196,8 +187,29 @@ impl Responder {
         if !args.contains(&"--health-addr") {
             cmd.args(["--health-addr", "127.0.0.1:0"]);
         }
-        cmd.args(args)
-            .env("RUST_LOG", "info")
+        cmd.args(args);
+        Responder::start_command(node, cmd, pin_path, expected_entries)
+    }
+
+    /// Starts `cmd`, a `responder run` in `node` made by the caller (under
+    /// reduced privileges, say), whose pins are readable at `pin_path`, and
+    /// waits as [`Responder::start`] does.
+    pub fn start_command(
+        node: &NetNs,
+        mut cmd: Command,
+        pin_path: PathBuf,
+        expected_entries: usize,
+    ) -> Responder {
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        // Unique per start: a restarted responder must not share (and, on
+        // drop, delete) its predecessor's log.
+        let log_path = std::env::temp_dir().join(format!(
+            "{}-{}.log",
+            node.name(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let log = File::create(&log_path).expect("create responder log");
+        cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
@@ -362,7 +374,9 @@ pub struct PassThrough {
 }
 
 pub fn attach_pass_through(ns: &NetNs, ifname: &str) -> PassThrough {
-    let mut ebpf = aya::Ebpf::load(responder::EBPF_OBJECT).expect("load XDP object");
+    let mut ebpf = responder::bpf::object_loader()
+        .load(responder::EBPF_OBJECT)
+        .expect("load XDP object");
     let program: &mut Xdp = ebpf
         .program_mut(responder_common::PROGRAM_NAME)
         .expect("program in object")

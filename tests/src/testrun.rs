@@ -1,5 +1,6 @@
 //! Runs the XDP program on single frames with BPF_PROG_TEST_RUN: loaded but
-//! never attached, so no interface is touched.
+//! not attached, so no interface is touched (the kernel oracle alone
+//! attaches it, to a veth in a namespace of its own).
 
 use std::{
     collections::BTreeMap,
@@ -10,13 +11,16 @@ use std::{
 
 use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
-    programs::{ProgramError, Xdp},
+    programs::{ProgramError, Xdp, XdpMode},
     util::nr_cpus,
     Ebpf, EbpfError,
 };
 use responder_common::{
+    nic::{OwnMacKey, BOND_OF_MAP, OWN_MACS_MAP},
     AgentState, VipKey, VipStats, VipValue, AGENT_MAP, PROGRAM_NAME, VIPS_MAP, VIP_COUNTERS_MAP,
 };
+
+use crate::netns::NetNs;
 
 /// `BPF_PROG_TEST_RUN` from `enum bpf_cmd`.
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -127,9 +131,37 @@ pub fn monotonic_now_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
+/// `HOP_BY_HOP_WALK` as a kernel without `bpf_xdp_load_bytes` gets it.
+static WALK_OFF: u8 = 0;
+
 impl LoadedResponder {
     pub fn load() -> Result<Self, TestRunError> {
-        let mut ebpf = Ebpf::load(responder::EBPF_OBJECT)?;
+        Self::load_from(responder::bpf::object_loader())
+    }
+
+    /// The program as the agent loads it on a kernel older than 5.18: the
+    /// Hop-by-Hop walk turned off (see `responder_common::HOP_BY_HOP_WALK_GLOBAL`).
+    pub fn load_without_hop_by_hop_walk() -> Result<Self, TestRunError> {
+        let mut loader = responder::bpf::object_loader();
+        loader.override_global(responder_common::HOP_BY_HOP_WALK_GLOBAL, &WALK_OFF, true);
+        Self::load_from(loader)
+    }
+
+    /// Instructions of the program after the verifier (dead code removed).
+    pub fn translated_size(&self) -> Result<u32, TestRunError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(TestRunError::Missing("XDP program"))?
+            .try_into()?;
+        program
+            .info()?
+            .size_translated()
+            .ok_or(TestRunError::Missing("translated size"))
+    }
+
+    fn load_from(mut loader: aya::EbpfLoader<'_>) -> Result<Self, TestRunError> {
+        let mut ebpf = loader.load(responder::EBPF_OBJECT)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(TestRunError::Missing("XDP program"))?
@@ -186,6 +218,18 @@ impl LoadedResponder {
     /// Removes a VIP; its slot is not reused.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), TestRunError> {
         self.vips.remove(key)?;
+        Ok(())
+    }
+
+    /// Attaches the program in driver mode to `ifname` in `ns` until `self`
+    /// is dropped.
+    pub fn attach(&mut self, ns: &NetNs, ifname: &str) -> Result<(), TestRunError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(TestRunError::Missing("XDP program"))?
+            .try_into()?;
+        ns.enter(|| program.attach(ifname, XdpMode::Driver))?;
         Ok(())
     }
 
@@ -380,4 +424,29 @@ pub fn test_run_fd(
             attr.data_size_out as usize
         },
     })
+}
+
+/// The maps about the node's interfaces, written as the agent does.
+impl LoadedResponder {
+    /// Adds `mac` to `OWN_MACS`: a MAC of another interface of this node.
+    pub fn add_own_mac(&mut self, mac: [u8; 6]) -> Result<(), TestRunError> {
+        let map = self
+            .ebpf
+            .map_mut(OWN_MACS_MAP)
+            .ok_or(TestRunError::Missing("OWN_MACS map"))?;
+        let mut own_macs: HashMap<&mut MapData, OwnMacKey, u8> = HashMap::try_from(map)?;
+        own_macs.insert(OwnMacKey::new(mac), 1, 0)?;
+        Ok(())
+    }
+
+    /// Maps bond member `member` to `bond` in `BOND_OF`.
+    pub fn add_bond_member(&mut self, member: u32, bond: u32) -> Result<(), TestRunError> {
+        let map = self
+            .ebpf
+            .map_mut(BOND_OF_MAP)
+            .ok_or(TestRunError::Missing("BOND_OF map"))?;
+        let mut bond_of: HashMap<&mut MapData, u32, u32> = HashMap::try_from(map)?;
+        bond_of.insert(member, bond, 0)?;
+        Ok(())
+    }
 }

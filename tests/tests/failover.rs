@@ -141,10 +141,20 @@ fn a_returning_owner_takes_its_neighbours_back() {
         );
     }
 
-    // It comes back with the VIPs still in its pinned map, and wins them back.
+    // It comes back with the VIPs still in its pinned map, and wins them back
+    // once it has been live for the hold-down.
     cluster.start_agent(owner);
-    let back = cluster.sole_owner(&[WEB_V4, WEB_V6], "web to return to its owner");
-    assert_eq!(back, owner, "rendezvous gives web back to {owner}");
+    let back = wait_for(WAIT, || {
+        [WEB_V4, WEB_V6]
+            .iter()
+            .all(|vip| cluster.holders(vip) == [owner])
+            .then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "rendezvous never gave web back to {owner}: {:?}",
+        cluster.holders(WEB_V4)
+    );
     // No client traffic from here on: only the owner's announcements can
     // move the entries, and the first of them goes out as it takes web back.
     let announced_at = Instant::now();
@@ -326,4 +336,48 @@ fn vips_go_to_the_node_on_their_subnet() {
         .annotations
         .and_then(|a| a.get("responder/prefixes").cloned());
     assert_eq!(prefixes.as_deref(), Some("203.0.113.0/24"));
+}
+
+/// A node that may not announce takes no part in the membership (no Lease, so
+/// the API load follows the announcing nodes), and joins once it may.
+#[test]
+fn an_ineligible_node_holds_no_lease_and_joins_when_it_becomes_eligible() {
+    let _serial = one_cluster_at_a_time();
+    let cluster = Cluster::start_excluding("elig", &["node-c"]);
+    let services: Vec<(String, String)> = (1..=8)
+        .map(|i| (format!("spread-{i}"), format!("198.51.100.{}", 20 + i)))
+        .collect();
+    for (name, vip) in &services {
+        cluster.create_lb_service(name, &[vip]);
+    }
+    for (name, vip) in &services {
+        let owner = cluster.sole_owner(&[vip], &format!("one node to hold {name}"));
+        assert_ne!(owner, "node-c", "the excluded node owns {name}");
+    }
+    assert!(
+        !cluster.has_lease("node-c"),
+        "the excluded node holds a Lease"
+    );
+    assert!(
+        cluster
+            .agent("node-c")
+            .log()
+            .contains("this node may not announce"),
+        "{}",
+        cluster.agent("node-c").log()
+    );
+
+    cluster.include_node("node-c");
+    let joined = wait_for(WAIT, || cluster.has_lease("node-c").then_some(()));
+    assert!(joined.is_some(), "node-c never joined");
+    let took_some = wait_for(WAIT, || {
+        services
+            .iter()
+            .any(|(_, vip)| cluster.holders(vip) == ["node-c"])
+            .then_some(())
+    });
+    assert!(
+        took_some.is_some(),
+        "node-c took none of 8 Services after joining"
+    );
 }

@@ -313,6 +313,16 @@ impl Segment {
     }
 }
 
+impl Segment {
+    /// A second port of node `index` on the bridge, named `ifname` there.
+    fn add_port(&mut self, index: usize, ifname: &str) {
+        let port = format!("port{index}b");
+        veth(&self.nodes[index], ifname, &self._bridge, &port);
+        self._bridge.ip(&["link", "set", &port, "master", "br0"]);
+        self._ports.push(attach_pass_through(&self._bridge, &port));
+    }
+}
+
 /// A responder of the segment: the second starts while the first one still
 /// announces (a long burst), so each sees the other's announcements.
 fn segment_responder(node: &NetNs, vip: &'static str, metrics: &'static str) -> Responder {
@@ -357,6 +367,79 @@ fn split_brain_is_reported_by_both_sides() {
         });
         eprintln!("{side}: conflicts {conflicts}, metric {metric}, log: {line}");
     }
+}
+
+/// A node with two NICs on one segment answers a VIP on both: each NIC sees
+/// the other's announcements, which come from a MAC of the same node and are
+/// no split brain. A second node claiming the VIP still is one.
+#[test]
+fn two_nics_of_one_node_on_one_segment_are_no_split_brain() {
+    const VIP: &str = "198.51.100.51";
+    const SECOND_IF: &str = "seg1";
+    const METRICS_PORT: u16 = 9851;
+    let mut segment = Segment::new("twonic", 2);
+    segment.add_port(0, SECOND_IF);
+    let node = &segment.nodes[0];
+    let args = [
+        "--interface",
+        NODE_PORT_IF,
+        "--interface",
+        SECOND_IF,
+        "--vip",
+        VIP,
+        "--metrics-addr",
+        "127.0.0.1:9851",
+        "--announce-count",
+        "20",
+        "--announce-interval",
+        "100ms",
+    ];
+    let first = Responder::start(node, &args, 2);
+    let received_before = rx_packets(node, SECOND_IF);
+    // The whole burst: 20 announcements from each NIC, each heard by the other.
+    std::thread::sleep(Duration::from_secs(3));
+    let heard = rx_packets(node, SECOND_IF) - received_before;
+    assert!(
+        heard >= 10,
+        "{SECOND_IF} received only {heard} frames during the burst: the test \
+         cannot tell whether its own announcements are conflicts"
+    );
+    assert_eq!(
+        first.counter(VIP, "conflicts"),
+        0,
+        "announcements from this node's other NIC counted as conflicts: {:?}",
+        first.vips()
+    );
+    assert!(
+        !first.log().contains("split brain"),
+        "split brain reported for this node's own NICs:\n{}",
+        first.log()
+    );
+
+    // The control: another node claiming the VIP is a conflict here.
+    let _second = segment_responder(&segment.nodes[1], VIP, "127.0.0.1:9851");
+    let conflicts = wait_for(Duration::from_secs(20), || {
+        let conflicts = first.counter(VIP, "conflicts");
+        let metric = first.metric(METRICS_PORT, "responder_layer2_conflicts_total")?;
+        (conflicts > 0 && metric > 0.0).then_some(conflicts)
+    });
+    assert!(
+        conflicts.is_some(),
+        "another node's claim was not reported: {:?}",
+        first.vips()
+    );
+}
+
+/// Frames `ifname` in `ns` has received (`ip -s link`: the line after "RX:").
+fn rx_packets(ns: &NetNs, ifname: &str) -> u64 {
+    let out = ns.ip(&["-s", "link", "show", "dev", ifname]);
+    let mut lines = out.lines();
+    lines
+        .position(|line| line.trim_start().starts_with("RX:"))
+        .and_then(|_| lines.next())
+        .and_then(|counts| counts.split_whitespace().nth(1))
+        .and_then(|packets| packets.parse().ok())
+        .unwrap_or_else(|| panic!("no RX packets in:\n{out}"))
 }
 
 /// Services whose status the agent cannot use are named in a warning, and

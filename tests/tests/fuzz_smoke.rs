@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use responder_common::{VipKey, VipStats};
 use responder_model::{
-    fuzzgen::{generate, vip_table, Rng, INGRESS_IFINDEX},
-    respond, Verdict,
+    fuzzgen::{generate, nics, vip_table, Rng, INGRESS_IFINDEX},
+    respond_with_nics, Verdict,
 };
 use responder_tests::testrun::{hex, LoadedResponder, XDP_PASS, XDP_TX};
 
@@ -21,13 +21,17 @@ fn program_agrees_with_the_model_on_generated_frames() {
     for (key, value) in &vips {
         responder.insert_vip(*key, *value).expect("insert VIP");
     }
+    let nics = nics();
+    for mac in &nics.own_macs {
+        responder.add_own_mac(*mac).expect("insert own MAC");
+    }
     let mut expected_totals: BTreeMap<VipKey, VipStats> =
         vips.keys().map(|key| (*key, VipStats::default())).collect();
     let mut rng = Rng::new(SEED);
     for _ in 0..FRAMES {
         let generated = generate(&mut rng);
         let frame = &generated.frame;
-        let expected = respond(&vips, INGRESS_IFINDEX, frame);
+        let expected = respond_with_nics(&vips, &nics, INGRESS_IFINDEX, frame);
         let (action, output) = responder.run(frame, INGRESS_IFINDEX);
         match &expected.verdict {
             Verdict::Pass => assert!(

@@ -1,16 +1,32 @@
-//! `cargo xtask fuzz`: the differential fuzzer (XDP program under
-//! BPF_PROG_TEST_RUN against the reference model of `responder-model`).
+//! `cargo xtask fuzz`: generated frames through the XDP program, held
+//! against the reference model of `responder-model` (under
+//! BPF_PROG_TEST_RUN) or against the Linux kernel (over veth, in network
+//! namespaces: the kernel oracle).
 use std::process::Command;
 
 use anyhow::Result;
 
 use crate::{require_root, run, setup, workspace_root};
 
-/// Runs `frames` generated frames; without a seed the fuzzer picks one from
+/// What the program's answers are held against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Oracle {
+    /// The reference model: verdict, bytes and counters must agree.
+    Model,
+    /// The Linux kernel owning the same VIPs: answers must agree field by
+    /// field, but for the intended differences.
+    Kernel,
+}
+
+/// Runs `frames` generated frames; without a seed the run picks one from
 /// the clock and prints it, so a failing run can be repeated.
-pub fn run_fuzzer(frames: u64, seed: Option<u64>) -> Result<()> {
+pub fn run_fuzzer(oracle: Oracle, frames: u64, seed: Option<u64>) -> Result<()> {
     require_root("fuzz")?;
     setup::all()?;
+    let binary = match oracle {
+        Oracle::Model => "fuzz",
+        Oracle::Kernel => "oracle",
+    };
     let mut cmd = Command::new("cargo");
     cmd.args([
         "run",
@@ -18,7 +34,7 @@ pub fn run_fuzzer(frames: u64, seed: Option<u64>) -> Result<()> {
         "-p",
         "responder-tests",
         "--bin",
-        "fuzz",
+        binary,
         "--",
     ])
     .args(["--frames", &frames.to_string()]);

@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask <setup|build-ebpf|test|demo|fuzz>`.
+//! Developer tasks: `cargo xtask <setup|build-ebpf|test|demo|fuzz|bench>`.
 mod bench;
 mod fuzz;
 mod setup;
@@ -49,7 +49,7 @@ enum Task {
         render_only: bool,
     },
     /// Set up, then run generated frames through the XDP program and the
-    /// reference model and compare them (needs root).
+    /// reference model, or the Linux kernel, and compare them (needs root).
     Fuzz {
         /// Frames to generate.
         #[arg(long, default_value_t = 200_000)]
@@ -57,6 +57,9 @@ enum Task {
         /// Repeat a run; by default the seed comes from the clock.
         #[arg(long)]
         seed: Option<u64>,
+        /// What the program is held against.
+        #[arg(long, value_enum, default_value_t = fuzz::Oracle::Model)]
+        oracle: fuzz::Oracle,
     },
 }
 
@@ -73,7 +76,11 @@ fn main() -> Result<()> {
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Demo => demo(),
         Task::Bench { quick, render_only } => bench::bench(quick, render_only),
-        Task::Fuzz { frames, seed } => fuzz::run_fuzzer(frames, seed),
+        Task::Fuzz {
+            frames,
+            seed,
+            oracle,
+        } => fuzz::run_fuzzer(oracle, frames, seed),
     }
 }
 
@@ -142,6 +149,11 @@ extern "C" {
     fn geteuid() -> u32;
 }
 
+/// Frames `cargo xtask test` runs through each fuzzer: about a second of
+/// the model fuzzer, ten of the kernel oracle.
+const MODEL_FUZZER_FRAMES: u64 = 200_000;
+const KERNEL_ORACLE_FRAMES: u64 = 100_000;
+
 fn test(cargo_args: &[String]) -> Result<()> {
     require_root("test")?;
     setup::all()?;
@@ -163,7 +175,8 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .args(cargo_args)
         .env("RESPONDER_BIN", root.join("target/debug/responder"))
         .current_dir(&root))?;
-    fuzz::run_fuzzer(200_000, None)?;
+    fuzz::run_fuzzer(fuzz::Oracle::Model, MODEL_FUZZER_FRAMES, None)?;
+    fuzz::run_fuzzer(fuzz::Oracle::Kernel, KERNEL_ORACLE_FRAMES, None)?;
     Ok(())
 }
 

@@ -7,11 +7,17 @@ use super::{
         MAC_A, MAC_B, SCOPED_STACKS, V4_A, V4_B, V4_C, V4_DECOY, V4_PEER, V6_A, V6_B, V6_C,
         V6_DECOY, V6_LINK_LOCAL, V6_PEER, V6_SAME_GROUP,
     },
+    Profile,
 };
 use crate::{
     frames::{ALL_NODES6, BROADCAST_MAC, OTHER_MAC, PEER_MAC},
     model::solicited_node_multicast,
 };
+
+const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const V4_MAPPED6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];
+const INTERFACE_LOCAL_ALL_NODES6: [u8; 16] = [0xff, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ALL_ROUTERS6: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 
 pub(super) fn any_mac(rng: &mut Rng) -> [u8; 6] {
     match rng.below(10) {
@@ -41,11 +47,20 @@ pub(super) fn vip4(rng: &mut Rng) -> [u8; 4] {
 }
 
 pub(super) fn any4(rng: &mut Rng) -> [u8; 4] {
-    match rng.below(6) {
+    match rng.below(7) {
         0 => [0; 4],
         1 => [255; 4],
         2 => V4_PEER,
         3 => rng.bytes(),
+        // Loopback, multicast, "this network", class E: sources a host
+        // refuses or accepts for reasons of its own.
+        4 => rng.pick(&[
+            [127, 0, 0, 1],
+            [224, 0, 0, 1],
+            [239, 255, 255, 250],
+            [0, 1, 2, 3],
+            [240, 0, 0, 1],
+        ]),
         _ => vip4(rng),
     }
 }
@@ -63,7 +78,13 @@ pub(super) fn vip6(rng: &mut Rng) -> [u8; 16] {
 }
 
 pub(super) fn any6(rng: &mut Rng) -> [u8; 16] {
-    match rng.below(8) {
+    match rng.below(9) {
+        8 => rng.pick(&[
+            LOOPBACK6,
+            V4_MAPPED6,
+            INTERFACE_LOCAL_ALL_NODES6,
+            ALL_ROUTERS6,
+        ]),
         0 => [0; 16],
         1 => ALL_NODES6,
         2 => solicited_node_multicast(&vip6(rng)),
@@ -102,7 +123,10 @@ pub(super) fn multicast_mac(group: &[u8; 16]) -> [u8; 6] {
 
 /// 0–3 tags: usually a stack some VIP is scoped to, with the usual TPIDs;
 /// sometimes swapped TPIDs, random ids, priority bits, or a third tag.
-pub(super) fn vlan_tags(rng: &mut Rng) -> Vec<(u16, u16)> {
+pub(super) fn vlan_tags(rng: &mut Rng, profile: &Profile) -> Vec<(u16, u16)> {
+    if !profile.vlan_tags {
+        return Vec::new();
+    }
     let ids: Vec<u16> = match rng.below(20) {
         0..8 => vec![],
         8..16 => {

@@ -5,19 +5,61 @@
 //! run is reproduced from its seed alone.
 
 mod arp;
+mod extension_headers;
 mod fields;
 mod neighbor_discovery;
 mod rng;
 mod table;
 
 pub use rng::Rng;
-pub use table::{vip_table, INGRESS_IFINDEX};
+pub use table::{nics, vip_table, INGRESS_IFINDEX, MAC_A};
 
 use arp::arp;
 use fields::{any_mac, ethernet, vlan_tags};
 use neighbor_discovery::neighbor_discovery;
+use table::{V4_PEER, V6_PEER, V6_PEER_LINK_LOCAL};
 
 use crate::frames::PEER_MAC;
+
+/// The host the generated requests come from. The differential fuzzer keeps
+/// one; the kernel oracle gives every frame its own, so that answers can be
+/// told apart and no frame meets neighbour state another one left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requester {
+    pub mac: [u8; 6],
+    pub v4: [u8; 4],
+    pub v6: [u8; 16],
+    pub v6_link_local: [u8; 16],
+}
+
+impl Default for Requester {
+    fn default() -> Self {
+        Requester {
+            mac: PEER_MAC,
+            v4: V4_PEER,
+            v6: V6_PEER,
+            v6_link_local: V6_PEER_LINK_LOCAL,
+        }
+    }
+}
+
+/// What the generated frames look like beyond their class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub requester: Requester,
+    /// Structured frames carry random VLAN stacks; without, they are
+    /// untagged (a kernel interface answers on its own VLAN only).
+    pub vlan_tags: bool,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            requester: Requester::default(),
+            vlan_tags: true,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
@@ -103,14 +145,15 @@ impl Mutations {
     }
 }
 
-fn other_ethertype(rng: &mut Rng) -> Vec<u8> {
+fn other_ethertype(rng: &mut Rng, profile: &Profile) -> Vec<u8> {
     let ether_type = rng.pick(&[0x0800, 0x86dd, 0x8847, 0x88cc, 0x0842]);
     let ether_type = if rng.chance(20) {
         rng.below(0x1_0000) as u16
     } else {
         ether_type
     };
-    let mut frame = ethernet(any_mac(rng), PEER_MAC, &vlan_tags(rng), ether_type);
+    let tags = vlan_tags(rng, profile);
+    let mut frame = ethernet(any_mac(rng), profile.requester.mac, &tags, ether_type);
     let len = rng.between(0, 200);
     let payload = rng.vec(len);
     frame.extend_from_slice(&payload);
@@ -132,8 +175,13 @@ fn random_bytes(rng: &mut Rng) -> Vec<u8> {
     frame
 }
 
-/// One frame of a random class.
+/// One frame of a random class, from the default requester, with VLAN tags.
 pub fn generate(rng: &mut Rng) -> Generated {
+    generate_with(rng, &Profile::default())
+}
+
+/// One frame of a random class shaped by `profile`.
+pub fn generate_with(rng: &mut Rng, profile: &Profile) -> Generated {
     let class = match rng.below(100) {
         0..12 => Class::ArpRequest,
         12..18 => Class::ArpProbe,
@@ -149,12 +197,12 @@ pub fn generate(rng: &mut Rng) -> Generated {
     let mut m = Mutations::new(rng);
     let mut frame = match class {
         Class::ArpRequest | Class::ArpProbe | Class::ArpGratuitous | Class::ArpReply => {
-            arp(rng, &mut m, class)
+            arp(rng, &mut m, class, profile)
         }
         Class::NsMulticast | Class::NsUnicast | Class::NsDad | Class::Na => {
-            neighbor_discovery(rng, &mut m, class)
+            neighbor_discovery(rng, &mut m, class, profile)
         }
-        Class::OtherEthertype => other_ethertype(rng),
+        Class::OtherEthertype => other_ethertype(rng, profile),
         Class::RandomBytes => random_bytes(rng),
     };
     let mut mutated = m.hit || class == Class::RandomBytes;
@@ -189,12 +237,13 @@ pub fn generate(rng: &mut Rng) -> Generated {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{respond, Verdict};
+    use crate::model::{respond_with_nics, Verdict};
 
     /// The generator reaches both verdicts and both kinds of counting.
     #[test]
     fn generated_frames_reach_replies_and_conflicts() {
         let vips = vip_table();
+        let nics = nics();
         let mut rng = Rng::new(1);
         let (mut replies, mut conflicts, mut passes) = (0, 0, 0);
         for _ in 0..20_000 {
@@ -203,7 +252,7 @@ mod tests {
                 generated.frame.len() >= 14,
                 "frames hold an Ethernet header"
             );
-            let expected = respond(&vips, INGRESS_IFINDEX, &generated.frame);
+            let expected = respond_with_nics(&vips, &nics, INGRESS_IFINDEX, &generated.frame);
             match (&expected.verdict, expected.counted) {
                 (Verdict::Tx(_), _) => replies += 1,
                 (Verdict::Pass, Some(_)) => conflicts += 1,

@@ -2,16 +2,17 @@
 //! field by field, with option lists and the checksum they claim.
 
 use super::{
+    extension_headers::{self, Chain},
     fields::{
         any6, any_mac, claimant_mac, ethernet, interesting_u16, interesting_u8, multicast_mac,
         vip6, vlan_tags,
     },
     rng::Rng,
-    table::{MAC_A, MAC_B, V6_PEER, V6_PEER_LINK_LOCAL},
-    Class, Mutations,
+    table::{MAC_A, MAC_B},
+    Class, Mutations, Profile,
 };
 use crate::{
-    frames::{link_addr_option, ALL_NODES6, OTHER_MAC, PEER_MAC},
+    frames::{link_addr_option, ALL_NODES6, OTHER_MAC},
     model::{icmpv6_checksum, solicited_node_multicast, MAX_ND_MESSAGE_LEN, MAX_ND_OPTIONS},
 };
 
@@ -73,11 +74,17 @@ fn random_options(rng: &mut Rng) -> Vec<u8> {
     options
 }
 
-pub(super) fn neighbor_discovery(rng: &mut Rng, m: &mut Mutations, class: Class) -> Vec<u8> {
+pub(super) fn neighbor_discovery(
+    rng: &mut Rng,
+    m: &mut Mutations,
+    class: Class,
+    profile: &Profile,
+) -> Vec<u8> {
+    let peer = profile.requester;
     let target = vip6(rng);
     let group = solicited_node_multicast(&target);
-    let sender = rng.pick(&[V6_PEER, V6_PEER_LINK_LOCAL]);
-    let sender_mac = PEER_MAC;
+    let sender = rng.pick(&[peer.v6, peer.v6_link_local]);
+    let sender_mac = peer.mac;
     let nonce = nonce_option(rng);
     let (src, dst, eth_dst, options, flags) = match class {
         Class::NsMulticast => {
@@ -105,11 +112,11 @@ pub(super) fn neighbor_discovery(rng: &mut Rng, m: &mut Mutations, class: Class)
             } else {
                 Vec::new()
             };
-            let dst = rng.pick(&[ALL_NODES6, V6_PEER]);
+            let dst = rng.pick(&[ALL_NODES6, peer.v6]);
             let eth_dst = if dst == ALL_NODES6 {
                 multicast_mac(&dst)
             } else {
-                rng.pick(&[MAC_A, MAC_B, PEER_MAC])
+                rng.pick(&[MAC_A, MAC_B, peer.mac])
             };
             let flags = rng.pick(&[0x20, 0x60, 0xa0, 0xe0, 0x00]);
             (target, dst, eth_dst, options, flags)
@@ -122,7 +129,7 @@ pub(super) fn neighbor_discovery(rng: &mut Rng, m: &mut Mutations, class: Class)
         sender_mac
     };
     let eth_src = m.field(rng, eth_src, any_mac);
-    let tags = vlan_tags(rng);
+    let tags = vlan_tags(rng, profile);
     let ether_type = m.field(rng, 0x86dd, interesting_u16);
     let src = m.field(rng, src, any6);
     let dst = m.field(rng, dst, any6);
@@ -138,15 +145,24 @@ pub(super) fn neighbor_discovery(rng: &mut Rng, m: &mut Mutations, class: Class)
     message.extend_from_slice(&m.field(rng, [flags, 0, 0, 0], |rng| rng.bytes()));
     message.extend_from_slice(&target);
     message.extend_from_slice(&options);
-    let payload_len = m.field(rng, message.len(), |rng| match rng.below(3) {
+    let extensions = if rng.chance(8) {
+        extension_headers::chain(rng)
+    } else {
+        Chain {
+            first: 58,
+            bytes: Vec::new(),
+        }
+    };
+    let payload = extensions.bytes.len() + message.len();
+    let payload_len = m.field(rng, payload, |rng| match rng.below(3) {
         0 => rng.below(0x1_0000) as usize,
-        _ => message
-            .len()
-            .saturating_add_signed(rng.between(0, 32) as isize - 16),
+        _ => payload.saturating_add_signed(rng.between(0, 32) as isize - 16),
     });
     // The checksum covers what payload_len claims, so a message cut short
     // by its own length field can still verify.
-    let covered = payload_len.clamp(4, message.len());
+    let covered = payload_len
+        .saturating_sub(extensions.bytes.len())
+        .clamp(4, message.len());
     let checksum = icmpv6_checksum(&src, &dst, &message[..covered]);
     let checksum = m.field(rng, checksum, |rng| match rng.below(3) {
         0 => [0, 0],
@@ -164,10 +180,11 @@ pub(super) fn neighbor_discovery(rng: &mut Rng, m: &mut Mutations, class: Class)
         first
     }));
     frame.extend_from_slice(&(payload_len as u16).to_be_bytes());
-    frame.push(m.field(rng, 58, interesting_u8));
+    frame.push(m.field(rng, extensions.first, interesting_u8));
     frame.push(m.field(rng, 255, interesting_u8));
     frame.extend_from_slice(&src);
     frame.extend_from_slice(&dst);
+    frame.extend_from_slice(&extensions.bytes);
     frame.extend_from_slice(&message);
     frame
 }

@@ -2,14 +2,15 @@
 
 use responder_common::{VipKey, VipValue};
 
-use crate::model::VipTable;
+use crate::model::{Nics, VipTable};
 
 /// Frames arrive on loopback, which exists in every namespace.
 pub const INGRESS_IFINDEX: u32 = 1;
 /// An interface the frames never arrive on: its VIPs must never answer.
 const DECOY_IFINDEX: u32 = 4242;
 
-pub(super) const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
+/// The MAC of most VIPs: the one an interface answering for them has.
+pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 pub(super) const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbb];
 
 pub(super) const V4_A: [u8; 4] = [192, 0, 2, 10];
@@ -67,4 +68,14 @@ pub fn vip_table() -> VipTable {
     ]
     .into_iter()
     .collect()
+}
+
+/// The fuzzer node's interfaces: MAC_A and MAC_B are both its own, so a
+/// claim by one on the other's VIP is no conflict, while claims from the
+/// peer and OTHER_MAC are. No bonds: frames only arrive on loopback.
+pub fn nics() -> Nics {
+    Nics {
+        own_macs: [MAC_A, MAC_B].into(),
+        ..Nics::default()
+    }
 }

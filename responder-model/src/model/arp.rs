@@ -2,14 +2,36 @@
 
 use responder_common::VipKey;
 
-use super::{answering_mac, array, be16, Expected, Layer3, VipTable};
+use super::{answering_mac, array, be16, Expected, Layer3, Nics, VipTable};
 
 const ARP_LEN: usize = 28;
+const HTYPE_ETHERNET: u16 = 1;
+/// IEEE 802 (RFC 1042): accepted on Ethernet like Linux does, and answered
+/// as Ethernet (the program's choice, after the kernel oracle).
+const HTYPE_IEEE802: u16 = 6;
 
-pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) -> Expected {
+/// No host has a group or the zero hardware address: a "reply" to one
+/// would reach every host or none (issue 12).
+fn is_group_or_zero(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 == 1 || *mac == [0; 6]
+}
+
+/// Senders Linux treats as martians and never answers: multicast
+/// (224.0.0.0/4), the limited broadcast, loopback (127.0.0.0/8).
+fn is_martian_sender(ip: &[u8; 4]) -> bool {
+    ip[0] >> 4 == 0xe || ip[0] == 127 || *ip == [255; 4]
+}
+
+pub(super) fn respond(
+    vips: &VipTable,
+    nics: &Nics,
+    ingress: u32,
+    frame: &[u8],
+    l3: &Layer3,
+) -> Expected {
     let at = l3.offset;
     if frame.len() < at + ARP_LEN
-        || be16(frame, at) != 1
+        || !matches!(be16(frame, at), HTYPE_ETHERNET | HTYPE_IEEE802)
         || be16(frame, at + 2) != 0x0800
         || frame[at + 4] != 6
         || frame[at + 5] != 4
@@ -22,22 +44,34 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
     let tpa: [u8; 4] = array(frame, at + 24);
     let eth_dst: [u8; 6] = array(frame, 0);
     let [outer, inner] = l3.vlan_ids;
+    let ifindex = nics.vip_ifindex(ingress);
     match op {
         1 => {
+            if is_group_or_zero(&sha) || is_martian_sender(&spa) {
+                return Expected::pass();
+            }
+            // RFC 5227 §2.4: a packet whose sender address is ours and
+            // whose sender MAC is none of this node's is a conflict,
+            // whatever it asks for (gratuitous ARP included); a probe has no
+            // sender address.
+            if spa != [0; 4] {
+                let claimed = VipKey::v4(ifindex, outer, inner, spa);
+                if let Some(mac) = answering_mac(vips, &claimed, &eth_dst) {
+                    return if nics.foreign(sha, mac) {
+                        Expected::conflict(claimed)
+                    } else {
+                        Expected::pass()
+                    };
+                }
+            }
             let key = VipKey::v4(ifindex, outer, inner, tpa);
             let Some(mac) = answering_mac(vips, &key, &eth_dst) else {
                 return Expected::pass();
             };
-            if spa == tpa {
-                return if sha == mac {
-                    Expected::pass()
-                } else {
-                    Expected::conflict(key)
-                };
-            }
             let mut reply = frame.to_vec();
             reply[0..6].copy_from_slice(&sha);
             reply[6..12].copy_from_slice(&mac);
+            reply[at..at + 2].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
             reply[at + 6..at + 8].copy_from_slice(&2u16.to_be_bytes());
             reply[at + 8..at + 14].copy_from_slice(&mac);
             reply[at + 14..at + 18].copy_from_slice(&tpa);
@@ -48,7 +82,7 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
         2 => {
             let key = VipKey::v4(ifindex, outer, inner, spa);
             match answering_mac(vips, &key, &eth_dst) {
-                Some(mac) if mac != sha => Expected::conflict(key),
+                Some(mac) if nics.foreign(sha, mac) => Expected::conflict(key),
                 _ => Expected::pass(),
             }
         }

@@ -7,12 +7,18 @@
 //! The agent-liveness gate is out of scope: the model is the program with no
 //! heartbeat ever written (as BPF_PROG_TEST_RUN loads it), where every valid
 //! request is answered and no VIP is ever yielded.
+//!
+//! Besides its VIPs the node has [`Nics`]: a claim on a VIP from any MAC of
+//! the node is this node talking through another NIC, not a conflict; and a
+//! frame received by a bond member is the bond's (in native XDP mode the
+//! kernel runs the bond's program on each member).
 
 mod arp;
 mod ethernet;
+mod hop_by_hop;
 mod neighbor_discovery;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use responder_common::{VipKey, VipStats, VipValue};
 
@@ -77,6 +83,28 @@ impl Expected {
 
 pub type VipTable = BTreeMap<VipKey, VipValue>;
 
+/// The node's interfaces as far as answering is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Nics {
+    /// Every MAC of the node's interfaces.
+    pub own_macs: BTreeSet<[u8; 6]>,
+    /// Bond member ifindex → bond ifindex.
+    pub bond_of: BTreeMap<u32, u32>,
+}
+
+impl Nics {
+    /// The interface VIPs are looked up on for a frame received on `ingress`.
+    fn vip_ifindex(&self, ingress: u32) -> u32 {
+        self.bond_of.get(&ingress).copied().unwrap_or(ingress)
+    }
+
+    /// A claim by `claimant` on a VIP answered with `vip_mac` comes from
+    /// another host.
+    fn foreign(&self, claimant: [u8; 6], vip_mac: [u8; 6]) -> bool {
+        claimant != vip_mac && !self.own_macs.contains(&claimant)
+    }
+}
+
 /// The VIP's MAC if `key` is owned and the frame was sent to us at L2
 /// (group address, or our unicast MAC).
 fn answering_mac(vips: &VipTable, key: &VipKey, eth_dst: &[u8; 6]) -> Option<[u8; 6]> {
@@ -84,14 +112,26 @@ fn answering_mac(vips: &VipTable, key: &VipKey, eth_dst: &[u8; 6]) -> Option<[u8
     (eth_dst[0] & 1 == 1 || *eth_dst == mac).then_some(mac)
 }
 
-/// What the data plane must do with `frame` arriving on `ingress_ifindex`.
+/// What the data plane must do with `frame` arriving on `ingress_ifindex`,
+/// on a node with no other NIC on the segment and no bond.
 pub fn respond(vips: &VipTable, ingress_ifindex: u32, frame: &[u8]) -> Expected {
+    respond_with_nics(vips, &Nics::default(), ingress_ifindex, frame)
+}
+
+/// What the data plane must do with `frame` arriving on `ingress_ifindex`
+/// of a node with these `nics`.
+pub fn respond_with_nics(
+    vips: &VipTable,
+    nics: &Nics,
+    ingress_ifindex: u32,
+    frame: &[u8],
+) -> Expected {
     let Some(l3) = layer3(frame) else {
         return Expected::pass();
     };
     match l3.ether_type {
-        ETHERTYPE_ARP => arp::respond(vips, ingress_ifindex, frame, &l3),
-        ETHERTYPE_IPV6 => neighbor_discovery::respond(vips, ingress_ifindex, frame, &l3),
+        ETHERTYPE_ARP => arp::respond(vips, nics, ingress_ifindex, frame, &l3),
+        ETHERTYPE_IPV6 => neighbor_discovery::respond(vips, nics, ingress_ifindex, frame, &l3),
         _ => Expected::pass(),
     }
 }
@@ -172,5 +212,62 @@ mod tests {
             tagged.splice(12..12, [0x81, 0, 0, 0]);
         }
         assert_eq!(respond(&table(), 1, &tagged), Expected::pass());
+    }
+
+    const SECOND_NIC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xbb];
+
+    #[test]
+    fn claims_from_any_mac_of_the_node_are_no_conflict() {
+        let nics = Nics {
+            own_macs: [OUR_MAC, SECOND_NIC_MAC].into(),
+            ..Nics::default()
+        };
+        let eth = untagged(BROADCAST_MAC);
+        for claimant in [SECOND_NIC_MAC, OTHER_MAC] {
+            let gratuitous = Arp::gratuitous(claimant, VIP4).frame(&eth);
+            let reply = Arp::reply(claimant, VIP4, BROADCAST_MAC, VIP4).frame(&eth);
+            let tlla = link_addr_option(ND_OPT_TARGET_LL_ADDR, claimant);
+            let na =
+                Nd::advertisement(VIP6, ALL_NODES6, VIP6, NA_FLAG_OVERRIDE, vec![tlla]).frame(&eth);
+            for frame in [gratuitous, reply, na] {
+                let expected = respond_with_nics(&table(), &nics, 1, &frame);
+                assert_eq!(expected.verdict, Verdict::Pass);
+                assert_eq!(
+                    expected.counted.is_some(),
+                    claimant == OTHER_MAC,
+                    "only a foreign claimant is a conflict"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bond_members_frames_are_keyed_on_the_bond() {
+        let bond = 7;
+        let nics = Nics {
+            bond_of: [(1, bond)].into(),
+            ..Nics::default()
+        };
+        let mut vips = table();
+        vips.insert(
+            VipKey::v4(bond, 0, 0, OTHER4),
+            VipValue {
+                mac: OUR_MAC,
+                ..VipValue::default()
+            },
+        );
+        let eth = untagged(BROADCAST_MAC);
+        let for_bond = Arp::request(PEER_MAC, PEER4, OTHER4).frame(&eth);
+        let expected = respond_with_nics(&vips, &nics, 1, &for_bond);
+        assert!(matches!(expected.verdict, Verdict::Tx(_)));
+        assert_eq!(
+            expected.counted.expect("counted").0,
+            VipKey::v4(bond, 0, 0, OTHER4)
+        );
+        let for_member = Arp::request(PEER_MAC, PEER4, VIP4).frame(&eth);
+        assert_eq!(
+            respond_with_nics(&vips, &nics, 1, &for_member),
+            Expected::pass()
+        );
     }
 }

@@ -3,12 +3,14 @@
 
 use responder_common::VipKey;
 
-use super::{answering_mac, array, be16, Expected, Layer3, VipTable};
+use super::{answering_mac, array, be16, hop_by_hop, Expected, Layer3, Nics, VipTable};
 
 const IPV6_HLEN: usize = 40;
 const ND_BODY_LEN: usize = 24;
 const NA_LEN: usize = ND_BODY_LEN + 8;
 const NEXT_HEADER_ICMPV6: u8 = 58;
+const NEXT_HEADER_HOP_BY_HOP: u8 = 0;
+const LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const TYPE_NS: u8 = 135;
 const TYPE_NA: u8 = 136;
 const OPTION_SLLAO: u8 = 1;
@@ -63,8 +65,9 @@ pub struct MalformedOptions;
 
 /// The link-layer address carried by the options, if they are well formed
 /// (RFC 4861 §7.1.1: every length > 0, and they fill the message exactly).
-/// `Err` means the message is invalid. The first option of `kind` wins (the
-/// program's choice, as Linux) and it must be one 8-byte unit (Ethernet).
+/// `Err` means the message is invalid. The first option of `kind` wins and
+/// must be one 8-byte unit (Ethernet); later ones are ignored whatever their
+/// length (the program's choice, as Linux).
 pub fn link_layer_option(options: &[u8], kind: u8) -> Result<Option<[u8; 6]>, MalformedOptions> {
     let mut found = None;
     let mut at = 0;
@@ -78,33 +81,51 @@ pub fn link_layer_option(options: &[u8], kind: u8) -> Result<Option<[u8; 6]>, Ma
         if units == 0 || options.len() < at + units * 8 {
             return Err(MalformedOptions);
         }
-        if options[at] == kind {
+        if options[at] == kind && found.is_none() {
             if units != 1 {
                 return Err(MalformedOptions);
             }
-            found = found.or(Some(array(options, at + 2)));
+            found = Some(array(options, at + 2));
         }
         at += units * 8;
     }
     Ok(found)
 }
 
-pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) -> Expected {
+pub(super) fn respond(
+    vips: &VipTable,
+    nics: &Nics,
+    ingress: u32,
+    frame: &[u8],
+    l3: &Layer3,
+) -> Expected {
     let ip = l3.offset;
     if frame.len() < ip + IPV6_HLEN {
         return Expected::pass();
     }
-    let payload_len = be16(frame, ip + 4) as usize;
-    let icmp = ip + IPV6_HLEN;
+    // ND follows the IPv6 header directly or behind one acceptable
+    // Hop-by-Hop header (RFC 4861 allows it and Linux answers through it);
+    // other extension headers are the program's choice: passed.
+    let extension_len = match frame[ip + 6] {
+        NEXT_HEADER_ICMPV6 => 0,
+        NEXT_HEADER_HOP_BY_HOP => match hop_by_hop::accept(frame, ip, NEXT_HEADER_ICMPV6) {
+            Some(len) => len,
+            None => return Expected::pass(),
+        },
+        _ => return Expected::pass(),
+    };
+    let icmp = ip + IPV6_HLEN + extension_len;
+    let Some(message_len) = (be16(frame, ip + 4) as usize).checked_sub(extension_len) else {
+        return Expected::pass();
+    };
     if frame[ip] >> 4 != 6
-        || frame[ip + 6] != NEXT_HEADER_ICMPV6
         || frame[ip + 7] != 255
-        || !(ND_BODY_LEN..=MAX_ND_MESSAGE_LEN).contains(&payload_len)
-        || frame.len() < icmp + payload_len
+        || !(ND_BODY_LEN..=MAX_ND_MESSAGE_LEN).contains(&message_len)
+        || frame.len() < icmp + message_len
     {
         return Expected::pass();
     }
-    let message = &frame[icmp..icmp + payload_len];
+    let message = &frame[icmp..icmp + message_len];
     let solicitation = match (message[0], message[1]) {
         (TYPE_NS, 0) => true,
         (TYPE_NA, 0) => false,
@@ -125,27 +146,34 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
         return Expected::pass();
     };
     let dad = src == [0; 16];
-    // RFC 4861 §7.1.1 for solicitations: the source is never multicast, and
-    // DAD (source ::) carries no SLLAO and goes to the solicited-node group.
-    let bad_source = src[0] == 0xff
-        || (dad && (link_addr.is_some() || dst != solicited_node_multicast(&target)));
-    if solicitation && bad_source {
+    if solicitation && !acceptable_solicitation(&src, &dst, &target, link_addr.is_some()) {
         return Expected::pass();
     }
     let eth_dst: [u8; 6] = array(frame, 0);
     let eth_src: [u8; 6] = array(frame, 6);
     let [outer, inner] = l3.vlan_ids;
-    let key = VipKey::v6(ifindex, outer, inner, target);
+    let key = VipKey::v6(nics.vip_ifindex(ingress), outer, inner, target);
     let Some(mac) = answering_mac(vips, &key, &eth_dst) else {
         return Expected::pass();
     };
+    // A solicitation from one of our own VIPs without a link-layer address
+    // would be answered to our own address: Linux resolves it and never
+    // sends (the program's choice, after the kernel oracle).
+    let own_source = VipKey::v6(key.ifindex, outer, inner, src);
+    if solicitation
+        && !dad
+        && link_addr.is_none()
+        && answering_mac(vips, &own_source, &eth_dst).is_some()
+    {
+        return Expected::pass();
+    }
     if !solicitation {
         // The RFC's "S must be 0 for a multicast destination" is not enforced
         // (the program's choice): a conflicting claim is one either way.
-        return if link_addr.unwrap_or(eth_src) == mac {
-            Expected::pass()
-        } else {
+        return if nics.foreign(link_addr.unwrap_or(eth_src), mac) {
             Expected::conflict(key)
+        } else {
+            Expected::pass()
         };
     }
     let (reply_eth_dst, reply_ip_dst, flags) = if dad {
@@ -157,7 +185,7 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
             FLAG_SOLICITED | FLAG_OVERRIDE,
         )
     };
-    let mut reply = Vec::with_capacity(icmp + NA_LEN);
+    let mut reply = Vec::with_capacity(ip + IPV6_HLEN + NA_LEN);
     reply.extend_from_slice(&reply_eth_dst);
     reply.extend_from_slice(&mac);
     reply.extend_from_slice(&frame[12..ip]);
@@ -174,6 +202,29 @@ pub(super) fn respond(vips: &VipTable, ifindex: u32, frame: &[u8], l3: &Layer3) 
     na[2..4].copy_from_slice(&checksum);
     reply.extend_from_slice(&na);
     Expected::reply(key, reply)
+}
+
+/// RFC 4861 §7.1.1 and where §7.2.2 sends solicitations, as Linux reads
+/// them: the source is neither multicast nor loopback (Linux drops both
+/// before ND); DAD (from `::`) carries no SLLAO and goes to the target's
+/// solicited-node group; any other solicitation goes to the target's group,
+/// the target itself or all nodes, and a multicast one carries an SLLAO
+/// (§4.3: Linux has nowhere to send the answer otherwise).
+fn acceptable_solicitation(
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    target: &[u8; 16],
+    has_sllao: bool,
+) -> bool {
+    if src[0] == 0xff || *src == LOOPBACK {
+        return false;
+    }
+    let group = solicited_node_multicast(target);
+    if *src == [0; 16] {
+        return !has_sllao && *dst == group;
+    }
+    let to_the_target = *dst == *target || *dst == group || *dst == ALL_NODES;
+    to_the_target && (dst[0] != 0xff || has_sllao)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::{
     metrics::Metrics,
     netif::multicast::{groups_of, GroupTable, Memberships},
     netif::Interface,
+    nic::topology::Topology,
     sources::{cluster_update, DesiredVips, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, validate, VipSpec},
 };
@@ -44,6 +45,8 @@ pub(crate) trait Attachments: Memberships {
     fn attached_names(&self) -> Vec<String>;
     /// Proves the agent alive to the data plane's stale gate.
     fn beat(&mut self) -> Result<(), Error>;
+    /// Tells the data plane the node's own MACs and bond members.
+    fn set_topology(&mut self, topology: &Topology) -> Result<(), Error>;
 }
 
 /// What a tick needs to know of the outside world.
@@ -88,6 +91,9 @@ pub(crate) struct AgentCore<L, M, A> {
     local_addresses: BTreeSet<IpAddr>,
     /// The solicited-node groups joined for the IPv6 VIPs.
     groups: GroupTable,
+    /// The own MACs and bond members the data plane was last given; `None`
+    /// until given, or after a failed write (retried on the next change).
+    topology: Option<Topology>,
 }
 
 /// RFC 5227 §2.4 (b): defend an address at most once per DEFEND_INTERVAL.
@@ -119,6 +125,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
             carrier_debounce,
             local_addresses: BTreeSet::new(),
             groups,
+            topology: None,
         };
         core.follow_carrier(Instant::now());
         core.publish_attached(Instant::now());
@@ -253,6 +260,33 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
     /// attached): a link that left (down, deleted, renamed) is detached, a
     /// new one (or one recreated under a new ifindex) attached, and the VIP
     /// keys follow. `local_addresses` are every address on the node.
+    /// Keeps the data plane's own-MAC and bond-member maps equal to the
+    /// node's links: a claim from another NIC of this node is no conflict,
+    /// and a bond member's frames are answered for VIPs on its bond.
+    pub(crate) fn on_topology(&mut self, topology: &Topology) {
+        if self.topology.as_ref() == Some(topology) {
+            return;
+        }
+        match self.attachments.set_topology(topology) {
+            Ok(()) => {
+                tracing::debug!(
+                    own_macs = topology.own_macs.len(),
+                    bond_members = topology.bond_members.len(),
+                    "data plane told the node's MACs and bond members"
+                );
+                self.topology = Some(topology.clone());
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{}; claims from this node's other NICs may count as conflicts, and \
+                     bond members' frames may go unanswered, until the next link change",
+                    display_chain(&e)
+                );
+                self.topology = None;
+            }
+        }
+    }
+
     pub(crate) fn on_links(
         &mut self,
         wanted: Vec<Interface>,

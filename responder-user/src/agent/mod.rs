@@ -4,6 +4,7 @@
 //! this file only turns events into calls to it.
 
 mod core;
+mod pacemaker;
 
 use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -14,6 +15,7 @@ use tokio::{
 };
 
 use self::core::{validate_all, AgentCore, Attachments, TickInput};
+use self::pacemaker::LoopAlive;
 use crate::{
     bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
     cluster::{Departure, Ownership},
@@ -27,6 +29,7 @@ use crate::{
         watch::LinkWatch,
         Interface, InterfaceFilter, LinkInfo,
     },
+    nic::{topology::Topology, vlan_offload::VlanOffloadPolicy},
     sources::{ClusterSource, ClusterSourceConfig, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, read_vip_file, VipSpec},
 };
@@ -54,6 +57,7 @@ pub struct AgentConfig {
     /// How long an attached interface may be without carrier before it
     /// stops counting as serving (its Services move).
     pub carrier_debounce: Duration,
+    pub vlan_offload: VlanOffloadPolicy,
 }
 
 struct Signals {
@@ -73,11 +77,12 @@ impl Signals {
     }
 }
 
-/// The kernel as the core reaches it: the loaded program with its links and
-/// heartbeat, and the devices' multicast lists.
+/// The kernel as the core reaches it: the loaded program with its links,
+/// the devices' multicast lists, and (through the pacemaker) the heartbeat.
 struct Kernel {
     loaded: Loaded,
     multicast: DeviceMulticast,
+    alive: Arc<LoopAlive>,
 }
 
 impl Attachments for Kernel {
@@ -97,8 +102,14 @@ impl Attachments for Kernel {
         self.loaded.attached().map(str::to_owned).collect()
     }
 
+    fn set_topology(&mut self, topology: &Topology) -> Result<(), Error> {
+        self.loaded.set_topology(topology)
+    }
+
+    /// The pacemaker writes the heartbeat itself, as long as this is said.
     fn beat(&mut self) -> Result<(), Error> {
-        self.loaded.beat()
+        self.alive.tick();
+        Ok(())
     }
 }
 
@@ -115,6 +126,7 @@ impl Memberships for Kernel {
 /// The running agent: the decision core plus what feeds it.
 pub struct Agent {
     // Field order is drop order: the core (VIPs, program, pins) goes last.
+    _pacemaker: AbortOnDrop,
     cluster: Option<ClusterSource>,
     links: LinkWatch,
     vip_file: Option<PathBuf>,
@@ -137,6 +149,13 @@ impl Agent {
 
         let (mut loaded, map, adopted) =
             bpf::load(config.attach_mode, &config.pin_path, config.stale_gate)?;
+        loaded.set_vlan_offload_policy(config.vlan_offload);
+        // Before attaching, so the first claim seen from another NIC of this
+        // node is not taken for a conflict; a failure is logged and retried
+        // by the core with the next link change.
+        if let Err(e) = loaded.set_topology(&selection.topology) {
+            tracing::warn!("{}", display_chain(&e));
+        }
         for interface in &selection.accepted {
             loaded.attach(interface)?;
         }
@@ -163,14 +182,25 @@ impl Agent {
                 Error::MulticastSocket { source }
             })
         })?;
+        let alive = Arc::new(LoopAlive::default());
+        alive.tick();
+        let pacemaker = AbortOnDrop(tokio::spawn(pacemaker::run(
+            loaded.heartbeat()?,
+            Arc::clone(&alive),
+        )));
         let mut core = AgentCore::new(
             dataplane,
-            Kernel { loaded, multicast },
+            Kernel {
+                loaded,
+                multicast,
+                alive,
+            },
             selection.names,
             config.carrier_debounce,
             Arc::clone(&metrics),
         );
         core.set_local_addresses(selection.local_addresses);
+        core.on_topology(&selection.topology);
         // Spawned once the core can tell it which interfaces are attached;
         // it then fills the core's Service index.
         let cluster = config.cluster.map(|cluster| {
@@ -203,6 +233,7 @@ impl Agent {
             "responder running"
         );
         Ok(Agent {
+            _pacemaker: pacemaker,
             cluster,
             links: LinkWatch::spawn(selection.filter),
             vip_file: config.vip_file,
@@ -253,6 +284,7 @@ impl Agent {
                     None => tracing::info!("SIGHUP received; no --vip-file to reload"),
                 },
                 links = self.links.changed() => {
+                    self.core.on_topology(&links.topology);
                     self.core.on_links(
                         attachable(links.accepted.values()),
                         links.addresses,
@@ -353,6 +385,8 @@ struct Selection {
     accepted: Vec<Interface>,
     /// Every address on the node.
     local_addresses: BTreeSet<IpAddr>,
+    /// The node's own MACs and bond members, from every link.
+    topology: Topology,
 }
 
 impl Selection {
@@ -393,6 +427,7 @@ impl Selection {
             named,
             accepted,
             local_addresses,
+            topology: Topology::of(&links),
         })
     }
 
@@ -415,6 +450,15 @@ impl Selection {
             None => BTreeSet::new(),
         };
         Ok([cli_vips, file_vips])
+    }
+}
+
+/// A task aborted when its handle goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use aya::maps::{Array, MapData};
+use std::os::fd::AsFd as _;
+
+use aya::maps::{Array, IterableMap as _, Map, MapData, MapError};
 use responder_common::{AgentState, AGENT_MAP};
 
 use super::maps::map_error;
@@ -49,8 +51,27 @@ pub(crate) struct Heartbeat {
 }
 
 impl Heartbeat {
+    /// A second handle on the map, for a task of its own.
+    pub(crate) fn try_clone(&self) -> Result<Heartbeat, Error> {
+        let fd = self
+            .map
+            .map()
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| map_error("duplicating", AGENT_MAP, MapError::from(e)))?;
+        let map = MapData::from_fd(fd)
+            .and_then(Map::from_map_data)
+            .and_then(Array::try_from)
+            .map_err(|source| map_error("opening", AGENT_MAP, source))?;
+        Ok(Heartbeat {
+            map,
+            gate: self.gate,
+        })
+    }
+
     /// Writes the whole entry (limits included) with a fresh heartbeat.
-    pub(super) fn beat(&mut self) -> Result<(), Error> {
+    pub(crate) fn beat(&mut self) -> Result<(), Error> {
         self.map
             .set(0, agent_state(monotonic_now(), self.gate), 0)
             .map_err(|source| map_error("writing", AGENT_MAP, source))

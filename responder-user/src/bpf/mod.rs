@@ -1,21 +1,26 @@
 //! Kernel side of the agent: the pin directory (`pins`), loading, attaching
 //! and adopting the XDP program (`program`), the VIP and counter maps
 //! (`maps`) and the counter slot each VIP holds (`slots`), the stale-gate
-//! heartbeat (`heartbeat`), and read-only views of a pin directory for
-//! `responder vips` / `stats` (`inspect`).
+//! heartbeat (`heartbeat`), read-only views of a pin directory for
+//! `responder vips` / `stats` (`inspect`), the maps about the node's own
+//! interfaces (`nic_maps`: own MACs, bond members) and the record of NIC
+//! offloads turned off (`offloads`).
 
 mod heartbeat;
 mod inspect;
 mod maps;
+mod nic_maps;
+mod offloads;
 mod pins;
 mod program;
 mod slots;
 
+pub(crate) use heartbeat::Heartbeat;
 pub use heartbeat::{monotonic_now, StaleGate};
 pub use inspect::{
     read_pinned_stats, read_pinned_vips, HeartbeatRow, LinkRow, PinnedStats, Totals, VipRow,
 };
 pub(crate) use maps::{BpfVipMap, StatsReader};
 pub use pins::{cleanup, DEFAULT_PIN_PATH};
-pub use program::AttachMode;
 pub(crate) use program::{load, Loaded};
+pub use program::{object_loader, AttachMode};

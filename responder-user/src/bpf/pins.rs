@@ -3,15 +3,17 @@
 
 use std::{
     fs, io,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
 use aya::maps::{Map, MapData};
 use responder_common::{
+    nic::{PIN_BOND_OF, PIN_NIC_OFFLOADS, PIN_OWN_MACS},
     PIN_AGENT, PIN_LEGACY_VIP_STATS, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS, PIN_VIP_COUNTERS,
 };
 
-use super::maps::map_error;
+use super::{maps::map_error, offloads::restore_pinned};
 use crate::{
     error::Error,
     netif::multicast::{groups_of, DeviceMulticast, Memberships},
@@ -33,6 +35,31 @@ fn is_bpffs(path: &Path) -> Result<bool, Error> {
         source: errno.into(),
     })?;
     Ok(stat.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+}
+
+/// Whether `path` is the root of a mount (its own filesystem, unlike its
+/// parent): a pin directory mounted on its own (the DaemonSet mounts only
+/// the host's `/sys/fs/bpf/responder`) must never be removed.
+fn is_mount_point(path: &Path) -> bool {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    match (fs::metadata(path), fs::metadata(parent)) {
+        (Ok(dir), Ok(parent)) => dir.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+/// Where pins under `path` would live is bpffs: the directory itself when
+/// it exists (it may be a bpffs mount of its own under a parent that is
+/// not), else its parent, where it would be created.
+fn check_on_bpffs(path: &Path, parent: &Path) -> Result<(), Error> {
+    let checked = if path.exists() { path } else { parent };
+    if is_bpffs(checked)? {
+        Ok(())
+    } else {
+        Err(Error::NotBpffs {
+            path: checked.to_owned(),
+        })
+    }
 }
 
 /// Pins under the agent's pin directory, removed on drop (also when startup
@@ -61,21 +88,14 @@ impl PinDir {
                 })
             }
         };
-        if !is_bpffs(parent)? {
-            return Err(Error::NotBpffs {
-                path: parent.to_owned(),
-            });
-        }
+        check_on_bpffs(path, parent)?;
         let created = match fs::create_dir(path) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(source) => {
                 let action = format!("creating {}", path.display());
                 return Err(if source.kind() == io::ErrorKind::PermissionDenied {
-                    Error::Privileges {
-                        action,
-                        source: Box::new(source),
-                    }
+                    Error::privileges(action, source)
                 } else {
                     Error::Filesystem {
                         action: "creating",
@@ -104,8 +124,8 @@ impl PinDir {
         Ok(PinDir {
             path: path.to_owned(),
             // An adopted directory is the previous agent's, whose removal
-            // on a clean exit is now this agent's job.
-            created: created || previous,
+            // on a clean exit is now this agent's job; a mounted one stays.
+            created: (created || previous) && !is_mount_point(path),
             pins: Vec::new(),
             previous_links,
             previous,
@@ -241,6 +261,7 @@ pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
             n if n.starts_with(PIN_LINK_PREFIX) => 0,
             PIN_PROGRAM => 1,
             PIN_VIPS | PIN_VIP_COUNTERS | PIN_LEGACY_VIP_STATS | PIN_AGENT => 2,
+            PIN_OWN_MACS | PIN_BOND_OF | PIN_NIC_OFFLOADS => 2,
             n if n.starts_with(STAGING_PREFIX) => 2,
             _ => continue,
         };
@@ -248,7 +269,14 @@ pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
     }
     pins.sort();
     let mut removed = Vec::new();
-    for (_, pin) in pins {
+    let mut offloads_restored = false;
+    for (order, pin) in pins {
+        // Once XDP is detached (links, then the program, come first) and
+        // before the record goes.
+        if order == 2 && !offloads_restored {
+            restore_pinned(pin_path)?;
+            offloads_restored = true;
+        }
         match fs::remove_file(&pin) {
             Ok(()) => removed.push(pin),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -260,6 +288,9 @@ pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
                 })
             }
         }
+    }
+    if is_mount_point(pin_path) {
+        return Ok(removed);
     }
     match fs::remove_dir(pin_path) {
         Ok(()) => removed.push(pin_path.to_owned()),

@@ -3,7 +3,7 @@
 //! new program in place, its VIPs and counters copied).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs,
     path::Path,
     sync::{Arc, Mutex},
@@ -19,21 +19,47 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use responder_common::{
-    VipKey, VipValue, AGENT_MAP, PIN_AGENT, PIN_LEGACY_VIP_STATS, PIN_LINK_PREFIX, PIN_PROGRAM,
-    PIN_VIPS, PIN_VIP_COUNTERS, PROGRAM_NAME, VIPS_MAP, VIP_COUNTERS_MAP,
+    VipKey, VipValue, AGENT_MAP, HOP_BY_HOP_WALK_GLOBAL, PIN_AGENT, PIN_LEGACY_VIP_STATS,
+    PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS, PIN_VIP_COUNTERS, PROGRAM_NAME, VIPS_MAP,
+    VIP_COUNTERS_MAP,
 };
 
 use super::{
     heartbeat::{Heartbeat, StaleGate},
     maps::{map_error, read_pinned_counters, BpfVipMap},
+    nic_maps::NicMaps,
+    offloads::Offloads,
     pins::{open_pinned, PinDir},
     slots::CounterSlots,
 };
 use crate::{
     error::{display_chain, privileges_or, Error},
     netif::Interface,
+    nic::{
+        capabilities::{self, CAP_PERFMON, CAP_SYS_ADMIN},
+        kernel_floor::{check_kernel_floor, has_xdp_load_bytes},
+        topology::Topology,
+        vlan_offload::VlanOffloadPolicy,
+    },
     EBPF_OBJECT,
 };
+
+/// The program's read-only globals, for [`object_loader`].
+static WALK_OFF: u8 = 0;
+static WALK_ON: u8 = 1;
+
+/// A loader for [`EBPF_OBJECT`] with the program's read-only globals set
+/// for the running kernel (features it may use); every loader of the
+/// object, tests and benchmarks included, goes through here.
+pub fn object_loader() -> EbpfLoader<'static> {
+    let mut loader = EbpfLoader::new();
+    let walk = match has_xdp_load_bytes() {
+        true => &WALK_ON,
+        false => &WALK_OFF,
+    };
+    loader.override_global(HOP_BY_HOP_WALK_GLOBAL, walk, true);
+    loader
+}
 
 /// How to attach the XDP program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,7 +89,11 @@ pub(crate) struct Loaded {
     links: BTreeMap<u32, (String, PinnedLink)>,
     mode: AttachMode,
     heartbeat: Heartbeat,
+    nic_maps: NicMaps,
+    // Dropped after `pins`, whose removal detaches XDP: offloads are turned
+    // back on once no program depends on them being off.
     pins: PinDir,
+    offloads: Offloads,
     ebpf: Ebpf,
 }
 
@@ -87,9 +117,9 @@ impl Loaded {
         &self.pins.path
     }
 
-    /// Refreshes the heartbeat the data plane's stale gate checks.
-    pub(crate) fn beat(&mut self) -> Result<(), Error> {
-        self.heartbeat.beat()
+    /// A handle on the heartbeat, for a task that beats it on its own.
+    pub(crate) fn heartbeat(&self) -> Result<Heartbeat, Error> {
+        self.heartbeat.try_clone()
     }
 
     /// On drop, leaves the program attached and everything pinned, for the
@@ -97,6 +127,35 @@ impl Loaded {
     /// answering without an agent.
     pub(crate) fn keep_pinned(&mut self) {
         self.pins.keep();
+        self.offloads.keep();
+    }
+
+    /// Makes the data plane's `OWN_MACS` exactly `macs`: every MAC of this
+    /// node's interfaces (see `nic::topology::own_macs`). A gratuitous ARP,
+    /// ARP reply or NA from any of them is then neither a conflict nor a
+    /// reason to yield. Call after `load` (before attaching, ideally) and
+    /// whenever the links change; an adopted map is kept until then.
+    pub(crate) fn set_own_macs(&mut self, macs: &BTreeSet<[u8; 6]>) -> Result<(), Error> {
+        self.nic_maps.set_own_macs(macs)
+    }
+
+    /// Makes the data plane's `BOND_OF` exactly `members` (member ifindex →
+    /// bond ifindex, see `nic::topology::bond_members`), so VIPs keyed on a
+    /// bond answer frames its members receive. Call like `set_own_macs`.
+    pub(crate) fn set_bond_members(&mut self, members: &BTreeMap<u32, u32>) -> Result<(), Error> {
+        self.nic_maps.set_bond_members(members)
+    }
+
+    /// Both of the above from one description of the node's links.
+    pub(crate) fn set_topology(&mut self, topology: &Topology) -> Result<(), Error> {
+        self.set_own_macs(&topology.own_macs)?;
+        self.set_bond_members(&topology.bond_members)
+    }
+
+    /// Whether attaching turns receive VLAN offload off (the default) or
+    /// leaves NICs alone. Applies to attachments made after the call.
+    pub(crate) fn set_vlan_offload_policy(&mut self, policy: VlanOffloadPolicy) {
+        self.offloads.set_policy(policy);
     }
 
     /// Whether a newer agent has adopted this one's pins: its program is
@@ -123,6 +182,7 @@ impl Loaded {
         if self.links.contains_key(&interface.ifindex) {
             return Ok(());
         }
+        self.offloads.prepare(interface);
         let mode = self.mode;
         let program = self.program()?;
         let link_id = attach(program, interface, mode)?;
@@ -217,7 +277,8 @@ impl Loaded {
     }
 }
 
-/// Loads the XDP object with fresh maps and writes the first heartbeat. When
+/// Refuses a kernel older than the floor (`nic::kernel_floor`), then loads
+/// the XDP object with fresh maps and writes the first heartbeat. When
 /// `pin_path` holds a previous agent's pins, adopts them: its VIPs and
 /// summed counters are copied into the new maps, its links switched to the
 /// new program in place, and its pins replaced by the new ones (the link pins
@@ -228,8 +289,11 @@ pub(crate) fn load(
     pin_path: &Path,
     gate: StaleGate,
 ) -> Result<(Loaded, BpfVipMap, Adopted), Error> {
+    // Before anything is pinned or loaded: an old kernel gets the floor
+    // named, not a verifier log.
+    check_kernel_floor()?;
     let pins = PinDir::open(pin_path)?;
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = object_loader()
         .load(EBPF_OBJECT)
         .map_err(|e| privileges_or("loading the XDP object", e, Error::Load))?;
 
@@ -253,11 +317,15 @@ pub(crate) fn load(
         map: Array::try_from(agent).map_err(|source| map_error("opening", AGENT_MAP, source))?,
         gate,
     };
+    let mut nic_maps = NicMaps::take(&mut ebpf)?;
+    let mut offloads = Offloads::take(&mut ebpf)?;
 
     let mut adopted = Adopted::default();
     if pins.previous {
         tracing::info!(pin_path = %pin_path.display(), "adopting pinned program from a previous agent");
         adopted.vips = copy_previous_entries(pin_path, &mut map)?;
+        nic_maps.copy_previous(pin_path)?;
+        offloads.copy_previous(pin_path)?;
     }
     // Before any interface runs the new program, or it would treat the
     // agent as long dead.
@@ -265,6 +333,12 @@ pub(crate) fn load(
 
     let program = xdp_program(&mut ebpf)?;
     program.load().map_err(|source| {
+        if restricted_verifier() {
+            return Error::privileges(
+                "loading the XDP program (refused by the verifier's restricted mode)",
+                source,
+            );
+        }
         privileges_or("loading the XDP program", source, |source| {
             Error::LoadProgram {
                 name: PROGRAM_NAME,
@@ -276,7 +350,9 @@ pub(crate) fn load(
         links: BTreeMap::new(),
         mode,
         heartbeat,
+        nic_maps,
         pins,
+        offloads,
         ebpf,
     };
     adopted.interfaces = loaded.adopt_links();
@@ -286,9 +362,20 @@ pub(crate) fn load(
     pins.pin_replacing(PIN_VIP_COUNTERS, |path| map.counters.map().pin(path))?;
     pins.pin_replacing(PIN_AGENT, |path| loaded.heartbeat.map.map().pin(path))?;
     pins.remove_legacy(PIN_LEGACY_VIP_STATS);
+    loaded.nic_maps.pin(pins)?;
+    loaded.offloads.pin(pins)?;
     let program = xdp_program(&mut loaded.ebpf)?;
     pins.pin_replacing(PIN_PROGRAM, |path| program.pin(path))?;
     Ok((loaded, map, adopted))
+}
+
+/// Whether the verifier runs in its restricted mode for this process
+/// (neither CAP_PERFMON nor CAP_SYS_ADMIN), where it refuses what the
+/// program does with packet pointers: a load failure is then that.
+fn restricted_verifier() -> bool {
+    capabilities::effective().is_some_and(|effective| {
+        !capabilities::has(effective, CAP_PERFMON) && !capabilities::has(effective, CAP_SYS_ADMIN)
+    })
 }
 
 /// Copies the previous agent's VIPs (flags cleared: this agent re-asserts

@@ -10,6 +10,7 @@ use responder::{
     cluster::{LabelSelector, SelectorError},
     duration::parse_duration,
     metrics::DEFAULT_METRICS_ADDR,
+    nic::vlan_offload::VlanOffloadPolicy,
     vip::VipSpec,
 };
 
@@ -25,6 +26,9 @@ pub(crate) enum Command {
     /// Attach to interfaces and answer for VIPs until SIGINT/SIGTERM
     /// (SIGHUP reloads --vip-file).
     Run(Box<RunArgs>),
+    /// Give LoadBalancer Services their addresses from MetalLB IPAddressPools
+    /// (one active replica, elected on a Lease) until SIGINT/SIGTERM.
+    Controller(Box<super::controller::ControllerArgs>),
     /// Show the VIPs of an agent's pinned maps, with counters.
     Vips {
         #[arg(long, default_value = DEFAULT_PIN_PATH)]
@@ -97,9 +101,21 @@ pub(crate) struct RunArgs {
     /// failover time.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub(crate) lease_duration: Duration,
-    /// How often this node renews its membership Lease.
+    /// How often this node renews its membership Lease while the write
+    /// budget allows it (the fastest cadence).
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
     pub(crate) renew_interval: Duration,
+    /// Membership Lease writes per second the whole cluster may spend: with
+    /// more announcing nodes than the budget allows at --renew-interval, each
+    /// renews less often and --lease-duration grows in proportion (see the
+    /// failover table in the README).
+    #[arg(long, value_name = "WRITES", default_value_t = 50.0, value_parser = parse_budget)]
+    pub(crate) lease_write_budget: f64,
+    /// How long a node that (re)joins the membership must stay live before
+    /// Services move to it, so a flapping node does not move them back and
+    /// forth.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) hold_down: Duration,
     /// bpffs directory for the program, map and link pins.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_PATH)]
     pub(crate) pin_path: PathBuf,
@@ -146,6 +162,13 @@ pub(crate) struct RunArgs {
     /// attached, as some drivers reset the link on every attach.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub(crate) carrier_debounce: Duration,
+    /// Receive VLAN tag stripping on the attached NICs: `turn-off` while
+    /// attached (restored on a clean exit or `responder cleanup`), so the
+    /// program sees the tags that VLAN-scoped VIPs are keyed on; `leave`
+    /// touches no NIC, and VLAN-scoped VIPs are then answered only where
+    /// stripping is already off.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "turn-off")]
+    pub(crate) vlan_offload: VlanOffloadPolicy,
 }
 
 /// The default `--health-addr`: the kubelet probes it on the node itself.
@@ -157,13 +180,20 @@ pub(crate) enum ListenAddr {
     Listen(SocketAddr),
 }
 
-fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+pub(crate) fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     match text {
         "" | "off" => Ok(ListenAddr::Off),
         _ => text
             .parse()
             .map(ListenAddr::Listen)
             .map_err(|e| format!("{e}: expected IP:PORT or `off`")),
+    }
+}
+
+fn parse_budget(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(budget) if budget.is_finite() && budget > 0.0 => Ok(budget),
+        _ => Err("expected a positive number of writes per second".into()),
     }
 }
 
@@ -220,11 +250,14 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::try_parse_from(args)?;
-    if let Command::Run(run) = &cli.command {
-        run.check().map_err(|message| {
-            Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message)
-        })?;
-    }
+    let checked = match &cli.command {
+        Command::Run(run) => run.check(),
+        Command::Controller(controller) => controller.check(),
+        _ => Ok(()),
+    };
+    checked.map_err(|message| {
+        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message)
+    })?;
     Ok(cli)
 }
 
@@ -267,6 +300,7 @@ mod tests {
         assert!(!args.detach_on_exit);
         assert_eq!(args.restart_grace, Duration::from_secs(10));
         assert_eq!(args.carrier_debounce, Duration::from_secs(1));
+        assert_eq!(args.vlan_offload, VlanOffloadPolicy::TurnOff);
     }
 
     #[test]
@@ -327,6 +361,8 @@ mod tests {
         assert!(args.interfaces.is_empty() && args.vip.is_empty());
         assert_eq!(args.lease_duration, Duration::from_secs(1));
         assert_eq!(args.renew_interval, Duration::from_millis(250));
+        assert_eq!(args.lease_write_budget, 50.0);
+        assert_eq!(args.hold_down, Duration::from_secs(10));
     }
 
     #[test]
@@ -374,6 +410,10 @@ mod tests {
             .err()
             .expect("renew not below lease");
         assert!(e.contains("shorter than --lease-duration"), "{e}");
+        let e = run_args(&["--kube", "--node-name", "n1", "--lease-write-budget", "0"])
+            .err()
+            .expect("no budget");
+        assert!(e.contains("--lease-write-budget"), "{e}");
         let e = run_args(&["--kube", "--node-name", "n1", "--node-selector", "a in"])
             .err()
             .expect("bad selector");

@@ -2,5 +2,6 @@
 //! and the reports read from the pins.
 
 pub(crate) mod args;
+pub(crate) mod controller;
 pub(crate) mod report;
 pub(crate) mod run;

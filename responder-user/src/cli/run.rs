@@ -1,7 +1,7 @@
 //! `responder run`: the Kubernetes client, the metrics listener and the
 //! agent, wired from the command line.
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
 use anyhow::Context as _;
 use responder::{
@@ -20,7 +20,7 @@ use super::args::{ListenAddr, RunArgs};
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const DEFAULT_NAMESPACE: &str = "responder-system";
 
-fn namespace(flag: Option<String>) -> String {
+pub(crate) fn namespace(flag: Option<String>) -> String {
     flag.or_else(|| {
         std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
             .ok()
@@ -32,8 +32,8 @@ fn namespace(flag: Option<String>) -> String {
 
 /// Builds the client up front so a broken kubeconfig fails the start; the
 /// API server itself may well be unreachable for now.
-async fn cluster_source(args: &RunArgs) -> anyhow::Result<ClusterSourceConfig> {
-    let config = match &args.kubeconfig {
+pub(crate) async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -45,13 +45,19 @@ async fn cluster_source(args: &RunArgs) -> anyhow::Result<ClusterSourceConfig> {
             .await
             .context("finding the Kubernetes API server (no --kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster service account)")?,
     };
-    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+async fn cluster_source(args: &RunArgs) -> anyhow::Result<ClusterSourceConfig> {
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
     let node_name = args.node_name.clone().context("--kube needs --node-name")?;
     let mut settings = ClusterSettings::new(node_name, namespace(args.namespace.clone()));
     settings.lb_class = args.lb_class.clone();
     settings.node_selector = args.node_selector.clone();
     settings.lease_duration = args.lease_duration;
     settings.renew_interval = args.renew_interval;
+    settings.lease_write_budget = args.lease_write_budget;
+    settings.hold_down = args.hold_down;
     Ok(ClusterSourceConfig { client, settings })
 }
 
@@ -87,6 +93,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
                 false => Exit::Detach,
             },
             carrier_debounce: args.carrier_debounce,
+            vlan_offload: args.vlan_offload,
             cluster,
             stale_gate: StaleGate {
                 stale_after: args.stale_after,
@@ -109,7 +116,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Binds `addr` (unless off) and logs what it will serve.
-async fn bind(addr: ListenAddr, serves: &str) -> anyhow::Result<Option<HttpServer>> {
+pub(crate) async fn bind(addr: ListenAddr, serves: &str) -> anyhow::Result<Option<HttpServer>> {
     let ListenAddr::Listen(addr) = addr else {
         return Ok(None);
     };

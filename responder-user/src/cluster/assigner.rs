@@ -4,85 +4,29 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
-
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-
-use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
-use kube::{Api, Client};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::Client;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::backoff::WatchBackoff;
 use super::events::OwnershipEvent;
-use super::membership::{lease_name, lease_selector, LeaseTracker};
+use super::indexes::{node_facts, EndpointIndex, NodeFacts};
+use super::membership::{lease_name, LeaseTracker, Member};
 use super::ownership::{self, Assignment, Inputs, Problem};
 use super::selector::LabelSelector;
-use super::{Attached, ClusterError, ClusterSettings, Ownership, Reach, ServiceRef, View};
+use super::watches::{self, Change, Source, Stores, Update};
+use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View};
+use crate::cpu_bound::cpu_bound;
 use crate::metrics::Metrics;
-
-const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Source {
-    Services,
-    Nodes,
-    EndpointSlices,
-    Leases,
-}
-
-enum Update {
-    /// A reflected source moved on; its store already holds the objects.
-    Reflected(Source, watcher::Result<Progress>),
-    Leases(watcher::Result<Box<watcher::Event<Lease>>>),
-}
-
-enum Progress {
-    Changed,
-    InitDone,
-}
-
-impl Progress {
-    fn of<K>(event: watcher::Event<K>) -> Self {
-        match event {
-            watcher::Event::InitDone => Progress::InitDone,
-            _ => Progress::Changed,
-        }
-    }
-}
-
-impl Update {
-    fn source(&self) -> Source {
-        match self {
-            Update::Reflected(source, _) => *source,
-            Update::Leases(_) => Source::Leases,
-        }
-    }
-
-    fn error(&self) -> Option<&watcher::Error> {
-        match self {
-            Update::Reflected(_, Err(e)) | Update::Leases(Err(e)) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn is_init_done(&self) -> bool {
-        match self {
-            Update::Reflected(_, Ok(progress)) => matches!(progress, Progress::InitDone),
-            Update::Leases(Ok(event)) => matches!(**event, watcher::Event::InitDone),
-            _ => false,
-        }
-    }
-}
 
 #[derive(Debug, PartialEq, Eq)]
 enum Health {
@@ -95,100 +39,18 @@ enum Health {
     },
 }
 
-/// Asks API discovery once whether EndpointSlices v1 are served, retrying (with
-/// backoff) until the API server answers at all.
-async fn endpoint_slices_served(client: &Client) -> bool {
-    let mut delay = Duration::from_millis(250);
-    let mut warned = false;
-    loop {
-        match client.list_api_groups().await {
-            Ok(groups) => {
-                return groups
-                    .groups
-                    .iter()
-                    .flat_map(|group| &group.versions)
-                    .any(|version| version.group_version == ENDPOINT_SLICE_GROUP_VERSION)
-            }
-            Err(error) => {
-                if !warned {
-                    warn!(%error, "API discovery failed; retrying");
-                    warned = true;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
 pub(crate) async fn assign_forever(
     client: Client,
     settings: ClusterSettings,
     selector: LabelSelector,
     attached: watch::Receiver<Attached>,
+    own_session: watch::Receiver<Option<Instant>>,
     outputs: Outputs,
 ) -> Result<(), ClusterError> {
-    let slices_served = endpoint_slices_served(&client).await;
-    if !slices_served {
-        // Without EndpointSlices (Kubernetes < 1.21) we cannot see where endpoints
-        // run, so externalTrafficPolicy: Local Services are assigned like Cluster
-        // ones: every eligible live node counts as having endpoints.
-        warn!("{ENDPOINT_SLICE_GROUP_VERSION} is not served; Local Services are assigned as if every node had endpoints");
-    }
-
-    let (services, services_writer) = reflector::store();
-    let (nodes, nodes_writer) = reflector::store();
-    let (slices, slices_writer) = reflector::store();
-    let mut sources: Vec<BoxStream<'static, Update>> = vec![
-        watcher(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .backoff(WatchBackoff::new())
-        .reflect(services_writer)
-        .map(|result| Update::Reflected(Source::Services, result.map(Progress::of)))
-        .boxed(),
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .backoff(WatchBackoff::new())
-            .reflect(nodes_writer)
-            .map(|result| Update::Reflected(Source::Nodes, result.map(Progress::of)))
-            .boxed(),
-        // The LeaseTracker is the cache of Leases: it needs each change as it
-        // arrives to timestamp it, which a store would not give.
-        watcher(
-            Api::<Lease>::namespaced(client.clone(), &settings.namespace),
-            watcher::Config::default().labels(&lease_selector()),
-        )
-        .backoff(WatchBackoff::new())
-        .map(|result| Update::Leases(result.map(Box::new)))
-        .boxed(),
-    ];
-    if slices_served {
-        sources.push(
-            watcher(
-                Api::<EndpointSlice>::all(client),
-                watcher::Config::default(),
-            )
-            .backoff(WatchBackoff::new())
-            .reflect(slices_writer)
-            .map(|result| Update::Reflected(Source::EndpointSlices, result.map(Progress::of)))
-            .boxed(),
-        );
-    }
-    let mut updates = stream::select_all(sources);
-    let slices = slices_served.then_some(slices);
-    let mut assigner = Assigner::new(
-        settings,
-        selector,
-        Stores {
-            services,
-            nodes,
-            slices,
-        },
-        attached.clone(),
-        outputs,
-    );
+    let (stores, mut updates) = watches::start(client, &settings.namespace).await;
+    let mut assigner = Assigner::new(settings, selector, stores, attached.clone(), outputs);
     let mut attached = attached;
+    let mut own_session = own_session;
     loop {
         let wake = assigner.next_wake(Instant::now());
         tokio::select! {
@@ -196,7 +58,12 @@ pub(crate) async fn assign_forever(
                 let update = update.ok_or(ClusterError::WatchEnded("Kubernetes objects"))?;
                 assigner.apply(update, Instant::now());
             }
-            Ok(()) = attached.changed() => assigner.dirty = true,
+            Ok(()) = attached.changed() => assigner.dirty.all = true,
+            Ok(()) = own_session.changed() => {
+                if let Some(started) = *own_session.borrow_and_update() {
+                    assigner.tracker.own_session_started(started);
+                }
+            }
             () = sleep_until_some(wake) => {}
         }
         // Coalesce bursts (relists, many renewals at once) into one recomputation.
@@ -223,15 +90,26 @@ pub(super) struct Outputs {
     pub(super) events: mpsc::UnboundedSender<OwnershipEvent>,
     /// This node's VIPs, for the agent.
     pub(super) owned: watch::Sender<Ownership>,
+    /// How many members are live, for the Lease holder's cadence.
+    pub(super) members: watch::Sender<usize>,
+    /// Counts the times any view of this agent became complete, so that
+    /// each one is new to the agent (see [`View::Fresh`]).
+    pub(super) epochs: Arc<AtomicU64>,
     pub(super) metrics: Arc<Metrics>,
 }
 
-/// The reflectors' caches the assigner computes ownership from.
-struct Stores {
-    services: Store<Service>,
-    nodes: Store<Node>,
-    /// `None` when EndpointSlices v1 are not served.
-    slices: Option<Store<EndpointSlice>>,
+/// What needs recomputing.
+#[derive(Debug, Default)]
+struct Dirty {
+    /// Everything: membership, Nodes, or a relist changed.
+    all: bool,
+    services: BTreeSet<ServiceRef>,
+}
+
+impl Dirty {
+    fn is_clean(&self) -> bool {
+        !self.all && self.services.is_empty()
+    }
 }
 
 struct Assigner {
@@ -251,8 +129,19 @@ struct Assigner {
     health: Health,
     /// Counts the times the view became complete (see [`View::Fresh`]).
     epoch: u64,
-    dirty: bool,
-    last_members: BTreeMap<String, Reach>,
+    dirty: Dirty,
+    last_members: BTreeMap<String, Member>,
+    /// What ownership reads of each Node, to skip Node updates that change
+    /// none of it.
+    node_facts: BTreeMap<String, NodeFacts>,
+    /// Which nodes have endpoints of each Service (`None` without
+    /// EndpointSlices).
+    endpoints: Option<EndpointIndex>,
+    /// Each Service's owner before shared addresses are settled, and the
+    /// problems of its entries: recomputed only for the Services a change
+    /// affects.
+    raw: BTreeMap<ServiceRef, Assignment>,
+    problems: BTreeMap<ServiceRef, BTreeSet<Problem>>,
     assignments: BTreeMap<ServiceRef, Assignment>,
     reported_problems: BTreeSet<(ServiceRef, Problem)>,
     events: mpsc::UnboundedSender<OwnershipEvent>,
@@ -263,6 +152,8 @@ struct Assigner {
     /// The addresses this node's data plane answered for when the agent
     /// started (adopted from its predecessor), until the first assignment.
     announced_before: BTreeSet<IpAddr>,
+    members: watch::Sender<usize>,
+    epochs: Arc<AtomicU64>,
 }
 
 impl Assigner {
@@ -281,6 +172,8 @@ impl Assigner {
             announced_before,
             events,
             owned,
+            members,
+            epochs,
             metrics,
         }: Outputs,
     ) -> Self {
@@ -289,9 +182,14 @@ impl Assigner {
         if slices.is_some() {
             unsynced.insert(Source::EndpointSlices);
         }
+        let endpoints = slices.as_ref().map(|_| EndpointIndex::default());
         Assigner {
             own_lease: lease_name(&settings.node_name),
-            tracker: LeaseTracker::new(settings.lease_duration),
+            tracker: LeaseTracker::new(
+                settings.lease_duration,
+                settings.hold_down,
+                lease_name(&settings.node_name),
+            ),
             settings,
             selector,
             services,
@@ -302,8 +200,12 @@ impl Assigner {
             relisted_leases: None,
             health: Health::Starting,
             epoch: 0,
-            dirty: false,
+            dirty: Dirty::default(),
             last_members: BTreeMap::new(),
+            node_facts: BTreeMap::new(),
+            endpoints,
+            raw: BTreeMap::new(),
+            problems: BTreeMap::new(),
             assignments: BTreeMap::new(),
             reported_problems: BTreeSet::new(),
             events,
@@ -311,6 +213,8 @@ impl Assigner {
             metrics,
             attached,
             announced_before,
+            members,
+            epochs,
         }
     }
 
@@ -327,19 +231,58 @@ impl Assigner {
         if self.failing.remove(&source) {
             info!(?source, "watch works again");
         }
-        if update.is_init_done() {
+        if update.is_listed() {
             self.unsynced.remove(&source);
         }
         match update {
             Update::Leases(Ok(event)) => self.apply_lease(*event, now),
-            // The reflectors already hold the objects; any change may move owners.
-            _ => self.dirty = true,
+            Update::Services(Ok(Change::One(service))) => {
+                self.dirty.services.insert(service);
+            }
+            Update::Nodes(Ok(Change::One((name, facts)))) => {
+                let changed = match facts {
+                    Some(facts) => self.node_facts.insert(name, facts.clone()) != Some(facts),
+                    None => self.node_facts.remove(&name).is_some(),
+                };
+                // Eligibility and forbidden addresses concern every Service.
+                self.dirty.all |= changed;
+            }
+            Update::Nodes(Ok(Change::Listed)) => {
+                let facts = self
+                    .nodes
+                    .state()
+                    .iter()
+                    .map(|node| {
+                        (
+                            node.metadata.name.clone().unwrap_or_default(),
+                            node_facts(node),
+                        )
+                    })
+                    .collect();
+                self.dirty.all |= facts != self.node_facts;
+                self.node_facts = facts;
+            }
+            Update::Slices(Ok(Change::One((key, nodes)))) => {
+                if let Some(index) = &mut self.endpoints {
+                    self.dirty.services.extend(index.update(key, nodes));
+                }
+            }
+            Update::Slices(Ok(Change::Listed)) => {
+                if let Some(slices) = &self.slices {
+                    self.endpoints =
+                        Some(EndpointIndex::build(slices.state().iter().map(Arc::as_ref)));
+                    self.dirty.all = true;
+                }
+            }
+            Update::Services(Ok(Change::Listed)) => self.dirty.all = true,
+            _ => {}
         }
     }
 
     fn apply_lease(&mut self, event: watcher::Event<Lease>, now: Instant) {
+        self.metrics.lease_event();
         match event {
-            watcher::Event::Apply(lease) => self.tracker.observe(&lease, now),
+            watcher::Event::Apply(lease) => self.tracker.observe(&lease, now, false),
             watcher::Event::Delete(lease) => {
                 if let Some(name) = &lease.metadata.name {
                     self.tracker.forget(name);
@@ -347,7 +290,7 @@ impl Assigner {
             }
             watcher::Event::Init => self.relisted_leases = Some(HashSet::new()),
             watcher::Event::InitApply(lease) => {
-                self.tracker.observe(&lease, now);
+                self.tracker.observe(&lease, now, true);
                 if let (Some(seen), Some(name)) = (&mut self.relisted_leases, &lease.metadata.name)
                 {
                     seen.insert(name.clone());
@@ -367,7 +310,7 @@ impl Assigner {
     fn own_lease_deadline(&self) -> Option<Instant> {
         self.tracker
             .last_change(&self.own_lease)
-            .map(|seen| seen + self.settings.lease_duration / 2)
+            .map(|seen| seen + self.tracker.duration_of(&self.own_lease) / 2)
     }
 
     fn broken_view(&self, now: Instant) -> Option<String> {
@@ -388,7 +331,7 @@ impl Assigner {
             // Recovery arrives as a watch event (our own renewal), not by time.
             return None;
         }
-        [self.own_lease_deadline(), self.tracker.next_expiry(now)]
+        [self.own_lease_deadline(), self.tracker.next_change(now)]
             .into_iter()
             .flatten()
             .min()
@@ -400,8 +343,8 @@ impl Assigner {
             (Health::Starting, None) => {
                 info!(node = %self.settings.node_name, "membership view complete; assigning Services");
                 self.health = Health::Healthy;
-                self.epoch += 1;
-                self.dirty = true;
+                self.epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
+                self.dirty.all = true;
             }
             (Health::Healthy, Some(reason)) => {
                 warn!(%reason, "Kubernetes view broken; keeping the current VIPs until it recovers");
@@ -413,19 +356,23 @@ impl Assigner {
                 info!(outage = ?now.duration_since(*since), "Kubernetes view recovered; reassigning Services");
                 self.tracker.restart_clocks(now);
                 self.health = Health::Healthy;
-                self.epoch += 1;
-                self.dirty = true;
+                self.epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
+                self.dirty.all = true;
             }
             (Health::Healthy, None) => {}
         }
         let live = self.tracker.live(now);
         if live != self.last_members {
+            self.members.send_replace(live.len());
             self.last_members = live;
-            self.dirty = true;
+            self.dirty.all = true;
         }
-        if self.dirty {
-            self.dirty = false;
-            self.reassign();
+        if !self.dirty.is_clean() {
+            let dirty = std::mem::take(&mut self.dirty);
+            match dirty.all {
+                true => cpu_bound(|| self.reassign(dirty)),
+                false => self.reassign(dirty),
+            }
         }
         self.publish_view();
     }
@@ -450,15 +397,17 @@ impl Assigner {
         });
     }
 
-    fn reassign(&mut self) {
+    /// Recomputes the owners of the Services `dirty` names (all of them
+    /// when it says so), settles shared addresses, and publishes.
+    fn reassign(&mut self, dirty: Dirty) {
         let nodes = self.nodes.state();
-        let members: BTreeMap<String, Reach> = nodes
+        let members: BTreeMap<String, Member> = nodes
             .iter()
             .filter(|node| ownership::node_eligible(node, &self.selector))
             .filter_map(|node| node.metadata.name.clone())
             .filter_map(|name| {
-                let reach = self.last_members.get(&name)?.clone();
-                Some((name, reach))
+                let member = self.last_members.get(&name)?.clone();
+                Some((name, member))
             })
             .collect();
         // The Nodes' addresses are refused by every agent alike; this node's
@@ -470,21 +419,50 @@ impl Assigner {
                 .entry(*ip)
                 .or_insert_with(|| format!("it is an address of node {}", self.settings.node_name));
         }
-        let endpoints = self.slices.as_ref().map(|slices| {
-            let state = slices.state();
-            ownership::endpoint_nodes(state.iter().map(Arc::as_ref))
-        });
         let inputs = Inputs {
             lb_class: self.settings.lb_class.as_deref(),
             members: &members,
-            endpoints: endpoints.as_ref(),
+            endpoints: self.endpoints.as_ref().map(EndpointIndex::nodes),
             forbidden: &forbidden,
         };
-        let mut problems = BTreeSet::new();
-        let assignments =
-            ownership::assign(self.services.state().iter(), &inputs, |service, problem| {
-                problems.insert((service.clone(), problem));
+        let services: Vec<Arc<Service>> = match dirty.all {
+            true => {
+                self.raw.clear();
+                self.problems.clear();
+                self.services.state()
+            }
+            false => dirty
+                .services
+                .iter()
+                .filter_map(|service| {
+                    self.raw.remove(service);
+                    self.problems.remove(service);
+                    self.services
+                        .get(&ObjectRef::new(&service.name).within(&service.namespace))
+                })
+                .collect(),
+        };
+        for service in services {
+            let key = ownership::service_ref(&service);
+            let mut problems = BTreeSet::new();
+            let assignment = ownership::assign_one(&service, &inputs, |p| {
+                problems.insert(p);
             });
+            if let Some(assignment) = assignment {
+                self.raw.insert(key.clone(), assignment);
+            }
+            if !problems.is_empty() {
+                self.problems.insert(key, problems);
+            }
+        }
+        let mut problems: BTreeSet<(ServiceRef, Problem)> = self
+            .problems
+            .iter()
+            .flat_map(|(service, problems)| problems.iter().map(|p| (service.clone(), p.clone())))
+            .collect();
+        let assignments = ownership::settle_shared(&self.raw, |service, problem| {
+            problems.insert((service.clone(), problem));
+        });
         self.report_problems(problems, &members);
 
         self.report_changes(&assignments);
@@ -506,7 +484,7 @@ impl Assigner {
     fn report_problems(
         &mut self,
         problems: BTreeSet<(ServiceRef, Problem)>,
-        members: &BTreeMap<String, Reach>,
+        members: &BTreeMap<String, Member>,
     ) {
         for (service, problem) in problems.difference(&self.reported_problems) {
             warn!(%service, %problem, "not answering for a load-balancer ingress entry");
@@ -582,8 +560,13 @@ impl Assigner {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
     use kube::api::ObjectMeta;
+    use kube::runtime::reflector;
+
+    use super::*;
+    use crate::cluster::indexes::node_facts;
 
     use super::super::membership::tests::lease;
     use super::super::ownership::pick_owner;
@@ -631,6 +614,8 @@ mod tests {
             let (owned_tx, owned) = watch::channel(Ownership::default());
             let mut settings = ClusterSettings::new(node, "responder");
             settings.lease_duration = Duration::from_secs(1);
+            // Hold-down has tests of its own (membership, ownership).
+            settings.hold_down = Duration::ZERO;
             let mut assigner = Assigner::new(
                 settings,
                 LabelSelector::default(),
@@ -644,13 +629,14 @@ mod tests {
                     announced_before: announced.iter().map(|ip| ip.parse().expect("ip")).collect(),
                     events,
                     owned: owned_tx,
+                    members: watch::channel(0).0,
+                    epochs: Arc::default(),
                     metrics: Metrics::new(),
                 },
             );
             let start = Instant::now();
-            for source in [Source::Services, Source::Nodes] {
-                assigner.apply(Update::Reflected(source, Ok(Progress::InitDone)), start);
-            }
+            assigner.apply(Update::Services(Ok(Change::Listed)), start);
+            assigner.apply(Update::Nodes(Ok(Change::Listed)), start);
             for node in WINNER_AND_LOSER {
                 assigner.apply(Update::Leases(Ok(Box::new(lease_event(node, 1)))), start);
             }
@@ -797,5 +783,47 @@ mod tests {
             ),
             "a node that did not answer for web before starts to"
         );
+    }
+
+    #[test]
+    fn only_what_a_change_can_affect_is_recomputed() {
+        let mut h = Harness::new(winner());
+        let at = h.start + Duration::from_millis(100);
+        let node = |labels: &[(&str, &str)]| Node {
+            metadata: ObjectMeta {
+                name: Some(loser().into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let node_update = |node: &Node| {
+            Update::Nodes(Ok(Change::One((
+                loser().to_owned(),
+                Some(node_facts(node)),
+            ))))
+        };
+        // A status heartbeat or resourceVersion bump: nothing ownership reads.
+        h.assigner.apply(node_update(&node(&[])), at);
+        assert!(h.assigner.dirty.is_clean(), "{:?}", h.assigner.dirty);
+
+        h.assigner
+            .apply(Update::Services(Ok(Change::One(svc("default", "web")))), at);
+        assert!(!h.assigner.dirty.all);
+        assert_eq!(
+            h.assigner.dirty.services,
+            BTreeSet::from([svc("default", "web")])
+        );
+        h.assigner.evaluate(at);
+        assert!(h.assigner.dirty.is_clean());
+
+        h.assigner
+            .apply(node_update(&node(&[("role", "edge")])), at);
+        assert!(h.assigner.dirty.all, "a label may change eligibility");
     }
 }

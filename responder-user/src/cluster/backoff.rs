@@ -13,7 +13,7 @@ use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 /// ownership is frozen (no failover, deleted Services still answered), so
 /// seeing the server again soon after it returns matters more; three watches
 /// per node every few seconds is still light.
-pub(super) struct WatchBackoff {
+pub(crate) struct WatchBackoff {
     step: Duration,
     random: u64,
 }
@@ -23,7 +23,7 @@ impl WatchBackoff {
     const LAST: Duration = Duration::from_secs(8);
     const QUIET_RESET: Duration = Duration::from_secs(120);
 
-    pub(super) fn new() -> ResetTimerBackoff<Self> {
+    pub(crate) fn new() -> ResetTimerBackoff<Self> {
         use std::hash::{BuildHasher, Hasher};
         let random = std::collections::hash_map::RandomState::new()
             .build_hasher()

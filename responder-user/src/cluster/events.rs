@@ -7,12 +7,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Client, Resource};
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use super::ownership::service_ref;
+use crate::event_record::record;
 
 const REPORTER: &str = "responder";
 
@@ -48,13 +49,10 @@ pub(crate) async fn publish_events(
     attached: watch::Receiver<super::Attached>,
     mut announcements: mpsc::UnboundedReceiver<OwnershipEvent>,
 ) {
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: REPORTER.to_owned(),
-            instance: Some(node.clone()),
-        },
-    );
+    let reporter = Reporter {
+        controller: REPORTER.to_owned(),
+        instance: Some(node.clone()),
+    };
     while let Some(announcement) = announcements.recv().await {
         let interfaces = attached.borrow().names.join(", ");
         let (service, type_, reason, action, note) = match &announcement {
@@ -93,7 +91,7 @@ pub(crate) async fn publish_events(
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(error) = recorder.publish(&event, &service.object_ref(&())).await {
+        if let Err(error) = record(&client, &reporter, &event, &service.object_ref(&())).await {
             warn!(service = %service_ref(service), reason, %error, "could not record Event");
         }
     }

@@ -202,6 +202,8 @@ async fn owned_by_agent(node: &str, cluster: Cluster) -> BTreeMap<IpAddr, Servic
         // Watches never deliver renewals here, so leases must outlive the test.
         renew_interval: Duration::from_secs(600),
         lease_duration: Duration::from_secs(3600),
+        // The agent's own session is new here; hold-down has tests of its own.
+        hold_down: Duration::ZERO,
         ..ClusterSettings::new(node, NAMESPACE)
     };
     let (_attached_tx, attached) = watch::channel(Attached {

@@ -5,10 +5,15 @@
 
 mod assigner;
 mod backoff;
+mod eligibility;
 mod events;
+mod indexes;
 mod membership;
 mod ownership;
+mod participation;
+mod projections;
 mod selector;
+mod watches;
 
 #[cfg(test)]
 mod mock_tests;
@@ -16,20 +21,21 @@ mod mock_tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Node;
-use tokio::sync::watch;
 
 pub use selector::{LabelSelector, SelectorError};
 
+// Shared with the controller.
+pub(crate) use backoff::WatchBackoff;
+pub(crate) use ownership::is_ours;
+
 pub use membership::Departure;
+pub use participation::{depart, run};
 
-use crate::metrics::Metrics;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClusterSettings {
     /// This node's name, as in its Node object.
     pub node_name: String,
@@ -40,10 +46,19 @@ pub struct ClusterSettings {
     pub lb_class: Option<String>,
     /// Label selector restricting which Nodes may announce.
     pub node_selector: Option<String>,
+    /// The shortest renew interval, used while the write budget allows it.
     pub renew_interval: Duration,
-    /// How long a member stays alive after this agent last saw its Lease renewed:
-    /// the failover time.
+    /// How long a member stays alive after this agent last saw its Lease
+    /// renewed, at the shortest renew interval: the failover time. Both grow
+    /// together, keeping their ratio, when the budget requires it.
     pub lease_duration: Duration,
+    /// Membership writes per second the whole cluster may spend: with more
+    /// announcing members than `budget × renew_interval`, each renews less
+    /// often and its Lease lasts longer.
+    pub lease_write_budget: f64,
+    /// How long a member that (re)joins must stay live before Services move
+    /// to it, so a flapping node does not pull them back and forth.
+    pub hold_down: Duration,
 }
 
 impl ClusterSettings {
@@ -52,6 +67,12 @@ impl ClusterSettings {
     /// interval.
     pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_millis(250);
     pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(1);
+    /// The write rate of kube-node-lease in a 500-node cluster (a Lease per
+    /// node every 10 s), which API servers are sized for: sub-second
+    /// failover up to 12 announcing nodes, 8 s at 100, 24 s at 300.
+    pub const DEFAULT_LEASE_WRITE_BUDGET: f64 = 50.0;
+    /// Ten times the default Lease: a node must prove itself for a while.
+    pub const DEFAULT_HOLD_DOWN: Duration = Duration::from_secs(10);
 
     pub fn new(node_name: impl Into<String>, namespace: impl Into<String>) -> Self {
         ClusterSettings {
@@ -61,6 +82,8 @@ impl ClusterSettings {
             node_selector: None,
             renew_interval: Self::DEFAULT_RENEW_INTERVAL,
             lease_duration: Self::DEFAULT_LEASE_DURATION,
+            lease_write_budget: Self::DEFAULT_LEASE_WRITE_BUDGET,
+            hold_down: Self::DEFAULT_HOLD_DOWN,
         }
     }
 }
@@ -176,117 +199,4 @@ pub enum ClusterError {
     EmptyNodeName,
     #[error("the watch of {0} ended")]
     WatchEnded(&'static str),
-}
-
-/// Runs until cancelled (drop the future or abort its task), publishing into
-/// `owned` the VIPs this node must answer for now. `attached` follows the
-/// attached interfaces: named in Events, what they reach advertised in the
-/// Lease. `announced_before` are the addresses the data plane answered for
-/// when the agent started (a restart keeps owning them without an Event).
-///
-/// While the API server is unreachable the last published set stays in place.
-pub async fn run(
-    client: kube::Client,
-    settings: ClusterSettings,
-    attached: watch::Receiver<Attached>,
-    announced_before: BTreeSet<IpAddr>,
-    owned: watch::Sender<Ownership>,
-    metrics: Arc<Metrics>,
-) -> Result<(), ClusterError> {
-    let selector: LabelSelector = settings
-        .node_selector
-        .as_deref()
-        .unwrap_or_default()
-        .parse()?;
-    if settings.renew_interval.is_zero() || settings.renew_interval >= settings.lease_duration {
-        return Err(ClusterError::LeaseTiming {
-            renew: settings.renew_interval,
-            lease: settings.lease_duration,
-        });
-    }
-    if settings.node_name.is_empty() {
-        return Err(ClusterError::EmptyNodeName);
-    }
-    let leases = kube::Api::namespaced(client.clone(), &settings.namespace);
-    let (event_sender, event_queue) = events::channel();
-    let outputs = assigner::Outputs {
-        announced_before,
-        events: event_sender,
-        owned,
-        metrics: Arc::clone(&metrics),
-    };
-    // Event publishing ends once the assigner drops its sender, after the last Events.
-    let assigner_and_events = async {
-        let (result, ()) = tokio::join!(
-            assigner::assign_forever(
-                client.clone(),
-                settings.clone(),
-                selector,
-                attached.clone(),
-                outputs,
-            ),
-            events::publish_events(
-                client.clone(),
-                settings.node_name.clone(),
-                attached.clone(),
-                event_queue
-            ),
-        );
-        result
-    };
-    let holding = membership::hold_lease(
-        leases,
-        kube::Api::all(client.clone()),
-        settings.node_name.clone(),
-        attached.clone(),
-        settings.renew_interval,
-        settings.lease_duration,
-        metrics,
-    );
-    tokio::select! {
-        never = holding => match never {},
-        result = assigner_and_events => result,
-    }
-}
-
-/// Writes into this node's Lease how its agent leaves (see [`Departure`]):
-/// for a restart, `grace` long, unless the Node is cordoned (drained before
-/// maintenance), in which case the Lease is released so its Services move at
-/// once. Bounded in time: a stopping agent must not hang on the API server.
-pub async fn depart(
-    client: kube::Client,
-    settings: &ClusterSettings,
-    grace: Option<Duration>,
-) -> Departure {
-    const BOUND: Duration = Duration::from_secs(3);
-    let leaving = async {
-        let nodes: kube::Api<Node> = kube::Api::all(client.clone());
-        let cordoned = match nodes.get_opt(&settings.node_name).await {
-            Ok(node) => node
-                .and_then(|node| node.spec)
-                .and_then(|spec| spec.unschedulable)
-                .unwrap_or(false),
-            Err(error) => {
-                tracing::debug!(%error, "reading this Node before leaving");
-                false
-            }
-        };
-        let departure = match grace {
-            Some(grace) if !cordoned => Departure::Restart { grace },
-            _ => Departure::Leave,
-        };
-        let leases = kube::Api::namespaced(client, &settings.namespace);
-        membership::depart(&leases, &settings.node_name, departure).await;
-        departure
-    };
-    match tokio::time::timeout(BOUND, leaving).await {
-        Ok(departure) => departure,
-        Err(_) => {
-            tracing::warn!("leaving the cluster membership took longer than {BOUND:?}; the Lease expires instead");
-            match grace {
-                Some(grace) => Departure::Restart { grace },
-                None => Departure::Leave,
-            }
-        }
-    }
 }

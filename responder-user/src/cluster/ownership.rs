@@ -10,6 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::membership::Member;
 use super::selector::LabelSelector;
 use super::{Reach, ServiceRef};
 
@@ -129,34 +130,41 @@ pub(crate) fn node_eligible(node: &Node, selector: &LabelSelector) -> bool {
     !labels.contains_key(EXCLUDE_LB_LABEL) && !network_unavailable && selector.matches(labels)
 }
 
-/// Nodes hosting a ready or serving (e.g. terminating but still draining) endpoint,
-/// per Service. Absent conditions mean ready, as the EndpointSlice API specifies.
+/// The Service of a slice, and the nodes hosting one of its ready or serving
+/// (e.g. terminating but still draining) endpoints. Absent conditions mean
+/// ready, as the EndpointSlice API specifies. `None` for a slice of no
+/// Service.
+pub(crate) fn slice_nodes(slice: &EndpointSlice) -> Option<(ServiceRef, BTreeSet<String>)> {
+    let service = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))?;
+    let key = ServiceRef {
+        namespace: slice.metadata.namespace.clone().unwrap_or_default(),
+        name: service.clone(),
+    };
+    let mut nodes = BTreeSet::new();
+    for endpoint in slice.endpoints.iter().flatten() {
+        let conditions = endpoint.conditions.as_ref();
+        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+        let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+        if let (true, Some(node)) = (ready || serving, &endpoint.node_name) {
+            nodes.insert(node.clone());
+        }
+    }
+    Some((key, nodes))
+}
+
+/// The nodes with endpoints of each Service, over `slices` (the assigner
+/// keeps this up to date slice by slice, see `indexes`).
+#[cfg(test)]
 pub(crate) fn endpoint_nodes<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> HashMap<ServiceRef, BTreeSet<String>> {
     let mut index: HashMap<ServiceRef, BTreeSet<String>> = HashMap::new();
-    for slice in slices {
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
-            continue;
-        };
-        let key = ServiceRef {
-            namespace: slice.metadata.namespace.clone().unwrap_or_default(),
-            name: service.clone(),
-        };
-        let nodes = index.entry(key).or_default();
-        for endpoint in slice.endpoints.iter().flatten() {
-            let conditions = endpoint.conditions.as_ref();
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-            if let (true, Some(node)) = (ready || serving, &endpoint.node_name) {
-                nodes.insert(node.clone());
-            }
-        }
+    for (service, nodes) in slices.into_iter().filter_map(slice_nodes) {
+        index.entry(service).or_default().extend(nodes);
     }
     index
 }
@@ -171,7 +179,7 @@ pub(crate) struct Assignment {
 pub(crate) struct Inputs<'a> {
     pub lb_class: Option<&'a str>,
     /// Live members that are eligible nodes, with what each can answer for.
-    pub members: &'a BTreeMap<String, Reach>,
+    pub members: &'a BTreeMap<String, Member>,
     /// `None` when EndpointSlices are not served: Local Services then treat every
     /// member as having endpoints.
     pub endpoints: Option<&'a HashMap<ServiceRef, BTreeSet<String>>>,
@@ -203,12 +211,25 @@ pub(crate) fn node_addresses<'a>(
     addresses
 }
 
-/// The members that may own a Service with `ips`, best first: those that
-/// can answer for every address and have each address that is on-link
-/// anywhere on-link themselves (so the VIP lands on its own subnet); failing
-/// that, those that can answer for every address; failing that, those that
-/// can answer for some (serving some beats serving none).
+/// The members that may own a Service with `ips`: settled members before
+/// those still held down after (re)joining, and among them, best first,
+/// those that can answer for every address and have each address that is
+/// on-link anywhere on-link themselves (so the VIP lands on its own subnet);
+/// failing that, those that can answer for every address; failing that,
+/// those that can answer for some (serving some beats serving none).
 fn candidates<'m>(
+    members: impl Iterator<Item = (&'m String, &'m Member)> + Clone,
+    ips: &[IpAddr],
+) -> Vec<&'m str> {
+    let settled = members.clone().filter(|(_, member)| member.settled);
+    let chosen = candidates_by_reach(settled.map(|(node, member)| (node, &member.reach)), ips);
+    if !chosen.is_empty() {
+        return chosen;
+    }
+    candidates_by_reach(members.map(|(node, member)| (node, &member.reach)), ips)
+}
+
+fn candidates_by_reach<'m>(
     members: impl Iterator<Item = (&'m String, &'m Reach)> + Clone,
     ips: &[IpAddr],
 ) -> Vec<&'m str> {
@@ -256,72 +277,93 @@ impl std::fmt::Display for Problem {
 }
 
 /// Owner of every Service of ours that has at least one usable ingress IP.
-/// `on_problem` hears about ingress entries left out.
+/// `on_problem` hears about ingress entries left out. (The assigner does the
+/// same Service by Service, for the Services a change affects.)
+#[cfg(test)]
 pub(crate) fn assign<'s>(
     services: impl IntoIterator<Item = &'s Arc<Service>>,
     inputs: &Inputs<'_>,
     mut on_problem: impl FnMut(&ServiceRef, Problem),
 ) -> BTreeMap<ServiceRef, Assignment> {
-    let no_endpoints = BTreeSet::new();
-    let mut assignments = BTreeMap::new();
-    for service in services {
-        if !is_ours(service, inputs.lb_class) {
-            continue;
-        }
-        let key = service_ref(service);
-        let (mut ips, problems) = ingress_ips(service);
-        for problem in problems {
-            on_problem(&key, Problem::Skipped(problem));
-        }
-        ips.retain(|ip| match inputs.forbidden.get(ip) {
-            Some(reason) => {
-                on_problem(
-                    &key,
-                    Problem::Refused(format!("ingress ip {ip} is not answered for: {reason}")),
-                );
-                false
-            }
-            None => true,
-        });
-        if ips.is_empty() {
-            continue;
-        }
-        let with_endpoints = match inputs.endpoints {
-            Some(endpoints) if is_local_policy(service) => {
-                Some(endpoints.get(&key).unwrap_or(&no_endpoints))
-            }
-            _ => None,
-        };
-        let members = inputs
-            .members
-            .iter()
-            .filter(|(node, _)| with_endpoints.is_none_or(|nodes| nodes.contains(*node)));
-        let eligible = candidates(members, &ips);
-        let owner = pick_owner(eligible, &key);
-        assignments.insert(
-            key,
-            Assignment {
-                ips,
-                owner: owner.map(str::to_owned),
-                service: Arc::clone(service),
-            },
-        );
+    let raw: BTreeMap<ServiceRef, Assignment> = services
+        .into_iter()
+        .filter_map(|service| {
+            let assignment = assign_one(service, inputs, |p| on_problem(&service_ref(service), p))?;
+            Some((service_ref(service), assignment))
+        })
+        .collect();
+    settle_shared(&raw, on_problem)
+}
+
+/// The owner of one Service before addresses several Services list are
+/// settled ([`settle_shared`]); `None` when the Service is not ours or has
+/// no usable address.
+pub(crate) fn assign_one(
+    service: &Arc<Service>,
+    inputs: &Inputs<'_>,
+    mut on_problem: impl FnMut(Problem),
+) -> Option<Assignment> {
+    if !is_ours(service, inputs.lb_class) {
+        return None;
     }
-    // Two Services may list one address (MetalLB's allow-shared-ip, or an IPAM
-    // mistake), and rendezvous per Service may give them different owners:
-    // two nodes would answer for one IP. The first Service (by namespace/name)
-    // with an owner keeps the address; the others drop it.
-    let mut holder_of: BTreeMap<IpAddr, ServiceRef> = BTreeMap::new();
-    for (service, assignment) in &assignments {
+    let key = service_ref(service);
+    let (mut ips, problems) = ingress_ips(service);
+    for problem in problems {
+        on_problem(Problem::Skipped(problem));
+    }
+    ips.retain(|ip| match inputs.forbidden.get(ip) {
+        Some(reason) => {
+            on_problem(Problem::Refused(format!(
+                "ingress ip {ip} is not answered for: {reason}"
+            )));
+            false
+        }
+        None => true,
+    });
+    if ips.is_empty() {
+        return None;
+    }
+    let no_endpoints = BTreeSet::new();
+    let with_endpoints = match inputs.endpoints {
+        Some(endpoints) if is_local_policy(service) => {
+            Some(endpoints.get(&key).unwrap_or(&no_endpoints))
+        }
+        _ => None,
+    };
+    let members = inputs
+        .members
+        .iter()
+        .filter(|(node, _)| with_endpoints.is_none_or(|nodes| nodes.contains(*node)));
+    let eligible = candidates(members, &ips);
+    let owner = pick_owner(eligible, &key);
+    Some(Assignment {
+        ips,
+        owner: owner.map(str::to_owned),
+        service: Arc::clone(service),
+    })
+}
+
+/// Two Services may list one address (MetalLB's allow-shared-ip, or an IPAM
+/// mistake), and rendezvous per Service may give them different owners: two
+/// nodes would answer for one IP. The first Service (by namespace/name) with
+/// an owner keeps the address; the others drop it.
+pub(crate) fn settle_shared(
+    raw: &BTreeMap<ServiceRef, Assignment>,
+    mut on_problem: impl FnMut(&ServiceRef, Problem),
+) -> BTreeMap<ServiceRef, Assignment> {
+    let mut holder_of: BTreeMap<IpAddr, &ServiceRef> = BTreeMap::new();
+    for (service, assignment) in raw {
         if assignment.owner.is_some() {
             for ip in &assignment.ips {
-                holder_of.entry(*ip).or_insert_with(|| service.clone());
+                holder_of.entry(*ip).or_insert(service);
             }
         }
     }
-    for (service, assignment) in &mut assignments {
+    let mut assignments = BTreeMap::new();
+    for (service, assignment) in raw {
+        let mut assignment = assignment.clone();
         assignment.ips.retain(|ip| match holder_of.get(ip) {
-            Some(holder) if holder != service => {
+            Some(holder) if *holder != service => {
                 on_problem(
                     service,
                     Problem::Skipped(format!(
@@ -332,8 +374,10 @@ pub(crate) fn assign<'s>(
             }
             _ => true,
         });
+        if !assignment.ips.is_empty() {
+            assignments.insert(service.clone(), assignment);
+        }
     }
-    assignments.retain(|_, assignment| !assignment.ips.is_empty());
     assignments
 }
 
@@ -627,11 +671,18 @@ pub(crate) mod tests {
         assert_eq!(index[&svc("default", "web")], nodes(&["a", "b", "d"]));
     }
 
-    fn dual_stack(names: &[&str]) -> BTreeMap<String, Reach> {
+    fn dual_stack(names: &[&str]) -> BTreeMap<String, Member> {
         names
             .iter()
-            .map(|n| (n.to_string(), Reach::UNKNOWN))
+            .map(|n| (n.to_string(), settled(Reach::UNKNOWN)))
             .collect()
+    }
+
+    fn settled(reach: Reach) -> Member {
+        Member {
+            reach,
+            settled: true,
+        }
     }
 
     fn reach(ipv4: bool, ipv6: bool, prefixes: &[&str]) -> Reach {
@@ -678,7 +729,7 @@ pub(crate) mod tests {
                 &[(Some("2001:db8::3"), None)],
             )),
         ];
-        let owner = |members: &BTreeMap<String, Reach>, name: &str| {
+        let owner = |members: &BTreeMap<String, Member>, name: &str| {
             let inputs = Inputs {
                 lb_class: None,
                 members,
@@ -691,7 +742,7 @@ pub(crate) mod tests {
         };
 
         let mut members = dual_stack(&["a", "b", "c"]);
-        members.insert("a".into(), reach(true, false, &[]));
+        members.insert("a".into(), settled(reach(true, false, &[])));
         let without_a = nodes(&["b", "c"]);
         assert_eq!(owner(&members, &v4).as_deref(), Some("a"));
         for name in [&dual, &v6] {
@@ -704,9 +755,9 @@ pub(crate) mod tests {
 
         // Nobody has IPv6: the IPv4 half of a dual-stack Service is still
         // served, an IPv6-only Service cannot be.
-        let members: BTreeMap<String, Reach> = [
-            ("a".into(), reach(true, false, &[])),
-            ("b".into(), reach(false, false, &[])),
+        let members: BTreeMap<String, Member> = [
+            ("a".into(), settled(reach(true, false, &[]))),
+            ("b".into(), settled(reach(false, false, &[]))),
         ]
         .into();
         assert_eq!(owner(&members, &dual).as_deref(), Some("a"));
@@ -875,10 +926,10 @@ pub(crate) mod tests {
                 &[(Some("192.0.2.10"), None)],
             )),
         ];
-        let members: BTreeMap<String, Reach> = [
-            ("a".into(), reach(true, true, &["198.51.100.0/24"])),
-            ("b".into(), reach(true, true, &["198.51.100.0/24"])),
-            ("c".into(), reach(true, true, &["203.0.113.0/24"])),
+        let members: BTreeMap<String, Member> = [
+            ("a".into(), settled(reach(true, true, &["198.51.100.0/24"]))),
+            ("b".into(), settled(reach(true, true, &["198.51.100.0/24"]))),
+            ("c".into(), settled(reach(true, true, &["203.0.113.0/24"]))),
         ]
         .into();
         let inputs = Inputs {
@@ -902,10 +953,10 @@ pub(crate) mod tests {
             "no node has 192.0.2.0/24: every node is a candidate"
         );
         // c is gone: the VIP still gets an owner, off its subnet.
-        let without_c: BTreeMap<String, Reach> = members
+        let without_c: BTreeMap<String, Member> = members
             .iter()
             .filter(|(node, _)| *node != "c")
-            .map(|(node, reach)| (node.clone(), reach.clone()))
+            .map(|(node, member)| (node.clone(), member.clone()))
             .collect();
         let inputs = Inputs {
             members: &without_c,
@@ -973,6 +1024,51 @@ pub(crate) mod tests {
         assert!(
             matches!(&problems[1], Problem::Refused(text) if text.contains("InternalIP of Node node-a")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_member_held_down_after_rejoining_owns_only_what_nobody_settled_can() {
+        let all = nodes(&["a", "b", "c"]);
+        let won_by_a = (0..)
+            .map(|i| format!("svc-{i}"))
+            .find(|name| owner_of(&svc("default", name), &all) == "a")
+            .expect("some name is won by a");
+        let services = [
+            Arc::new(lb_service(
+                &won_by_a,
+                None,
+                "Cluster",
+                &[(Some("192.0.2.1"), None)],
+            )),
+            Arc::new(lb_service(
+                "v6-only",
+                None,
+                "Cluster",
+                &[(Some("2001:db8::1"), None)],
+            )),
+        ];
+        let mut members = dual_stack(&["a", "b", "c"]);
+        members.get_mut("a").expect("a").settled = false;
+        for node in ["b", "c"] {
+            members.get_mut(node).expect(node).reach = reach(true, false, &[]);
+        }
+        let inputs = Inputs {
+            lb_class: None,
+            members: &members,
+            endpoints: None,
+            forbidden: NO_FORBIDDEN,
+        };
+        let assignments = assign(&services, &inputs, |_, _| {});
+        assert_eq!(
+            assignments[&svc("default", &won_by_a)].owner,
+            Some(owner_of(&svc("default", &won_by_a), &nodes(&["b", "c"]))),
+            "a wins the hash but is held down"
+        );
+        assert_eq!(
+            assignments[&svc("default", "v6-only")].owner.as_deref(),
+            Some("a"),
+            "only a has IPv6: held down beats nobody"
         );
     }
 }

@@ -129,6 +129,11 @@ impl Allocator {
         &self.pools
     }
 
+    /// The Services holding addresses.
+    pub fn holders(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.holdings.keys()
+    }
+
     /// The addresses a Service holds, in the order last assigned.
     pub fn addresses(&self, service: &ServiceKey) -> Option<&[IpAddr]> {
         self.holdings.get(service).map(|h| h.addresses.as_slice())

@@ -23,6 +23,10 @@
 //! | `responder_xdp_attached`                    | (none)                               |
 //! | `responder_vips_family_disabled`            | (none)                               |
 //! | `responder_vips_yielded`                    | (none)                               |
+//! | `responder_membership_members`              | (none)                               |
+//! | `responder_lease_watch_events_total`        | (none)                               |
+//! | `responder_lease_renew_interval_seconds`    | (none)                               |
+//! | `responder_failover_expected_seconds`       | (none)                               |
 //!
 //! Per-VIP series carry `ip`, `interface`, `vlan` (empty when untagged, `100`
 //! for one tag, `100.200` for two) and `service` (`namespace/name`, empty for
@@ -46,7 +50,7 @@ use std::{
     fmt,
     net::IpAddr,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -90,6 +94,10 @@ pub struct Metrics {
     attached: Gauge,
     family_disabled: Gauge,
     yielded: Gauge,
+    members: Gauge,
+    lease_events: Counter,
+    renew_interval: Gauge<f64, AtomicU64>,
+    failover_expected: Gauge<f64, AtomicU64>,
     heartbeat: Heartbeat,
     announced: Announced,
     vip_counters: VipCollector,
@@ -109,6 +117,10 @@ impl Metrics {
         let attached = Gauge::default();
         let family_disabled = Gauge::default();
         let yielded = Gauge::default();
+        let members = Gauge::default();
+        let lease_events = Counter::default();
+        let renew_interval = Gauge::<f64, AtomicU64>::default();
+        let failover_expected = Gauge::<f64, AtomicU64>::default();
         let heartbeat = Heartbeat::new(clock);
         let announced = Announced::default();
         let vip_counters = VipCollector::default();
@@ -168,6 +180,30 @@ impl Metrics {
             "VIP keys this node does not answer for because another MAC claimed them while this node's view was frozen or its agent late.",
             yielded.clone(),
         );
+        register(
+            &mut registry,
+            "responder_membership_members",
+            "Announcing nodes with a live membership Lease, as this agent sees them.",
+            members.clone(),
+        );
+        register(
+            &mut registry,
+            "responder_lease_watch_events",
+            "Membership Lease changes this agent received: every member's renewals, the load each agent's Lease watch puts on the API server.",
+            lease_events.clone(),
+        );
+        register(
+            &mut registry,
+            "responder_lease_renew_interval_seconds",
+            "How often this node renews its membership Lease, following the cluster's write budget.",
+            renew_interval.clone(),
+        );
+        register(
+            &mut registry,
+            "responder_failover_expected_seconds",
+            "How long this node's Lease lasts without a renewal: the time to fail over from it.",
+            failover_expected.clone(),
+        );
         registry.register_collector(Box::new(vip_counters.clone()));
 
         Metrics {
@@ -179,6 +215,10 @@ impl Metrics {
             attached,
             family_disabled,
             yielded,
+            members,
+            lease_events,
+            renew_interval,
+            failover_expected,
             heartbeat,
             announced,
             vip_counters,
@@ -246,6 +286,19 @@ impl Metrics {
     /// How many VIP keys are yielded to another MAC right now.
     pub fn set_yielded(&self, keys: usize) {
         self.yielded.set(i64::try_from(keys).unwrap_or(i64::MAX));
+    }
+
+    /// A membership Lease change arrived on the watch.
+    pub fn lease_event(&self) {
+        self.lease_events.inc();
+    }
+
+    /// The membership as this node's Lease holder sees it: how many members,
+    /// how often it renews, how long its Lease lasts.
+    pub fn set_membership_cadence(&self, members: usize, renew: Duration, lease: Duration) {
+        self.members.set(i64::try_from(members).unwrap_or(i64::MAX));
+        self.renew_interval.set(renew.as_secs_f64());
+        self.failover_expected.set(lease.as_secs_f64());
     }
 
     /// The initial sync is done: `/readyz` answers 200 from now on.

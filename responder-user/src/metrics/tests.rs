@@ -149,6 +149,7 @@ fn fixed_state() -> (Metrics, FakeVips) {
     metrics.set_attached(true);
     metrics.set_family_disabled(2);
     metrics.set_yielded(1);
+    metrics.set_membership_cadence(3, Duration::from_millis(250), Duration::from_secs(1));
     metrics.heartbeat_at(start);
     metrics.set_announced([
         ("2001:db8::1".parse().expect("ip"), None),
@@ -247,6 +248,18 @@ responder_vips_family_disabled 2
 # HELP responder_vips_yielded VIP keys this node does not answer for because another MAC claimed them while this node's view was frozen or its agent late.
 # TYPE responder_vips_yielded gauge
 responder_vips_yielded 1
+# HELP responder_membership_members Announcing nodes with a live membership Lease, as this agent sees them.
+# TYPE responder_membership_members gauge
+responder_membership_members 3
+# HELP responder_lease_watch_events_total Membership Lease changes this agent received: every member's renewals, the load each agent's Lease watch puts on the API server.
+# TYPE responder_lease_watch_events_total counter
+responder_lease_watch_events_total 0
+# HELP responder_lease_renew_interval_seconds How often this node renews its membership Lease, following the cluster's write budget.
+# TYPE responder_lease_renew_interval_seconds gauge
+responder_lease_renew_interval_seconds 0.25
+# HELP responder_failover_expected_seconds How long this node's Lease lasts without a renewal: the time to fail over from it.
+# TYPE responder_failover_expected_seconds gauge
+responder_failover_expected_seconds 1.0
 ";
     let after = metrics.encode();
     let expected = parse_exposition(&before);

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{InterfaceFilter, LinkInfo};
+use crate::nic::topology::Topology;
 
 /// Large enough that a burst of link changes (e.g. a node starting many pods) rarely
 /// overruns the socket; an overrun is still handled by re-dumping.
@@ -55,6 +56,8 @@ pub async fn list_links() -> Result<Vec<LinkInfo>, NetwatchError> {
 pub struct LinkSnapshot {
     pub accepted: BTreeMap<u32, LinkInfo>,
     pub addresses: BTreeSet<IpAddr>,
+    /// From every link, accepted or not.
+    pub topology: Topology,
 }
 
 /// Publishes the accepted interfaces (by ifindex) of the current network namespace: first
@@ -184,6 +187,7 @@ impl Session {
                 LinkSnapshot {
                     accepted: self.table.accepted(filter),
                     addresses: self.table.all_addresses(),
+                    topology: Topology::of(&self.table.links().collect::<Vec<_>>()),
                 },
             );
             if out.is_closed() {

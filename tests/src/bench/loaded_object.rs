@@ -41,7 +41,9 @@ pub(super) fn vip_keys(count: usize) -> Vec<VipKey> {
 /// VIPs, in counter slots as the agent hands them out (the first keys get
 /// the first slots; keys past the array's end get none).
 pub(super) fn load_with_vips(vip_count: usize, vips: &[VipKey], mac: [u8; 6]) -> Ebpf {
-    let mut ebpf = Ebpf::load(responder::EBPF_OBJECT).expect("load the XDP object");
+    let mut ebpf = responder::bpf::object_loader()
+        .load(responder::EBPF_OBJECT)
+        .expect("load the XDP object");
     for name in [PROGRAM_NAME, BASELINE_PROGRAM] {
         let program: &mut Xdp = ebpf
             .program_mut(name)

@@ -15,8 +15,8 @@ use std::{
 
 use responder_common::{VipKey, VipStats};
 use responder_model::{
-    fuzzgen::{generate, vip_table, Class, Rng, INGRESS_IFINDEX},
-    respond, Expected, Verdict, VipTable,
+    fuzzgen::{generate, nics, vip_table, Class, Rng, INGRESS_IFINDEX},
+    respond_with_nics, Expected, Nics, Verdict, VipTable,
 };
 use responder_tests::testrun::{hex, LoadedResponder, XDP_PASS, XDP_TX};
 
@@ -67,6 +67,7 @@ fn describe(verdict: &Verdict) -> String {
 struct Fuzzer {
     responder: LoadedResponder,
     vips: VipTable,
+    nics: Nics,
     /// Counter totals the model predicts, per VIP.
     expected_totals: BTreeMap<VipKey, VipStats>,
     divergences: usize,
@@ -97,7 +98,7 @@ impl Fuzzer {
     /// Runs one frame and compares verdict and bytes; returns the model's
     /// prediction for the counter check.
     fn run_one(&mut self, class: &str, frame: &[u8]) -> Expected {
-        let expected = respond(&self.vips, INGRESS_IFINDEX, frame);
+        let expected = respond_with_nics(&self.vips, &self.nics, INGRESS_IFINDEX, frame);
         let (action, output) = match self.responder.try_run(frame, INGRESS_IFINDEX) {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -134,7 +135,7 @@ impl Fuzzer {
         let mut culprits = 0;
         for (class, mutated, frame) in batch {
             let before = self.totals();
-            let expected = respond(&self.vips, INGRESS_IFINDEX, frame);
+            let expected = respond_with_nics(&self.vips, &self.nics, INGRESS_IFINDEX, frame);
             // The verdict was already compared; only the counters matter here.
             let _ = self.responder.try_run(frame, INGRESS_IFINDEX);
             let after = self.totals();
@@ -179,6 +180,18 @@ impl Fuzzer {
     }
 }
 
+/// Writes the model's own MACs and bond members into the program's maps.
+fn install_nics(responder: &mut LoadedResponder, nics: &Nics) {
+    for mac in &nics.own_macs {
+        responder.add_own_mac(*mac).expect("insert own MAC");
+    }
+    for (member, bond) in &nics.bond_of {
+        responder
+            .add_bond_member(*member, *bond)
+            .expect("insert bond member");
+    }
+}
+
 fn class_label(class: Class, mutated: bool) -> String {
     if mutated {
         format!("{}+mutated", class.name())
@@ -204,9 +217,12 @@ fn main() -> ExitCode {
     for (key, value) in &vips {
         responder.insert_vip(*key, *value).expect("insert VIP");
     }
+    let nics = nics();
+    install_nics(&mut responder, &nics);
     let mut fuzzer = Fuzzer {
         responder,
         vips,
+        nics,
         expected_totals: BTreeMap::new(),
         divergences: 0,
     };

@@ -20,6 +20,9 @@ use crate::{
 #[derive(Default)]
 struct FakeAttachments {
     attached: BTreeMap<u32, String>,
+    /// Every topology written, in order.
+    topologies: Vec<Topology>,
+    fail_topology: bool,
     groups: FakeMemberships,
     /// Interface names whose attach fails.
     refuse: Vec<String>,
@@ -57,6 +60,14 @@ impl Attachments for FakeAttachments {
 
     fn attached_names(&self) -> Vec<String> {
         self.attached.values().cloned().collect()
+    }
+
+    fn set_topology(&mut self, topology: &Topology) -> Result<(), Error> {
+        if self.fail_topology {
+            return Err(Error::UnknownInterface("map write refused".into()));
+        }
+        self.topologies.push(topology.clone());
+        Ok(())
     }
 
     fn beat(&mut self) -> Result<(), Error> {
@@ -541,21 +552,53 @@ fn ipv6_vips_join_their_solicited_node_group_wherever_they_are_installed() {
     let mut core = core(&[]);
     core.start(vec![update(
         Source::CommandLine,
-        &["2001:db8::1:10", "2001:db8::2:10@eth0", "192.0.2.10"],
+        &["2001:db8:1::10", "2001:db8:2::10@eth0", "192.0.2.10"],
     )])
     .expect("start");
     let group = |ifindex, ip: &str| (ifindex, solicited_node_mac(ip.parse().expect("ip")));
     assert_eq!(
         core.attachments().groups.joined,
-        BTreeSet::from([group(2, "2001:db8::1:10"), group(3, "2001:db8::1:10")]),
-        "2001:db8::1:10 and 2001:db8::2:10 share their low 24 bits on eth0"
+        BTreeSet::from([group(2, "2001:db8:1::10"), group(3, "2001:db8:1::10")]),
+        "2001:db8:1::10 and 2001:db8:2::10 share their low 24 bits on eth0"
     );
-    core.on_source_update(update(Source::CommandLine, &["2001:db8::2:10@eth0"]));
+    core.on_source_update(update(Source::CommandLine, &["2001:db8:2::10@eth0"]));
     assert_eq!(
         core.attachments().groups.joined,
-        BTreeSet::from([group(2, "2001:db8::2:10")]),
+        BTreeSet::from([group(2, "2001:db8:2::10")]),
         "the shared group stays for the VIP still on eth0"
     );
     core.clear();
     assert!(core.attachments().groups.joined.is_empty());
+}
+
+#[test]
+fn the_node_topology_is_written_when_it_changes_and_retried_after_a_failure() {
+    let mut core = core(&["eth0"]);
+    let first = Topology {
+        own_macs: [[2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]].into(),
+        bond_members: BTreeMap::new(),
+    };
+    core.on_topology(&first);
+    core.on_topology(&first);
+    assert_eq!(
+        core.attachments().topologies,
+        vec![first.clone()],
+        "written once"
+    );
+
+    // eth1 becomes a member of bond0 (ifindex 9): a new topology.
+    let bonded = Topology {
+        own_macs: first.own_macs.clone(),
+        bond_members: [(3, 9)].into(),
+    };
+    core.attachments_mut().fail_topology = true;
+    core.on_topology(&bonded);
+    assert_eq!(core.attachments().topologies.len(), 1, "the write failed");
+    core.attachments_mut().fail_topology = false;
+    core.on_topology(&bonded);
+    assert_eq!(
+        core.attachments().topologies.last(),
+        Some(&bonded),
+        "the same topology is retried after a failure"
+    );
 }

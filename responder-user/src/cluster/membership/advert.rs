@@ -17,6 +17,11 @@ const FAMILIES_ANNOTATION: &str = "responder/ip-families";
 /// The subnets (comma-separated prefixes) of the holder's serving interfaces.
 const PREFIXES_ANNOTATION: &str = "responder/prefixes";
 
+/// How long the holder's Lease lasts after each renewal, in milliseconds: it
+/// follows the number of members and the cluster's write budget, and
+/// `leaseDurationSeconds` cannot say "1.5 s".
+const DURATION_ANNOTATION: &str = "responder/lease-duration-ms";
+
 /// Set by an agent leaving for a restart (a DaemonSet rolling update): for this
 /// many seconds after the Lease last changed, its holder counts as alive, so a
 /// restart within the grace moves nothing. Its successor's first renewal
@@ -56,6 +61,15 @@ pub(super) fn reach_of(lease: &Lease) -> Reach {
     Reach { families, prefixes }
 }
 
+/// How long the holder says its Lease lasts; `None` from an agent that
+/// predates the annotation (the observer's own setting applies).
+pub(super) fn declared_duration_of(lease: &Lease) -> Option<Duration> {
+    annotation(lease, DURATION_ANNOTATION)
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
 /// The restart grace the holder asked for when it left, if any.
 pub(super) fn restart_grace_of(lease: &Lease) -> Option<Duration> {
     annotation(lease, RESTART_GRACE_ANNOTATION)
@@ -77,7 +91,10 @@ pub(super) fn families_annotation(families: Families) -> String {
 /// The annotations a renewal writes: what the node reaches now, and no
 /// restart grace (a renewal means the agent is back). `None` removes a key in
 /// a merge patch.
-pub(super) fn renewal_annotations(reach: &Reach) -> BTreeMap<&'static str, Option<String>> {
+pub(super) fn renewal_annotations(
+    reach: &Reach,
+    lease_duration: Duration,
+) -> BTreeMap<&'static str, Option<String>> {
     let prefixes: Vec<String> = reach
         .prefixes
         .iter()
@@ -89,6 +106,10 @@ pub(super) fn renewal_annotations(reach: &Reach) -> BTreeMap<&'static str, Optio
             Some(families_annotation(reach.families)),
         ),
         (PREFIXES_ANNOTATION, Some(prefixes.join(","))),
+        (
+            DURATION_ANNOTATION,
+            Some(lease_duration.as_millis().to_string()),
+        ),
         (RESTART_GRACE_ANNOTATION, None),
     ]
     .into()
@@ -119,6 +140,10 @@ pub(super) mod tests {
 
     pub(crate) fn with_families(lease: Lease, families: &str) -> Lease {
         annotated(lease, &[(FAMILIES_ANNOTATION, families)])
+    }
+
+    pub(crate) fn with_duration_ms(lease: Lease, ms: &str) -> Lease {
+        annotated(lease, &[(DURATION_ANNOTATION, ms)])
     }
 
     pub(crate) fn with_grace(lease: Lease, seconds: &str) -> Lease {
@@ -170,7 +195,7 @@ pub(super) mod tests {
             },
             prefixes: vec!["198.51.100.7/24".parse().expect("prefix")],
         };
-        let written = renewal_annotations(&reach);
+        let written = renewal_annotations(&reach, Duration::from_millis(1500));
         assert_eq!(written[FAMILIES_ANNOTATION].as_deref(), Some("IPv4"));
         assert_eq!(
             written[PREFIXES_ANNOTATION].as_deref(),
@@ -178,6 +203,14 @@ pub(super) mod tests {
             "the subnet, not the address"
         );
         assert_eq!(written[RESTART_GRACE_ANNOTATION], None);
+        assert_eq!(written[DURATION_ANNOTATION].as_deref(), Some("1500"));
+        let lease = annotated(lease("a", 1), &[(DURATION_ANNOTATION, "1500")]);
+        assert_eq!(
+            declared_duration_of(&lease),
+            Some(Duration::from_millis(1500))
+        );
+        let zero = annotated(lease.clone(), &[(DURATION_ANNOTATION, "0")]);
+        assert_eq!(declared_duration_of(&zero), None);
         assert_eq!(families_annotation(Families::BOTH), "IPv4,IPv6");
         assert_eq!(families_annotation(Families::default()), "");
     }

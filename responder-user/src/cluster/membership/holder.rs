@@ -16,35 +16,89 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::advert::{families_annotation, renewal_annotations, restart_grace_annotation};
+use super::advert::{self, families_annotation, renewal_annotations, restart_grace_annotation};
 use super::{lease_name, LEASE_LABEL_KEY, LEASE_LABEL_VALUE};
 use crate::cluster::{Attached, Reach};
 use crate::metrics::Metrics;
 
-/// Creates the node's Lease if needed and renews it every `renew_interval` with
-/// one merge patch, backing off (up to the lease duration) while renewals fail.
-/// Each renewal also carries what `attached` can answer for now, and an owner
-/// reference to the Node once its uid is known, so the Lease of a deleted Node
-/// is garbage-collected.
-pub(crate) async fn hold_lease(
-    api: Api<Lease>,
-    nodes: Api<Node>,
-    node: String,
-    attached: watch::Receiver<Attached>,
-    renew_interval: Duration,
-    lease_duration: Duration,
-    metrics: Arc<Metrics>,
-) -> Infallible {
+/// How often this node renews its Lease and how long each renewal lasts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Cadence {
+    pub(crate) renew: Duration,
+    pub(crate) lease: Duration,
+}
+
+impl Cadence {
+    /// The cadence that keeps `members` renewals within `budget` writes per
+    /// second: never faster than `fastest`, and the Lease lasting as many
+    /// renewals as `fastest` allows (so as many may be lost).
+    pub(crate) fn for_members(members: usize, budget: f64, fastest: Cadence) -> Cadence {
+        let needed = Duration::from_secs_f64(members.max(1) as f64 / budget.max(f64::MIN_POSITIVE));
+        let renew = needed.max(fastest.renew);
+        let ratio = fastest.lease.as_secs_f64() / fastest.renew.as_secs_f64();
+        Cadence {
+            renew,
+            lease: renew.mul_f64(ratio),
+        }
+    }
+}
+
+/// What holding the Lease needs beyond the API handles.
+pub(crate) struct Holding {
+    pub(crate) node: String,
+    pub(crate) attached: watch::Receiver<Attached>,
+    /// The fastest cadence, and the cluster's write budget.
+    pub(crate) fastest: Cadence,
+    pub(crate) budget: f64,
+    /// The number of live members, as the assigner sees them.
+    pub(crate) members: watch::Receiver<usize>,
+    /// Told when this node begins a new session (see the tracker).
+    pub(crate) own_session: watch::Sender<Option<Instant>>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Creates the node's Lease if needed and renews it with one merge patch at
+/// the cadence the write budget allows, backing off (up to the lease
+/// duration) while renewals fail. Each renewal also carries what `attached`
+/// can answer for now and how long it lasts, and an owner reference to the
+/// Node once its uid is known, so the Lease of a deleted Node is
+/// garbage-collected. The first renewal starts a new session (`acquireTime`)
+/// unless the Lease is still this node's and live, as after a restart within
+/// its grace.
+pub(crate) async fn hold_lease(api: Api<Lease>, nodes: Api<Node>, holding: Holding) -> Infallible {
+    let Holding {
+        node,
+        attached,
+        fastest,
+        budget,
+        members,
+        own_session,
+        metrics,
+    } = holding;
     let name = lease_name(&node);
-    let mut delay = renew_interval;
+    let mut delay = fastest.renew;
     let mut failing = false;
     let mut advertised = None;
     let mut owner = None;
+    let mut session = None;
+    let mut cadence = fastest;
     loop {
         let started = Instant::now();
         if owner.is_none() {
             owner = node_owner_reference(&nodes, &node).await;
         }
+        let next = Cadence::for_members(*members.borrow(), budget, fastest);
+        if next != cadence {
+            info!(
+                lease = %name,
+                renew = ?next.renew,
+                lease_duration = ?next.lease,
+                members = *members.borrow(),
+                "membership cadence follows the write budget"
+            );
+            cadence = next;
+        }
+        metrics.set_membership_cadence(*members.borrow(), cadence.renew, cadence.lease);
         let reach = attached.borrow().reach.clone();
         if advertised.as_ref() != Some(&reach) {
             info!(
@@ -55,15 +109,33 @@ pub(crate) async fn hold_lease(
             );
             advertised = Some(reach.clone());
         }
-        let renewed = renew(&api, &name, &node, &reach, owner.as_ref(), lease_duration).await;
+        if session.is_none() {
+            session = Some(current_session(&api, &name, &node).await);
+        }
+        let new_session = matches!(session, Some(Session::New | Session::First));
+        let rejoin = session == Some(Session::New);
+        let renewal = Renewal {
+            reach: &reach,
+            owner: owner.as_ref(),
+            lease_duration: cadence.lease,
+            new_session,
+        };
+        let renewed = renew(&api, &name, &node, renewal).await;
         metrics.lease_renewal(renewed.is_ok());
         match renewed {
             Ok(()) => {
                 if failing {
                     info!(lease = %name, "lease renewals succeed again");
                 }
+                if rejoin {
+                    info!(lease = %name, "rejoined the membership in a new session");
+                    own_session.send_replace(Some(started));
+                }
+                if session != Some(Session::Continued) {
+                    session = Some(Session::Continued);
+                }
                 failing = false;
-                delay = renew_interval;
+                delay = cadence.renew;
             }
             Err(error) => {
                 if failing {
@@ -72,10 +144,48 @@ pub(crate) async fn hold_lease(
                     warn!(lease = %name, %error, "lease renewal failed; retrying with backoff");
                 }
                 failing = true;
-                delay = (delay * 2).min(lease_duration.max(renew_interval));
+                delay = (delay * 2).min(cadence.lease.max(cadence.renew));
             }
         }
         tokio::time::sleep_until(started + delay).await;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    /// The Lease is this node's and still live (a restart within its grace):
+    /// the membership goes on.
+    Continued,
+    /// There is no Lease yet: this node joins for the first time.
+    First,
+    /// Released, another holder's, or expired: this node rejoins, and the
+    /// others hold it down for a while.
+    New,
+}
+
+/// Whether this node's Lease still carries a live session of its own, by
+/// its own clock (the holder wrote renewTime); unknown counts as new.
+async fn current_session(api: &Api<Lease>, name: &str, node: &str) -> Session {
+    let lease = match api.get_opt(name).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return Session::First,
+        Err(_) => return Session::New,
+    };
+    let Some(spec) = lease.spec.as_ref() else {
+        return Session::New;
+    };
+    let lasts = advert::declared_duration_of(&lease)
+        .unwrap_or(Duration::from_secs(
+            spec.lease_duration_seconds.unwrap_or(0).max(0) as u64,
+        ))
+        .max(advert::restart_grace_of(&lease).unwrap_or_default());
+    let live = spec.renew_time.as_ref().is_some_and(|renewed| {
+        let age = Timestamp::now().duration_since(renewed.0);
+        Duration::try_from(age).is_ok_and(|age| age < lasts)
+    });
+    match spec.holder_identity.as_deref() == Some(node) && live {
+        true => Session::Continued,
+        false => Session::New,
     }
 }
 
@@ -103,15 +213,28 @@ fn duration_seconds(duration: Duration) -> i32 {
         .max(1)
 }
 
+/// What one renewal writes.
+struct Renewal<'a> {
+    reach: &'a Reach,
+    owner: Option<&'a OwnerReference>,
+    lease_duration: Duration,
+    /// Stamp `acquireTime`: the node (re)joins.
+    new_session: bool,
+}
+
 async fn renew(
     api: &Api<Lease>,
     name: &str,
     node: &str,
-    reach: &Reach,
-    owner: Option<&OwnerReference>,
-    lease_duration: Duration,
+    renewal: Renewal<'_>,
 ) -> Result<(), kube::Error> {
-    let annotations = renewal_annotations(reach);
+    let Renewal {
+        reach,
+        owner,
+        lease_duration,
+        new_session,
+    } = renewal;
+    let annotations = renewal_annotations(reach, lease_duration);
     let now = MicroTime(Timestamp::now());
     let duration_seconds = duration_seconds(lease_duration);
     let mut metadata = json!({
@@ -121,14 +244,15 @@ async fn renew(
     if let Some(owner) = owner {
         metadata["ownerReferences"] = json!([owner]);
     }
-    let patch = json!({
-        "metadata": metadata,
-        "spec": {
-            "holderIdentity": node,
-            "leaseDurationSeconds": duration_seconds,
-            "renewTime": now,
-        },
+    let mut spec = json!({
+        "holderIdentity": node,
+        "leaseDurationSeconds": duration_seconds,
+        "renewTime": now,
     });
+    if new_session {
+        spec["acquireTime"] = json!(now);
+    }
+    let patch = json!({ "metadata": metadata, "spec": spec });
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -205,5 +329,40 @@ pub(crate) async fn depart(api: &Api<Lease>, node: &str, departure: Departure) {
         Err(error) => {
             warn!(lease = %name, %error, ?departure, "could not write the departure into the Lease; it expires instead")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FASTEST: Cadence = Cadence {
+        renew: Duration::from_millis(250),
+        lease: Duration::from_secs(1),
+    };
+
+    #[test]
+    fn the_cadence_follows_the_members_within_the_write_budget() {
+        assert_eq!(Cadence::for_members(3, 50.0, FASTEST), FASTEST);
+        assert_eq!(Cadence::for_members(12, 50.0, FASTEST), FASTEST);
+        let hundred = Cadence::for_members(100, 50.0, FASTEST);
+        assert_eq!(hundred.renew, Duration::from_secs(2));
+        assert_eq!(
+            hundred.lease,
+            Duration::from_secs(8),
+            "four renewals, as at 250 ms"
+        );
+        let thousand = Cadence::for_members(1000, 50.0, FASTEST);
+        assert_eq!(thousand.renew, Duration::from_secs(20));
+        assert_eq!(
+            Cadence::for_members(0, 50.0, FASTEST),
+            FASTEST,
+            "alone, or before the first list"
+        );
+        assert_eq!(
+            Cadence::for_members(100, 400.0, FASTEST),
+            FASTEST,
+            "a bigger budget keeps sub-second failover"
+        );
     }
 }

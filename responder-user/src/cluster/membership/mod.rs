@@ -8,8 +8,8 @@ mod holder;
 mod tracker;
 
 pub use holder::Departure;
-pub(crate) use holder::{depart, hold_lease};
-pub(crate) use tracker::LeaseTracker;
+pub(crate) use holder::{depart, hold_lease, Cadence, Holding};
+pub(crate) use tracker::{LeaseTracker, Member};
 
 pub(crate) const LEASE_LABEL_KEY: &str = "app.kubernetes.io/component";
 pub(crate) const LEASE_LABEL_VALUE: &str = "responder-membership";

@@ -1,5 +1,6 @@
 //! Lease expiry as seen from this agent, in the style of client-go leader election.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::advert::{reach_of, restart_grace_of};
+use super::advert::{declared_duration_of, reach_of, restart_grace_of};
 use super::lease_name;
 use crate::cluster::Reach;
 
@@ -18,13 +19,34 @@ struct Observation {
     renew_time: Option<MicroTime>,
     observed_at: Instant,
     reach: Reach,
+    /// How long the holder says its Lease lasts (else the local setting).
+    declared_duration: Option<Duration>,
     /// How long a departing holder asked to be considered alive.
     restart_grace: Option<Duration>,
+    /// The holder's session: `acquireTime`, which it sets when it (re)joins
+    /// after its Lease had expired.
+    session: Option<MicroTime>,
+    /// From when the member may own Services again after (re)joining.
+    settled_at: Instant,
+}
+
+/// A live member as ownership sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) reach: Reach,
+    /// Live for at least the hold-down since it (re)joined: a flapping node
+    /// does not pull Services back and forth.
+    pub(crate) settled: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct LeaseTracker {
     lease_duration: Duration,
+    hold_down: Duration,
+    own_lease: String,
+    /// When this node's own current session began, as its holder knows it
+    /// (its own Lease may first be seen after it was renewed).
+    own_session_started: Option<Instant>,
     leases: HashMap<String, Observation>,
     /// Leases whose holder is not the node their name is for, already
     /// warned about.
@@ -32,11 +54,22 @@ pub(crate) struct LeaseTracker {
 }
 
 impl LeaseTracker {
-    pub(crate) fn new(lease_duration: Duration) -> Self {
+    pub(crate) fn new(lease_duration: Duration, hold_down: Duration, own_lease: String) -> Self {
         LeaseTracker {
             lease_duration,
+            hold_down,
+            own_lease,
+            own_session_started: None,
             leases: HashMap::new(),
             forged: HashSet::new(),
+        }
+    }
+
+    /// This node's holder rejoined (its Lease had lapsed) at `started`.
+    pub(crate) fn own_session_started(&mut self, started: Instant) {
+        self.own_session_started = Some(started);
+        if let Some(seen) = self.leases.get_mut(&self.own_lease) {
+            seen.settled_at = started + self.hold_down;
         }
     }
 
@@ -44,8 +77,9 @@ impl LeaseTracker {
     /// changed, so re-deliveries (relists, unrelated metadata edits) do not keep a
     /// dead member alive. A Lease whose name is not its holder's is ignored:
     /// anyone who may write Leases in the namespace could otherwise keep a dead
-    /// node, or one that runs no agent, a member.
-    pub(crate) fn observe(&mut self, lease: &Lease, now: Instant) {
+    /// node, or one that runs no agent, a member. `listed` says the Lease
+    /// comes from a (re)list rather than a change seen as it happened.
+    pub(crate) fn observe(&mut self, lease: &Lease, now: Instant, listed: bool) {
         let Some(name) = lease.metadata.name.clone() else {
             return;
         };
@@ -62,33 +96,47 @@ impl LeaseTracker {
         }
         self.forged.remove(&name);
         let renew_time = spec.and_then(|s| s.renew_time.clone());
-        let reach = reach_of(lease);
-        let restart_grace = restart_grace_of(lease);
-        match self.leases.get_mut(&name) {
-            Some(seen) if seen.holder == holder && seen.renew_time == renew_time => {
-                seen.reach = reach;
-                seen.restart_grace = restart_grace;
+        let session = spec.and_then(|s| s.acquire_time.clone());
+        let own = name == self.own_lease;
+        let hold_down_from = |now: Instant| now + self.hold_down;
+        // This node's own rejoin counts from when its holder began it: the
+        // Lease may be listed only after the first renewal.
+        let own_rejoin = own.then_some(self.own_session_started).flatten();
+        let seen = match self.leases.entry(name) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                // A Lease never seen before is a first join, or one this
+                // agent cannot tell apart from one (listed at its start):
+                // nothing to hold down.
+                let settled_at = own_rejoin.map_or(now, |started| started + self.hold_down);
+                entry.insert(Observation {
+                    holder: holder.clone(),
+                    renew_time: None,
+                    observed_at: now,
+                    reach: Reach::default(),
+                    declared_duration: None,
+                    restart_grace: None,
+                    session: session.clone(),
+                    settled_at,
+                })
             }
-            Some(seen) => {
-                seen.holder = holder;
-                seen.renew_time = renew_time;
-                seen.observed_at = now;
-                seen.reach = reach;
-                seen.restart_grace = restart_grace;
-            }
-            None => {
-                self.leases.insert(
-                    name,
-                    Observation {
-                        holder,
-                        renew_time,
-                        observed_at: now,
-                        reach,
-                        restart_grace,
-                    },
-                );
-            }
+        };
+        // A new session (or a holder taking a released Lease back) is the
+        // node rejoining: held down.
+        let rejoined = seen.session != session || (seen.holder.is_empty() && !holder.is_empty());
+        if rejoined && !listed {
+            seen.settled_at =
+                own_rejoin.map_or_else(|| hold_down_from(now), |t| t + self.hold_down);
         }
+        seen.session = session;
+        if seen.holder != holder || seen.renew_time != renew_time {
+            seen.holder = holder;
+            seen.renew_time = renew_time;
+            seen.observed_at = now;
+        }
+        seen.reach = reach_of(lease);
+        seen.declared_duration = declared_duration_of(lease);
+        seen.restart_grace = restart_grace_of(lease);
     }
 
     pub(crate) fn forget(&mut self, name: &str) {
@@ -108,29 +156,41 @@ impl LeaseTracker {
         }
     }
 
+    /// How long `seen`'s Lease lasts after a renewal.
+    fn duration(&self, seen: &Observation) -> Duration {
+        seen.declared_duration.unwrap_or(self.lease_duration)
+    }
+
     fn expiry(&self, seen: &Observation) -> Instant {
+        let alive_for = self.duration(seen);
         let alive_for = seen
             .restart_grace
-            .map_or(self.lease_duration, |grace| grace.max(self.lease_duration));
+            .map_or(alive_for, |grace| grace.max(alive_for));
         seen.observed_at + alive_for
     }
 
-    /// Holders of Leases renewed within the lease duration (or their restart
-    /// grace), with what each can answer for.
-    pub(crate) fn live(&self, now: Instant) -> BTreeMap<String, Reach> {
+    /// Holders of Leases renewed within their duration (or restart grace),
+    /// with what each can answer for and whether it has settled.
+    pub(crate) fn live(&self, now: Instant) -> BTreeMap<String, Member> {
         self.leases
             .values()
             .filter(|seen| !seen.holder.is_empty() && now < self.expiry(seen))
-            .map(|seen| (seen.holder.clone(), seen.reach.clone()))
+            .map(|seen| {
+                let member = Member {
+                    reach: seen.reach.clone(),
+                    settled: seen.settled_at <= now,
+                };
+                (seen.holder.clone(), member)
+            })
             .collect()
     }
 
-    /// When the next currently live Lease expires, so membership changes without
-    /// waiting for an unrelated event.
-    pub(crate) fn next_expiry(&self, now: Instant) -> Option<Instant> {
+    /// When the next live Lease expires or member settles, so membership
+    /// changes without waiting for an unrelated event.
+    pub(crate) fn next_change(&self, now: Instant) -> Option<Instant> {
         self.leases
             .values()
-            .map(|seen| self.expiry(seen))
+            .flat_map(|seen| [self.expiry(seen), seen.settled_at])
             .filter(|&at| at > now)
             .min()
     }
@@ -138,71 +198,89 @@ impl LeaseTracker {
     pub(crate) fn last_change(&self, name: &str) -> Option<Instant> {
         self.leases.get(name).map(|seen| seen.observed_at)
     }
+
+    /// How long `name`'s Lease lasts after a renewal.
+    pub(crate) fn duration_of(&self, name: &str) -> Duration {
+        self.leases
+            .get(name)
+            .map_or(self.lease_duration, |seen| self.duration(seen))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::membership::advert::tests::{with_families, with_grace};
+    use crate::cluster::membership::advert::tests::{with_duration_ms, with_families, with_grace};
     use crate::cluster::membership::tests::lease;
     use crate::cluster::Families;
 
     const SECOND: Duration = Duration::from_secs(1);
 
-    fn members(names: &[&str]) -> BTreeMap<String, Reach> {
+    fn members(names: &[&str]) -> BTreeMap<String, Member> {
         names
             .iter()
-            .map(|n| (n.to_string(), Reach::UNKNOWN))
+            .map(|n| {
+                let member = Member {
+                    reach: Reach::UNKNOWN,
+                    settled: true,
+                };
+                (n.to_string(), member)
+            })
             .collect()
+    }
+
+    /// A tracker without hold-down, for expiry alone.
+    fn tracker() -> LeaseTracker {
+        LeaseTracker::new(SECOND, Duration::ZERO, lease_name("self"))
     }
 
     #[test]
     fn a_change_of_what_a_member_reaches_is_taken_at_once_without_renewing_it() {
         let now = Instant::now();
-        let mut tracker = LeaseTracker::new(SECOND);
-        tracker.observe(&with_families(lease("v4", 1), "IPv4"), now);
-        assert!(!tracker.live(now)["v4"].families.ipv6);
+        let mut tracker = tracker();
+        tracker.observe(&with_families(lease("v4", 1), "IPv4"), now, false);
+        assert!(!tracker.live(now)["v4"].reach.families.ipv6);
         let later = now + Duration::from_millis(600);
-        tracker.observe(&with_families(lease("v4", 1), "IPv4,IPv6"), later);
-        assert_eq!(tracker.live(later)["v4"].families, Families::BOTH);
+        tracker.observe(&with_families(lease("v4", 1), "IPv4,IPv6"), later, false);
+        assert_eq!(tracker.live(later)["v4"].reach.families, Families::BOTH);
         assert_eq!(tracker.last_change(&lease_name("v4")), Some(now));
     }
 
     #[test]
     fn expiry_follows_local_observation_not_written_timestamps() {
         let start = Instant::now();
-        let mut tracker = LeaseTracker::new(SECOND);
+        let mut tracker = tracker();
         // renewTime far in the past: a skewed clock must not make it look expired.
-        tracker.observe(&lease("a", 1_000), start);
-        tracker.observe(&lease("b", 4_000_000_000), start);
+        tracker.observe(&lease("a", 1_000), start, false);
+        tracker.observe(&lease("b", 4_000_000_000), start, false);
         assert_eq!(tracker.live(start), members(&["a", "b"]));
-        assert_eq!(tracker.next_expiry(start), Some(start + SECOND));
+        assert_eq!(tracker.next_change(start), Some(start + SECOND));
 
         let later = start + Duration::from_millis(600);
-        tracker.observe(&lease("a", 1_001), later);
+        tracker.observe(&lease("a", 1_001), later, false);
         // b re-delivered unchanged: its clock keeps running.
-        tracker.observe(&lease("b", 4_000_000_000), later);
+        tracker.observe(&lease("b", 4_000_000_000), later, false);
         let after_b_expired = start + Duration::from_millis(1_100);
         assert_eq!(tracker.live(after_b_expired), members(&["a"]));
-        assert_eq!(tracker.next_expiry(after_b_expired), Some(later + SECOND));
+        assert_eq!(tracker.next_change(after_b_expired), Some(later + SECOND));
         assert_eq!(tracker.live(later + SECOND), members(&[]));
-        assert_eq!(tracker.next_expiry(later + SECOND), None);
+        assert_eq!(tracker.next_change(later + SECOND), None);
     }
 
     #[test]
     fn a_departing_member_stays_alive_for_its_restart_grace() {
         let start = Instant::now();
-        let mut tracker = LeaseTracker::new(SECOND);
-        tracker.observe(&lease("a", 1), start);
+        let mut tracker = tracker();
+        tracker.observe(&lease("a", 1), start, false);
         let left = start + Duration::from_millis(500);
-        tracker.observe(&with_grace(lease("a", 2), "10"), left);
+        tracker.observe(&with_grace(lease("a", 2), "10"), left, false);
         assert_eq!(
             tracker.live(left + Duration::from_secs(9)),
             members(&["a"]),
             "within the grace"
         );
         assert_eq!(
-            tracker.next_expiry(left),
+            tracker.next_change(left),
             Some(left + Duration::from_secs(10))
         );
         assert!(
@@ -211,15 +289,15 @@ mod tests {
         );
         // Back in time: the successor's renewal clears the grace.
         let back = left + Duration::from_secs(3);
-        tracker.observe(&lease("a", 3), back);
+        tracker.observe(&lease("a", 3), back, false);
         assert!(tracker.live(back + SECOND).is_empty(), "plain lease again");
     }
 
     #[test]
     fn restarting_clocks_forgives_an_outage() {
         let start = Instant::now();
-        let mut tracker = LeaseTracker::new(SECOND);
-        tracker.observe(&lease("a", 1), start);
+        let mut tracker = tracker();
+        tracker.observe(&lease("a", 1), start, false);
         let after_outage = start + Duration::from_secs(30);
         assert!(tracker.live(after_outage).is_empty());
         tracker.restart_clocks(after_outage);
@@ -230,9 +308,9 @@ mod tests {
     #[test]
     fn forgetting_and_relisting_drop_members() {
         let now = Instant::now();
-        let mut tracker = LeaseTracker::new(SECOND);
+        let mut tracker = tracker();
         for node in ["a", "b", "c"] {
-            tracker.observe(&lease(node, 1), now);
+            tracker.observe(&lease(node, 1), now, false);
         }
         tracker.forget(&lease_name("a"));
         tracker.retain(&[lease_name("b")].into());
@@ -242,24 +320,106 @@ mod tests {
     #[test]
     fn holderless_leases_are_not_members() {
         let now = Instant::now();
-        let mut tracker = LeaseTracker::new(SECOND);
+        let mut tracker = tracker();
         let mut released = lease("a", 1);
         released.spec.as_mut().expect("spec").holder_identity = None;
-        tracker.observe(&released, now);
+        tracker.observe(&released, now, false);
         assert!(tracker.live(now).is_empty());
     }
 
     #[test]
     fn a_lease_held_by_another_node_than_its_name_says_is_ignored() {
         let now = Instant::now();
-        let mut tracker = LeaseTracker::new(SECOND);
-        tracker.observe(&lease("b", 1), now);
+        let mut tracker = tracker();
+        tracker.observe(&lease("b", 1), now, false);
         let mut forged = lease("a", 1);
         forged.spec.as_mut().expect("spec").holder_identity = Some("b".into());
-        tracker.observe(&forged, now);
+        tracker.observe(&forged, now, false);
         assert_eq!(tracker.live(now), members(&["b"]));
         // The rightful holder taking it back makes it count again.
-        tracker.observe(&lease("a", 2), now);
+        tracker.observe(&lease("a", 2), now, false);
         assert_eq!(tracker.live(now), members(&["a", "b"]));
+    }
+
+    #[test]
+    fn the_duration_a_holder_declares_is_the_one_that_counts() {
+        let start = Instant::now();
+        let mut tracker = tracker();
+        tracker.observe(&with_duration_ms(lease("slow", 1), "8000"), start, false);
+        tracker.observe(&lease("old", 1), start, false);
+        assert_eq!(
+            tracker.live(start + Duration::from_secs(5)),
+            members(&["slow"]),
+            "slow renews rarely and said so; old gets the local second"
+        );
+        assert_eq!(
+            tracker.duration_of(&lease_name("slow")),
+            Duration::from_secs(8)
+        );
+        assert_eq!(tracker.duration_of(&lease_name("old")), SECOND);
+    }
+
+    fn in_session(node: &str, renewal: i64, session: i64) -> Lease {
+        let mut lease = lease(node, renewal);
+        lease.spec.as_mut().expect("spec").acquire_time = Some(MicroTime(
+            k8s_openapi::jiff::Timestamp::from_second(session).expect("timestamp"),
+        ));
+        lease
+    }
+
+    #[test]
+    fn a_member_that_rejoins_settles_after_the_hold_down() {
+        let hold_down = Duration::from_secs(10);
+        let start = Instant::now();
+        let mut tracker = LeaseTracker::new(SECOND, hold_down, lease_name("self"));
+        // Listed, or joining for the first time: nothing to hold down, or
+        // every node would move Services as each one settles after a cold
+        // start.
+        tracker.observe(&in_session("a", 1, 1), start, true);
+        assert!(tracker.live(start)["a"].settled);
+        tracker.observe(&in_session("new", 1, 1), start, false);
+        assert!(tracker.live(start)["new"].settled);
+        // Its Lease expires, then it comes back in a new session.
+        let back = start + Duration::from_secs(5);
+        tracker.observe(&in_session("a", 2, 2), back, false);
+        assert!(!tracker.live(back)["a"].settled, "held down");
+        assert_eq!(tracker.next_change(back), Some(back + SECOND));
+        let renewed = back + Duration::from_millis(900);
+        tracker.observe(&in_session("a", 3, 2), renewed, false);
+        assert!(
+            !tracker.live(renewed)["a"].settled,
+            "renewals keep the session"
+        );
+        assert_eq!(
+            tracker.next_change(renewed + SECOND / 2),
+            Some(renewed + SECOND)
+        );
+        // Renewed throughout, it settles when the hold-down ends.
+        let mut at = renewed;
+        while at < back + hold_down {
+            at += Duration::from_millis(500);
+            tracker.observe(
+                &in_session("a", at.duration_since(start).as_millis() as i64, 2),
+                at,
+                false,
+            );
+        }
+        assert!(tracker.live(at)["a"].settled);
+    }
+
+    #[test]
+    fn this_nodes_own_rejoin_is_held_down_from_when_its_holder_began_it() {
+        let hold_down = Duration::from_secs(10);
+        let start = Instant::now();
+        let mut tracker = LeaseTracker::new(SECOND, hold_down, lease_name("self"));
+        tracker.own_session_started(start);
+        // First seen in a list, after the holder's first renewal: still held
+        // down, as the other agents, who saw the new session, hold it down.
+        tracker.observe(&in_session("self", 1, 1), start + SECOND / 2, true);
+        assert!(!tracker.live(start + SECOND / 2)["self"].settled);
+        assert_eq!(
+            tracker.next_change(start + Duration::from_millis(900)),
+            Some(start + SECOND / 2 + SECOND)
+        );
     }
 }

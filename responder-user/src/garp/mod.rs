@@ -3,15 +3,7 @@
 //! request. Frames are built by pure functions and sent from userspace on
 //! AF_PACKET sockets; the XDP program only answers requests.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    io,
-    mem::size_of,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use responder_common::{
     csum,
@@ -21,10 +13,8 @@ use responder_common::{
     },
     VipKey,
 };
-use tokio::task::AbortHandle;
 
 use crate::{
-    error::{privileges_or, Error},
     netif::Interface,
     vip::{key_addr, key_vlan, Vlan},
 };
@@ -137,188 +127,10 @@ pub(crate) trait Announce {
     fn set_interfaces(&mut self, interfaces: &[Interface]);
 }
 
-/// Gratuitous packets sent per VIP key, for metrics.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct SentCounts(Arc<Mutex<BTreeMap<VipKey, u64>>>);
+mod announcer;
+mod socket;
 
-impl SentCounts {
-    pub(crate) fn snapshot(&self) -> BTreeMap<VipKey, u64> {
-        self.0.lock().expect("sent counts lock").clone()
-    }
-
-    fn add(&self, key: VipKey, packets: u64) {
-        *self
-            .0
-            .lock()
-            .expect("sent counts lock")
-            .entry(key)
-            .or_default() += packets;
-    }
-
-    fn forget(&self, key: &VipKey) {
-        self.0.lock().expect("sent counts lock").remove(key);
-    }
-}
-
-/// An AF_PACKET raw socket bound to one interface, used only to send.
-#[derive(Debug)]
-pub(crate) struct PacketSocket {
-    fd: OwnedFd,
-}
-
-impl PacketSocket {
-    pub(crate) fn bind(ifindex: u32) -> io::Result<Self> {
-        // Protocol 0: the socket never receives, so it costs nothing per packet.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(PacketSocket { fd })
-    }
-
-    pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // Never block the runtime: a full queue just loses this copy.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-/// Sends each new VIP's frames `count` times, `interval` apart, in a tokio
-/// task per VIP so installing VIPs never waits for announcements.
-pub(crate) struct Announcer {
-    sockets: HashMap<u32, (String, Arc<PacketSocket>)>,
-    count: u32,
-    interval: Duration,
-    bursts: HashMap<VipKey, AbortHandle>,
-    sent: SentCounts,
-}
-
-impl Announcer {
-    /// Opens a packet socket up front, so missing CAP_NET_RAW is a startup
-    /// error rather than a silent failure at the first announcement.
-    pub(crate) fn new(count: u32, interval: Duration) -> Result<Self, Error> {
-        PacketSocket::bind(0).map_err(|source| {
-            privileges_or("opening a packet socket", source, |source| {
-                Error::PacketSocket {
-                    interface: "any".into(),
-                    source,
-                }
-            })
-        })?;
-        Ok(Announcer {
-            sockets: HashMap::new(),
-            count,
-            interval,
-            bursts: HashMap::new(),
-            sent: SentCounts::default(),
-        })
-    }
-
-    pub(crate) fn sent_counts(&self) -> SentCounts {
-        self.sent.clone()
-    }
-}
-
-impl Announce for Announcer {
-    fn announce(&mut self, key: VipKey, mac: [u8; 6], rounds: Rounds) {
-        let running = self.bursts.get(&key).is_some_and(|b| !b.is_finished());
-        if rounds == Rounds::Once && running {
-            return;
-        }
-        if let Some(previous) = self.bursts.remove(&key) {
-            previous.abort();
-        }
-        let Some((name, socket)) = self.sockets.get(&key.ifindex).cloned() else {
-            tracing::error!(
-                ifindex = key.ifindex,
-                "no packet socket for interface; VIP not announced"
-            );
-            return;
-        };
-        let count = match rounds {
-            Rounds::Burst => self.count,
-            Rounds::Once => 1,
-        };
-        let (interval, sent) = (self.interval, self.sent.clone());
-        let frames = announcement_frames(&key, mac);
-        let task = tokio::spawn(async move {
-            let addr = key_addr(&key);
-            let vlan = key_vlan(&key);
-            for round in 0..count {
-                if round > 0 {
-                    tokio::time::sleep(interval).await;
-                }
-                for frame in &frames {
-                    match socket.send(frame) {
-                        Ok(()) => sent.add(key, 1),
-                        Err(e) => {
-                            tracing::warn!(%addr, interface = %name, %vlan, "sending announcement: {e}")
-                        }
-                    }
-                }
-            }
-            tracing::debug!(%addr, interface = %name, %vlan, rounds = count, "announced");
-        });
-        self.bursts.insert(key, task.abort_handle());
-    }
-
-    fn withdraw(&mut self, key: &VipKey) {
-        if let Some(burst) = self.bursts.remove(key) {
-            burst.abort();
-        }
-        self.sent.forget(key);
-    }
-
-    fn set_interfaces(&mut self, interfaces: &[Interface]) {
-        self.sockets.retain(|ifindex, (name, _)| {
-            interfaces
-                .iter()
-                .any(|i| i.ifindex == *ifindex && i.name == *name)
-        });
-        for interface in interfaces {
-            if self.sockets.contains_key(&interface.ifindex) {
-                continue;
-            }
-            match PacketSocket::bind(interface.ifindex) {
-                Ok(socket) => {
-                    self.sockets.insert(
-                        interface.ifindex,
-                        (interface.name.clone(), Arc::new(socket)),
-                    );
-                }
-                // The interface may vanish again before the socket is bound.
-                Err(e) => tracing::warn!(
-                    interface = %interface.name,
-                    "opening a packet socket: {e}; its VIPs are answered but not announced"
-                ),
-            }
-        }
-    }
-}
+pub(crate) use announcer::{Announcer, SentCounts};
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,182 @@
+//! What the watch caches keep of each object: only what ownership, Events and
+//! L2Advertisements read. Full objects (managedFields, last-applied
+//! annotations, Node images and capacity, endpoint addresses) would make the
+//! agent's memory grow with the size of the cluster's objects rather than
+//! their number: at 10,000 Services that is most of its footprint.
+
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Service, ServiceSpec, ServiceStatus};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use kube::api::ObjectMeta;
+
+/// Annotations the agent reads (MetalLB's pool annotation); the rest go.
+const KEPT_ANNOTATION_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
+
+/// Identity (for Events), labels, and the annotations the agent reads.
+fn strip_metadata(metadata: &mut ObjectMeta) {
+    let kept = ObjectMeta {
+        name: metadata.name.take(),
+        namespace: metadata.namespace.take(),
+        uid: metadata.uid.take(),
+        resource_version: metadata.resource_version.take(),
+        labels: metadata.labels.take(),
+        annotations: metadata.annotations.take().map(|annotations| {
+            annotations
+                .into_iter()
+                .filter(|(key, _)| KEPT_ANNOTATION_PREFIXES.iter().any(|p| key.starts_with(p)))
+                .collect()
+        }),
+        ..ObjectMeta::default()
+    };
+    *metadata = kept;
+}
+
+/// Type, class and traffic policy; the load-balancer status.
+pub(super) fn strip_service(service: &mut Service) {
+    strip_metadata(&mut service.metadata);
+    service.spec = service.spec.take().map(|spec| ServiceSpec {
+        type_: spec.type_,
+        load_balancer_class: spec.load_balancer_class,
+        external_traffic_policy: spec.external_traffic_policy,
+        ..ServiceSpec::default()
+    });
+    service.status = service.status.take().map(|status| ServiceStatus {
+        load_balancer: status.load_balancer,
+        ..ServiceStatus::default()
+    });
+}
+
+/// Labels (eligibility, node selectors), the NetworkUnavailable condition
+/// and the addresses (never VIPs).
+pub(super) fn strip_node(node: &mut Node) {
+    strip_metadata(&mut node.metadata);
+    node.spec = None;
+    node.status = node.status.take().map(|status| NodeStatus {
+        addresses: status.addresses,
+        conditions: status.conditions.map(|conditions| {
+            conditions
+                .into_iter()
+                .filter(|c| c.type_ == "NetworkUnavailable")
+                .collect()
+        }),
+        ..NodeStatus::default()
+    });
+}
+
+/// Which node each endpoint runs on, and whether it is ready or serving.
+pub(super) fn strip_slice(slice: &mut EndpointSlice) {
+    strip_metadata(&mut slice.metadata);
+    slice.ports = None;
+    for endpoint in slice.endpoints.iter_mut().flatten() {
+        *endpoint = Endpoint {
+            node_name: endpoint.node_name.take(),
+            conditions: endpoint.conditions.take(),
+            ..Endpoint::default()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition, ServicePort};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+    use crate::cluster::ownership::tests::lb_service;
+
+    fn annotated(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_service_keeps_what_ownership_reads_and_nothing_else() {
+        let mut service = lb_service("web", Some("class"), "Local", &[(Some("192.0.2.1"), None)]);
+        service.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        service.metadata.annotations = annotated(&[
+            ("kubectl.kubernetes.io/last-applied-configuration", "{…}"),
+            ("metallb.io/ip-allocated-from-pool", "public"),
+        ]);
+        service.metadata.labels = annotated(&[("app", "web")]);
+        let spec = service.spec.as_mut().expect("spec");
+        spec.ports = Some(vec![ServicePort {
+            port: 80,
+            ..Default::default()
+        }]);
+        spec.selector = annotated(&[("app", "web")]);
+        let expected_spec = ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            load_balancer_class: Some("class".into()),
+            external_traffic_policy: Some("Local".into()),
+            ..Default::default()
+        };
+        let ingress = service.status.clone();
+        strip_service(&mut service);
+        assert_eq!(service.metadata.managed_fields, None);
+        assert_eq!(
+            service.metadata.annotations,
+            annotated(&[("metallb.io/ip-allocated-from-pool", "public")])
+        );
+        assert_eq!(service.metadata.labels, annotated(&[("app", "web")]));
+        assert_eq!(service.metadata.name.as_deref(), Some("web"));
+        assert_eq!(service.spec, Some(expected_spec));
+        assert_eq!(service.status, ingress);
+    }
+
+    #[test]
+    fn a_node_keeps_labels_addresses_and_its_network_condition() {
+        let condition = |type_: &str| NodeCondition {
+            type_: type_.into(),
+            status: "True".into(),
+            ..Default::default()
+        };
+        let address = NodeAddress {
+            type_: "InternalIP".into(),
+            address: "198.51.100.3".into(),
+        };
+        let mut node = Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                labels: annotated(&[("role", "edge")]),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                addresses: Some(vec![address.clone()]),
+                conditions: Some(vec![condition("Ready"), condition("NetworkUnavailable")]),
+                images: Some(Vec::new()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        strip_node(&mut node);
+        let status = node.status.expect("status");
+        assert_eq!(status.addresses, Some(vec![address]));
+        assert_eq!(
+            status.conditions,
+            Some(vec![condition("NetworkUnavailable")])
+        );
+        assert_eq!(status.images, None);
+        assert_eq!(node.metadata.labels, annotated(&[("role", "edge")]));
+    }
+
+    #[test]
+    fn an_endpoint_slice_keeps_nodes_and_conditions() {
+        let mut slice = crate::cluster::ownership::tests::slice("web", &[("a", Some(true), None)]);
+        slice.endpoints.as_mut().expect("endpoints")[0].addresses = vec!["10.0.0.1".into()];
+        strip_slice(&mut slice);
+        let endpoint = &slice.endpoints.as_ref().expect("endpoints")[0];
+        assert_eq!(endpoint.node_name.as_deref(), Some("a"));
+        assert!(endpoint.addresses.is_empty());
+        assert!(endpoint.conditions.is_some());
+        assert!(slice
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("kubernetes.io/service-name")));
+    }
+}

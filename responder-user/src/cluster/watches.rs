@@ -1,0 +1,212 @@
+//! The watches the assigner works from: reflectors of Services, Nodes and
+//! EndpointSlices (keeping projections, see `projections`) and the membership
+//! Leases, as one stream of updates that say which object changed, so that a
+//! change recomputes only what it can affect.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tracing::warn;
+
+use super::backoff::WatchBackoff;
+use super::indexes::{node_facts, slice_key, NodeFacts};
+use super::membership::lease_selector;
+use super::ownership::{service_ref, slice_nodes};
+use super::projections;
+use super::ServiceRef;
+
+const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Source {
+    Services,
+    Nodes,
+    EndpointSlices,
+    Leases,
+}
+
+/// What happened to a reflected kind.
+#[derive(Debug)]
+pub(super) enum Change<T> {
+    /// One object changed or went; its store already holds the change.
+    One(T),
+    /// A (re)list completed: the store was replaced with every object.
+    Listed,
+    /// A relist is under way (the store changes when it completes).
+    Relisting,
+}
+
+impl<T> Change<T> {
+    fn of<K>(event: watcher::Event<K>, one: impl FnOnce(K, bool) -> T) -> Self {
+        match event {
+            watcher::Event::Apply(object) => Change::One(one(object, true)),
+            watcher::Event::Delete(object) => Change::One(one(object, false)),
+            watcher::Event::Init | watcher::Event::InitApply(_) => Change::Relisting,
+            watcher::Event::InitDone => Change::Listed,
+        }
+    }
+}
+
+/// A slice's key, and its Service with the nodes hosting its endpoints
+/// (`None` once deleted, or for a slice of no Service).
+pub(super) type SliceChange = (String, Option<(ServiceRef, BTreeSet<String>)>);
+
+pub(super) enum Update {
+    Services(watcher::Result<Change<ServiceRef>>),
+    /// A Node's name, and what ownership reads of it (`None` once deleted).
+    Nodes(watcher::Result<Change<(String, Option<NodeFacts>)>>),
+    Slices(watcher::Result<Change<SliceChange>>),
+    Leases(watcher::Result<Box<watcher::Event<Lease>>>),
+}
+
+impl Update {
+    pub(super) fn source(&self) -> Source {
+        match self {
+            Update::Services(_) => Source::Services,
+            Update::Nodes(_) => Source::Nodes,
+            Update::Slices(_) => Source::EndpointSlices,
+            Update::Leases(_) => Source::Leases,
+        }
+    }
+
+    pub(super) fn error(&self) -> Option<&watcher::Error> {
+        match self {
+            Update::Services(Err(e))
+            | Update::Nodes(Err(e))
+            | Update::Slices(Err(e))
+            | Update::Leases(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(super) fn is_listed(&self) -> bool {
+        match self {
+            Update::Services(Ok(change)) => matches!(change, Change::Listed),
+            Update::Nodes(Ok(change)) => matches!(change, Change::Listed),
+            Update::Slices(Ok(change)) => matches!(change, Change::Listed),
+            Update::Leases(Ok(event)) => matches!(**event, watcher::Event::InitDone),
+            _ => false,
+        }
+    }
+}
+
+/// The reflectors' caches the assigner computes ownership from.
+pub(super) struct Stores {
+    pub(super) services: Store<Service>,
+    pub(super) nodes: Store<Node>,
+    /// `None` when EndpointSlices v1 are not served.
+    pub(super) slices: Option<Store<EndpointSlice>>,
+}
+
+/// Starts every watch; the caches fill as the stream is polled.
+pub(super) async fn start(
+    client: Client,
+    lease_namespace: &str,
+) -> (Stores, BoxStream<'static, Update>) {
+    let slices_served = endpoint_slices_served(&client).await;
+    if !slices_served {
+        // Without EndpointSlices (Kubernetes < 1.21) we cannot see where endpoints
+        // run, so externalTrafficPolicy: Local Services are assigned like Cluster
+        // ones: every eligible live node counts as having endpoints.
+        warn!("{ENDPOINT_SLICE_GROUP_VERSION} is not served; Local Services are assigned as if every node had endpoints");
+    }
+    let (services, services_writer) = reflector::store();
+    let (nodes, nodes_writer) = reflector::store();
+    let (slices, slices_writer) = reflector::store();
+    let mut sources: Vec<BoxStream<'static, Update>> = vec![
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .backoff(WatchBackoff::new())
+        .modify(projections::strip_service)
+        .reflect(services_writer)
+        .map(|result| {
+            Update::Services(result.map(|event| Change::of(event, |s, _| service_ref(&s))))
+        })
+        .boxed(),
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .backoff(WatchBackoff::new())
+            .modify(projections::strip_node)
+            .reflect(nodes_writer)
+            .map(|result| {
+                Update::Nodes(result.map(|event| {
+                    Change::of(event, |node, present| {
+                        let name = node.metadata.name.clone().unwrap_or_default();
+                        (name, present.then(|| node_facts(&node)))
+                    })
+                }))
+            })
+            .boxed(),
+        // The LeaseTracker is the cache of Leases: it needs each change as it
+        // arrives to timestamp it, which a store would not give.
+        watcher(
+            Api::<Lease>::namespaced(client.clone(), lease_namespace),
+            watcher::Config::default().labels(&lease_selector()),
+        )
+        .backoff(WatchBackoff::new())
+        .map(|result| Update::Leases(result.map(Box::new)))
+        .boxed(),
+    ];
+    if slices_served {
+        sources.push(
+            watcher(
+                Api::<EndpointSlice>::all(client),
+                watcher::Config::default(),
+            )
+            .backoff(WatchBackoff::new())
+            .modify(projections::strip_slice)
+            .reflect(slices_writer)
+            .map(|result| {
+                Update::Slices(result.map(|event| {
+                    Change::of(event, |slice, present| {
+                        let nodes = present.then(|| slice_nodes(&slice)).flatten();
+                        (slice_key(&slice), nodes)
+                    })
+                }))
+            })
+            .boxed(),
+        );
+    }
+    let stores = Stores {
+        services,
+        nodes,
+        slices: slices_served.then_some(slices),
+    };
+    (stores, stream::select_all(sources).boxed())
+}
+
+/// Asks API discovery once whether EndpointSlices v1 are served, retrying (with
+/// backoff) until the API server answers at all.
+async fn endpoint_slices_served(client: &Client) -> bool {
+    let mut delay = Duration::from_millis(250);
+    let mut warned = false;
+    loop {
+        match client.list_api_groups().await {
+            Ok(groups) => {
+                return groups
+                    .groups
+                    .iter()
+                    .flat_map(|group| &group.versions)
+                    .any(|version| version.group_version == ENDPOINT_SLICE_GROUP_VERSION)
+            }
+            Err(error) => {
+                if !warned {
+                    warn!(%error, "API discovery failed; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
