@@ -8,7 +8,6 @@ pub mod bench;
 pub mod cluster;
 pub mod packet_socket;
 pub mod controller_lab;
-pub mod loadgen;
 pub mod oracle;
 pub mod testrun;
 pub mod userspace_responder;

@@ -18,7 +18,7 @@ use std::{
 use aya::programs::{SchedClassifier, TcAttachType};
 
 use crate::{
-    loadgen::{packet_socket, set_option},
+    packet_socket::{packet_socket, set_option},
     netns::{run_ok, NetNs},
 };
 

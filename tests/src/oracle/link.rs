@@ -10,7 +10,7 @@ use std::{
 
 use super::OracleError;
 use crate::{
-    loadgen::{packet_socket, set_option},
+    packet_socket::{packet_socket, set_option},
     netns::NetNs,
 };
 
