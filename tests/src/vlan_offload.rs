@@ -18,8 +18,8 @@ use std::{
 use aya::programs::{SchedClassifier, TcAttachType};
 
 use crate::{
-    packet_socket::{packet_socket, set_option},
     netns::{run_ok, NetNs},
+    packet_socket::{packet_socket, set_option},
 };
 
 /// The tag the emulation adds (`EMULATED_VLAN_ID` in the eBPF crate).

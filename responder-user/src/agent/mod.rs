@@ -22,6 +22,7 @@ use crate::{
     dataplane::Dataplane,
     error::{display_chain, privileges_or, Error},
     garp::{Announcer, SentCounts},
+    memory,
     metrics::{Metrics, VipCounterSample, VipCounterSource},
     netif::{
         self,
@@ -36,6 +37,11 @@ use crate::{
 
 /// How often the heartbeat is written and the counters checked for conflicts.
 const TICK: Duration = Duration::from_secs(1);
+
+/// VIPs gained or lost in one ownership update past which the memory the
+/// update freed is handed back (a first sync, a node taking over another's
+/// Services).
+const LARGE_OWNERSHIP_CHANGE: usize = 1_000;
 
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -292,7 +298,13 @@ impl Agent {
                     );
                 }
                 update = next_cluster_update(&mut self.cluster) => match update {
-                    Ok(ownership) => self.core.on_ownership(ownership),
+                    Ok(ownership) => {
+                        let before = self.core.installed_count();
+                        self.core.on_ownership(ownership);
+                        if before.abs_diff(self.core.installed_count()) >= LARGE_OWNERSHIP_CHANGE {
+                            memory::release_after_burst();
+                        }
+                    }
                     Err(e) => {
                         tracing::error!("{}; shutting down", display_chain(&e));
                         break Err(e);

@@ -15,6 +15,7 @@ use responder::{
 
 use super::args::{parse_listen_addr, ListenAddr};
 use super::run::{bind, kube_client, namespace};
+use super::runtime;
 
 #[derive(Args)]
 pub(crate) struct ControllerArgs {
@@ -85,7 +86,7 @@ fn identity(base: Option<String>) -> String {
 }
 
 pub(crate) fn controller(args: ControllerArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let client = kube_client(args.kubeconfig.as_deref()).await?;
         let settings = ControllerSettings {

@@ -16,6 +16,7 @@ use responder::{
 };
 
 use super::args::{ListenAddr, RunArgs};
+use super::runtime;
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const DEFAULT_NAMESPACE: &str = "responder-system";
@@ -62,7 +63,7 @@ async fn cluster_source(args: &RunArgs) -> anyhow::Result<ClusterSourceConfig> {
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let cluster = match args.kube {
             true => Some(cluster_source(&args).await?),

@@ -10,8 +10,8 @@ use std::{
 
 use super::OracleError;
 use crate::{
-    packet_socket::{packet_socket, set_option},
     netns::NetNs,
+    packet_socket::{packet_socket, set_option},
 };
 
 const ETH_P_ALL: u16 = 0x0003;
