@@ -19,11 +19,10 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::{
     cluster::{Attached, Families, Ownership, Reach, View},
-    conflicts::{self, ConflictCounts},
+    conflicts::ConflictCounts,
     dataplane::{ApplyReport, Dataplane, VipMap},
     error::{display_chain, Error, VipError},
     garp::Announce,
-    interface_names::InterfaceNames,
     metrics::Metrics,
     netif::multicast::{groups_of, GroupTable, Memberships},
     netif::Interface,
@@ -31,6 +30,11 @@ use crate::{
     sources::{cluster_update, DesiredVips, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, validate, VipSpec},
 };
+
+mod defence;
+
+#[cfg(test)]
+pub(crate) use defence::DEFEND_INTERVAL;
 
 /// The program's attachments to interfaces, the heartbeat that keeps its
 /// stale gate open, and (as [`Memberships`]) the devices' multicast lists.
@@ -73,7 +77,7 @@ pub(crate) struct AgentCore<L, M, A> {
     /// Conflict counters at the last tick, to spot growing ones.
     last_conflicts: ConflictCounts,
     /// When each key was last defended, to defend at most once per
-    /// [`DEFEND_INTERVAL`].
+    /// [`defence::DEFEND_INTERVAL`].
     last_defended: BTreeMap<VipKey, Instant>,
     /// The Kubernetes view behind the cluster VIPs; `None` without a
     /// Kubernetes source (static VIPs are always this node's to defend).
@@ -95,9 +99,6 @@ pub(crate) struct AgentCore<L, M, A> {
     /// until given, or after a failed write (retried on the next change).
     topology: Option<Topology>,
 }
-
-/// RFC 5227 §2.4 (b): defend an address at most once per DEFEND_INTERVAL.
-pub(crate) const DEFEND_INTERVAL: Duration = Duration::from_secs(10);
 
 impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
     pub(crate) fn new(
@@ -489,70 +490,6 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
             *current = summary;
             changed
         });
-    }
-
-    /// Another MAC claimed `key`. With a working view this node is the
-    /// owner: it defends the VIP (one announcement, at most every
-    /// [`DEFEND_INTERVAL`]), and takes it back if the data plane yielded it
-    /// while the agent was late. With a frozen view the claimant more likely
-    /// knows better: the VIP is yielded until the view recovers.
-    fn answer_conflict(&mut self, key: &VipKey, now: Instant) {
-        if !self.dataplane.installed().contains_key(key) {
-            return;
-        }
-        let ip = key_addr(key);
-        let frozen = matches!(self.view, Some(View::Frozen { .. }));
-        let yielded = match self.dataplane.is_yielded(key) {
-            Ok(yielded) => yielded,
-            Err(e) => {
-                tracing::error!(%ip, "reading the VIP's flags: {}", display_chain(&e));
-                return;
-            }
-        };
-        if frozen {
-            if !yielded {
-                tracing::warn!(%ip, "another MAC claims a VIP while this node's Kubernetes view is frozen: yielding it until the view recovers");
-                if let Err(e) = self.dataplane.yield_key(key) {
-                    tracing::error!(%ip, "yielding VIP: {}", display_chain(&e));
-                }
-            }
-        } else if yielded {
-            tracing::warn!(%ip, "the data plane yielded a VIP this node still owns while the agent was late; taking it back");
-            self.dataplane
-                .reassert(|candidate| candidate == key, &BTreeSet::new());
-            self.last_defended.insert(*key, now);
-        } else if self
-            .last_defended
-            .get(key)
-            .is_none_or(|at| now.duration_since(*at) >= DEFEND_INTERVAL)
-        {
-            tracing::info!(%ip, "defending a VIP this node owns with one announcement");
-            self.dataplane.defend(key);
-            self.last_defended.insert(*key, now);
-        }
-        self.metrics.set_yielded(self.dataplane.yielded_count());
-    }
-
-    /// Warns once per VIP key whose conflict counter grew since the last
-    /// tick (another MAC claimed a VIP this node answers for), and returns
-    /// those keys.
-    fn warn_on_new_conflicts(&mut self, counters: &[(VipKey, VipStats)]) -> Vec<VipKey> {
-        let current: ConflictCounts = counters
-            .iter()
-            .map(|(key, stats)| (*key, stats.conflicts))
-            .collect();
-        let names: InterfaceNames = self
-            .dataplane
-            .interfaces()
-            .iter()
-            .map(|i| (i.ifindex, i.name.clone()))
-            .collect();
-        let grown =
-            conflicts::warn_on_new_conflicts(&self.last_conflicts, &current, &names, |key| {
-                self.services.service_of(key_addr(key))
-            });
-        self.last_conflicts = current;
-        grown.into_iter().map(|g| g.key).collect()
     }
 }
 

@@ -92,7 +92,7 @@ fn main() {
         at_sync,
         settled,
         setup_s: setup.as_secs_f64(),
-        note: format!("one agent (--announce-count 1, skb mode, one interface) against a kube-apiserver v1.20 holding {services} LoadBalancer Services with one ingress IP each ({} IPv4, the rest IPv6), one Node; sync = agent start until all {services} VIPs are in its pinned map; includes process start, BPF load and attach, the Service list and the map inserts; every new VIP is also announced once (one gratuitous ARP or unsolicited NA) by a task of its own, part of the real sync cost, which `at_sync` holds only in part and `settled` in full; memory from /proc/PID/status, CPU = utime + stime from /proc/PID/stat; `settled` is {} s later", services.min(IPV4_SERVICES), SETTLE.as_secs()),
+        note: format!("one agent (--announce-count 1, skb mode, one interface) against a kube-apiserver v1.20 holding {services} LoadBalancer Services with one ingress IP each ({} IPv4, the rest IPv6), one Node; sync = agent start until all {services} VIPs are in its pinned map; includes process start, BPF load and attach, the Service list and the map inserts; every new VIP is also announced once (one gratuitous ARP or unsolicited NA) through the agent's announcer queue, part of the real sync cost, which `at_sync` holds only in part and `settled` in full; memory from /proc/PID/status, CPU = utime + stime from /proc/PID/stat; `settled` is {} s later", services.min(IPV4_SERVICES), SETTLE.as_secs()),
     };
     let text = to_json_text(&report).expect("serialize report");
     print!("{text}");
