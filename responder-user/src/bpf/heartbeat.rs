@@ -24,12 +24,20 @@ pub struct StaleGate {
 /// The `AGENT` entry proving the agent alive at `now` (CLOCK_MONOTONIC).
 /// Never 0 on the heartbeat, which would switch the gate off.
 pub(super) fn agent_state(now: Duration, gate: StaleGate) -> AgentState {
-    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     AgentState {
-        heartbeat_ns: nanos(now).max(1),
+        heartbeat_ns: heartbeat_ns(now),
         stale_after_ns: nanos(gate.stale_after),
         yield_after_ns: nanos(gate.yield_after),
     }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Never 0, which would switch the gate off.
+fn heartbeat_ns(now: Duration) -> u64 {
+    nanos(now).max(1)
 }
 
 /// CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads (not boottime, not
@@ -75,6 +83,41 @@ impl Heartbeat {
         self.map
             .set(0, agent_state(monotonic_now(), self.gate), 0)
             .map_err(|source| map_error("writing", AGENT_MAP, source))
+    }
+}
+
+/// Renews the heartbeat a previous agent left in the pinned `AGENT` map,
+/// keeping its bounds, so the program it left keeps answering while this
+/// agent loads its own (the verifier alone can take seconds on a busy node)
+/// and swaps it in. Nothing is renewed where the gate was off or nothing
+/// is pinned; a failure only logs: the old program then answers until its
+/// own stale bound, as it would without this.
+pub(super) fn renew_previous(pin_path: &std::path::Path) {
+    let renew = || -> Result<(), Error> {
+        let mut map: Array<MapData, AgentState> = Array::try_from(super::pins::open_pinned(
+            pin_path,
+            responder_common::PIN_AGENT,
+        )?)
+        .map_err(|source| map_error("opening pinned", AGENT_MAP, source))?;
+        let previous = map
+            .get(&0, 0)
+            .map_err(|source| map_error("reading", AGENT_MAP, source))?;
+        if previous.heartbeat_ns == 0 {
+            return Ok(());
+        }
+        let renewed = AgentState {
+            heartbeat_ns: heartbeat_ns(monotonic_now()),
+            ..previous
+        };
+        map.set(0, renewed, 0)
+            .map_err(|source| map_error("writing", AGENT_MAP, source))
+    };
+    match renew() {
+        Ok(()) | Err(Error::NothingPinned { .. }) => {}
+        Err(error) => tracing::warn!(
+            "renewing the previous agent's heartbeat: {}; its program answers until its stale bound",
+            crate::error::display_chain(&error)
+        ),
     }
 }
 

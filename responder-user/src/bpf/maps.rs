@@ -8,11 +8,17 @@ use std::{
     collections::BTreeMap,
     os::fd::AsFd as _,
     path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
 };
 
-use aya::maps::{
-    HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+use aya::{
+    maps::{
+        HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+    },
+    util::nr_cpus,
 };
 use responder_common::{
     VipKey, VipStats, VipValue, NO_COUNTER_SLOT, PIN_LEGACY_VIP_STATS, PIN_VIPS, PIN_VIP_COUNTERS,
@@ -20,6 +26,7 @@ use responder_common::{
 };
 
 use super::{
+    batch,
     pins::open_pinned,
     slots::{CounterSlots, Slot},
 };
@@ -192,6 +199,7 @@ impl BpfVipMap {
         Ok(StatsReader {
             counters,
             slots: Arc::clone(&self.slots),
+            batch_refused: AtomicBool::new(false),
         })
     }
 
@@ -249,6 +257,9 @@ impl BpfVipMap {
 pub(crate) struct StatsReader {
     counters: PerCpuArray<MapData, VipStats>,
     slots: Arc<Mutex<CounterSlots>>,
+    /// Set once the kernel refused a batch lookup: one slot per syscall
+    /// from then on.
+    batch_refused: AtomicBool,
 }
 
 impl StatsReader {
@@ -256,15 +267,50 @@ impl StatsReader {
     /// be read right now is skipped.
     pub(crate) fn read(&self) -> Vec<(VipKey, VipStats)> {
         let assigned = locked(&self.slots).assigned();
-        assigned
-            .into_iter()
-            .filter_map(|(key, slot)| {
-                let per_cpu = self.counters.get(&slot, 0).ok()?;
-                let mut total = VipStats::default();
-                per_cpu.iter().for_each(|s| total.add(s));
-                Some((key, total))
-            })
-            .collect()
+        match self.read_batched(&assigned) {
+            Ok(counters) => counters,
+            Err(error) => {
+                if !self.batch_refused.swap(true, Ordering::Relaxed) {
+                    tracing::info!(%error, "this kernel does not look per-CPU arrays up in batches; reading the counters one VIP at a time");
+                }
+                assigned
+                    .into_iter()
+                    .filter_map(|(key, slot)| {
+                        let per_cpu = self.counters.get(&slot, 0).ok()?;
+                        let mut total = VipStats::default();
+                        per_cpu.iter().for_each(|s| total.add(s));
+                        Some((key, total))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The same, through `BPF_MAP_LOOKUP_BATCH`: the slots up to the highest
+    /// one assigned, a few hundred per syscall.
+    fn read_batched(&self, assigned: &[(VipKey, u32)]) -> std::io::Result<Vec<(VipKey, VipStats)>> {
+        if self.batch_refused.load(Ordering::Relaxed) {
+            return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        let Some(highest) = assigned.iter().map(|(_, slot)| *slot).max() else {
+            return Ok(Vec::new());
+        };
+        let cpus = nr_cpus().map_err(|(_, error)| error)?;
+        let mut totals = vec![VipStats::default(); highest as usize + 1];
+        batch::for_each_per_cpu::<VipStats>(
+            self.counters.map().fd().as_fd(),
+            highest + 1,
+            cpus,
+            |slot, per_cpu| {
+                if let Some(total) = totals.get_mut(slot as usize) {
+                    per_cpu.iter().for_each(|s| total.add(s));
+                }
+            },
+        )?;
+        Ok(assigned
+            .iter()
+            .map(|(key, slot)| (*key, totals[*slot as usize]))
+            .collect())
     }
 }
 

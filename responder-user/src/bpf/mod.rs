@@ -6,6 +6,7 @@
 //! interfaces (`nic_maps`: own MACs, bond members) and the record of NIC
 //! offloads turned off (`offloads`).
 
+mod batch;
 mod heartbeat;
 mod inspect;
 mod maps;

@@ -25,7 +25,7 @@ use responder_common::{
 };
 
 use super::{
-    heartbeat::{Heartbeat, StaleGate},
+    heartbeat::{self, Heartbeat, StaleGate},
     maps::{map_error, read_pinned_counters, BpfVipMap},
     nic_maps::NicMaps,
     offloads::Offloads,
@@ -293,6 +293,9 @@ pub(crate) fn load(
     // named, not a verifier log.
     check_kernel_floor()?;
     let pins = PinDir::open(pin_path)?;
+    if pins.previous {
+        heartbeat::renew_previous(pin_path);
+    }
     let mut ebpf = object_loader()
         .load(EBPF_OBJECT)
         .map_err(|e| privileges_or("loading the XDP object", e, Error::Load))?;
