@@ -576,7 +576,6 @@ fn run_observer(
         } else {
             wait_readable(fd, RX_TICK_MS);
         }
-        let now = Instant::now();
         let loss_ppm = u64::from(shared.loss_ppm.load(Ordering::Relaxed));
         for _ in 0..MAX_DRAIN {
             let Ok(Some((len, outgoing))) = receive_frame(fd, &mut buf) else {
@@ -610,6 +609,10 @@ fn run_observer(
             if detector.state[agent] == PeerState::NeverHeard {
                 stats.peers_heard.fetch_add(1, Ordering::Relaxed);
             }
+            // Stamped one by one: a stamp taken once per drain goes stale when
+            // the thread is preempted mid-drain, and a busy machine then reads
+            // as dead peers.
+            let now = Instant::now();
             if detector.heard(agent, heartbeat.session, now) {
                 push_verdict(shared, agent, node, false, now);
             }
