@@ -577,8 +577,15 @@ fn run_observer(
             wait_readable(fd, RX_TICK_MS);
         }
         let loss_ppm = u64::from(shared.loss_ppm.load(Ordering::Relaxed));
+        // Deadlines are judged at the last instant the queue was seen empty,
+        // not after the drain: a thread preempted between its last read and
+        // the judgement would otherwise judge peers whose heartbeats wait
+        // unread in the socket.
+        let mut queue_empty_at = None;
         for _ in 0..MAX_DRAIN {
+            let before_read = Instant::now();
             let Ok(Some((len, outgoing))) = receive_frame(fd, &mut buf) else {
+                queue_empty_at = Some(before_read);
                 break;
             };
             if outgoing {
@@ -617,13 +624,16 @@ fn run_observer(
                 push_verdict(shared, agent, node, false, now);
             }
         }
-        let judged_at = Instant::now();
-        detector.expire(judged_at, &mut newly_dead);
-        for agent in newly_dead.drain(..) {
-            push_verdict(shared, agent, node, true, judged_at);
+        if let Some(judged_at) = queue_empty_at {
+            detector.expire(judged_at, &mut newly_dead);
         }
-        if judged_at - last_stats >= Duration::from_millis(500) {
-            last_stats = judged_at;
+        // The detection time counts until the verdict is actually known.
+        let now = Instant::now();
+        for agent in newly_dead.drain(..) {
+            push_verdict(shared, agent, node, true, now);
+        }
+        if now - last_stats >= Duration::from_millis(500) {
+            last_stats = now;
             stats
                 .socket_drops
                 .fetch_add(socket_drops(fd), Ordering::Relaxed);
