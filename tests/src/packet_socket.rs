@@ -18,7 +18,7 @@ pub enum PacketSocketError {
 }
 
 /// An AF_PACKET raw socket bound to `ifindex`; protocol 0 receives nothing.
-pub(crate) fn packet_socket(protocol: u16, ifindex: u32) -> Result<OwnedFd, PacketSocketError> {
+pub fn packet_socket(protocol: u16, ifindex: u32) -> Result<OwnedFd, PacketSocketError> {
     // SAFETY: plain socket(2).
     let fd = unsafe {
         libc::socket(
@@ -57,7 +57,7 @@ pub(crate) fn packet_socket(protocol: u16, ifindex: u32) -> Result<OwnedFd, Pack
     Ok(socket)
 }
 
-pub(crate) fn set_option<T>(
+pub fn set_option<T>(
     socket: &OwnedFd,
     level: i32,
     name: i32,
