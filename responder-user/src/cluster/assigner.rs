@@ -13,17 +13,18 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::Client;
+use kube::{Client, Resource};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::advertising::{Advertising, BadKind, BadObject};
 use super::events::OwnershipEvent;
 use super::indexes::{node_facts, EndpointIndex, NodeFacts};
 use super::membership::{lease_name, LeaseTracker, Member};
 use super::ownership::{self, Assignment, Inputs, Problem};
 use super::selector::LabelSelector;
-use super::watches::{self, Change, Source, Stores, Update};
+use super::watches::{self, Change, MetallbStores, Source, Stores, Update};
 use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View};
 use crate::cpu_bound::cpu_bound;
 use crate::metrics::Metrics;
@@ -119,6 +120,12 @@ struct Assigner {
     services: Store<Service>,
     nodes: Store<Node>,
     slices: Option<Store<EndpointSlice>>,
+    /// Pools and L2Advertisements (`None` when MetalLB's kinds are not
+    /// served), what they say, and whether that must be rebuilt.
+    metallb: Option<MetallbStores>,
+    advertising: Option<Advertising>,
+    advertising_stale: bool,
+    reported_bad: BTreeSet<BadObject>,
     tracker: LeaseTracker,
     /// Sources that have not completed their first list.
     unsynced: BTreeSet<Source>,
@@ -166,6 +173,7 @@ impl Assigner {
             services,
             nodes,
             slices,
+            metallb,
         }: Stores,
         attached: watch::Receiver<Attached>,
         Outputs {
@@ -182,6 +190,9 @@ impl Assigner {
         if slices.is_some() {
             unsynced.insert(Source::EndpointSlices);
         }
+        if metallb.is_some() {
+            unsynced.extend([Source::Pools, Source::Advertisements]);
+        }
         let endpoints = slices.as_ref().map(|_| EndpointIndex::default());
         Assigner {
             own_lease: lease_name(&settings.node_name),
@@ -195,6 +206,10 @@ impl Assigner {
             services,
             nodes,
             slices,
+            metallb,
+            advertising: None,
+            advertising_stale: false,
+            reported_bad: BTreeSet::new(),
             unsynced,
             failing: BTreeSet::new(),
             relisted_leases: None,
@@ -275,6 +290,11 @@ impl Assigner {
                 }
             }
             Update::Services(Ok(Change::Listed)) => self.dirty.all = true,
+            Update::Pools(Ok(Change::One(()) | Change::Listed))
+            | Update::Advertisements(Ok(Change::One(()) | Change::Listed)) => {
+                self.advertising_stale = true;
+                self.dirty.all = true;
+            }
             _ => {}
         }
     }
@@ -400,6 +420,9 @@ impl Assigner {
     /// Recomputes the owners of the Services `dirty` names (all of them
     /// when it says so), settles shared addresses, and publishes.
     fn reassign(&mut self, dirty: Dirty) {
+        if std::mem::take(&mut self.advertising_stale) {
+            self.rebuild_advertising();
+        }
         let nodes = self.nodes.state();
         let members: BTreeMap<String, Member> = nodes
             .iter()
@@ -419,11 +442,25 @@ impl Assigner {
                 .entry(*ip)
                 .or_insert_with(|| format!("it is an address of node {}", self.settings.node_name));
         }
+        let node_labels: BTreeMap<String, BTreeMap<String, String>> = nodes
+            .iter()
+            .filter_map(|node| {
+                let name = node.metadata.name.as_ref()?;
+                members.contains_key(name).then(|| {
+                    (
+                        name.clone(),
+                        node.metadata.labels.clone().unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
         let inputs = Inputs {
             lb_class: self.settings.lb_class.as_deref(),
             members: &members,
             endpoints: self.endpoints.as_ref().map(EndpointIndex::nodes),
             forbidden: &forbidden,
+            advertising: self.advertising.as_ref(),
+            node_labels: &node_labels,
         };
         let services: Vec<Arc<Service>> = match dirty.all {
             true => {
@@ -469,13 +506,68 @@ impl Assigner {
         self.announced_before.clear();
         self.assignments = assignments;
         let owned = ownership::owned_by(&self.assignments, &self.settings.node_name);
+        let interfaces =
+            ownership::interfaces_owned_by(&self.assignments, &self.settings.node_name);
         let view = self.view();
         self.owned.send_if_modified(|current| {
-            let changed = current.vips != owned || current.view != view;
+            let changed =
+                current.vips != owned || current.interfaces != interfaces || current.view != view;
             current.vips = owned;
+            current.interfaces = interfaces;
             current.view = view;
             changed
         });
+    }
+
+    /// Rebuilds what the pools and advertisements say; logs each object left
+    /// out once, and has one node (the top of a rendezvous over the live
+    /// members) record an Event on it.
+    fn rebuild_advertising(&mut self) {
+        let Some(metallb) = &self.metallb else {
+            return;
+        };
+        let (advertising, bad) = Advertising::build(
+            &metallb.pools.state(),
+            &metallb.advertisements.state(),
+        );
+        if advertising.is_some() != self.advertising.is_some() {
+            match advertising.is_some() {
+                true => info!("L2Advertisements exist: they decide which nodes announce which addresses, on which interfaces"),
+                false => info!("no L2Advertisement: every eligible node may announce every address on its interfaces"),
+            }
+        }
+        self.advertising = advertising;
+        let bad: BTreeSet<BadObject> = bad.into_iter().collect();
+        for object in bad.difference(&self.reported_bad) {
+            warn!(kind = ?object.kind, name = %object.name, reason = %object.reason, "left out; the others carry on");
+            let key = ServiceRef {
+                namespace: self.settings.namespace.clone(),
+                name: format!("{:?}/{}", object.kind, object.name),
+            };
+            let reporter =
+                ownership::pick_owner(self.last_members.keys().map(String::as_str), &key);
+            if reporter != Some(self.settings.node_name.as_str()) {
+                continue;
+            }
+            let namespace = &self.settings.namespace;
+            let regarding = match object.kind {
+                BadKind::Pool => metallb
+                    .pools
+                    .get(&ObjectRef::new(&object.name).within(namespace))
+                    .map(|o| o.object_ref(&())),
+                BadKind::Advertisement => metallb
+                    .advertisements
+                    .get(&ObjectRef::new(&object.name).within(namespace))
+                    .map(|o| o.object_ref(&())),
+            };
+            if let Some(regarding) = regarding {
+                let _ = self.events.send(OwnershipEvent::Invalid {
+                    regarding,
+                    reason: object.reason.clone(),
+                });
+            }
+        }
+        self.reported_bad = bad;
     }
 
     /// Logs each problem once, and records an Event on the Service for each
@@ -488,8 +580,10 @@ impl Assigner {
     ) {
         for (service, problem) in problems.difference(&self.reported_problems) {
             warn!(%service, %problem, "not answering for a load-balancer ingress entry");
-            let Problem::Refused(reason) = problem else {
-                continue;
+            let (reason, unadvertised) = match problem {
+                Problem::Refused(reason) => (reason, false),
+                Problem::Unadvertised(reason) => (reason, true),
+                Problem::Skipped(_) => continue,
             };
             let own = reason.ends_with(&format!("of node {}", self.settings.node_name));
             let reporter = ownership::pick_owner(members.keys().map(String::as_str), service);
@@ -498,11 +592,19 @@ impl Assigner {
                     .services
                     .get(&ObjectRef::new(&service.name).within(&service.namespace))
                 {
+                    let reason = reason.clone();
+                    let event = match unadvertised {
+                        true => OwnershipEvent::Unadvertised {
+                            service: object,
+                            reason,
+                        },
+                        false => OwnershipEvent::Refused {
+                            service: object,
+                            reason,
+                        },
+                    };
                     // The receiver only goes away when the agent stops.
-                    let _ = self.events.send(OwnershipEvent::Refused {
-                        service: object,
-                        reason: reason.clone(),
-                    });
+                    let _ = self.events.send(event);
                 }
             }
         }
@@ -623,6 +725,7 @@ mod tests {
                     services,
                     nodes,
                     slices: None,
+                    metallb: None,
                 },
                 watch::channel(Attached::default()).1,
                 Outputs {

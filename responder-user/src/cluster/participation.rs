@@ -16,7 +16,7 @@ use tracing::info;
 use super::eligibility::{self, Eligibility};
 use super::membership::{self, Cadence, Departure, Holding};
 use super::{
-    assigner, events, Attached, ClusterError, ClusterSettings, LabelSelector, Ownership, View,
+    assigner, events, l2status, Attached, ClusterError, ClusterSettings, LabelSelector, Ownership, View,
 };
 use crate::metrics::Metrics;
 
@@ -131,6 +131,7 @@ impl Participant {
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
         self.owned.send_replace(Ownership {
             vips: BTreeMap::new(),
+            interfaces: BTreeMap::new(),
             view: View::Fresh { epoch },
         });
     }
@@ -192,8 +193,25 @@ impl Participant {
                 metrics: Arc::clone(&self.metrics),
             },
         );
+        let writing = async {
+            if super::watches::served_group_versions(client)
+                .await
+                .contains(crate::crd::API_VERSION)
+            {
+                l2status::write_statuses(
+                    kube::Api::namespaced(client.clone(), &settings.namespace),
+                    settings.node_name.clone(),
+                    settings.namespace.clone(),
+                    self.owned.subscribe(),
+                    self.attached.clone(),
+                )
+                .await;
+            }
+            std::future::pending::<std::convert::Infallible>().await
+        };
         tokio::select! {
             never = holding => match never {},
+            never = writing => match never {},
             result = assigner_and_events => result,
         }
     }
