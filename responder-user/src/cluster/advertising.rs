@@ -270,20 +270,31 @@ pub(crate) mod tests {
         let in_a = ip("203.0.113.3");
         let pool_name = |annotation| advertising.pool_of(in_a, annotation).map(Pool::name);
         assert_eq!(pool_name(None), Some("a"), "located");
-        assert_eq!(pool_name(Some("b,a")), Some("a"), "the named pool holding it");
+        assert_eq!(
+            pool_name(Some("b,a")),
+            Some("a"),
+            "the named pool holding it"
+        );
         assert_eq!(
             pool_name(Some("b")),
             Some("a"),
             "a named pool that does not hold the address is not believed"
         );
-        assert_eq!(advertising.pool_of(ip("192.0.2.1"), None).map(Pool::name), None);
+        assert_eq!(
+            advertising.pool_of(ip("192.0.2.1"), None).map(Pool::name),
+            None
+        );
     }
 
     #[test]
     fn coverage_follows_pools_by_name_and_label_and_service_selectors() {
         let advertising = build(
             vec![
-                pool("public", &["203.0.113.0/28", "2001:db8:1::10-2001:db8:1::ff"], &[]),
+                pool(
+                    "public",
+                    &["203.0.113.0/28", "2001:db8:1::10-2001:db8:1::ff"],
+                    &[],
+                ),
                 pool("internal", &["198.51.100.0/28"], &[("zone", "internal")]),
             ],
             vec![
@@ -301,9 +312,18 @@ pub(crate) mod tests {
         );
         let web = service(&[("tier", "web")], None);
         let db = service(&[("tier", "db")], None);
-        assert_eq!(names(advertising.covering(&web, ip("203.0.113.1"))), ["public"]);
-        assert_eq!(names(advertising.covering(&web, ip("2001:db8:1::10"))), ["public"]);
-        assert_eq!(names(advertising.covering(&web, ip("198.51.100.1"))), ["internal"]);
+        assert_eq!(
+            names(advertising.covering(&web, ip("203.0.113.1"))),
+            ["public"]
+        );
+        assert_eq!(
+            names(advertising.covering(&web, ip("2001:db8:1::10"))),
+            ["public"]
+        );
+        assert_eq!(
+            names(advertising.covering(&web, ip("198.51.100.1"))),
+            ["internal"]
+        );
         assert_eq!(
             names(advertising.covering(&db, ip("198.51.100.1"))),
             ["db-only", "internal"]
@@ -321,7 +341,10 @@ pub(crate) mod tests {
     fn an_advertisement_of_every_pool_covers_addresses_in_no_pool() {
         let advertising = build(
             vec![pool("public", &["203.0.113.0/28"], &[])],
-            vec![advertisement("all", serde_json::json!({"interfaces": ["eth0"]}))],
+            vec![advertisement(
+                "all",
+                serde_json::json!({"interfaces": ["eth0"]}),
+            )],
         );
         assert_eq!(
             names(advertising.covering(&service(&[], None), ip("192.0.2.1"))),
@@ -336,8 +359,14 @@ pub(crate) mod tests {
             Arc::new(pool("bad", &["not-an-address"], &[])),
         ];
         let adverts = [
-            Arc::new(advertisement("good", serde_json::json!({"ipAddressPools": ["good"]}))),
-            Arc::new(advertisement("bad", serde_json::json!({"interfaces": ["eth 0"]}))),
+            Arc::new(advertisement(
+                "good",
+                serde_json::json!({"ipAddressPools": ["good"]}),
+            )),
+            Arc::new(advertisement(
+                "bad",
+                serde_json::json!({"interfaces": ["eth 0"]}),
+            )),
         ];
         let (advertising, bad) = Advertising::build(&pools, &adverts);
         let advertising = advertising.expect("advertisements exist");
@@ -376,7 +405,10 @@ pub(crate) mod tests {
         let edgy = labels_of(&[("edge", "true")]);
         assert!(admits_node(&public, &plain, &with(&["eth0", "eth1"])));
         assert!(!admits_node(&public, &plain, &with(&["eth1"])), "no eth0");
-        assert!(!admits_node(&edge, &plain, &with(&["eth1"])), "not selected");
+        assert!(
+            !admits_node(&edge, &plain, &with(&["eth1"])),
+            "not selected"
+        );
         assert!(admits_node(&edge, &edgy, &with(&["eth1"])));
         assert_eq!(
             interfaces_for(&[&public, &edge], &edgy, &with(&["eth0", "eth1"])),

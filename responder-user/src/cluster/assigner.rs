@@ -526,10 +526,8 @@ impl Assigner {
         let Some(metallb) = &self.metallb else {
             return;
         };
-        let (advertising, bad) = Advertising::build(
-            &metallb.pools.state(),
-            &metallb.advertisements.state(),
-        );
+        let (advertising, bad) =
+            Advertising::build(&metallb.pools.state(), &metallb.advertisements.state());
         if advertising.is_some() != self.advertising.is_some() {
             match advertising.is_some() {
                 true => info!("L2Advertisements exist: they decide which nodes announce which addresses, on which interfaces"),

@@ -19,8 +19,7 @@ use tracing::{debug, info, warn};
 use super::backoff::WatchBackoff;
 use super::{Attached, Ownership, ServiceRef, View};
 use crate::crd::{
-    ServiceL2Status, ServiceL2StatusFields, LABEL_NODE, LABEL_SERVICE_NAME,
-    LABEL_SERVICE_NAMESPACE,
+    ServiceL2Status, ServiceL2StatusFields, LABEL_NODE, LABEL_SERVICE_NAME, LABEL_SERVICE_NAMESPACE,
 };
 use crate::ipam::ServiceKey;
 
@@ -87,7 +86,11 @@ fn fields(node: &str, service: &ServiceRef, interfaces: &[String]) -> ServiceL2S
 /// The writes that turn this node's `existing` objects into one per
 /// `announced` Service with the right status. Pure and idempotent: run again
 /// after every change until it returns nothing.
-pub(crate) fn plan(node: &str, announced: &Announced, existing: &[Arc<ServiceL2Status>]) -> Vec<Write> {
+pub(crate) fn plan(
+    node: &str,
+    announced: &Announced,
+    existing: &[Arc<ServiceL2Status>],
+) -> Vec<Write> {
     let mut by_service: BTreeMap<ServiceRef, Vec<&ServiceL2Status>> = BTreeMap::new();
     let mut writes = Vec::new();
     for object in existing {
@@ -259,7 +262,11 @@ mod tests {
         }
     }
 
-    pub(super) fn existing(name: &str, service: &str, interfaces: Option<&[&str]>) -> ServiceL2Status {
+    pub(super) fn existing(
+        name: &str,
+        service: &str,
+        interfaces: Option<&[&str]>,
+    ) -> ServiceL2Status {
         let mut object = ServiceL2Status::announcing(
             "responder",
             "node-a",
@@ -337,8 +344,14 @@ mod tests {
             ]
             .into(),
             interfaces: [
-                ("203.0.113.1".parse().expect("ip"), ["eth0".to_owned()].into()),
-                ("2001:db8:1::1".parse().expect("ip"), ["eth0".to_owned()].into()),
+                (
+                    "203.0.113.1".parse().expect("ip"),
+                    ["eth0".to_owned()].into(),
+                ),
+                (
+                    "2001:db8:1::1".parse().expect("ip"),
+                    ["eth0".to_owned()].into(),
+                ),
             ]
             .into(),
             view: View::Fresh { epoch: 1 },
@@ -390,8 +403,9 @@ mod tests {
                 let reply = match (&method, path.as_str()) {
                     (&Method::GET, p) if p == base => {
                         assert!(query.contains("metallb.io%2Fnode%3Dnode-a"), "{query}");
-                        let mut stale = serde_json::to_value(existing("l2-gone", "gone", Some(&["eth0"])))
-                            .expect("json");
+                        let mut stale =
+                            serde_json::to_value(existing("l2-gone", "gone", Some(&["eth0"])))
+                                .expect("json");
                         stale["metadata"]["resourceVersion"] = "1".into();
                         json!({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2StatusList",
                                "metadata": {"resourceVersion": "1"}, "items": [stale]})
@@ -403,10 +417,11 @@ mod tests {
                         created
                     }
                     _ => {
-                        let mut object = serde_json::to_value(existing("l2-new", "web", None))
-                            .expect("json");
+                        let mut object =
+                            serde_json::to_value(existing("l2-new", "web", None)).expect("json");
                         if method == Method::DELETE {
-                            object = json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+                            object =
+                                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
                         }
                         object
                     }
@@ -423,7 +438,11 @@ mod tests {
         let client = kube::Client::new(mock, "responder");
         let (owned_tx, owned) = watch::channel(Ownership {
             vips: [("203.0.113.1".parse().expect("ip"), svc("web"))].into(),
-            interfaces: [("203.0.113.1".parse().expect("ip"), ["eth0".to_owned()].into())].into(),
+            interfaces: [(
+                "203.0.113.1".parse().expect("ip"),
+                ["eth0".to_owned()].into(),
+            )]
+            .into(),
             view: View::Fresh { epoch: 1 },
         });
         let attached = watch::channel(Attached::default()).1;
@@ -444,7 +463,10 @@ mod tests {
         }
         writer.abort();
         drop(owned_tx);
-        let summary: Vec<(Method, &str)> = writes.iter().map(|(m, p, _)| (m.clone(), p.as_str())).collect();
+        let summary: Vec<(Method, &str)> = writes
+            .iter()
+            .map(|(m, p, _)| (m.clone(), p.as_str()))
+            .collect();
         let base = "/apis/metallb.io/v1beta1/namespaces/responder/servicel2statuses";
         assert_eq!(
             summary,
@@ -457,7 +479,10 @@ mod tests {
         );
         let created = &writes[1].2;
         assert_eq!(created["metadata"]["labels"]["metallb.io/node"], "node-a");
-        assert_eq!(created["metadata"]["labels"]["metallb.io/service-name"], "web");
+        assert_eq!(
+            created["metadata"]["labels"]["metallb.io/service-name"],
+            "web"
+        );
         assert_eq!(
             writes[2].2["status"],
             json!({"node": "node-a", "serviceName": "web", "serviceNamespace": "default",

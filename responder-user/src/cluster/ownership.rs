@@ -1361,7 +1361,9 @@ pub(crate) mod tests {
                 "a is no edge node, yet a candidate for the internal pool"
             );
             assert!(
-                assignments[&svc("default", &internal)].interfaces.is_empty(),
+                assignments[&svc("default", &internal)]
+                    .interfaces
+                    .is_empty(),
                 "no interface named: the default set"
             );
         }
@@ -1402,7 +1404,11 @@ pub(crate) mod tests {
             let services = [service(&name, &["198.51.100.3", "2001:db8:1::10"])];
             let (assignments, problems) = decide(Some(&advertising), &services);
             let dual = &assignments[&svc("default", &name)];
-            assert_eq!(dual.owner.as_deref(), Some("b"), "the only node covered for both");
+            assert_eq!(
+                dual.owner.as_deref(),
+                Some("b"),
+                "the only node covered for both"
+            );
             assert_eq!(dual.ips.len(), 2);
             assert_eq!(
                 dual.interfaces,
@@ -1421,7 +1427,10 @@ pub(crate) mod tests {
             assert_eq!(dual.ips.len(), 1, "{dual:?}");
             assert_eq!(problems.len(), 1, "{problems:?}");
             assert!(
-                problems[0].1.to_string().contains(&format!("owner {owner}")),
+                problems[0]
+                    .1
+                    .to_string()
+                    .contains(&format!("owner {owner}")),
                 "{problems:?}"
             );
         }
@@ -1438,9 +1447,7 @@ pub(crate) mod tests {
 
         #[test]
         fn an_address_no_advertisement_covers_is_skipped_with_a_problem() {
-            let advertising = advertising(vec![
-                serde_json::json!({"ipAddressPools": ["public"]}),
-            ]);
+            let advertising = advertising(vec![serde_json::json!({"ipAddressPools": ["public"]})]);
             let services = [
                 service("mixed", &["203.0.113.5", "198.51.100.5"]),
                 service("outside", &["192.0.2.9"]),
@@ -1479,7 +1486,10 @@ pub(crate) mod tests {
                 node_labels: &labels,
             };
             let assignments = assign(&[service(&name, &["203.0.113.1"])], &inputs, |_, _| {});
-            assert_eq!(assignments[&svc("default", &name)].owner.as_deref(), Some("c"));
+            assert_eq!(
+                assignments[&svc("default", &name)].owner.as_deref(),
+                Some("c")
+            );
         }
     }
 }

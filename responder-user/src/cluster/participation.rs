@@ -16,7 +16,8 @@ use tracing::info;
 use super::eligibility::{self, Eligibility};
 use super::membership::{self, Cadence, Departure, Holding};
 use super::{
-    assigner, events, l2status, Attached, ClusterError, ClusterSettings, LabelSelector, Ownership, View,
+    assigner, events, l2status, Attached, ClusterError, ClusterSettings, LabelSelector, Ownership,
+    View,
 };
 use crate::metrics::Metrics;
 

@@ -227,9 +227,7 @@ pub(super) async fn start(
             )
             .backoff(WatchBackoff::new())
             .reflect(advertisements_writer)
-            .map(|result| {
-                Update::Advertisements(result.map(|event| Change::of(event, |_, _| ())))
-            })
+            .map(|result| Update::Advertisements(result.map(|event| Change::of(event, |_, _| ()))))
             .boxed(),
         );
         MetallbStores {

@@ -34,10 +34,10 @@ use tracing::warn;
 
 pub use leader::{ElectionSettings, LEADER_LEASE_NAME};
 // The agent orders pools as the controller does.
-pub(crate) use reconciler::oldest_first;
 pub use metrics::{
     ControllerMetrics, DEFAULT_CONTROLLER_HEALTH_ADDR, DEFAULT_CONTROLLER_METRICS_ADDR,
 };
+pub(crate) use reconciler::oldest_first;
 
 use leader::Election;
 

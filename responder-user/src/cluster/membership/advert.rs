@@ -222,7 +222,10 @@ pub(super) mod tests {
             lease("a", 1),
             &[(INTERFACES_ANNOTATION, "eth0, eth1,")],
         ));
-        assert_eq!(read.interfaces, reach.interfaces, "round trip, blanks dropped");
+        assert_eq!(
+            read.interfaces, reach.interfaces,
+            "round trip, blanks dropped"
+        );
         assert!(read.has_any_interface(&["eth1".into()]));
         assert!(!read.has_any_interface(&["eth2".into()]));
         assert!(
