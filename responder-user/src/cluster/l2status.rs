@@ -27,7 +27,9 @@ use crate::ipam::ServiceKey;
 pub(crate) type Announced = BTreeMap<ServiceRef, Vec<String>>;
 
 /// What this node announces according to `ownership`: an address restricted
-/// to named interfaces is answered there, the others on every attached one.
+/// to named interfaces is answered on those of them attached here (an
+/// advertisement may name other nodes' NICs too), the others on every
+/// attached one.
 /// `None` until the view is complete (nothing is known to be stale before).
 pub(crate) fn announced(ownership: &Ownership, attached: &Attached) -> Option<Announced> {
     if ownership.view == View::Starting {
@@ -37,7 +39,12 @@ pub(crate) fn announced(ownership: &Ownership, attached: &Attached) -> Option<An
     for (ip, service) in &ownership.vips {
         let names = services.entry(service.clone()).or_default();
         match ownership.interfaces.get(ip) {
-            Some(named) => names.extend(named.iter().cloned()),
+            Some(named) => names.extend(
+                named
+                    .iter()
+                    .filter(|name| attached.names.contains(name))
+                    .cloned(),
+            ),
             None => names.extend(attached.names.iter().cloned()),
         }
     }
@@ -346,7 +353,8 @@ mod tests {
             interfaces: [
                 (
                     "203.0.113.1".parse().expect("ip"),
-                    ["eth0".to_owned()].into(),
+                    // ens192 is another node's NIC.
+                    ["eth0".to_owned(), "ens192".to_owned()].into(),
                 ),
                 (
                     "2001:db8:1::1".parse().expect("ip"),
@@ -445,7 +453,11 @@ mod tests {
             .into(),
             view: View::Fresh { epoch: 1 },
         });
-        let attached = watch::channel(Attached::default()).1;
+        let attached = watch::channel(Attached {
+            names: vec!["eth0".into()],
+            ..Attached::default()
+        })
+        .1;
         let writer = tokio::spawn(write_statuses(
             Api::namespaced(client, "responder"),
             "node-a".into(),
