@@ -693,6 +693,13 @@ mod tests {
 
         /// An agent whose data plane already answered for `announced` at start.
         fn restarted(node: &str, announced: &[&str]) -> Self {
+            Self::build(node, announced, None)
+        }
+
+        /// With MetalLB's kinds served, the pools and advertisements of
+        /// `metallb` listed.
+        fn build(node: &str, announced: &[&str], metallb: Option<MetallbStores>) -> Self {
+            let with_metallb = metallb.is_some();
             let (services, mut services_writer) = reflector::store();
             let (nodes, mut nodes_writer) = reflector::store();
             services_writer.apply_watcher_event(&watcher::Event::Apply(lb_service(
@@ -723,7 +730,7 @@ mod tests {
                     services,
                     nodes,
                     slices: None,
-                    metallb: None,
+                    metallb,
                 },
                 watch::channel(Attached::default()).1,
                 Outputs {
@@ -738,6 +745,10 @@ mod tests {
             let start = Instant::now();
             assigner.apply(Update::Services(Ok(Change::Listed)), start);
             assigner.apply(Update::Nodes(Ok(Change::Listed)), start);
+            if with_metallb {
+                assigner.apply(Update::Pools(Ok(Change::Listed)), start);
+                assigner.apply(Update::Advertisements(Ok(Change::Listed)), start);
+            }
             for node in WINNER_AND_LOSER {
                 assigner.apply(Update::Leases(Ok(Box::new(lease_event(node, 1)))), start);
             }
@@ -926,5 +937,67 @@ mod tests {
         h.assigner
             .apply(node_update(&node(&[("role", "edge")])), at);
         assert!(h.assigner.dirty.all, "a label may change eligibility");
+    }
+
+    #[test]
+    fn advertisements_scope_interfaces_and_an_uncovered_address_gets_one_event() {
+        use crate::cluster::advertising::tests::{advertisement, pool};
+        use crate::crd::L2Advertisement;
+
+        let (pools, mut pools_writer) = reflector::store();
+        let (advertisements, mut advertisements_writer) = reflector::store::<L2Advertisement>();
+        pools_writer.apply_watcher_event(&watcher::Event::Apply(pool(
+            "public",
+            &["192.0.2.0/28"],
+            &[],
+        )));
+        let on_eth0 = |pools: &[&str]| {
+            advertisement(
+                "public",
+                serde_json::json!({"ipAddressPools": pools, "interfaces": ["eth0"]}),
+            )
+        };
+        advertisements_writer.apply_watcher_event(&watcher::Event::Apply(on_eth0(&["public"])));
+        let mut h = Harness::build(
+            winner(),
+            &[],
+            Some(MetallbStores {
+                pools,
+                advertisements,
+            }),
+        );
+        assert!(h.owns_web());
+        assert_eq!(
+            h.owned.borrow().interfaces,
+            BTreeMap::from([(
+                "192.0.2.1".parse::<IpAddr>().expect("ip"),
+                BTreeSet::from(["eth0".to_owned()])
+            )]),
+            "keyed on the advertised interface only"
+        );
+
+        // The advertisement moves to another pool: web's address is covered
+        // by nothing any more.
+        advertisements_writer.apply_watcher_event(&watcher::Event::Apply(on_eth0(&["other"])));
+        let at = h.start + Duration::from_millis(100);
+        h.assigner
+            .apply(Update::Advertisements(Ok(Change::One(()))), at);
+        h.assigner.evaluate(at);
+        assert!(!h.owns_web());
+        let mut unadvertised = 0;
+        while let Ok(event) = h.event_queue.try_recv() {
+            if let OwnershipEvent::Unadvertised { reason, .. } = event {
+                assert!(reason.contains("pool \"public\""), "{reason}");
+                unadvertised += 1;
+            }
+        }
+        assert_eq!(unadvertised, 1, "the top candidate tells, once");
+        h.assigner
+            .apply(Update::Services(Ok(Change::One(svc("default", "web")))), at);
+        h.assigner.evaluate(at);
+        assert!(
+            h.event_queue.try_recv().is_err(),
+            "a recomputation tells nothing new"
+        );
     }
 }

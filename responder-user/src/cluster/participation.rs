@@ -108,8 +108,27 @@ pub async fn run(
             }
         }
     };
+    // Beside participation rather than in it: a node that may no longer
+    // announce owns nothing, and its ServiceL2Status objects must go too.
+    let writing = async {
+        if super::watches::served_group_versions(&part.client)
+            .await
+            .contains(crate::crd::API_VERSION)
+        {
+            l2status::write_statuses(
+                kube::Api::namespaced(part.client.clone(), &part.settings.namespace),
+                part.settings.node_name.clone(),
+                part.settings.namespace.clone(),
+                part.owned.subscribe(),
+                part.attached.clone(),
+            )
+            .await;
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
     tokio::select! {
         () = following => Err(ClusterError::WatchEnded("this Node")),
+        never = writing => match never {},
         result = deciding => result,
     }
 }
@@ -194,25 +213,8 @@ impl Participant {
                 metrics: Arc::clone(&self.metrics),
             },
         );
-        let writing = async {
-            if super::watches::served_group_versions(client)
-                .await
-                .contains(crate::crd::API_VERSION)
-            {
-                l2status::write_statuses(
-                    kube::Api::namespaced(client.clone(), &settings.namespace),
-                    settings.node_name.clone(),
-                    settings.namespace.clone(),
-                    self.owned.subscribe(),
-                    self.attached.clone(),
-                )
-                .await;
-            }
-            std::future::pending::<std::convert::Infallible>().await
-        };
         tokio::select! {
             never = holding => match never {},
-            never = writing => match never {},
             result = assigner_and_events => result,
         }
     }

@@ -207,6 +207,12 @@ pub(super) async fn start(
             .boxed(),
         );
     }
+    if metallb_served {
+        tokio::spawn(crate::controller::tell_ignored(
+            client.clone(),
+            lease_namespace.to_owned(),
+        ));
+    }
     let metallb = metallb_served.then(|| {
         let (pools, pools_writer) = reflector::store();
         let (advertisements, advertisements_writer) = reflector::store();

@@ -38,6 +38,9 @@ pub use metrics::{
     ControllerMetrics, DEFAULT_CONTROLLER_HEALTH_ADDR, DEFAULT_CONTROLLER_METRICS_ADDR,
 };
 pub(crate) use reconciler::oldest_first;
+// The agent tells about ignored BGP objects too: with MetalLB's controller
+// kept (only the speaker replaced), ours does not run.
+pub(crate) use bgp::tell_ignored;
 
 use leader::Election;
 
