@@ -16,7 +16,7 @@ use crate::{
     cluster::{Attached, ClusterError, ClusterSettings, Departure, Ownership, ServiceRef},
     error::Error,
     metrics::Metrics,
-    vip::VipSpec,
+    vip::{Placement, Scope, VipSpec},
 };
 
 /// One producer of VIP sets.
@@ -60,20 +60,34 @@ impl DesiredVips {
     }
 }
 
-/// The VIPs this node owns for its Services: answered on every attached
-/// interface, untagged. An address that is not a usable unicast VIP (a
-/// mistaken Service status) is logged and left out.
-pub(crate) fn cluster_update(owned: &BTreeMap<IpAddr, ServiceRef>) -> SourceUpdate {
-    let vips = owned
-        .iter()
-        .filter_map(|(ip, service)| match VipSpec::try_from(*ip) {
-            Ok(spec) => Some(spec),
+/// The VIPs this node owns for its Services, untagged: on their subnet's
+/// interfaces, or, when L2Advertisements name interfaces for one, one spec
+/// per named interface (the data plane leaves out names not attached). An
+/// address that is not a usable unicast VIP (a mistaken Service status) is
+/// logged and left out.
+pub(crate) fn cluster_update(owned: &Ownership) -> SourceUpdate {
+    let mut vips = BTreeSet::new();
+    for (ip, service) in &owned.vips {
+        let spec = match VipSpec::try_from(*ip) {
+            Ok(spec) => spec,
             Err(e) => {
                 tracing::warn!(%service, "ignoring load-balancer IP: {e}");
-                None
+                continue;
             }
-        })
-        .collect();
+        };
+        match owned.interfaces.get(ip) {
+            None => {
+                vips.insert(spec);
+            }
+            Some(names) => vips.extend(names.iter().map(|name| VipSpec {
+                addr: spec.addr,
+                scope: Scope {
+                    placement: Placement::Interface(name.clone()),
+                    vlan: spec.scope.vlan,
+                },
+            })),
+        }
+    }
     SourceUpdate {
         source: Source::Kubernetes,
         vips,
@@ -173,7 +187,7 @@ impl Drop for ClusterSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vip::{Placement, Scope, Vlan};
+    use crate::vip::Vlan;
 
     fn service(name: &str) -> ServiceRef {
         ServiceRef {
@@ -211,13 +225,29 @@ mod tests {
                 vlan: Vlan::UNTAGGED,
             },
         };
+        let mut ownership = Ownership {
+            vips: owned,
+            ..Default::default()
+        };
         assert_eq!(
-            cluster_update(&owned),
+            cluster_update(&ownership),
             SourceUpdate {
                 source: Source::Kubernetes,
                 vips: [on_link("192.0.2.10"), on_link("2001:db8::10")].into(),
             },
             "loopback left out, the rest placed on their subnets"
+        );
+        ownership.interfaces.insert(
+            "192.0.2.10".parse().expect("ip"),
+            ["eth1".to_owned(), "eth2".to_owned()].into(),
+        );
+        assert_eq!(
+            cluster_update(&ownership).vips,
+            set(&["192.0.2.10@eth1", "192.0.2.10@eth2"])
+                .into_iter()
+                .chain([on_link("2001:db8::10")])
+                .collect(),
+            "an address advertised on named interfaces is keyed on those only"
         );
     }
 

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod controller_lab;
 pub mod oracle;
 pub mod packet_socket;
+pub mod segments;
 pub mod testrun;
 pub mod userspace_responder;
 pub mod vlan_offload;

@@ -189,6 +189,45 @@ fn manifests_apply_and_keep_least_privilege() {
         strings(&role["rules"][0]["resources"]),
         BTreeSet::from(["leases".to_owned()])
     );
+    // MetalLB's kinds: pools and advertisements read, ServiceL2Status
+    // written, only in the agent's namespace.
+    let metallb = find(&objects, "Role", "responder-metallb");
+    assert_eq!(metallb["metadata"]["namespace"], "responder-system");
+    let rules: BTreeSet<(BTreeSet<String>, BTreeSet<String>, BTreeSet<String>)> = metallb["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            (
+                strings(&r["apiGroups"]),
+                strings(&r["resources"]),
+                strings(&r["verbs"]),
+            )
+        })
+        .collect();
+    let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        rules,
+        BTreeSet::from([
+            (
+                set(&["metallb.io"]),
+                set(&["ipaddresspools", "l2advertisements"]),
+                set(&["get", "list", "watch"]),
+            ),
+            (
+                set(&["metallb.io"]),
+                set(&["servicel2statuses"]),
+                set(&["create", "delete", "get", "list", "patch", "watch"]),
+            ),
+            (
+                set(&["metallb.io"]),
+                set(&["servicel2statuses/status"]),
+                set(&["patch"]),
+            ),
+        ])
+    );
+    let binding = find(&objects, "RoleBinding", "responder-metallb");
+    assert_eq!(binding["roleRef"]["name"], "responder-metallb");
 }
 
 fn component_dir(component: &str) -> String {

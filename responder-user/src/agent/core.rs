@@ -226,7 +226,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         let first = self.view == Some(View::Starting);
         let new_epoch = fresh
             && !matches!(self.view, Some(View::Fresh { epoch: seen } | View::Frozen { epoch: seen }) if seen == epoch);
-        let update = cluster_update(&ownership.vips);
+        let update = cluster_update(&ownership);
         let owned: BTreeSet<IpAddr> = update.vips.iter().map(|spec| spec.addr).collect();
         let gained: BTreeSet<IpAddr> = match new_epoch {
             true => owned.clone(),
@@ -482,6 +482,9 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
                     ipv6: serving.iter().any(|i| i.ipv6),
                 },
                 prefixes,
+                // Serving ones only: a NIC without carrier cannot answer for
+                // the pools advertised on it, so they go to another node.
+                interfaces: Some(serving.iter().map(|i| i.name.clone()).collect()),
             },
             local_addresses: self.local_addresses.clone(),
         };

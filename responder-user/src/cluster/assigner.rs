@@ -13,17 +13,18 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::Client;
+use kube::{Client, Resource};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::advertising::{Advertising, BadKind, BadObject};
 use super::events::OwnershipEvent;
 use super::indexes::{node_facts, EndpointIndex, NodeFacts};
 use super::membership::{lease_name, LeaseTracker, Member};
 use super::ownership::{self, Assignment, Inputs, Problem};
 use super::selector::LabelSelector;
-use super::watches::{self, Change, Source, Stores, Update};
+use super::watches::{self, Change, MetallbStores, Source, Stores, Update};
 use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View};
 use crate::cpu_bound::cpu_bound;
 use crate::memory;
@@ -120,6 +121,12 @@ struct Assigner {
     services: Store<Service>,
     nodes: Store<Node>,
     slices: Option<Store<EndpointSlice>>,
+    /// Pools and L2Advertisements (`None` when MetalLB's kinds are not
+    /// served), what they say, and whether that must be rebuilt.
+    metallb: Option<MetallbStores>,
+    advertising: Option<Advertising>,
+    advertising_stale: bool,
+    reported_bad: BTreeSet<BadObject>,
     tracker: LeaseTracker,
     /// Sources that have not completed their first list.
     unsynced: BTreeSet<Source>,
@@ -167,6 +174,7 @@ impl Assigner {
             services,
             nodes,
             slices,
+            metallb,
         }: Stores,
         attached: watch::Receiver<Attached>,
         Outputs {
@@ -183,6 +191,9 @@ impl Assigner {
         if slices.is_some() {
             unsynced.insert(Source::EndpointSlices);
         }
+        if metallb.is_some() {
+            unsynced.extend([Source::Pools, Source::Advertisements]);
+        }
         let endpoints = slices.as_ref().map(|_| EndpointIndex::default());
         Assigner {
             own_lease: lease_name(&settings.node_name),
@@ -196,6 +207,10 @@ impl Assigner {
             services,
             nodes,
             slices,
+            metallb,
+            advertising: None,
+            advertising_stale: false,
+            reported_bad: BTreeSet::new(),
             unsynced,
             failing: BTreeSet::new(),
             relisted_leases: None,
@@ -276,6 +291,11 @@ impl Assigner {
                 }
             }
             Update::Services(Ok(Change::Listed)) => self.dirty.all = true,
+            Update::Pools(Ok(Change::One(()) | Change::Listed))
+            | Update::Advertisements(Ok(Change::One(()) | Change::Listed)) => {
+                self.advertising_stale = true;
+                self.dirty.all = true;
+            }
             _ => {}
         }
     }
@@ -406,6 +426,9 @@ impl Assigner {
     /// Recomputes the owners of the Services `dirty` names (all of them
     /// when it says so), settles shared addresses, and publishes.
     fn reassign(&mut self, dirty: Dirty) {
+        if std::mem::take(&mut self.advertising_stale) {
+            self.rebuild_advertising();
+        }
         let nodes = self.nodes.state();
         let members: BTreeMap<String, Member> = nodes
             .iter()
@@ -425,11 +448,25 @@ impl Assigner {
                 .entry(*ip)
                 .or_insert_with(|| format!("it is an address of node {}", self.settings.node_name));
         }
+        let node_labels: BTreeMap<String, BTreeMap<String, String>> = nodes
+            .iter()
+            .filter_map(|node| {
+                let name = node.metadata.name.as_ref()?;
+                members.contains_key(name).then(|| {
+                    (
+                        name.clone(),
+                        node.metadata.labels.clone().unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
         let inputs = Inputs {
             lb_class: self.settings.lb_class.as_deref(),
             members: &members,
             endpoints: self.endpoints.as_ref().map(EndpointIndex::nodes),
             forbidden: &forbidden,
+            advertising: self.advertising.as_ref(),
+            node_labels: &node_labels,
         };
         let services: Vec<Arc<Service>> = match dirty.all {
             true => {
@@ -475,13 +512,66 @@ impl Assigner {
         self.announced_before.clear();
         self.assignments = assignments;
         let owned = ownership::owned_by(&self.assignments, &self.settings.node_name);
+        let interfaces =
+            ownership::interfaces_owned_by(&self.assignments, &self.settings.node_name);
         let view = self.view();
         self.owned.send_if_modified(|current| {
-            let changed = current.vips != owned || current.view != view;
+            let changed =
+                current.vips != owned || current.interfaces != interfaces || current.view != view;
             current.vips = owned;
+            current.interfaces = interfaces;
             current.view = view;
             changed
         });
+    }
+
+    /// Rebuilds what the pools and advertisements say; logs each object left
+    /// out once, and has one node (the top of a rendezvous over the live
+    /// members) record an Event on it.
+    fn rebuild_advertising(&mut self) {
+        let Some(metallb) = &self.metallb else {
+            return;
+        };
+        let (advertising, bad) =
+            Advertising::build(&metallb.pools.state(), &metallb.advertisements.state());
+        if advertising.is_some() != self.advertising.is_some() {
+            match advertising.is_some() {
+                true => info!("L2Advertisements exist: they decide which nodes announce which addresses, on which interfaces"),
+                false => info!("no L2Advertisement: every eligible node may announce every address on its interfaces"),
+            }
+        }
+        self.advertising = advertising;
+        let bad: BTreeSet<BadObject> = bad.into_iter().collect();
+        for object in bad.difference(&self.reported_bad) {
+            warn!(kind = ?object.kind, name = %object.name, reason = %object.reason, "left out; the others carry on");
+            let key = ServiceRef {
+                namespace: self.settings.namespace.clone(),
+                name: format!("{:?}/{}", object.kind, object.name),
+            };
+            let reporter =
+                ownership::pick_owner(self.last_members.keys().map(String::as_str), &key);
+            if reporter != Some(self.settings.node_name.as_str()) {
+                continue;
+            }
+            let namespace = &self.settings.namespace;
+            let regarding = match object.kind {
+                BadKind::Pool => metallb
+                    .pools
+                    .get(&ObjectRef::new(&object.name).within(namespace))
+                    .map(|o| o.object_ref(&())),
+                BadKind::Advertisement => metallb
+                    .advertisements
+                    .get(&ObjectRef::new(&object.name).within(namespace))
+                    .map(|o| o.object_ref(&())),
+            };
+            if let Some(regarding) = regarding {
+                let _ = self.events.send(OwnershipEvent::Invalid {
+                    regarding,
+                    reason: object.reason.clone(),
+                });
+            }
+        }
+        self.reported_bad = bad;
     }
 
     /// Logs each problem once, and records an Event on the Service for each
@@ -494,8 +584,10 @@ impl Assigner {
     ) {
         for (service, problem) in problems.difference(&self.reported_problems) {
             warn!(%service, %problem, "not answering for a load-balancer ingress entry");
-            let Problem::Refused(reason) = problem else {
-                continue;
+            let (reason, unadvertised) = match problem {
+                Problem::Refused(reason) => (reason, false),
+                Problem::Unadvertised(reason) => (reason, true),
+                Problem::Skipped(_) => continue,
             };
             let own = reason.ends_with(&format!("of node {}", self.settings.node_name));
             let reporter = ownership::pick_owner(members.keys().map(String::as_str), service);
@@ -504,11 +596,19 @@ impl Assigner {
                     .services
                     .get(&ObjectRef::new(&service.name).within(&service.namespace))
                 {
+                    let reason = reason.clone();
+                    let event = match unadvertised {
+                        true => OwnershipEvent::Unadvertised {
+                            service: object,
+                            reason,
+                        },
+                        false => OwnershipEvent::Refused {
+                            service: object,
+                            reason,
+                        },
+                    };
                     // The receiver only goes away when the agent stops.
-                    let _ = self.events.send(OwnershipEvent::Refused {
-                        service: object,
-                        reason: reason.clone(),
-                    });
+                    let _ = self.events.send(event);
                 }
             }
         }
@@ -599,6 +699,13 @@ mod tests {
 
         /// An agent whose data plane already answered for `announced` at start.
         fn restarted(node: &str, announced: &[&str]) -> Self {
+            Self::build(node, announced, None)
+        }
+
+        /// With MetalLB's kinds served, the pools and advertisements of
+        /// `metallb` listed.
+        fn build(node: &str, announced: &[&str], metallb: Option<MetallbStores>) -> Self {
+            let with_metallb = metallb.is_some();
             let (services, mut services_writer) = reflector::store();
             let (nodes, mut nodes_writer) = reflector::store();
             services_writer.apply_watcher_event(&watcher::Event::Apply(lb_service(
@@ -629,6 +736,7 @@ mod tests {
                     services,
                     nodes,
                     slices: None,
+                    metallb,
                 },
                 watch::channel(Attached::default()).1,
                 Outputs {
@@ -643,6 +751,10 @@ mod tests {
             let start = Instant::now();
             assigner.apply(Update::Services(Ok(Change::Listed)), start);
             assigner.apply(Update::Nodes(Ok(Change::Listed)), start);
+            if with_metallb {
+                assigner.apply(Update::Pools(Ok(Change::Listed)), start);
+                assigner.apply(Update::Advertisements(Ok(Change::Listed)), start);
+            }
             for node in WINNER_AND_LOSER {
                 assigner.apply(Update::Leases(Ok(Box::new(lease_event(node, 1)))), start);
             }
@@ -831,5 +943,67 @@ mod tests {
         h.assigner
             .apply(node_update(&node(&[("role", "edge")])), at);
         assert!(h.assigner.dirty.all, "a label may change eligibility");
+    }
+
+    #[test]
+    fn advertisements_scope_interfaces_and_an_uncovered_address_gets_one_event() {
+        use crate::cluster::advertising::tests::{advertisement, pool};
+        use crate::crd::L2Advertisement;
+
+        let (pools, mut pools_writer) = reflector::store();
+        let (advertisements, mut advertisements_writer) = reflector::store::<L2Advertisement>();
+        pools_writer.apply_watcher_event(&watcher::Event::Apply(pool(
+            "public",
+            &["192.0.2.0/28"],
+            &[],
+        )));
+        let on_eth0 = |pools: &[&str]| {
+            advertisement(
+                "public",
+                serde_json::json!({"ipAddressPools": pools, "interfaces": ["eth0"]}),
+            )
+        };
+        advertisements_writer.apply_watcher_event(&watcher::Event::Apply(on_eth0(&["public"])));
+        let mut h = Harness::build(
+            winner(),
+            &[],
+            Some(MetallbStores {
+                pools,
+                advertisements,
+            }),
+        );
+        assert!(h.owns_web());
+        assert_eq!(
+            h.owned.borrow().interfaces,
+            BTreeMap::from([(
+                "192.0.2.1".parse::<IpAddr>().expect("ip"),
+                BTreeSet::from(["eth0".to_owned()])
+            )]),
+            "keyed on the advertised interface only"
+        );
+
+        // The advertisement moves to another pool: web's address is covered
+        // by nothing any more.
+        advertisements_writer.apply_watcher_event(&watcher::Event::Apply(on_eth0(&["other"])));
+        let at = h.start + Duration::from_millis(100);
+        h.assigner
+            .apply(Update::Advertisements(Ok(Change::One(()))), at);
+        h.assigner.evaluate(at);
+        assert!(!h.owns_web());
+        let mut unadvertised = 0;
+        while let Ok(event) = h.event_queue.try_recv() {
+            if let OwnershipEvent::Unadvertised { reason, .. } = event {
+                assert!(reason.contains("pool \"public\""), "{reason}");
+                unadvertised += 1;
+            }
+        }
+        assert_eq!(unadvertised, 1, "the top candidate tells, once");
+        h.assigner
+            .apply(Update::Services(Ok(Change::One(svc("default", "web")))), at);
+        h.assigner.evaluate(at);
+        assert!(
+            h.event_queue.try_recv().is_err(),
+            "a recomputation tells nothing new"
+        );
     }
 }

@@ -157,6 +157,7 @@ mod tests {
             reach: Reach {
                 families: Families { ipv4, ipv6: false },
                 prefixes: Vec::new(),
+                interfaces: None,
             },
             ..Attached::default()
         }

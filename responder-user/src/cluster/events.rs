@@ -6,13 +6,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Client, Resource};
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
-use super::ownership::service_ref;
 use crate::event_record::record;
 
 const REPORTER: &str = "responder";
@@ -30,6 +29,16 @@ pub(crate) enum OwnershipEvent {
     /// An ingress address that is never answered for (a node's own address).
     Refused {
         service: Arc<Service>,
+        reason: String,
+    },
+    /// An ingress address no L2Advertisement covers.
+    Unadvertised {
+        service: Arc<Service>,
+        reason: String,
+    },
+    /// An `IPAddressPool` or `L2Advertisement` left out.
+    Invalid {
+        regarding: ObjectReference,
         reason: String,
     },
 }
@@ -55,9 +64,9 @@ pub(crate) async fn publish_events(
     };
     while let Some(announcement) = announcements.recv().await {
         let interfaces = attached.borrow().names.join(", ");
-        let (service, type_, reason, action, note) = match &announcement {
+        let (regarding, type_, reason, action, note) = match &announcement {
             OwnershipEvent::Started { service, ips } => (
-                service,
+                service.object_ref(&()),
                 EventType::Normal,
                 "AnnouncingStarted",
                 "Announce",
@@ -67,7 +76,7 @@ pub(crate) async fn publish_events(
                 ),
             ),
             OwnershipEvent::Stopped { service, ips } => (
-                service,
+                service.object_ref(&()),
                 EventType::Normal,
                 "AnnouncingStopped",
                 "Withdraw",
@@ -77,11 +86,25 @@ pub(crate) async fn publish_events(
                 ),
             ),
             OwnershipEvent::Refused { service, reason } => (
-                service,
+                service.object_ref(&()),
                 EventType::Warning,
                 "AddressRefused",
                 "Refuse",
                 format!("{reason}; no node answers ARP/NDP for it"),
+            ),
+            OwnershipEvent::Unadvertised { service, reason } => (
+                service.object_ref(&()),
+                EventType::Warning,
+                "NotAdvertised",
+                "Skip",
+                format!("{reason}; no node answers ARP/NDP for it"),
+            ),
+            OwnershipEvent::Invalid { regarding, reason } => (
+                regarding.clone(),
+                EventType::Warning,
+                "InvalidConfiguration",
+                "Skip",
+                format!("{reason}; left out, the others carry on"),
             ),
         };
         let event = Event {
@@ -91,8 +114,9 @@ pub(crate) async fn publish_events(
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(error) = record(&client, &reporter, &event, &service.object_ref(&())).await {
-            warn!(service = %service_ref(service), reason, %error, "could not record Event");
+        if let Err(error) = record(&client, &reporter, &event, &regarding).await {
+            let name = regarding.name.as_deref().unwrap_or_default();
+            warn!(object = name, reason, %error, "could not record Event");
         }
     }
 }

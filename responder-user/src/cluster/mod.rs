@@ -3,11 +3,13 @@
 //! single owner per Service by rendezvous hashing, so exactly one node answers
 //! ARP/NDP for each VIP without any per-Service coordination.
 
+mod advertising;
 mod assigner;
 mod backoff;
 mod eligibility;
 mod events;
 mod indexes;
+mod l2status;
 mod membership;
 mod ownership;
 mod participation;
@@ -108,15 +110,29 @@ pub struct Reach {
     /// A VIP inside one of these is placed on the interfaces that have it,
     /// and goes to a node that has it when one does.
     pub prefixes: Vec<IpNet>,
+    /// The names of the serving interfaces, for L2Advertisements that name
+    /// interfaces; `None` from an agent that predates the annotation, taken
+    /// to have any interface an advertisement names.
+    pub interfaces: Option<Vec<String>>,
 }
 
 impl Reach {
     /// What a Lease of an agent that predates the annotations is taken to
-    /// mean: both families, no subnet known.
+    /// mean: both families, no subnet known, any interface.
     pub const UNKNOWN: Reach = Reach {
         families: Families::BOTH,
         prefixes: Vec::new(),
+        interfaces: None,
     };
+
+    /// Whether the node has one of `names` attached (always, when it did not
+    /// say which it has).
+    pub fn has_any_interface(&self, names: &[String]) -> bool {
+        match &self.interfaces {
+            None => true,
+            Some(own) => own.iter().any(|name| names.contains(name)),
+        }
+    }
 
     pub fn serves(&self, addr: &IpAddr) -> bool {
         self.families.serves(addr)
@@ -155,6 +171,9 @@ impl Families {
 pub struct Ownership {
     /// Each VIP with the Service it is answered for.
     pub vips: BTreeMap<IpAddr, ServiceRef>,
+    /// The VIPs that L2Advertisements restrict to named interfaces, with
+    /// those names; any other VIP is placed on its subnet's interfaces.
+    pub interfaces: BTreeMap<IpAddr, BTreeSet<String>>,
     pub view: View,
 }
 

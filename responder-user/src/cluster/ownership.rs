@@ -10,6 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::advertising::{admits_node, interfaces_for, Advertising};
 use super::membership::Member;
 use super::selector::LabelSelector;
 use super::{Reach, ServiceRef};
@@ -174,6 +175,9 @@ pub(crate) struct Assignment {
     pub ips: Vec<IpAddr>,
     pub owner: Option<String>,
     pub service: Arc<Service>,
+    /// The addresses L2Advertisements restrict to named interfaces of the
+    /// owner, with the names; the others go on the owner's default set.
+    pub interfaces: BTreeMap<IpAddr, BTreeSet<String>>,
 }
 
 pub(crate) struct Inputs<'a> {
@@ -186,6 +190,11 @@ pub(crate) struct Inputs<'a> {
     /// Addresses that must never be VIPs (the Nodes' own addresses), each
     /// with the reason.
     pub forbidden: &'a BTreeMap<IpAddr, String>,
+    /// `None` without any L2Advertisement: every member may announce every
+    /// address on its default interfaces.
+    pub advertising: Option<&'a Advertising>,
+    /// The labels of the members' Nodes, for advertisements' `nodeSelectors`.
+    pub node_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Every address in the Nodes' `status.addresses`, with whose it is.
@@ -266,12 +275,16 @@ pub(crate) enum Problem {
     Skipped(String),
     /// Refused for safety: answering for it would hijack a node's address.
     Refused(String),
+    /// No L2Advertisement covers it: no node answers for it.
+    Unadvertised(String),
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Problem::Skipped(text) | Problem::Refused(text) => f.write_str(text),
+            Problem::Skipped(text) | Problem::Refused(text) | Problem::Unadvertised(text) => {
+                f.write_str(text)
+            }
         }
     }
 }
@@ -320,6 +333,22 @@ pub(crate) fn assign_one(
         }
         None => true,
     });
+    let covering: Option<BTreeMap<IpAddr, Vec<_>>> = inputs.advertising.map(|advertising| {
+        ips.iter()
+            .map(|ip| (*ip, advertising.covering(service, *ip)))
+            .collect()
+    });
+    if let (Some(covering), Some(advertising)) = (&covering, inputs.advertising) {
+        ips.retain(|ip| match covering[ip].is_empty() {
+            true => {
+                on_problem(Problem::Unadvertised(
+                    advertising.uncovered_reason(service, *ip),
+                ));
+                false
+            }
+            false => true,
+        });
+    }
     if ips.is_empty() {
         return None;
     }
@@ -330,16 +359,70 @@ pub(crate) fn assign_one(
         }
         _ => None,
     };
-    let members = inputs
+    let no_labels = BTreeMap::new();
+    let labels_of = |node: &str| inputs.node_labels.get(node).unwrap_or(&no_labels);
+    // How many of the addresses the advertisements let each member announce.
+    let admitted = |node: &str, member: &Member| -> Vec<IpAddr> {
+        match &covering {
+            None => ips.clone(),
+            Some(covering) => ips
+                .iter()
+                .filter(|ip| {
+                    covering[ip]
+                        .iter()
+                        .any(|adv| admits_node(adv, labels_of(node), &member.reach))
+                })
+                .copied()
+                .collect(),
+        }
+    };
+    let members: Vec<(&String, &Member)> = inputs
         .members
         .iter()
-        .filter(|(node, _)| with_endpoints.is_none_or(|nodes| nodes.contains(*node)));
-    let eligible = candidates(members, &ips);
-    let owner = pick_owner(eligible, &key);
+        .filter(|(node, _)| with_endpoints.is_none_or(|nodes| nodes.contains(*node)))
+        .collect();
+    // Advertisements restrict first: members admitted for every address,
+    // failing that for some (one owner per Service even when a dual-stack
+    // Service's pools are advertised on different nodes).
+    let all: Vec<(&String, &Member)> = members
+        .iter()
+        .filter(|(node, member)| admitted(node, member).len() == ips.len())
+        .copied()
+        .collect();
+    let members = match all.is_empty() {
+        false => all,
+        true => members
+            .into_iter()
+            .filter(|(node, member)| !admitted(node, member).is_empty())
+            .collect(),
+    };
+    let eligible = candidates(members.iter().copied(), &ips);
+    let owner = pick_owner(eligible, &key).map(str::to_owned);
+    let mut interfaces = BTreeMap::new();
+    if let (Some(owner), Some(covering)) = (&owner, &covering) {
+        let member = &inputs.members[owner];
+        let answered = admitted(owner, member);
+        ips.retain(|ip| match answered.contains(ip) {
+            true => true,
+            false => {
+                on_problem(Problem::Skipped(format!(
+                    "ingress ip {ip} is not answered for: the L2Advertisements covering it \
+                     select none of the nodes that may own the Service (owner {owner})"
+                )));
+                false
+            }
+        });
+        for ip in &ips {
+            if let Some(names) = interfaces_for(&covering[ip], labels_of(owner), &member.reach) {
+                interfaces.insert(*ip, names);
+            }
+        }
+    }
     Some(Assignment {
         ips,
-        owner: owner.map(str::to_owned),
+        owner,
         service: Arc::clone(service),
+        interfaces,
     })
 }
 
@@ -379,6 +462,25 @@ pub(crate) fn settle_shared(
         }
     }
     assignments
+}
+
+/// The interfaces advertisements restrict `node`'s VIPs to (see
+/// [`Assignment::interfaces`]).
+pub(crate) fn interfaces_owned_by(
+    assignments: &BTreeMap<ServiceRef, Assignment>,
+    node: &str,
+) -> BTreeMap<IpAddr, BTreeSet<String>> {
+    assignments
+        .values()
+        .filter(|assignment| assignment.owner.as_deref() == Some(node))
+        .flat_map(|assignment| {
+            assignment
+                .interfaces
+                .iter()
+                .filter(|(ip, _)| assignment.ips.contains(ip))
+                .map(|(ip, names)| (*ip, names.clone()))
+        })
+        .collect()
 }
 
 /// The VIPs `node` answers for, each with the Service it answers for
@@ -692,10 +794,12 @@ pub(crate) mod tests {
                 .iter()
                 .map(|p| p.parse().expect("prefix"))
                 .collect(),
+            interfaces: None,
         }
     }
 
     const NO_FORBIDDEN: &BTreeMap<IpAddr, String> = &BTreeMap::new();
+    const NO_LABELS: &BTreeMap<String, BTreeMap<String, String>> = &BTreeMap::new();
 
     #[test]
     fn services_go_to_nodes_that_can_answer_for_all_their_families() {
@@ -735,6 +839,8 @@ pub(crate) mod tests {
                 members,
                 endpoints: None,
                 forbidden: NO_FORBIDDEN,
+                advertising: None,
+                node_labels: NO_LABELS,
             };
             assign(&services, &inputs, |_, _| {})[&svc("default", name)]
                 .owner
@@ -799,6 +905,8 @@ pub(crate) mod tests {
             members: &families,
             endpoints: None,
             forbidden: NO_FORBIDDEN,
+            advertising: None,
+            node_labels: NO_LABELS,
         };
         let mut problems = Vec::new();
         let assignments = assign(&services, &inputs, |service, problem| {
@@ -859,6 +967,8 @@ pub(crate) mod tests {
             members: &with_families,
             endpoints: Some(&index),
             forbidden: NO_FORBIDDEN,
+            advertising: None,
+            node_labels: NO_LABELS,
         };
         let assignments = assign(&services, &with_slices, |_, _| {});
         assert_eq!(
@@ -899,6 +1009,8 @@ pub(crate) mod tests {
             members: &members,
             endpoints: None,
             forbidden: NO_FORBIDDEN,
+            advertising: None,
+            node_labels: NO_LABELS,
         };
         let assignments = assign(&services, &inputs, |service, problem| {
             problems.push((service.clone(), problem.to_string()))
@@ -937,6 +1049,8 @@ pub(crate) mod tests {
             members: &members,
             endpoints: None,
             forbidden: NO_FORBIDDEN,
+            advertising: None,
+            node_labels: NO_LABELS,
         };
         let assignments = assign(&services, &inputs, |_, _| {});
         assert_eq!(
@@ -1009,6 +1123,8 @@ pub(crate) mod tests {
             members: &members,
             endpoints: None,
             forbidden: &forbidden,
+            advertising: None,
+            node_labels: NO_LABELS,
         };
         let mut problems = Vec::new();
         let assignments = assign(&services, &inputs, |_, problem| problems.push(problem));
@@ -1058,6 +1174,8 @@ pub(crate) mod tests {
             members: &members,
             endpoints: None,
             forbidden: NO_FORBIDDEN,
+            advertising: None,
+            node_labels: NO_LABELS,
         };
         let assignments = assign(&services, &inputs, |_, _| {});
         assert_eq!(
@@ -1070,5 +1188,308 @@ pub(crate) mod tests {
             Some("a"),
             "only a has IPv6: held down beats nobody"
         );
+    }
+
+    mod advertised {
+        //! The decision under L2Advertisements: two segments, "public" on
+        //! eth0 and "internal" on eth1, three nodes.
+        use super::*;
+        use crate::cluster::advertising::tests::{advertisement, labels_of, pool};
+        use crate::cluster::advertising::Advertising;
+        use crate::crd::ANNOTATION_ALLOCATED_FROM_POOL;
+
+        fn ip(text: &str) -> IpAddr {
+            text.parse().expect("ip")
+        }
+
+        fn with_interfaces(names: &[&str]) -> Member {
+            settled(Reach {
+                interfaces: Some(names.iter().map(|n| n.to_string()).collect()),
+                ..Reach::UNKNOWN
+            })
+        }
+
+        /// a and b have both NICs, c only the internal one; only b is
+        /// labelled `edge`.
+        fn members() -> BTreeMap<String, Member> {
+            [
+                ("a".to_owned(), with_interfaces(&["eth0", "eth1"])),
+                ("b".to_owned(), with_interfaces(&["eth0", "eth1"])),
+                ("c".to_owned(), with_interfaces(&["eth1"])),
+            ]
+            .into()
+        }
+
+        fn node_labels() -> BTreeMap<String, BTreeMap<String, String>> {
+            const HOST: &str = "kubernetes.io/hostname";
+            [
+                ("a".to_owned(), labels_of(&[(HOST, "a")])),
+                ("b".to_owned(), labels_of(&[(HOST, "b"), ("edge", "true")])),
+                ("c".to_owned(), labels_of(&[(HOST, "c")])),
+            ]
+            .into()
+        }
+
+        fn advertising(adverts: Vec<serde_json::Value>) -> Advertising {
+            let pools = [
+                Arc::new(pool(
+                    "public",
+                    &["203.0.113.0/28", "2001:db8:1::10-2001:db8:1::ff"],
+                    &[],
+                )),
+                Arc::new(pool("internal", &["198.51.100.0/28"], &[])),
+                // A second pool under the internal advertisement.
+                Arc::new(pool("internal-extra", &["198.51.100.16/28"], &[])),
+            ];
+            let adverts: Vec<_> = adverts
+                .into_iter()
+                .enumerate()
+                .map(|(i, spec)| Arc::new(advertisement(&format!("adv-{i}"), spec)))
+                .collect();
+            let (advertising, bad) = Advertising::build(&pools, &adverts);
+            assert!(bad.is_empty(), "{bad:?}");
+            advertising.expect("advertisements exist")
+        }
+
+        fn two_segments() -> Advertising {
+            advertising(vec![
+                serde_json::json!({"ipAddressPools": ["public"], "interfaces": ["eth0"]}),
+                serde_json::json!({"ipAddressPools": ["internal", "internal-extra"], "interfaces": ["eth1"]}),
+            ])
+        }
+
+        fn service(name: &str, ips: &[&str]) -> Arc<Service> {
+            let ingress: Vec<(Option<&str>, Option<&str>)> =
+                ips.iter().map(|ip| (Some(*ip), None)).collect();
+            Arc::new(lb_service(name, None, "Cluster", &ingress))
+        }
+
+        fn decide(
+            advertising: Option<&Advertising>,
+            services: &[Arc<Service>],
+        ) -> (BTreeMap<ServiceRef, Assignment>, Vec<(ServiceRef, Problem)>) {
+            let members = members();
+            let labels = node_labels();
+            let inputs = Inputs {
+                lb_class: None,
+                members: &members,
+                endpoints: None,
+                forbidden: NO_FORBIDDEN,
+                advertising,
+                node_labels: &labels,
+            };
+            let mut problems = Vec::new();
+            let assignments = assign(services, &inputs, |service, problem| {
+                problems.push((service.clone(), problem))
+            });
+            (assignments, problems)
+        }
+
+        /// The first `prefix-N` whose rendezvous winner among `all` is
+        /// `wanted`.
+        fn name_won_by(prefix: &str, all: &[&str], wanted: &str) -> String {
+            (0..)
+                .map(|i| format!("{prefix}-{i}"))
+                .find(|name| pick_owner(all.iter().copied(), &svc("default", name)) == Some(wanted))
+                .expect("some name hashes to the wanted node")
+        }
+
+        #[test]
+        fn without_advertisements_nothing_changes() {
+            let name = name_won_by("web", &["a", "b", "c"], "c");
+            let services = [service(&name, &["203.0.113.1"])];
+            let (assignments, problems) = decide(None, &services);
+            let web = &assignments[&svc("default", &name)];
+            assert_eq!(web.owner.as_deref(), Some("c"), "every member, c included");
+            assert!(web.interfaces.is_empty(), "default interfaces");
+            assert!(problems.is_empty());
+        }
+
+        #[test]
+        fn a_pool_named_on_interfaces_goes_to_nodes_that_have_them_and_only_there() {
+            // c would win the hash but has no eth0.
+            let name = name_won_by("public", &["a", "b", "c"], "c");
+            let internal = name_won_by("internal", &["a", "b", "c"], "c");
+            let services = [
+                service(&name, &["203.0.113.1"]),
+                service(&internal, &["198.51.100.1"]),
+            ];
+            let advertising = two_segments();
+            let (assignments, problems) = decide(Some(&advertising), &services);
+            let public = &assignments[&svc("default", &name)];
+            let owner = public.owner.clone().expect("an owner");
+            assert_ne!(owner, "c", "c has no public NIC");
+            assert_eq!(
+                public.interfaces,
+                BTreeMap::from([(ip("203.0.113.1"), BTreeSet::from(["eth0".to_owned()]))])
+            );
+            assert_eq!(
+                interfaces_owned_by(&assignments, &owner)[&ip("203.0.113.1")],
+                BTreeSet::from(["eth0".to_owned()])
+            );
+            let internal = &assignments[&svc("default", &internal)];
+            assert_eq!(internal.owner.as_deref(), Some("c"), "c has eth1");
+            assert_eq!(
+                internal.interfaces[&ip("198.51.100.1")],
+                BTreeSet::from(["eth1".to_owned()])
+            );
+            assert!(problems.is_empty(), "{problems:?}");
+        }
+
+        #[test]
+        fn node_selectors_restrict_the_candidates_for_their_pools_only() {
+            let advertising = advertising(vec![
+                serde_json::json!({"ipAddressPools": ["public"],
+                                   "nodeSelectors": [{"matchLabels": {"edge": "true"}}]}),
+                serde_json::json!({"ipAddressPools": ["internal"]}),
+            ]);
+            let public = name_won_by("public", &["a", "b", "c"], "a");
+            let internal = name_won_by("internal", &["a", "b", "c"], "a");
+            let services = [
+                service(&public, &["203.0.113.1"]),
+                service(&internal, &["198.51.100.1"]),
+            ];
+            let (assignments, _) = decide(Some(&advertising), &services);
+            assert_eq!(
+                assignments[&svc("default", &public)].owner.as_deref(),
+                Some("b"),
+                "only b is an edge node"
+            );
+            assert_eq!(
+                assignments[&svc("default", &internal)].owner.as_deref(),
+                Some("a"),
+                "a is no edge node, yet a candidate for the internal pool"
+            );
+            assert!(
+                assignments[&svc("default", &internal)]
+                    .interfaces
+                    .is_empty(),
+                "no interface named: the default set"
+            );
+        }
+
+        #[test]
+        fn the_annotation_decides_the_pool() {
+            // The address lies in "public"; the annotation says "internal",
+            // which does not hold it, so "public" (located) counts.
+            let name = name_won_by("annotated", &["a", "b", "c"], "c");
+            let mut object = lb_service(&name, None, "Cluster", &[(Some("203.0.113.2"), None)]);
+            object.metadata.annotations = Some(
+                [(
+                    ANNOTATION_ALLOCATED_FROM_POOL.to_owned(),
+                    "internal,public".to_owned(),
+                )]
+                .into(),
+            );
+            let advertising = two_segments();
+            let (assignments, _) = decide(Some(&advertising), &[Arc::new(object)]);
+            let assignment = &assignments[&svc("default", &name)];
+            assert_ne!(assignment.owner.as_deref(), Some("c"));
+            assert_eq!(
+                assignment.interfaces[&ip("203.0.113.2")],
+                BTreeSet::from(["eth0".to_owned()])
+            );
+        }
+
+        #[test]
+        fn a_dual_stack_service_prefers_nodes_covered_for_both_and_keeps_one_owner() {
+            // v6 of the public pool advertised only from edge nodes (b),
+            // v4 everywhere: b is covered for both.
+            let advertising = advertising(vec![
+                serde_json::json!({"ipAddressPools": ["public"], "interfaces": ["eth0"],
+                                   "nodeSelectors": [{"matchLabels": {"edge": "true"}}]}),
+                serde_json::json!({"ipAddressPools": ["internal"], "interfaces": ["eth1"]}),
+            ]);
+            let name = name_won_by("dual", &["a", "b", "c"], "c");
+            let services = [service(&name, &["198.51.100.3", "2001:db8:1::10"])];
+            let (assignments, problems) = decide(Some(&advertising), &services);
+            let dual = &assignments[&svc("default", &name)];
+            assert_eq!(
+                dual.owner.as_deref(),
+                Some("b"),
+                "the only node covered for both"
+            );
+            assert_eq!(dual.ips.len(), 2);
+            assert_eq!(
+                dual.interfaces,
+                BTreeMap::from([
+                    (ip("198.51.100.3"), BTreeSet::from(["eth1".to_owned()])),
+                    (ip("2001:db8:1::10"), BTreeSet::from(["eth0".to_owned()])),
+                ])
+            );
+            assert!(problems.is_empty(), "{problems:?}");
+
+            // No node covered for both: one owner, for what it is covered for.
+            let split = advertising_split();
+            let (assignments, problems) = decide(Some(&split), &services);
+            let dual = &assignments[&svc("default", &name)];
+            let owner = dual.owner.clone().expect("one owner");
+            assert_eq!(dual.ips.len(), 1, "{dual:?}");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0]
+                    .1
+                    .to_string()
+                    .contains(&format!("owner {owner}")),
+                "{problems:?}"
+            );
+        }
+
+        /// internal only on c, public only on b.
+        fn advertising_split() -> Advertising {
+            advertising(vec![
+                serde_json::json!({"ipAddressPools": ["public"],
+                                   "nodeSelectors": [{"matchLabels": {"edge": "true"}}]}),
+                serde_json::json!({"ipAddressPools": ["internal"],
+                                   "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": "c"}}]}),
+            ])
+        }
+
+        #[test]
+        fn an_address_no_advertisement_covers_is_skipped_with_a_problem() {
+            let advertising = advertising(vec![serde_json::json!({"ipAddressPools": ["public"]})]);
+            let services = [
+                service("mixed", &["203.0.113.5", "198.51.100.5"]),
+                service("outside", &["192.0.2.9"]),
+            ];
+            let (assignments, problems) = decide(Some(&advertising), &services);
+            assert_eq!(
+                assignments[&svc("default", "mixed")].ips,
+                vec![ip("203.0.113.5")],
+                "the internal address is covered by nothing"
+            );
+            assert!(!assignments.contains_key(&svc("default", "outside")));
+            let unadvertised: Vec<&ServiceRef> = problems
+                .iter()
+                .filter(|(_, p)| matches!(p, Problem::Unadvertised(_)))
+                .map(|(s, _)| s)
+                .collect();
+            assert_eq!(
+                unadvertised,
+                [&svc("default", "mixed"), &svc("default", "outside")]
+            );
+        }
+
+        #[test]
+        fn an_agent_that_publishes_no_interfaces_is_taken_to_have_them() {
+            let mut members = members();
+            members.insert("c".into(), settled(Reach::UNKNOWN));
+            let name = name_won_by("public", &["a", "b", "c"], "c");
+            let advertising = two_segments();
+            let labels = node_labels();
+            let inputs = Inputs {
+                lb_class: None,
+                members: &members,
+                endpoints: None,
+                forbidden: NO_FORBIDDEN,
+                advertising: Some(&advertising),
+                node_labels: &labels,
+            };
+            let assignments = assign(&[service(&name, &["203.0.113.1"])], &inputs, |_, _| {});
+            assert_eq!(
+                assignments[&svc("default", &name)].owner.as_deref(),
+                Some("c")
+            );
+        }
     }
 }

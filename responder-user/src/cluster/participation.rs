@@ -16,7 +16,8 @@ use tracing::info;
 use super::eligibility::{self, Eligibility};
 use super::membership::{self, Cadence, Departure, Holding};
 use super::{
-    assigner, events, Attached, ClusterError, ClusterSettings, LabelSelector, Ownership, View,
+    assigner, events, l2status, Attached, ClusterError, ClusterSettings, LabelSelector, Ownership,
+    View,
 };
 use crate::metrics::Metrics;
 
@@ -107,8 +108,27 @@ pub async fn run(
             }
         }
     };
+    // Beside participation rather than in it: a node that may no longer
+    // announce owns nothing, and its ServiceL2Status objects must go too.
+    let writing = async {
+        if super::watches::served_group_versions(&part.client)
+            .await
+            .contains(crate::crd::API_VERSION)
+        {
+            l2status::write_statuses(
+                kube::Api::namespaced(part.client.clone(), &part.settings.namespace),
+                part.settings.node_name.clone(),
+                part.settings.namespace.clone(),
+                part.owned.subscribe(),
+                part.attached.clone(),
+            )
+            .await;
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
     tokio::select! {
         () = following => Err(ClusterError::WatchEnded("this Node")),
+        never = writing => match never {},
         result = deciding => result,
     }
 }
@@ -131,6 +151,7 @@ impl Participant {
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
         self.owned.send_replace(Ownership {
             vips: BTreeMap::new(),
+            interfaces: BTreeMap::new(),
             view: View::Fresh { epoch },
         });
     }

@@ -15,7 +15,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::backoff::WatchBackoff;
 use super::indexes::{node_facts, slice_key, NodeFacts};
@@ -23,6 +23,7 @@ use super::membership::lease_selector;
 use super::ownership::{service_ref, slice_nodes};
 use super::projections;
 use super::ServiceRef;
+use crate::crd::{self, IPAddressPool, L2Advertisement};
 
 const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
 
@@ -32,6 +33,8 @@ pub(super) enum Source {
     Nodes,
     EndpointSlices,
     Leases,
+    Pools,
+    Advertisements,
 }
 
 /// What happened to a reflected kind.
@@ -66,6 +69,10 @@ pub(super) enum Update {
     Nodes(watcher::Result<Change<(String, Option<NodeFacts>)>>),
     Slices(watcher::Result<Change<SliceChange>>),
     Leases(watcher::Result<Box<watcher::Event<Lease>>>),
+    /// Pools and advertisements are few and read as a whole: any change
+    /// rebuilds what they say.
+    Pools(watcher::Result<Change<()>>),
+    Advertisements(watcher::Result<Change<()>>),
 }
 
 impl Update {
@@ -75,6 +82,8 @@ impl Update {
             Update::Nodes(_) => Source::Nodes,
             Update::Slices(_) => Source::EndpointSlices,
             Update::Leases(_) => Source::Leases,
+            Update::Pools(_) => Source::Pools,
+            Update::Advertisements(_) => Source::Advertisements,
         }
     }
 
@@ -83,7 +92,9 @@ impl Update {
             Update::Services(Err(e))
             | Update::Nodes(Err(e))
             | Update::Slices(Err(e))
-            | Update::Leases(Err(e)) => Some(e),
+            | Update::Leases(Err(e))
+            | Update::Pools(Err(e))
+            | Update::Advertisements(Err(e)) => Some(e),
             _ => None,
         }
     }
@@ -94,6 +105,8 @@ impl Update {
             Update::Nodes(Ok(change)) => matches!(change, Change::Listed),
             Update::Slices(Ok(change)) => matches!(change, Change::Listed),
             Update::Leases(Ok(event)) => matches!(**event, watcher::Event::InitDone),
+            Update::Pools(Ok(change)) => matches!(change, Change::Listed),
+            Update::Advertisements(Ok(change)) => matches!(change, Change::Listed),
             _ => false,
         }
     }
@@ -105,6 +118,15 @@ pub(super) struct Stores {
     pub(super) nodes: Store<Node>,
     /// `None` when EndpointSlices v1 are not served.
     pub(super) slices: Option<Store<EndpointSlice>>,
+    /// `None` when `metallb.io/v1beta1` is not served (flags only).
+    pub(super) metallb: Option<MetallbStores>,
+}
+
+/// The pools and advertisements in the agent's namespace.
+#[derive(Clone)]
+pub(super) struct MetallbStores {
+    pub(super) pools: Store<IPAddressPool>,
+    pub(super) advertisements: Store<L2Advertisement>,
 }
 
 /// Starts every watch; the caches fill as the stream is polled.
@@ -112,7 +134,15 @@ pub(super) async fn start(
     client: Client,
     lease_namespace: &str,
 ) -> (Stores, BoxStream<'static, Update>) {
-    let slices_served = endpoint_slices_served(&client).await;
+    let served = served_group_versions(&client).await;
+    let slices_served = served.contains(ENDPOINT_SLICE_GROUP_VERSION);
+    let metallb_served = served.contains(crd::API_VERSION);
+    if !metallb_served {
+        info!(
+            "{} is not served: no L2Advertisements to follow; every eligible node may announce on its interfaces",
+            crd::API_VERSION
+        );
+    }
     if !slices_served {
         // Without EndpointSlices (Kubernetes < 1.21) we cannot see where endpoints
         // run, so externalTrafficPolicy: Local Services are assigned like Cluster
@@ -160,7 +190,7 @@ pub(super) async fn start(
     if slices_served {
         sources.push(
             watcher(
-                Api::<EndpointSlice>::all(client),
+                Api::<EndpointSlice>::all(client.clone()),
                 watcher::Config::default(),
             )
             .backoff(WatchBackoff::new())
@@ -177,17 +207,53 @@ pub(super) async fn start(
             .boxed(),
         );
     }
+    if metallb_served {
+        tokio::spawn(crate::controller::tell_ignored(
+            client.clone(),
+            lease_namespace.to_owned(),
+        ));
+    }
+    let metallb = metallb_served.then(|| {
+        let (pools, pools_writer) = reflector::store();
+        let (advertisements, advertisements_writer) = reflector::store();
+        sources.push(
+            watcher(
+                Api::<IPAddressPool>::namespaced(client.clone(), lease_namespace),
+                watcher::Config::default(),
+            )
+            .backoff(WatchBackoff::new())
+            .reflect(pools_writer)
+            .map(|result| Update::Pools(result.map(|event| Change::of(event, |_, _| ()))))
+            .boxed(),
+        );
+        sources.push(
+            watcher(
+                Api::<L2Advertisement>::namespaced(client.clone(), lease_namespace),
+                watcher::Config::default(),
+            )
+            .backoff(WatchBackoff::new())
+            .reflect(advertisements_writer)
+            .map(|result| Update::Advertisements(result.map(|event| Change::of(event, |_, _| ()))))
+            .boxed(),
+        );
+        MetallbStores {
+            pools,
+            advertisements,
+        }
+    });
     let stores = Stores {
         services,
         nodes,
         slices: slices_served.then_some(slices),
+        metallb,
     };
     (stores, stream::select_all(sources).boxed())
 }
 
-/// Asks API discovery once whether EndpointSlices v1 are served, retrying (with
-/// backoff) until the API server answers at all.
-async fn endpoint_slices_served(client: &Client) -> bool {
+/// Asks API discovery once which group versions are served (EndpointSlices
+/// v1, MetalLB's kinds), retrying (with backoff) until the API server answers
+/// at all.
+pub(super) async fn served_group_versions(client: &Client) -> BTreeSet<String> {
     let mut delay = Duration::from_millis(250);
     let mut warned = false;
     loop {
@@ -197,7 +263,8 @@ async fn endpoint_slices_served(client: &Client) -> bool {
                     .groups
                     .iter()
                     .flat_map(|group| &group.versions)
-                    .any(|version| version.group_version == ENDPOINT_SLICE_GROUP_VERSION)
+                    .map(|version| version.group_version.clone())
+                    .collect()
             }
             Err(error) => {
                 if !warned {

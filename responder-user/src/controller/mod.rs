@@ -33,9 +33,14 @@ use kube::Client;
 use tracing::warn;
 
 pub use leader::{ElectionSettings, LEADER_LEASE_NAME};
+// The agent orders pools as the controller does.
 pub use metrics::{
     ControllerMetrics, DEFAULT_CONTROLLER_HEALTH_ADDR, DEFAULT_CONTROLLER_METRICS_ADDR,
 };
+pub(crate) use reconciler::oldest_first;
+// The agent tells about ignored BGP objects too: with MetalLB's controller
+// kept (only the speaker replaced), ours does not run.
+pub(crate) use bgp::tell_ignored;
 
 use leader::Election;
 

@@ -134,6 +134,12 @@ impl Advertisement {
             || self.pool_selectors.iter().any(|s| s.matches(pool_labels))
     }
 
+    /// Neither `ipAddressPools` nor `ipAddressPoolSelectors`: the only kind
+    /// that covers an address in no pool.
+    pub fn covers_every_pool(&self) -> bool {
+        self.every_pool
+    }
+
     /// Any `nodeSelectors` matches; every node when there is none.
     pub fn covers_node(&self, node_labels: &BTreeMap<String, String>) -> bool {
         any_or_all(&self.node_selectors, node_labels)

@@ -138,6 +138,7 @@ fn ownership(view: View, ips: &[&str]) -> Ownership {
                 (ip.parse().expect("ip"), service)
             })
             .collect(),
+        interfaces: BTreeMap::new(),
         view,
     }
 }
@@ -213,6 +214,7 @@ fn links_changing_attach_detach_and_move_the_keys() {
             reach: Reach {
                 families: Families::BOTH,
                 prefixes: vec!["198.51.100.0/24".parse().expect("prefix")],
+                interfaces: Some(vec!["eth0".into(), "eth9".into()]),
             },
             local_addresses: BTreeSet::new(),
         },

@@ -17,6 +17,10 @@ const FAMILIES_ANNOTATION: &str = "responder/ip-families";
 /// The subnets (comma-separated prefixes) of the holder's serving interfaces.
 const PREFIXES_ANNOTATION: &str = "responder/prefixes";
 
+/// The names (comma-separated) of the holder's serving interfaces, so every
+/// agent knows which nodes an L2Advertisement naming interfaces can use.
+const INTERFACES_ANNOTATION: &str = "responder/interfaces";
+
 /// How long the holder's Lease lasts after each renewal, in milliseconds: it
 /// follows the number of members and the cluster's write budget, and
 /// `leaseDurationSeconds` cannot say "1.5 s".
@@ -58,7 +62,19 @@ pub(super) fn reach_of(lease: &Lease) -> Reach {
                 .collect()
         })
         .unwrap_or_default();
-    Reach { families, prefixes }
+    let interfaces = annotation(lease, INTERFACES_ANNOTATION).map(|value| {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    Reach {
+        families,
+        prefixes,
+        interfaces,
+    }
 }
 
 /// How long the holder says its Lease lasts; `None` from an agent that
@@ -106,6 +122,10 @@ pub(super) fn renewal_annotations(
             Some(families_annotation(reach.families)),
         ),
         (PREFIXES_ANNOTATION, Some(prefixes.join(","))),
+        (
+            INTERFACES_ANNOTATION,
+            Some(reach.interfaces.as_deref().unwrap_or_default().join(",")),
+        ),
         (
             DURATION_ANNOTATION,
             Some(lease_duration.as_millis().to_string()),
@@ -194,8 +214,24 @@ pub(super) mod tests {
                 ipv6: false,
             },
             prefixes: vec!["198.51.100.7/24".parse().expect("prefix")],
+            interfaces: Some(vec!["eth0".into(), "eth1".into()]),
         };
         let written = renewal_annotations(&reach, Duration::from_millis(1500));
+        assert_eq!(written[INTERFACES_ANNOTATION].as_deref(), Some("eth0,eth1"));
+        let read = reach_of(&annotated(
+            lease("a", 1),
+            &[(INTERFACES_ANNOTATION, "eth0, eth1,")],
+        ));
+        assert_eq!(
+            read.interfaces, reach.interfaces,
+            "round trip, blanks dropped"
+        );
+        assert!(read.has_any_interface(&["eth1".into()]));
+        assert!(!read.has_any_interface(&["eth2".into()]));
+        assert!(
+            Reach::UNKNOWN.has_any_interface(&["eth2".into()]),
+            "an older agent is not held to names it never published"
+        );
         assert_eq!(written[FAMILIES_ANNOTATION].as_deref(), Some("IPv4"));
         assert_eq!(
             written[PREFIXES_ANNOTATION].as_deref(),
