@@ -13,12 +13,12 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, Resource};
+use kube::Client;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::advertising::{Advertising, BadKind, BadObject};
+use super::advertising::{Advertising, BadObject};
 use super::events::OwnershipEvent;
 use super::indexes::{node_facts, EndpointIndex, NodeFacts};
 use super::membership::{lease_name, LeaseTracker, Member};
@@ -29,6 +29,8 @@ use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View
 use crate::cpu_bound::cpu_bound;
 use crate::memory;
 use crate::metrics::Metrics;
+
+mod reports;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Health {
@@ -523,144 +525,6 @@ impl Assigner {
             current.view = view;
             changed
         });
-    }
-
-    /// Rebuilds what the pools and advertisements say; logs each object left
-    /// out once, and has one node (the top of a rendezvous over the live
-    /// members) record an Event on it.
-    fn rebuild_advertising(&mut self) {
-        let Some(metallb) = &self.metallb else {
-            return;
-        };
-        let (advertising, bad) =
-            Advertising::build(&metallb.pools.state(), &metallb.advertisements.state());
-        if advertising.is_some() != self.advertising.is_some() {
-            match advertising.is_some() {
-                true => info!("L2Advertisements exist: they decide which nodes announce which addresses, on which interfaces"),
-                false => info!("no L2Advertisement: every eligible node may announce every address on its interfaces"),
-            }
-        }
-        self.advertising = advertising;
-        let bad: BTreeSet<BadObject> = bad.into_iter().collect();
-        for object in bad.difference(&self.reported_bad) {
-            warn!(kind = ?object.kind, name = %object.name, reason = %object.reason, "left out; the others carry on");
-            let key = ServiceRef {
-                namespace: self.settings.namespace.clone(),
-                name: format!("{:?}/{}", object.kind, object.name),
-            };
-            let reporter =
-                ownership::pick_owner(self.last_members.keys().map(String::as_str), &key);
-            if reporter != Some(self.settings.node_name.as_str()) {
-                continue;
-            }
-            let namespace = &self.settings.namespace;
-            let regarding = match object.kind {
-                BadKind::Pool => metallb
-                    .pools
-                    .get(&ObjectRef::new(&object.name).within(namespace))
-                    .map(|o| o.object_ref(&())),
-                BadKind::Advertisement => metallb
-                    .advertisements
-                    .get(&ObjectRef::new(&object.name).within(namespace))
-                    .map(|o| o.object_ref(&())),
-            };
-            if let Some(regarding) = regarding {
-                let _ = self.events.send(OwnershipEvent::Invalid {
-                    regarding,
-                    reason: object.reason.clone(),
-                });
-            }
-        }
-        self.reported_bad = bad;
-    }
-
-    /// Logs each problem once, and records an Event on the Service for each
-    /// refused address: from one node only, the Service's top candidate,
-    /// unless the address is this node's own (no other node knows it).
-    fn report_problems(
-        &mut self,
-        problems: BTreeSet<(ServiceRef, Problem)>,
-        members: &BTreeMap<String, Member>,
-    ) {
-        for (service, problem) in problems.difference(&self.reported_problems) {
-            warn!(%service, %problem, "not answering for a load-balancer ingress entry");
-            let (reason, unadvertised) = match problem {
-                Problem::Refused(reason) => (reason, false),
-                Problem::Unadvertised(reason) => (reason, true),
-                Problem::Skipped(_) => continue,
-            };
-            let own = reason.ends_with(&format!("of node {}", self.settings.node_name));
-            let reporter = ownership::pick_owner(members.keys().map(String::as_str), service);
-            if own || reporter == Some(self.settings.node_name.as_str()) {
-                if let Some(object) = self
-                    .services
-                    .get(&ObjectRef::new(&service.name).within(&service.namespace))
-                {
-                    let reason = reason.clone();
-                    let event = match unadvertised {
-                        true => OwnershipEvent::Unadvertised {
-                            service: object,
-                            reason,
-                        },
-                        false => OwnershipEvent::Refused {
-                            service: object,
-                            reason,
-                        },
-                    };
-                    // The receiver only goes away when the agent stops.
-                    let _ = self.events.send(event);
-                }
-            }
-        }
-        self.reported_problems = problems;
-    }
-
-    fn report_changes(&self, assignments: &BTreeMap<ServiceRef, Assignment>) {
-        let node = self.settings.node_name.as_str();
-        let services: BTreeSet<&ServiceRef> =
-            self.assignments.keys().chain(assignments.keys()).collect();
-        for service in services {
-            let old = self.assignments.get(service);
-            let new = assignments.get(service);
-            let old_owner = old.and_then(|a| a.owner.as_deref());
-            let new_owner = new.and_then(|a| a.owner.as_deref());
-            let new_ips = new.map(|a| a.ips.as_slice()).unwrap_or_default();
-            // A restarted agent that already announced a Service's addresses
-            // before the restart keeps it: not a change worth an Event.
-            let kept = old.is_none()
-                && !new_ips.is_empty()
-                && new_ips.iter().all(|ip| self.announced_before.contains(ip));
-            let old_ips = match kept {
-                true => new_ips,
-                false => old.map(|a| a.ips.as_slice()).unwrap_or_default(),
-            };
-            if old_owner != new_owner {
-                info!(%service, ips = ?new_ips, old_owner = old_owner.unwrap_or("none"), new_owner = new_owner.unwrap_or("none"), "ownership changed");
-            } else if old_ips != new_ips {
-                info!(%service, old_ips = ?old_ips, new_ips = ?new_ips, owner = new_owner.unwrap_or("none"), "addresses changed");
-            }
-            let was_ours = old_owner == Some(node) || kept;
-            let is_ours = new_owner == Some(node);
-            if was_ours != is_ours {
-                self.metrics.ownership_change();
-            }
-            // The receiver only goes away when the agent stops, when Events no longer matter.
-            let _ = match (old, new) {
-                (Some(old), _) if was_ours && !is_ours => {
-                    self.events.send(OwnershipEvent::Stopped {
-                        service: Arc::clone(&old.service),
-                        ips: old.ips.clone(),
-                    })
-                }
-                (_, Some(new)) if is_ours && (!was_ours || old_ips != new_ips) => {
-                    self.events.send(OwnershipEvent::Started {
-                        service: Arc::clone(&new.service),
-                        ips: new.ips.clone(),
-                    })
-                }
-                _ => Ok(()),
-            };
-        }
     }
 }
 
