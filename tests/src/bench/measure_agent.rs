@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde::de::DeserializeOwned;
 
-use super::schema::{ClusterResult, Measured, SyncResult};
+use super::schema::{ClusterResult, Measured, MembershipResult, SyncResult};
 
 pub(super) fn cluster_measure(quick: bool) -> Measured<ClusterResult> {
     // Failover trials and status patches: few in a quick run.
@@ -15,6 +15,16 @@ pub(super) fn cluster_measure(quick: bool) -> Measured<ClusterResult> {
 
 pub(super) fn sync_measure(services: usize) -> Measured<SyncResult> {
     run_measure("sync_measure", &[&services.to_string()])
+}
+
+/// Section 4: `membership_measure` with SERVICES ROUNDS WINDOW_S N,N,….
+pub(super) fn membership_measure(quick: bool) -> Measured<MembershipResult> {
+    let args: &[&str] = if quick {
+        &["1000", "2", "8", "10,100"]
+    } else {
+        &["10000", "5", "20", "10,100,300,1000"]
+    };
+    run_measure("membership_measure", args)
 }
 
 /// Runs a measuring program built next to this one as `NAME REPORT.json ARGS…`

@@ -15,6 +15,8 @@
 //!    responder; and what an ARP storm of misses costs each.
 //! 3. Agent convergence/failover and the initial sync of one agent with many
 //!    Services, when `cluster_measure` and `sync_measure` were built.
+//! 4. The membership at scale: simulated members' Lease renewals against
+//!    real agents, when `membership_measure` was built.
 mod chart;
 mod first_reply;
 mod generator;
@@ -112,6 +114,8 @@ pub fn measure(settings: &Settings) -> Report {
         settings.sync_services
     );
     let sync = measure_agent::sync_measure(settings.sync_services);
+    eprintln!("bench: membership at scale");
+    let membership = Some(measure_agent::membership_measure(settings.quick));
     Report {
         quick: settings.quick,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -120,6 +124,7 @@ pub fn measure(settings: &Settings) -> Report {
         capacity,
         cluster,
         sync,
+        membership,
     }
 }
 
