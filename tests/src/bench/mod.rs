@@ -116,6 +116,13 @@ pub fn measure(settings: &Settings) -> Report {
     let sync = measure_agent::sync_measure(settings.sync_services);
     eprintln!("bench: membership at scale");
     let membership = Some(measure_agent::membership_measure(settings.quick));
+    let membership_unbudgeted = match settings.quick {
+        true => None,
+        false => {
+            eprintln!("bench: membership at scale without a write budget");
+            Some(measure_agent::membership_unbudgeted())
+        }
+    };
     Report {
         quick: settings.quick,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -125,6 +132,7 @@ pub fn measure(settings: &Settings) -> Report {
         cluster,
         sync,
         membership,
+        membership_unbudgeted,
     }
 }
 

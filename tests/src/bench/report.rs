@@ -73,6 +73,9 @@ pub(super) fn markdown(report: &Report, chart: &str) -> String {
     if let Some(result) = &report.membership {
         membership(&mut page, result);
     }
+    if let Some(result) = &report.membership_unbudgeted {
+        membership_unbudgeted(&mut page, result);
+    }
     page.0
 }
 
@@ -505,6 +508,29 @@ fn membership(page: &mut Page, result: &Measured<MembershipResult>) {
         }
         Measured::NotMeasured { reason } => {
             line("**Not measured in this run**: `membership_measure` did not produce a report:");
+            line("");
+            line("```text");
+            line(reason);
+            line("```");
+        }
+    }
+}
+
+fn membership_unbudgeted(page: &mut Page, result: &Measured<MembershipResult>) {
+    let mut line = |text: &str| page.line(text);
+    line("");
+    line("### Without a write budget (every member renewing every 250 ms, as before it)");
+    line("");
+    match result {
+        Measured::Done(r) => {
+            line(&format!("The same measurement with `--lease-write-budget {}` for the agents and the generator, too big to matter: writes grow with the members (4 per member per second) until the API server and etcd, on the same two cores, saturate; {} failover rounds per size.", r.write_budget, r.rows.first().map_or(0, |row| row.failover_ms.n.max(1))));
+            line("");
+            for row in membership_table(r) {
+                line(&row);
+            }
+        }
+        Measured::NotMeasured { reason } => {
+            line("**Not measured in this run**: `membership_measure` without a budget did not produce a report:");
             line("");
             line("```text");
             line(reason);

@@ -20,6 +20,9 @@ pub struct Report {
     /// Section 4; absent from reports made before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership: Option<Measured<MembershipResult>>,
+    /// The same without a write budget (every member at 250 ms), as before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_unbudgeted: Option<Measured<MembershipResult>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

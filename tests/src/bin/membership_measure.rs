@@ -11,7 +11,10 @@
 //! link down, until a client probing every 10 ms is answered by another real
 //! node), restarted after each round.
 //!
-//! Usage: membership_measure OUT.json [SERVICES (10000)] [ROUNDS (5)] [WINDOW_S (20)] [N,N,… (10,100,300,1000)]
+//! Usage: membership_measure OUT.json [SERVICES (10000)] [ROUNDS (5)] [WINDOW_S (20)] [N,N,… (10,100,300,1000)] [BUDGET (the default)]
+//! A BUDGET (`--lease-write-budget` of the agents and the generator) too big
+//! to matter shows the membership as it was before the budget: every member
+//! renewing every 250 ms.
 //! The `responder` binary is RESPONDER_BIN, else the one next to this binary.
 use std::{
     io::{Read, Write},
@@ -76,11 +79,15 @@ fn main() {
             .collect()
     });
     assert!(!sizes.is_empty(), "at least one N");
+    let budget: f64 = args
+        .next()
+        .map_or(ClusterSettings::DEFAULT_LEASE_WRITE_BUDGET, |b| {
+            b.parse().expect("BUDGET is a number")
+        });
     if std::env::var_os("RESPONDER_BIN").is_none() {
         let exe = std::env::current_exe().expect("current exe");
         std::env::set_var("RESPONDER_BIN", exe.with_file_name("responder"));
     }
-    let budget = ClusterSettings::DEFAULT_LEASE_WRITE_BUDGET;
     let options = ClusterOptions {
         server_env: vec![
             ("SERVICE_CLUSTER_IP_RANGE", CLUSTER_IP_RANGE),
@@ -94,6 +101,8 @@ fn main() {
             HOLD_DOWN.to_owned(),
             "--announce-count".to_owned(),
             "1".to_owned(),
+            "--lease-write-budget".to_owned(),
+            budget.to_string(),
         ],
         // The metrics address is logged at info by the run module.
         rust_log: "warn,responder::cli::run=info".to_owned(),
@@ -160,7 +169,7 @@ fn main() {
         write_budget: budget,
         hold_down_ms: HOLD_DOWN_MS,
         rows,
-        note: format!("{} real agents (driver mode on veths into one bridge, --node-selector {REAL_LABEL}=true so only they are eligible, --hold-down {HOLD_DOWN}, default --lease-write-budget {budget}, --renew-interval 250ms, --lease-duration 1s) against a kube-apiserver v1.20 + etcd holding {services} LoadBalancer Services; N simulated members: one Node and one Lease each, renewed by one load generator (tokio, one connection pool) with the library's renewal patch at the library's cadence for N + {} live members, phases spread over the renew interval; writes/s from the API server's apiserver_request_total (resource leases, verbs POST/CREATE/PATCH/PUT/UPDATE) over the window; watch events/s from one real agent's responder_lease_watch_events_total; CPU % = (utime + stime) / window, 100 % = one core; RSS = VmRSS and RssAnon at the window's end; failover = SIGKILL of the probe Service's owner + its link down until the first ARP reply from another node to a client probing every 10 ms, the owner restarted after each round", NODES.len(), NODES.len()),
+        note: format!("{} real agents (driver mode on veths into one bridge, --node-selector {REAL_LABEL}=true so only they are eligible, --hold-down {HOLD_DOWN}, --lease-write-budget {budget}, --renew-interval 250ms, --lease-duration 1s) against a kube-apiserver v1.20 + etcd holding {services} LoadBalancer Services; N simulated members: one Node and one Lease each, renewed by one load generator (tokio, one connection pool) with the library's renewal patch at the library's cadence for N + {} live members, phases spread over the renew interval; writes/s from the API server's apiserver_request_total (resource leases, verbs POST/CREATE/PATCH/PUT/UPDATE) over the window; watch events/s from one real agent's responder_lease_watch_events_total; CPU % = (utime + stime) / window, 100 % = one core; RSS = VmRSS and RssAnon at the window's end; failover = SIGKILL of the probe Service's owner + its link down until the first ARP reply from another node to a client probing every 10 ms, the owner restarted after each round", NODES.len(), NODES.len()),
     };
     let text = to_json_text(&report).expect("serialize report");
     print!("{text}");
@@ -255,6 +264,15 @@ fn measure_failover(cluster: &mut Cluster, rounds: usize, lease: Duration) -> Ve
             (failed_at, probe.join().expect("prober thread"))
         });
         cluster.restore_node(owner);
+        // All real nodes live again: after its hold-down the hash gives the
+        // probe back to the same node; measuring before would kill an owner
+        // about to hand it over anyway.
+        let back = wait_for(bound, || {
+            (cluster.holders(PROBE_VIP) == [owner]).then_some(())
+        });
+        if back.is_none() {
+            eprintln!("round {round}: {PROBE_VIP} did not return to {owner} within {bound:?}");
+        }
         let Some((answered_at, new_mac)) = reply else {
             eprintln!("round {round}: nobody took {PROBE_VIP} over from {owner} within {bound:?}");
             continue;
