@@ -159,6 +159,27 @@ fn machine() -> Machine {
     }
 }
 
+/// Section 4 in Markdown from `membership_measure`'s reports (with and,
+/// optionally, without a write budget).
+pub fn membership_markdown(
+    membership: &Path,
+    unbudgeted: Option<&Path>,
+) -> Result<String, BenchError> {
+    let read = |path: &Path| -> Result<schema::MembershipResult, BenchError> {
+        let text = std::fs::read_to_string(path).map_err(|e| BenchError::Read(path.into(), e))?;
+        serde_json::from_str(&text).map_err(|e| BenchError::Parse(path.into(), e))
+    };
+    let membership = schema::Measured::Done(read(membership)?);
+    let unbudgeted = unbudgeted
+        .map(read)
+        .transpose()?
+        .map(schema::Measured::Done);
+    Ok(report::membership_markdown(
+        &membership,
+        unbudgeted.as_ref(),
+    ))
+}
+
 pub fn read_json(path: &Path) -> Result<Report, BenchError> {
     let text = std::fs::read_to_string(path).map_err(|e| BenchError::Read(path.into(), e))?;
     serde_json::from_str(&text).map_err(|e| BenchError::Parse(path.into(), e))

@@ -460,6 +460,19 @@ fn agent(page: &mut Page, cluster: &Measured<ClusterResult>, sync: &Measured<Syn
     }
 }
 
+/// Section 4 alone (MEMBERSHIP-RESULTS.md).
+pub(super) fn membership_markdown(
+    budgeted: &Measured<MembershipResult>,
+    unbudgeted: Option<&Measured<MembershipResult>>,
+) -> String {
+    let mut page = Page::default();
+    membership(&mut page, budgeted);
+    if let Some(result) = unbudgeted {
+        membership_unbudgeted(&mut page, result);
+    }
+    page.0
+}
+
 /// The membership table, in Markdown (also what MEMBERSHIP-RESULTS.md shows).
 pub(super) fn membership_table(r: &MembershipResult) -> Vec<String> {
     let mut lines = vec![
@@ -504,7 +517,7 @@ fn membership(page: &mut Page, result: &Measured<MembershipResult>) {
                 line(&row);
             }
             line("");
-            line(&format!("**What limits it.** The write budget ({:.0} writes/s for the whole cluster) caps the Lease writes, and with them the watch events every agent receives, once more than {:.0} members are live: beyond that, more members cost no more API writes or agent CPU, but each renews less often and its Lease lasts longer, so failover grows in proportion to the members (detection is up to one Lease duration after the owner's last renewal seen). With 100 % = one core of a two-core machine shared by the API server, etcd, three agents and the generator, figures are from a loaded machine and vary between runs.", r.write_budget, r.write_budget * 0.25));
+            line(&format!("**What limits it.** The write budget ({:.0} writes/s for the whole cluster) caps the Lease writes, and with them the watch events every agent receives, once more than {:.0} members are live: beyond that, more members cost no more API writes or watch events (the agent's CPU and memory grow only with the Leases and Nodes it caches), but each renews less often and its Lease lasts longer, so failover grows in proportion to the members (detection is up to one Lease duration after the owner's last renewal seen). With 100 % = one core of a two-core machine shared by the API server, etcd, three agents and the generator, figures are from a loaded machine and vary between runs.", r.write_budget, r.write_budget * 0.25));
         }
         Measured::NotMeasured { reason } => {
             line("**Not measured in this run**: `membership_measure` did not produce a report:");
