@@ -476,13 +476,13 @@ pub(super) fn membership_markdown(
 /// The membership table, in Markdown (also what MEMBERSHIP-RESULTS.md shows).
 pub(super) fn membership_table(r: &MembershipResult) -> Vec<String> {
     let mut lines = vec![
-        "| simulated members | live members | renew ms | lease ms | API Lease writes/s | of which generator | watch events/s at one agent | agent CPU % | agent RSS MiB | agent RssAnon MiB | kube-apiserver CPU % | etcd CPU % | generator CPU % | failover n | failover p50 ms | failover p99 ms |".to_owned(),
+        "| simulated members | live members | renew ms | lease ms | API Lease writes/s | of which generator | watch events/s at one agent | agent CPU % | agent RSS MiB | agent RssAnon MiB | kube-apiserver CPU % | etcd CPU % | generator CPU % | failovers taken over / tried | failover p50 ms | failover p99 ms |".to_owned(),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
     ];
     let ms = |value: Option<f64>| value.map_or("–".to_owned(), |v| format!("{v:.0}"));
     for row in &r.rows {
         lines.push(format!(
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} / {} | {} | {} |",
             row.simulated,
             row.simulated + r.real_agents,
             row.renew_ms,
@@ -497,6 +497,7 @@ pub(super) fn membership_table(r: &MembershipResult) -> Vec<String> {
             row.etcd_cpu_percent,
             row.generator_cpu_percent,
             row.failover_ms.n,
+            row.failover_rounds,
             ms(row.failover_ms.p50),
             ms(row.failover_ms.p99),
         ));
@@ -536,7 +537,7 @@ fn membership_unbudgeted(page: &mut Page, result: &Measured<MembershipResult>) {
     line("");
     match result {
         Measured::Done(r) => {
-            line(&format!("The same measurement with `--lease-write-budget {}` for the agents and the generator, too big to matter: writes grow with the members (4 per member per second) until the API server and etcd, on the same two cores, saturate; {} failover rounds per size.", r.write_budget, r.rows.first().map_or(0, |row| row.failover_ms.n.max(1))));
+            line(&format!("The same measurement with `--lease-write-budget {}` for the agents and the generator, too big to matter: the members want 4 writes per member per second, and get them until the API server and etcd, on the same two cores as everything else, saturate: past that point the writes per second stop growing with the members (each renewal waits for the previous one's answer, and the answers come late), and failover gets slower and less reliable; a failover round whose VIP nobody took over within three Lease durations plus 60 s counts as not taken over.", r.write_budget));
             line("");
             for row in membership_table(r) {
                 line(&row);

@@ -405,6 +405,9 @@ pub struct MembershipRow {
     pub etcd_cpu_percent: f64,
     /// The measuring process (generator and probes).
     pub generator_cpu_percent: f64,
+    /// Failover rounds tried; `failover_ms.n` of them were taken over in time.
+    #[serde(default)]
+    pub failover_rounds: usize,
     pub failover_ms: Percentiles,
 }
 

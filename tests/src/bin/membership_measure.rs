@@ -238,6 +238,7 @@ fn measure_size(
         apiserver_cpu_percent: percent(1),
         etcd_cpu_percent: percent(2),
         generator_cpu_percent: percent(3),
+        failover_rounds: rounds,
         failover_ms: Percentiles::of(&failover),
     }
 }
