@@ -59,6 +59,9 @@ pub struct Agent {
     pub pin_path: PathBuf,
     log_path: PathBuf,
     kubeconfig: PathBuf,
+    /// Appended to `responder run` (see [`ClusterOptions`]).
+    extra_args: Vec<String>,
+    rust_log: String,
     child: Option<ChildGuard>,
 }
 
@@ -81,7 +84,8 @@ impl Agent {
             ])
             .arg("--pin-path")
             .arg(&self.pin_path)
-            .env("RUST_LOG", "info")
+            .args(&self.extra_args)
+            .env("RUST_LOG", &self.rust_log)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
@@ -93,6 +97,11 @@ impl Agent {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The agent's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
     }
 
     /// The addresses in this agent's pinned VIP map, read in-process (the map
@@ -197,6 +206,30 @@ pub struct Cluster {
     pub server: ApiServer,
 }
 
+/// What a benchmark may change about the cluster; the tests use the default.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Environment of `apiserver.sh start` (e.g. a bigger cluster IP range).
+    pub server_env: Vec<(&'static str, &'static str)>,
+    /// Labels of every agent's Node.
+    pub node_labels: serde_json::Value,
+    /// Appended to every agent's `responder run` command line.
+    pub agent_args: Vec<String>,
+    /// The agents' RUST_LOG.
+    pub rust_log: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            server_env: Vec::new(),
+            node_labels: json!({}),
+            agent_args: Vec::new(),
+            rust_log: "info".to_owned(),
+        }
+    }
+}
+
 impl Cluster {
     /// `name` (a few letters) says which test owns the cluster.
     pub fn start(name: &str) -> Self {
@@ -207,7 +240,19 @@ impl Cluster {
     /// load balancers before their agents start: those agents run, but take
     /// no part (no Lease).
     pub fn start_excluding(name: &str, excluded: &[&str]) -> Self {
-        let server = ApiServer::start(&format!("cluster-{name}"));
+        Self::start_with(name, excluded, &ClusterOptions::default(), |_| ()).0
+    }
+
+    /// Like `start_excluding`, with `options`, and `before_agents` run once
+    /// the API server, the segment and the Nodes exist but no agent has
+    /// started (to load the API server first); returns what it returned.
+    pub fn start_with<T>(
+        name: &str,
+        excluded: &[&str],
+        options: &ClusterOptions,
+        before_agents: impl FnOnce(&Cluster) -> T,
+    ) -> (Self, T) {
+        let server = ApiServer::start_with(&format!("cluster-{name}"), &options.server_env);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -276,6 +321,8 @@ impl Cluster {
                 log_path: std::env::temp_dir().join(format!("{interface}-{node}.log")),
                 kubeconfig: server.kubeconfig(),
                 interface,
+                extra_args: options.agent_args.clone(),
+                rust_log: options.rust_log.clone(),
                 child: None,
             });
         }
@@ -291,10 +338,10 @@ impl Cluster {
         };
         let nodes = Api::<Node>::all(cluster.client.clone());
         for node in NODES {
-            let labels = match excluded.contains(&node) {
-                true => json!({ EXCLUDE_LB_LABEL: "" }),
-                false => json!({}),
-            };
+            let mut labels = options.node_labels.clone();
+            if excluded.contains(&node) {
+                labels[EXCLUDE_LB_LABEL] = json!("");
+            }
             let object: Node =
                 serde_json::from_value(json!({ "metadata": { "name": node, "labels": labels } }))
                     .expect("node");
@@ -302,6 +349,7 @@ impl Cluster {
                 .block(nodes.create(&PostParams::default(), &object))
                 .expect("create Node");
         }
+        let before = before_agents(&cluster);
         for i in 0..cluster.agents.len() {
             cluster.agents[i].spawn();
         }
@@ -311,7 +359,7 @@ impl Cluster {
                 false => cluster.wait_ready(i),
             }
         }
-        cluster
+        (cluster, before)
     }
 
     fn block<F: std::future::Future>(&self, future: F) -> F::Output {

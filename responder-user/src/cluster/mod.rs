@@ -35,6 +35,10 @@ pub(crate) use backoff::WatchBackoff;
 pub(crate) use ownership::is_ours;
 
 pub use membership::Departure;
+// For the benchmark's membership load generator, which writes what agents write.
+pub use membership::{
+    first_lease, lease_name, membership_cadence, renewal_patch, LEASE_LABEL_KEY, LEASE_LABEL_VALUE,
+};
 pub use participation::{depart, run};
 
 #[derive(Clone, Debug, PartialEq)]

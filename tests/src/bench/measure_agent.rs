@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde::de::DeserializeOwned;
 
-use super::schema::{ClusterResult, Measured, SyncResult};
+use super::schema::{ClusterResult, Measured, MembershipResult, SyncResult};
 
 pub(super) fn cluster_measure(quick: bool) -> Measured<ClusterResult> {
     // Failover trials and status patches: few in a quick run.
@@ -15,6 +15,26 @@ pub(super) fn cluster_measure(quick: bool) -> Measured<ClusterResult> {
 
 pub(super) fn sync_measure(services: usize) -> Measured<SyncResult> {
     run_measure("sync_measure", &[&services.to_string()])
+}
+
+/// Section 4: `membership_measure` with SERVICES ROUNDS WINDOW_S N,N,….
+pub(super) fn membership_measure(quick: bool) -> Measured<MembershipResult> {
+    let args: &[&str] = if quick {
+        &["1000", "2", "8", "10,100"]
+    } else {
+        &["10000", "5", "20", "10,100,300,1000"]
+    };
+    run_measure("membership_measure", args)
+}
+
+/// Section 4 without a write budget (one too big to matter), every member
+/// renewing every 250 ms as before the budget: up to where the API server
+/// saturates. Not in a quick run.
+pub(super) fn membership_unbudgeted() -> Measured<MembershipResult> {
+    run_measure(
+        "membership_measure",
+        &["10000", "3", "20", "10,100,300", "1000000"],
+    )
 }
 
 /// Runs a measuring program built next to this one as `NAME REPORT.json ARGS…`

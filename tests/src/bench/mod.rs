@@ -15,6 +15,8 @@
 //!    responder; and what an ARP storm of misses costs each.
 //! 3. Agent convergence/failover and the initial sync of one agent with many
 //!    Services, when `cluster_measure` and `sync_measure` were built.
+//! 4. The membership at scale: simulated members' Lease renewals against
+//!    real agents, when `membership_measure` was built.
 mod chart;
 mod first_reply;
 mod generator;
@@ -112,6 +114,15 @@ pub fn measure(settings: &Settings) -> Report {
         settings.sync_services
     );
     let sync = measure_agent::sync_measure(settings.sync_services);
+    eprintln!("bench: membership at scale");
+    let membership = Some(measure_agent::membership_measure(settings.quick));
+    let membership_unbudgeted = match settings.quick {
+        true => None,
+        false => {
+            eprintln!("bench: membership at scale without a write budget");
+            Some(measure_agent::membership_unbudgeted())
+        }
+    };
     Report {
         quick: settings.quick,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -120,6 +131,8 @@ pub fn measure(settings: &Settings) -> Report {
         capacity,
         cluster,
         sync,
+        membership,
+        membership_unbudgeted,
     }
 }
 
@@ -144,6 +157,27 @@ fn machine() -> Machine {
             .unwrap_or(0),
         kernel,
     }
+}
+
+/// Section 4 in Markdown from `membership_measure`'s reports (with and,
+/// optionally, without a write budget).
+pub fn membership_markdown(
+    membership: &Path,
+    unbudgeted: Option<&Path>,
+) -> Result<String, BenchError> {
+    let read = |path: &Path| -> Result<schema::MembershipResult, BenchError> {
+        let text = std::fs::read_to_string(path).map_err(|e| BenchError::Read(path.into(), e))?;
+        serde_json::from_str(&text).map_err(|e| BenchError::Parse(path.into(), e))
+    };
+    let membership = schema::Measured::Done(read(membership)?);
+    let unbudgeted = unbudgeted
+        .map(read)
+        .transpose()?
+        .map(schema::Measured::Done);
+    Ok(report::membership_markdown(
+        &membership,
+        unbudgeted.as_ref(),
+    ))
 }
 
 pub fn read_json(path: &Path) -> Result<Report, BenchError> {

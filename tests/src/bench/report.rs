@@ -2,8 +2,8 @@
 //! them, section by section. Only reads the report, so `--render-only`
 //! reproduces the Markdown from BENCHMARKS.json.
 use super::schema::{
-    Action, Capacity, CapacityRun, ClusterResult, Measured, PerFrame, Report, Request, Responder,
-    Spread, SyncResult,
+    Action, Capacity, CapacityRun, ClusterResult, Measured, MembershipResult, PerFrame, Report,
+    Request, Responder, Spread, SyncResult,
 };
 
 /// The Markdown being written, line by line.
@@ -70,6 +70,12 @@ pub(super) fn markdown(report: &Report, chart: &str) -> String {
     per_frame(&mut page, &report.per_frame);
     capacity(&mut page, &report.capacity, chart);
     agent(&mut page, &report.cluster, &report.sync);
+    if let Some(result) = &report.membership {
+        membership(&mut page, result);
+    }
+    if let Some(result) = &report.membership_unbudgeted {
+        membership_unbudgeted(&mut page, result);
+    }
     page.0
 }
 
@@ -446,6 +452,99 @@ fn agent(page: &mut Page, cluster: &Measured<ClusterResult>, sync: &Measured<Syn
         }
         Measured::NotMeasured { reason } => {
             line("**Not measured in this run**: `sync_measure` did not produce a report:");
+            line("");
+            line("```text");
+            line(reason);
+            line("```");
+        }
+    }
+}
+
+/// Section 4 alone (MEMBERSHIP-RESULTS.md).
+pub(super) fn membership_markdown(
+    budgeted: &Measured<MembershipResult>,
+    unbudgeted: Option<&Measured<MembershipResult>>,
+) -> String {
+    let mut page = Page::default();
+    membership(&mut page, budgeted);
+    if let Some(result) = unbudgeted {
+        membership_unbudgeted(&mut page, result);
+    }
+    page.0
+}
+
+/// The membership table, in Markdown (also what MEMBERSHIP-RESULTS.md shows).
+pub(super) fn membership_table(r: &MembershipResult) -> Vec<String> {
+    let mut lines = vec![
+        "| simulated members | live members | renew ms | lease ms | API Lease writes/s | of which generator | watch events/s at one agent | agent CPU % | agent RSS MiB | agent RssAnon MiB | kube-apiserver CPU % | etcd CPU % | generator CPU % | failovers taken over / tried | failover p50 ms | failover p99 ms |".to_owned(),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
+    ];
+    let ms = |value: Option<f64>| value.map_or("–".to_owned(), |v| format!("{v:.0}"));
+    for row in &r.rows {
+        lines.push(format!(
+            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} / {} | {} | {} |",
+            row.simulated,
+            row.simulated + r.real_agents,
+            row.renew_ms,
+            row.lease_ms,
+            row.api_lease_writes_per_s,
+            row.generator_writes_per_s,
+            row.watch_events_per_s,
+            row.agent_cpu_percent,
+            row.agent_rss_mib,
+            row.agent_rss_anon_mib,
+            row.apiserver_cpu_percent,
+            row.etcd_cpu_percent,
+            row.generator_cpu_percent,
+            row.failover_ms.n,
+            row.failover_rounds,
+            ms(row.failover_ms.p50),
+            ms(row.failover_ms.p99),
+        ));
+    }
+    lines
+}
+
+fn membership(page: &mut Page, result: &Measured<MembershipResult>) {
+    let mut line = |text: &str| page.line(text);
+    line("");
+    line("## 4. Membership at scale");
+    line("");
+    match result {
+        Measured::Done(r) => {
+            line(&format!("**Method.** `tests/src/bin/membership_measure.rs`: {} real agents and a load generator that keeps N simulated members' Leases renewed as agents do (the renewal patch and the cadence come from the responder library: `renewal_patch`, `membership_cadence`), one process, against the real test API server with {} LoadBalancer Services. Only the real agents' Nodes match `--node-selector`, so the simulated members load the API server and every agent's Lease watch but own nothing. Details: {}.", r.real_agents, r.services, r.note));
+            line("");
+            for row in membership_table(r) {
+                line(&row);
+            }
+            line("");
+            line(&format!("**What limits it.** The write budget ({:.0} writes/s for the whole cluster) caps the Lease writes, and with them the watch events every agent receives, once more than {:.0} members are live: beyond that, more members cost no more API writes or watch events (the agent's CPU and memory grow only with the Leases and Nodes it caches), but each renews less often and its Lease lasts longer, so failover grows in proportion to the members (detection is up to one Lease duration after the owner's last renewal seen). With 100 % = one core of a two-core machine shared by the API server, etcd, three agents and the generator, figures are from a loaded machine and vary between runs.", r.write_budget, r.write_budget * 0.25));
+        }
+        Measured::NotMeasured { reason } => {
+            line("**Not measured in this run**: `membership_measure` did not produce a report:");
+            line("");
+            line("```text");
+            line(reason);
+            line("```");
+        }
+    }
+}
+
+fn membership_unbudgeted(page: &mut Page, result: &Measured<MembershipResult>) {
+    let mut line = |text: &str| page.line(text);
+    line("");
+    line("### Without a write budget (every member renewing every 250 ms, as before it)");
+    line("");
+    match result {
+        Measured::Done(r) => {
+            line(&format!("The same measurement with `--lease-write-budget {}` for the agents and the generator, too big to matter: the members want 4 writes per member per second, and get them until the API server and etcd, on the same two cores as everything else, saturate: past that point the writes per second stop growing with the members (each renewal waits for the previous one's answer, and the answers come late), and failover gets slower and less reliable; a failover round whose VIP nobody took over within three Lease durations plus 60 s counts as not taken over.", r.write_budget));
+            line("");
+            for row in membership_table(r) {
+                line(&row);
+            }
+        }
+        Measured::NotMeasured { reason } => {
+            line("**Not measured in this run**: `membership_measure` without a budget did not produce a report:");
             line("");
             line("```text");
             line(reason);

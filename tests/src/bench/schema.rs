@@ -17,6 +17,12 @@ pub struct Report {
     pub capacity: Capacity,
     pub cluster: Measured<ClusterResult>,
     pub sync: Measured<SyncResult>,
+    /// Section 4; absent from reports made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<Measured<MembershipResult>>,
+    /// The same without a write budget (every member at 250 ms), as before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_unbudgeted: Option<Measured<MembershipResult>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -361,6 +367,48 @@ pub struct SyncResult {
     pub settled: Usage,
     pub setup_s: f64,
     pub note: String,
+}
+
+/// Section 4, written by `membership_measure`: the membership at scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MembershipResult {
+    pub services: usize,
+    /// Real agents (the only eligible nodes) beside the simulated members.
+    pub real_agents: usize,
+    pub write_budget: f64,
+    pub hold_down_ms: f64,
+    pub rows: Vec<MembershipRow>,
+    pub note: String,
+}
+
+/// One membership size, measured over one window plus failover rounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MembershipRow {
+    /// Simulated members (the generator's Leases).
+    pub simulated: usize,
+    /// The renew interval and Lease duration the budget gives every member.
+    pub renew_ms: f64,
+    pub lease_ms: f64,
+    pub window_s: f64,
+    /// Lease writes (create, patch, update) the API server answered, per second.
+    pub api_lease_writes_per_s: f64,
+    /// Of which the generator's.
+    pub generator_writes_per_s: f64,
+    pub generator_failures: u64,
+    /// `responder_lease_watch_events_total` of one real agent, per second.
+    pub watch_events_per_s: f64,
+    /// That agent's CPU (utime + stime over the window) and memory at its end.
+    pub agent_cpu_percent: f64,
+    pub agent_rss_mib: f64,
+    pub agent_rss_anon_mib: f64,
+    pub apiserver_cpu_percent: f64,
+    pub etcd_cpu_percent: f64,
+    /// The measuring process (generator and probes).
+    pub generator_cpu_percent: f64,
+    /// Failover rounds tried; `failover_ms.n` of them were taken over in time.
+    #[serde(default)]
+    pub failover_rounds: usize,
+    pub failover_ms: Percentiles,
 }
 
 /// The agent's memory and CPU time at one moment.

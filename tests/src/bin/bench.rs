@@ -3,6 +3,7 @@
 //! work is in `responder_tests::bench`.
 //!
 //! Usage: bench [--quick | --render-only] --out BENCHMARKS.md --json BENCHMARKS.json --chart benchmarks.png
+//!        bench --membership-markdown MEMBERSHIP.json [UNBUDGETED.json]
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use responder_tests::bench::{self, BenchError, Settings};
@@ -36,6 +37,26 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // `bench --membership-markdown MEMBERSHIP.json [UNBUDGETED.json]`:
+    // section 4 alone, from `membership_measure`'s reports, on stdout.
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("--membership-markdown") {
+        let Some(membership) = raw.get(1) else {
+            eprintln!("bench: --membership-markdown MEMBERSHIP.json [UNBUDGETED.json]");
+            return ExitCode::from(2);
+        };
+        let unbudgeted = raw.get(2).map(PathBuf::from);
+        return match bench::membership_markdown(membership.as_ref(), unbudgeted.as_deref()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("bench: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {

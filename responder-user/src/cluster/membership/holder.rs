@@ -234,9 +234,55 @@ async fn renew(
         lease_duration,
         new_session,
     } = renewal;
+    let patch = renewal_patch(node, reach, owner, lease_duration, new_session);
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {
+            let lease = first_lease(node, reach, owner, lease_duration);
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(()),
+                // Lost a race with our own previous attempt; the next tick patches it.
+                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+                Err(error) => Err(error),
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The renew interval and Lease duration of an agent that sees `members`
+/// live members, with the cluster's write `budget` and the fastest cadence
+/// (`--renew-interval`, `--lease-duration`). Public for the membership
+/// load generator of the benchmark, which must renew as the agents do.
+pub fn membership_cadence(
+    members: usize,
+    budget: f64,
+    fastest_renew: Duration,
+    fastest_lease: Duration,
+) -> (Duration, Duration) {
+    let fastest = Cadence {
+        renew: fastest_renew,
+        lease: fastest_lease,
+    };
+    let cadence = Cadence::for_members(members, budget, fastest);
+    (cadence.renew, cadence.lease)
+}
+
+/// The merge patch one renewal of `node`'s Lease (named by
+/// [`lease_name`](super::lease_name)) sends, stamped now. Public for the
+/// membership load generator of the benchmark.
+pub fn renewal_patch(
+    node: &str,
+    reach: &Reach,
+    owner: Option<&OwnerReference>,
+    lease_duration: Duration,
+    new_session: bool,
+) -> serde_json::Value {
     let annotations = renewal_annotations(reach, lease_duration);
     let now = MicroTime(Timestamp::now());
-    let duration_seconds = duration_seconds(lease_duration);
     let mut metadata = json!({
         "labels": { LEASE_LABEL_KEY: LEASE_LABEL_VALUE },
         "annotations": annotations,
@@ -246,50 +292,44 @@ async fn renew(
     }
     let mut spec = json!({
         "holderIdentity": node,
-        "leaseDurationSeconds": duration_seconds,
+        "leaseDurationSeconds": duration_seconds(lease_duration),
         "renewTime": now,
     });
     if new_session {
         spec["acquireTime"] = json!(now);
     }
-    let patch = json!({ "metadata": metadata, "spec": spec });
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(name.to_owned()),
-                    labels: Some(
-                        [(LEASE_LABEL_KEY.to_owned(), LEASE_LABEL_VALUE.to_owned())].into(),
-                    ),
-                    annotations: Some(
-                        annotations
-                            .into_iter()
-                            .filter_map(|(key, value)| Some((key.to_owned(), value?)))
-                            .collect(),
-                    ),
-                    owner_references: owner.map(|owner| vec![owner.clone()]),
-                    ..Default::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(node.to_owned()),
-                    lease_duration_seconds: Some(duration_seconds),
-                    acquire_time: Some(now.clone()),
-                    renew_time: Some(now),
-                    ..Default::default()
-                }),
-            };
-            match api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(()),
-                // Lost a race with our own previous attempt; the next tick patches it.
-                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
-                Err(error) => Err(error),
-            }
-        }
-        Err(error) => Err(error),
+    json!({ "metadata": metadata, "spec": spec })
+}
+
+/// The Lease an agent creates when its renewal finds none, stamped now.
+/// Public for the membership load generator of the benchmark.
+pub fn first_lease(
+    node: &str,
+    reach: &Reach,
+    owner: Option<&OwnerReference>,
+    lease_duration: Duration,
+) -> Lease {
+    let now = MicroTime(Timestamp::now());
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(lease_name(node)),
+            labels: Some([(LEASE_LABEL_KEY.to_owned(), LEASE_LABEL_VALUE.to_owned())].into()),
+            annotations: Some(
+                renewal_annotations(reach, lease_duration)
+                    .into_iter()
+                    .filter_map(|(key, value)| Some((key.to_owned(), value?)))
+                    .collect(),
+            ),
+            owner_references: owner.map(|owner| vec![owner.clone()]),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(node.to_owned()),
+            lease_duration_seconds: Some(duration_seconds(lease_duration)),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            ..Default::default()
+        }),
     }
 }
 

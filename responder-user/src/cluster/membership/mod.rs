@@ -7,12 +7,12 @@ mod advert;
 mod holder;
 mod tracker;
 
-pub use holder::Departure;
 pub(crate) use holder::{depart, hold_lease, Cadence, Holding};
+pub use holder::{first_lease, membership_cadence, renewal_patch, Departure};
 pub(crate) use tracker::{LeaseTracker, Member};
 
-pub(crate) const LEASE_LABEL_KEY: &str = "app.kubernetes.io/component";
-pub(crate) const LEASE_LABEL_VALUE: &str = "responder-membership";
+pub const LEASE_LABEL_KEY: &str = "app.kubernetes.io/component";
+pub const LEASE_LABEL_VALUE: &str = "responder-membership";
 
 pub(crate) fn lease_selector() -> String {
     format!("{LEASE_LABEL_KEY}={LEASE_LABEL_VALUE}")
@@ -21,7 +21,7 @@ pub(crate) fn lease_selector() -> String {
 /// `responder-<node>`. Node names may be 253 characters, as long as any
 /// object name, so a long one is cut and suffixed with a hash of the whole
 /// name to keep Lease names valid and distinct.
-pub(crate) fn lease_name(node: &str) -> String {
+pub fn lease_name(node: &str) -> String {
     const PREFIX: &str = "responder-";
     const MAX_NAME: usize = 253;
     if PREFIX.len() + node.len() <= MAX_NAME {
