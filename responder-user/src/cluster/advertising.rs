@@ -52,30 +52,13 @@ impl Advertising {
         if advertisements.is_empty() {
             return (None, bad);
         }
-        let mut sorted = pools.to_vec();
-        // An overlap refuses the later pool, as in the controller.
-        crate::controller::oldest_first(&mut sorted);
-        let mut unreadable = BTreeMap::new();
-        let specs: Vec<_> = sorted
-            .iter()
-            .map(|pool| {
-                let (spec, error) = pool.pool_spec();
-                if let Some(error) = error {
-                    unreadable.insert(pool.name().to_owned(), error);
-                }
-                spec
-            })
-            .collect();
-        let set = PoolSet::build(specs);
-        for refusal in set.refused() {
-            bad.push(BadObject {
-                kind: BadKind::Pool,
-                name: refusal.pool.clone(),
-                reason: unreadable
-                    .remove(&refusal.pool)
-                    .unwrap_or_else(|| refusal.to_string()),
-            });
-        }
+        // Overlaps judged as the controller judges them.
+        let (set, refused) = crate::controller::pool_set_of(pools);
+        bad.extend(refused.into_iter().map(|(name, reason)| BadObject {
+            kind: BadKind::Pool,
+            name,
+            reason,
+        }));
         let mut checked = Vec::new();
         for object in advertisements {
             match Advertisement::from_object(object) {
@@ -90,7 +73,7 @@ impl Advertising {
         // Order-independent results: every agent lists in its own order.
         checked.sort_by(|a, b| a.name().cmp(b.name()));
         bad.sort();
-        let pool_labels = sorted
+        let pool_labels = pools
             .iter()
             .map(|pool| {
                 (

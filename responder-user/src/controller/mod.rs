@@ -37,7 +37,7 @@ pub use leader::{ElectionSettings, LEADER_LEASE_NAME};
 pub use metrics::{
     ControllerMetrics, DEFAULT_CONTROLLER_HEALTH_ADDR, DEFAULT_CONTROLLER_METRICS_ADDR,
 };
-pub(crate) use reconciler::oldest_first;
+pub(crate) use reconciler::pool_set_of;
 // The agent tells about ignored BGP objects too: with MetalLB's controller
 // kept (only the speaker replaced), ours does not run.
 pub(crate) use bgp::tell_ignored;

@@ -96,6 +96,38 @@ pub(crate) struct Reconciler {
     pool_writes: BTreeMap<String, InFlight<IPAddressPoolStatus>>,
 }
 
+/// The pool set the objects `pools` make, overlaps judged oldest first (as
+/// the controller and every agent must judge them alike), and why each
+/// refused pool was refused: its spec's reading error where it did not read,
+/// else the set's own refusal.
+pub(crate) fn pool_set_of(pools: &[Arc<IPAddressPool>]) -> (PoolSet, BTreeMap<String, String>) {
+    let mut sorted = pools.to_vec();
+    oldest_first(&mut sorted);
+    let mut unreadable = BTreeMap::new();
+    let specs: Vec<_> = sorted
+        .iter()
+        .map(|pool| {
+            let (spec, error) = pool.pool_spec();
+            if let Some(error) = error {
+                unreadable.insert(pool.name().to_owned(), error);
+            }
+            spec
+        })
+        .collect();
+    let set = PoolSet::build(specs);
+    let refused = set
+        .refused()
+        .iter()
+        .map(|refusal| {
+            let reason = unreadable
+                .remove(&refusal.pool)
+                .unwrap_or_else(|| refusal.to_string());
+            (refusal.pool.clone(), reason)
+        })
+        .collect();
+    (set, refused)
+}
+
 /// Pools oldest first (then by name), so a newer overlapping pool is the one refused.
 pub(crate) fn oldest_first<K: Resource>(objects: &mut [Arc<K>]) {
     objects.sort_by(|a, b| {
@@ -181,34 +213,14 @@ impl Reconciler {
 
     /// Builds the pool set and tells each new refusal once (log and Event).
     fn pool_set(&mut self, pools: &[Arc<IPAddressPool>]) -> (PoolSet, Vec<Action>) {
-        let mut sorted = pools.to_vec();
-        oldest_first(&mut sorted);
-        let mut unreadable = BTreeMap::new();
-        let specs: Vec<_> = sorted
-            .iter()
-            .map(|pool| {
-                let (spec, error) = pool.pool_spec();
-                if let Some(error) = error {
-                    unreadable.insert(pool.name().to_owned(), error);
-                }
-                spec
-            })
-            .collect();
-        let set = PoolSet::build(specs);
+        let (set, refused_now) = pool_set_of(pools);
         let mut actions = Vec::new();
-        let mut refused_now = BTreeMap::new();
-        for refusal in set.refused() {
-            let text = unreadable
-                .remove(&refusal.pool)
-                .unwrap_or_else(|| refusal.to_string());
-            refused_now.insert(refusal.pool.clone(), text);
-        }
         for (name, text) in &refused_now {
             if self.told_pools.get(name) == Some(text) {
                 continue;
             }
             warn!(pool = %name, "{text}; the other pools carry on");
-            if let Some(object) = sorted.iter().find(|p| p.name() == name) {
+            if let Some(object) = pools.iter().find(|p| p.name() == name) {
                 actions.push(Action::Notice(Notice {
                     regarding: object.object_ref(&()),
                     type_: EventType::Warning,
