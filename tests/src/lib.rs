@@ -5,6 +5,7 @@ pub mod prober;
 
 pub mod apiserver;
 pub mod bench;
+pub mod bulk_services;
 pub mod cluster;
 pub mod controller_lab;
 pub mod oracle;

@@ -18,7 +18,7 @@
 //! The `responder` binary is RESPONDER_BIN, else the one next to this binary.
 use std::{
     io::{Read, Write},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream},
+    net::{IpAddr, Ipv4Addr, TcpStream},
     path::Path,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -27,10 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::{
-    coordination::v1::Lease,
-    core::v1::{Node, Service},
-};
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Node};
 use kube::{
     api::{Api, Patch, PatchParams, PostParams},
     Client, Resource,
@@ -40,6 +37,7 @@ use responder::cluster::{
 };
 use responder_tests::{
     bench::schema::{to_json_text, MembershipResult, MembershipRow, Percentiles},
+    bulk_services::{create_lb_services, documentation_ip},
     cluster::{Cluster, ClusterOptions, NAMESPACE, NODES},
     netns::wait_for,
 };
@@ -53,7 +51,6 @@ const HOLD_DOWN_MS: f64 = 1000.0;
 const CONCURRENCY: usize = 16;
 const CLUSTER_IP_RANGE: &str = "198.18.0.0/16";
 const NODE_PORT_RANGE: &str = "20000-39999";
-const IPV4_SERVICES: usize = 254;
 /// Bound of every wait that does not depend on the Lease duration.
 const WAIT: Duration = Duration::from_secs(60);
 /// A VIP held by one agent alone this long is settled.
@@ -478,57 +475,12 @@ async fn create_nodes(client: Client, from: usize, to: usize) -> Vec<Node> {
 fn ingress_ip(index: usize) -> IpAddr {
     match index {
         0 => PROBE_VIP.parse().expect("probe VIP"),
-        i if i <= IPV4_SERVICES => IpAddr::V4(Ipv4Addr::new(203, 0, 113, i as u8)),
-        i => {
-            let low = i as u32;
-            IpAddr::V6(Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                0x5e,
-                0,
-                0,
-                0,
-                (low >> 16) as u16,
-                low as u16,
-            ))
-        }
+        i => documentation_ip(i - 1),
     }
 }
 
 async fn create_services(client: Client, count: usize) {
-    let services = Arc::new(Api::<Service>::namespaced(client, NAMESPACE));
-    let workers: Vec<_> = (0..CONCURRENCY)
-        .map(|worker| {
-            let services = Arc::clone(&services);
-            tokio::spawn(async move {
-                for index in (worker..count).step_by(CONCURRENCY) {
-                    create_service(&services, index).await;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.expect("Service creation task");
-    }
-}
-
-/// Kubernetes 1.20 ignores status on create: the ingress IP is a status patch.
-async fn create_service(services: &Api<Service>, index: usize) {
-    let name = format!("svc-{index}");
-    let service: Service = serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": { "type": "LoadBalancer", "ports": [{ "port": 80, "protocol": "TCP" }] },
-    }))
-    .expect("service manifest");
-    services
-        .create(&PostParams::default(), &service)
-        .await
-        .unwrap_or_else(|e| panic!("create Service {name}: {e}"));
-    let status = json!({ "status": { "loadBalancer": { "ingress": [{ "ip": ingress_ip(index).to_string() }] } } });
-    services
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("patch Service {name} status: {e}"));
+    create_lb_services(Api::namespaced(client, NAMESPACE), count, ingress_ip).await;
 }
 
 /// etcd's and kube-apiserver's PIDs from the state directory of `apiserver.sh`.

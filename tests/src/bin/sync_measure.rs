@@ -8,23 +8,22 @@
 //! The `responder` binary is RESPONDER_BIN, else the one next to this binary.
 use std::{
     fs::File,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use aya::maps::{HashMap, Map, MapData};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Node;
 use kube::{
-    api::{Api, Patch, PatchParams, PostParams},
+    api::{Api, PostParams},
     Client,
 };
 use responder_common::{VipKey, VipValue, PIN_VIPS};
 use responder_tests::{
     apiserver::ApiServer,
     bench::schema::{to_json_text, SyncResult, Usage},
+    bulk_services::{create_lb_services, documentation_ip, IPV4_ADDRESSES},
     lab::{cleanup_pins, responder_bin},
     netns::{quiet_ipv6, run_ok, ChildGuard, NetNs},
 };
@@ -32,16 +31,11 @@ use serde_json::json;
 
 const NODE: &str = "sync-node";
 const NAMESPACE: &str = "default";
-/// Requests in flight while creating the Services.
-const CONCURRENCY: usize = 16;
 /// Cluster IPs come from the benchmarking range (RFC 2544): the default /24 of
 /// the test API server holds only a few hundred Services. They never reach a wire.
 const CLUSTER_IP_RANGE: &str = "198.18.0.0/16";
 /// Every LoadBalancer Service takes a node port.
 const NODE_PORT_RANGE: &str = "20000-39999";
-/// IPv4 documentation addresses are few: the first Services get 203.0.113.1…254,
-/// the rest 2001:db8:5e::/64.
-const IPV4_SERVICES: usize = 254;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(20);
 /// After the map is full: long enough for the agent to finish the announcements.
@@ -92,29 +86,11 @@ fn main() {
         at_sync,
         settled,
         setup_s: setup.as_secs_f64(),
-        note: format!("one agent (--announce-count 1, skb mode, one interface) against a kube-apiserver v1.20 holding {services} LoadBalancer Services with one ingress IP each ({} IPv4, the rest IPv6), one Node; sync = agent start until all {services} VIPs are in its pinned map; includes process start, BPF load and attach, the Service list and the map inserts; every new VIP is also announced once (one gratuitous ARP or unsolicited NA) through the agent's announcer queue, part of the real sync cost, which `at_sync` holds only in part and `settled` in full; memory from /proc/PID/status, CPU = utime + stime from /proc/PID/stat; `settled` is {} s later", services.min(IPV4_SERVICES), SETTLE.as_secs()),
+        note: format!("one agent (--announce-count 1, skb mode, one interface) against a kube-apiserver v1.20 holding {services} LoadBalancer Services with one ingress IP each ({} IPv4, the rest IPv6), one Node; sync = agent start until all {services} VIPs are in its pinned map; includes process start, BPF load and attach, the Service list and the map inserts; every new VIP is also announced once (one gratuitous ARP or unsolicited NA) through the agent's announcer queue, part of the real sync cost, which `at_sync` holds only in part and `settled` in full; memory from /proc/PID/status, CPU = utime + stime from /proc/PID/stat; `settled` is {} s later", services.min(IPV4_ADDRESSES), SETTLE.as_secs()),
     };
     let text = to_json_text(&report).expect("serialize report");
     print!("{text}");
     std::fs::write(&out, text).unwrap_or_else(|e| panic!("write {out}: {e}"));
-}
-
-fn ingress_ip(index: usize) -> IpAddr {
-    if index < IPV4_SERVICES {
-        IpAddr::V4(Ipv4Addr::new(203, 0, 113, index as u8 + 1))
-    } else {
-        let low = index as u32;
-        IpAddr::V6(Ipv6Addr::new(
-            0x2001,
-            0xdb8,
-            0x5e,
-            0,
-            0,
-            0,
-            (low >> 16) as u16,
-            low as u16,
-        ))
-    }
 }
 
 async fn create_services(client: Client, count: usize) {
@@ -124,39 +100,7 @@ async fn create_services(client: Client, count: usize) {
         .create(&PostParams::default(), &node)
         .await
         .expect("create Node");
-    let services = Arc::new(Api::<Service>::namespaced(client, NAMESPACE));
-    let workers: Vec<_> = (0..CONCURRENCY)
-        .map(|worker| {
-            let services = Arc::clone(&services);
-            tokio::spawn(async move {
-                for index in (worker..count).step_by(CONCURRENCY) {
-                    create_service(&services, index).await;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.expect("Service creation task");
-    }
-}
-
-/// Kubernetes 1.20 ignores status on create: the ingress IP is a status patch.
-async fn create_service(services: &Api<Service>, index: usize) {
-    let name = format!("svc-{index}");
-    let service: Service = serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": { "type": "LoadBalancer", "ports": [{ "port": 80, "protocol": "TCP" }] },
-    }))
-    .expect("service manifest");
-    services
-        .create(&PostParams::default(), &service)
-        .await
-        .unwrap_or_else(|e| panic!("create Service {name}: {e}"));
-    let status = json!({ "status": { "loadBalancer": { "ingress": [{ "ip": ingress_ip(index).to_string() }] } } });
-    services
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("patch Service {name} status: {e}"));
+    create_lb_services(Api::namespaced(client, NAMESPACE), count, documentation_ip).await;
 }
 
 /// A root-namespace veth for the agent whose peer sits in a namespace of its
