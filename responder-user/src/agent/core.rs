@@ -18,7 +18,7 @@ use responder_common::{VipKey, VipStats};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    cluster::{Attached, Families, Ownership, Reach, View},
+    cluster::{Attached, Families, Ownership, Reach, ServiceRef, View},
     conflicts::ConflictCounts,
     dataplane::{ApplyReport, Dataplane, VipMap},
     error::{display_chain, Error, VipError},
@@ -445,13 +445,13 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         let wanted = groups_of(self.dataplane.installed().keys());
         self.groups.reconcile(&wanted, &mut self.attachments);
         log_report(report, self.dataplane.installed().len());
-        let announced: BTreeMap<IpAddr, Option<String>> = self
+        let announced: BTreeMap<IpAddr, Option<ServiceRef>> = self
             .dataplane
             .installed()
             .keys()
             .map(|key| {
                 let ip = key_addr(key);
-                (ip, self.services.service_of(ip).map(|s| s.to_string()))
+                (ip, self.services.service_of(ip))
             })
             .collect();
         (0..report.failed).for_each(|_| self.metrics.reconcile_error());

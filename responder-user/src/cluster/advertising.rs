@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
-
+use super::service_facts::ServiceFacts;
 use super::Reach;
-use crate::crd::{Advertisement, IPAddressPool, L2Advertisement, ANNOTATION_ALLOCATED_FROM_POOL};
+use crate::crd::{Advertisement, IPAddressPool, L2Advertisement};
 use crate::ipam::{Located, Pool, PoolSet};
 
 type Labels = BTreeMap<String, String>;
@@ -108,16 +107,10 @@ impl Advertising {
     /// The advertisements covering `ip` of `service`: selecting its pool
     /// (an address in no pool only by those selecting every pool) and the
     /// Service by its labels.
-    pub(crate) fn covering(&self, service: &Service, ip: IpAddr) -> Vec<&Advertisement> {
+    pub(crate) fn covering(&self, service: &ServiceFacts, ip: IpAddr) -> Vec<&Advertisement> {
         let no_labels = Labels::new();
-        let meta = &service.metadata;
-        let annotation = meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_ALLOCATED_FROM_POOL))
-            .map(String::as_str);
-        let service_labels = meta.labels.as_ref().unwrap_or(&no_labels);
-        let pool = self.pool_of(ip, annotation);
+        let service_labels = service.labels();
+        let pool = self.pool_of(ip, service.allocated_from());
         self.advertisements
             .iter()
             .filter(|adv| match pool {
@@ -132,14 +125,8 @@ impl Advertising {
     }
 
     /// Why nothing covers `ip`, for the Event.
-    pub(crate) fn uncovered_reason(&self, service: &Service, ip: IpAddr) -> String {
-        let annotation = service
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_ALLOCATED_FROM_POOL))
-            .map(String::as_str);
-        let pool = match self.pool_of(ip, annotation) {
+    pub(crate) fn uncovered_reason(&self, service: &ServiceFacts, ip: IpAddr) -> String {
+        let pool = match self.pool_of(ip, service.allocated_from()) {
             Some(pool) => format!("pool {:?}", pool.name()),
             None => "no address pool".to_owned(),
         };
@@ -182,6 +169,8 @@ pub(crate) fn interfaces_for(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::crd::ANNOTATION_ALLOCATED_FROM_POOL;
+    use k8s_openapi::api::core::v1::Service;
     use kube::api::ObjectMeta;
 
     pub(crate) fn pool(name: &str, addresses: &[&str], labels: &[(&str, &str)]) -> IPAddressPool {
@@ -204,8 +193,8 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn service(labels: &[(&str, &str)], pool_annotation: Option<&str>) -> Service {
-        Service {
+    fn service(labels: &[(&str, &str)], pool_annotation: Option<&str>) -> ServiceFacts {
+        ServiceFacts::of(&Service {
             metadata: ObjectMeta {
                 name: Some("web".into()),
                 namespace: Some("default".into()),
@@ -216,7 +205,7 @@ pub(crate) mod tests {
                 ..Default::default()
             },
             ..Default::default()
-        }
+        })
     }
 
     fn build(pools: Vec<IPAddressPool>, adverts: Vec<L2Advertisement>) -> Advertising {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::Client;
 use tokio::sync::{mpsc, watch};
@@ -22,8 +22,9 @@ use super::advertising::{Advertising, BadObject};
 use super::events::OwnershipEvent;
 use super::indexes::{node_facts, EndpointIndex, NodeFacts};
 use super::membership::{lease_name, LeaseTracker, Member};
-use super::ownership::{self, Assignment, Inputs, Problem};
+use super::ownership::{self, Assignments, Inputs, Problem};
 use super::selector::LabelSelector;
+use super::service_facts::{ServiceCache, ServiceFacts};
 use super::watches::{self, Change, MetallbStores, Source, Stores, Update};
 use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View};
 use crate::cpu_bound::cpu_bound;
@@ -120,7 +121,7 @@ struct Assigner {
     settings: ClusterSettings,
     selector: LabelSelector,
     own_lease: String,
-    services: Store<Service>,
+    services: ServiceCache,
     nodes: Store<Node>,
     slices: Option<Store<EndpointSlice>>,
     /// Pools and L2Advertisements (`None` when MetalLB's kinds are not
@@ -150,9 +151,9 @@ struct Assigner {
     /// Each Service's owner before shared addresses are settled, and the
     /// problems of its entries: recomputed only for the Services a change
     /// affects.
-    raw: BTreeMap<ServiceRef, Assignment>,
+    raw: Assignments,
     problems: BTreeMap<ServiceRef, BTreeSet<Problem>>,
-    assignments: BTreeMap<ServiceRef, Assignment>,
+    assignments: Assignments,
     reported_problems: BTreeSet<(ServiceRef, Problem)>,
     events: mpsc::UnboundedSender<OwnershipEvent>,
     owned: watch::Sender<Ownership>,
@@ -470,7 +471,7 @@ impl Assigner {
             advertising: self.advertising.as_ref(),
             node_labels: &node_labels,
         };
-        let services: Vec<Arc<Service>> = match dirty.all {
+        let services: Vec<Arc<ServiceFacts>> = match dirty.all {
             true => {
                 self.raw.clear();
                 self.problems.clear();
@@ -482,19 +483,18 @@ impl Assigner {
                 .filter_map(|service| {
                     self.raw.remove(service);
                     self.problems.remove(service);
-                    self.services
-                        .get(&ObjectRef::new(&service.name).within(&service.namespace))
+                    self.services.get(service)
                 })
                 .collect(),
         };
         for service in services {
-            let key = ownership::service_ref(&service);
+            let key = service.key.clone();
             let mut problems = BTreeSet::new();
             let assignment = ownership::assign_one(&service, &inputs, |p| {
                 problems.insert(p);
             });
             if let Some(assignment) = assignment {
-                self.raw.insert(key.clone(), assignment);
+                self.raw.insert(key.clone(), Arc::new(assignment));
             }
             if !problems.is_empty() {
                 self.problems.insert(key, problems);
@@ -570,9 +570,9 @@ mod tests {
         /// `metallb` listed.
         fn build(node: &str, announced: &[&str], metallb: Option<MetallbStores>) -> Self {
             let with_metallb = metallb.is_some();
-            let (services, mut services_writer) = reflector::store();
+            let services = ServiceCache::default();
             let (nodes, mut nodes_writer) = reflector::store();
-            services_writer.apply_watcher_event(&watcher::Event::Apply(lb_service(
+            services.apply(&watcher::Event::Apply(lb_service(
                 "web",
                 None,
                 "Cluster",

@@ -6,12 +6,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Reporter};
-use kube::{Client, Resource};
+use kube::Client;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
+use super::service_facts::ServiceFacts;
 use crate::event_record::record;
 
 const REPORTER: &str = "responder";
@@ -19,21 +20,21 @@ const REPORTER: &str = "responder";
 #[derive(Debug)]
 pub(crate) enum OwnershipEvent {
     Started {
-        service: Arc<Service>,
+        service: Arc<ServiceFacts>,
         ips: Vec<IpAddr>,
     },
     Stopped {
-        service: Arc<Service>,
+        service: Arc<ServiceFacts>,
         ips: Vec<IpAddr>,
     },
     /// An ingress address that is never answered for (a node's own address).
     Refused {
-        service: Arc<Service>,
+        service: Arc<ServiceFacts>,
         reason: String,
     },
     /// An ingress address no L2Advertisement covers.
     Unadvertised {
-        service: Arc<Service>,
+        service: Arc<ServiceFacts>,
         reason: String,
     },
     /// An `IPAddressPool` or `L2Advertisement` left out.
@@ -66,7 +67,7 @@ pub(crate) async fn publish_events(
         let interfaces = attached.borrow().names.join(", ");
         let (regarding, type_, reason, action, note) = match &announcement {
             OwnershipEvent::Started { service, ips } => (
-                service.object_ref(&()),
+                service.object_ref(),
                 EventType::Normal,
                 "AnnouncingStarted",
                 "Announce",
@@ -76,7 +77,7 @@ pub(crate) async fn publish_events(
                 ),
             ),
             OwnershipEvent::Stopped { service, ips } => (
-                service.object_ref(&()),
+                service.object_ref(),
                 EventType::Normal,
                 "AnnouncingStopped",
                 "Withdraw",
@@ -86,14 +87,14 @@ pub(crate) async fn publish_events(
                 ),
             ),
             OwnershipEvent::Refused { service, reason } => (
-                service.object_ref(&()),
+                service.object_ref(),
                 EventType::Warning,
                 "AddressRefused",
                 "Refuse",
                 format!("{reason}; no node answers ARP/NDP for it"),
             ),
             OwnershipEvent::Unadvertised { service, reason } => (
-                service.object_ref(&()),
+                service.object_ref(),
                 EventType::Warning,
                 "NotAdvertised",
                 "Skip",

@@ -76,14 +76,14 @@ pub(crate) enum Write {
 
 fn service_of(object: &ServiceL2Status) -> Option<ServiceRef> {
     let labels = object.metadata.labels.as_ref()?;
-    Some(ServiceRef {
-        namespace: labels.get(LABEL_SERVICE_NAMESPACE)?.clone(),
-        name: labels.get(LABEL_SERVICE_NAME)?.clone(),
-    })
+    Some(ServiceRef::new(
+        labels.get(LABEL_SERVICE_NAMESPACE)?.as_str(),
+        labels.get(LABEL_SERVICE_NAME)?.as_str(),
+    ))
 }
 
 fn fields(node: &str, service: &ServiceRef, interfaces: &[String]) -> ServiceL2StatusFields {
-    let key = ServiceKey::new(&service.namespace, &service.name);
+    let key = ServiceKey::new(&*service.namespace, &*service.name);
     ServiceL2Status::announcing("", node, &key, interfaces)
         .status
         .and_then(|status| status.get().ok().cloned())
@@ -216,7 +216,7 @@ async fn apply(
                 service,
                 interfaces,
             } => {
-                let key = ServiceKey::new(&service.namespace, &service.name);
+                let key = ServiceKey::new(&*service.namespace, &*service.name);
                 let object = ServiceL2Status::announcing(namespace, node, &key, interfaces);
                 let created = api.create(&PostParams::default(), &object).await?;
                 let name = created.metadata.name.unwrap_or_default();

@@ -15,6 +15,7 @@ mod ownership;
 mod participation;
 mod projections;
 mod selector;
+mod service_facts;
 mod watches;
 
 #[cfg(test)]
@@ -23,6 +24,7 @@ mod mock_tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -198,10 +200,23 @@ pub enum View {
     Frozen { epoch: u64 },
 }
 
+/// A Service's namespace and name. Every map the agent keeps per Service is
+/// keyed or valued by one (assignments, owned VIPs, metrics labels, the data
+/// plane's table): shared strings make each copy a pointer, not two
+/// allocations, which at 10,000 Services is megabytes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceRef {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl ServiceRef {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
+        ServiceRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
 }
 
 impl fmt::Display for ServiceRef {

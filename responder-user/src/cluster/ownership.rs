@@ -13,6 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use super::advertising::{admits_node, interfaces_for, Advertising};
 use super::membership::Member;
 use super::selector::LabelSelector;
+use super::service_facts::ServiceFacts;
 use super::{Reach, ServiceRef};
 
 pub(crate) const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -56,10 +57,10 @@ pub(crate) fn pick_owner<'a>(
 }
 
 pub(crate) fn service_ref(service: &Service) -> ServiceRef {
-    ServiceRef {
-        namespace: service.metadata.namespace.clone().unwrap_or_default(),
-        name: service.metadata.name.clone().unwrap_or_default(),
-    }
+    ServiceRef::new(
+        service.metadata.namespace.as_deref().unwrap_or_default(),
+        service.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// LoadBalancer Services of our class; with no class configured only classless
@@ -68,15 +69,21 @@ pub(crate) fn is_ours(service: &Service, lb_class: Option<&str>) -> bool {
     let Some(spec) = &service.spec else {
         return false;
     };
-    spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == lb_class
+    is_ours_by(
+        is_load_balancer(service),
+        spec.load_balancer_class.as_deref(),
+        lb_class,
+    )
 }
 
-pub(crate) fn is_local_policy(service: &Service) -> bool {
-    service
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.external_traffic_policy.as_deref())
-        == Some("Local")
+pub(crate) fn is_load_balancer(service: &Service) -> bool {
+    service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+}
+
+/// [`is_ours`] from whether a Service is of type LoadBalancer and its
+/// `spec.loadBalancerClass`.
+pub(crate) fn is_ours_by(load_balancer: bool, class: Option<&str>, lb_class: Option<&str>) -> bool {
+    load_balancer && class == lb_class
 }
 
 /// The addresses in `status.loadBalancer.ingress`, sorted and deduplicated, and a
@@ -141,10 +148,10 @@ pub(crate) fn slice_nodes(slice: &EndpointSlice) -> Option<(ServiceRef, BTreeSet
         .labels
         .as_ref()
         .and_then(|l| l.get(SERVICE_NAME_LABEL))?;
-    let key = ServiceRef {
-        namespace: slice.metadata.namespace.clone().unwrap_or_default(),
-        name: service.clone(),
-    };
+    let key = ServiceRef::new(
+        slice.metadata.namespace.as_deref().unwrap_or_default(),
+        service.as_str(),
+    );
     let mut nodes = BTreeSet::new();
     for endpoint in slice.endpoints.iter().flatten() {
         let conditions = endpoint.conditions.as_ref();
@@ -170,11 +177,15 @@ pub(crate) fn endpoint_nodes<'a>(
     index
 }
 
+/// Each Service's assignment. Shared: settling shared addresses changes few
+/// of them, and the rest are the same before and after.
+pub(crate) type Assignments = BTreeMap<ServiceRef, Arc<Assignment>>;
+
 #[derive(Clone, Debug)]
 pub(crate) struct Assignment {
     pub ips: Vec<IpAddr>,
     pub owner: Option<String>,
-    pub service: Arc<Service>,
+    pub service: Arc<ServiceFacts>,
     /// The addresses L2Advertisements restrict to named interfaces of the
     /// owner, with the names; the others go on the owner's default set.
     pub interfaces: BTreeMap<IpAddr, BTreeSet<String>>,
@@ -294,15 +305,15 @@ impl std::fmt::Display for Problem {
 /// same Service by Service, for the Services a change affects.)
 #[cfg(test)]
 pub(crate) fn assign<'s>(
-    services: impl IntoIterator<Item = &'s Arc<Service>>,
+    services: impl IntoIterator<Item = &'s Arc<ServiceFacts>>,
     inputs: &Inputs<'_>,
     mut on_problem: impl FnMut(&ServiceRef, Problem),
-) -> BTreeMap<ServiceRef, Assignment> {
-    let raw: BTreeMap<ServiceRef, Assignment> = services
+) -> Assignments {
+    let raw: Assignments = services
         .into_iter()
         .filter_map(|service| {
-            let assignment = assign_one(service, inputs, |p| on_problem(&service_ref(service), p))?;
-            Some((service_ref(service), assignment))
+            let assignment = assign_one(service, inputs, |p| on_problem(&service.key, p))?;
+            Some((service.key.clone(), Arc::new(assignment)))
         })
         .collect();
     settle_shared(&raw, on_problem)
@@ -312,17 +323,17 @@ pub(crate) fn assign<'s>(
 /// settled ([`settle_shared`]); `None` when the Service is not ours or has
 /// no usable address.
 pub(crate) fn assign_one(
-    service: &Arc<Service>,
+    service: &Arc<ServiceFacts>,
     inputs: &Inputs<'_>,
     mut on_problem: impl FnMut(Problem),
 ) -> Option<Assignment> {
-    if !is_ours(service, inputs.lb_class) {
+    if !service.is_ours(inputs.lb_class) {
         return None;
     }
-    let key = service_ref(service);
-    let (mut ips, problems) = ingress_ips(service);
-    for problem in problems {
-        on_problem(Problem::Skipped(problem));
+    let key = &service.key;
+    let mut ips = service.ips().to_vec();
+    for problem in service.skipped() {
+        on_problem(Problem::Skipped(problem.clone()));
     }
     ips.retain(|ip| match inputs.forbidden.get(ip) {
         Some(reason) => {
@@ -354,8 +365,8 @@ pub(crate) fn assign_one(
     }
     let no_endpoints = BTreeSet::new();
     let with_endpoints = match inputs.endpoints {
-        Some(endpoints) if is_local_policy(service) => {
-            Some(endpoints.get(&key).unwrap_or(&no_endpoints))
+        Some(endpoints) if service.is_local_policy() => {
+            Some(endpoints.get(key).unwrap_or(&no_endpoints))
         }
         _ => None,
     };
@@ -397,7 +408,7 @@ pub(crate) fn assign_one(
             .collect(),
     };
     let eligible = candidates(members.iter().copied(), &ips);
-    let owner = pick_owner(eligible, &key).map(str::to_owned);
+    let owner = pick_owner(eligible, key).map(str::to_owned);
     let mut interfaces = BTreeMap::new();
     if let (Some(owner), Some(covering)) = (&owner, &covering) {
         let member = &inputs.members[owner];
@@ -431,9 +442,9 @@ pub(crate) fn assign_one(
 /// nodes would answer for one IP. The first Service (by namespace/name) with
 /// an owner keeps the address; the others drop it.
 pub(crate) fn settle_shared(
-    raw: &BTreeMap<ServiceRef, Assignment>,
+    raw: &Assignments,
     mut on_problem: impl FnMut(&ServiceRef, Problem),
-) -> BTreeMap<ServiceRef, Assignment> {
+) -> Assignments {
     let mut holder_of: BTreeMap<IpAddr, &ServiceRef> = BTreeMap::new();
     for (service, assignment) in raw {
         if assignment.owner.is_some() {
@@ -444,7 +455,12 @@ pub(crate) fn settle_shared(
     }
     let mut assignments = BTreeMap::new();
     for (service, assignment) in raw {
-        let mut assignment = assignment.clone();
+        let held_elsewhere = |ip: &IpAddr| holder_of.get(ip).is_some_and(|h| *h != service);
+        if !assignment.ips.iter().any(held_elsewhere) {
+            assignments.insert(service.clone(), Arc::clone(assignment));
+            continue;
+        }
+        let mut assignment = Assignment::clone(assignment);
         assignment.ips.retain(|ip| match holder_of.get(ip) {
             Some(holder) if *holder != service => {
                 on_problem(
@@ -458,7 +474,7 @@ pub(crate) fn settle_shared(
             _ => true,
         });
         if !assignment.ips.is_empty() {
-            assignments.insert(service.clone(), assignment);
+            assignments.insert(service.clone(), Arc::new(assignment));
         }
     }
     assignments
@@ -467,7 +483,7 @@ pub(crate) fn settle_shared(
 /// The interfaces advertisements restrict `node`'s VIPs to (see
 /// [`Assignment::interfaces`]).
 pub(crate) fn interfaces_owned_by(
-    assignments: &BTreeMap<ServiceRef, Assignment>,
+    assignments: &Assignments,
     node: &str,
 ) -> BTreeMap<IpAddr, BTreeSet<String>> {
     assignments
@@ -485,10 +501,7 @@ pub(crate) fn interfaces_owned_by(
 
 /// The VIPs `node` answers for, each with the Service it answers for
 /// ([`assign`] gives every address to one Service).
-pub(crate) fn owned_by(
-    assignments: &BTreeMap<ServiceRef, Assignment>,
-    node: &str,
-) -> BTreeMap<IpAddr, ServiceRef> {
+pub(crate) fn owned_by(assignments: &Assignments, node: &str) -> BTreeMap<IpAddr, ServiceRef> {
     let mut owned = BTreeMap::new();
     for (service, assignment) in assignments {
         if assignment.owner.as_deref() == Some(node) {
@@ -517,6 +530,10 @@ pub(crate) mod tests {
             namespace: namespace.into(),
             name: name.into(),
         }
+    }
+
+    pub(crate) fn facts(service: Service) -> Arc<ServiceFacts> {
+        Arc::new(ServiceFacts::of(&service))
     }
 
     pub(crate) fn lb_service(
@@ -814,19 +831,19 @@ pub(crate) mod tests {
         };
         let (v4, dual, v6) = (won_by_a("v4"), won_by_a("dual"), won_by_a("v6"));
         let services = [
-            Arc::new(lb_service(
+            facts(lb_service(
                 &v4,
                 None,
                 "Cluster",
                 &[(Some("192.0.2.1"), None)],
             )),
-            Arc::new(lb_service(
+            facts(lb_service(
                 &dual,
                 None,
                 "Cluster",
                 &[(Some("192.0.2.2"), None), (Some("2001:db8::2"), None)],
             )),
-            Arc::new(lb_service(
+            facts(lb_service(
                 &v6,
                 None,
                 "Cluster",
@@ -886,13 +903,13 @@ pub(crate) mod tests {
             })
             .expect("some pair of names has different owners");
         let services = [
-            Arc::new(lb_service(
+            facts(lb_service(
                 &first,
                 None,
                 "Cluster",
                 &[(Some("192.0.2.1"), None)],
             )),
-            Arc::new(lb_service(
+            facts(lb_service(
                 &second,
                 None,
                 "Cluster",
@@ -938,19 +955,19 @@ pub(crate) mod tests {
     fn local_services_follow_endpoints() {
         let members = nodes(&["a", "b", "c"]);
         let services = [
-            Arc::new(lb_service(
+            facts(lb_service(
                 "local",
                 None,
                 "Local",
                 &[(Some("192.0.2.1"), None)],
             )),
-            Arc::new(lb_service(
+            facts(lb_service(
                 "nowhere",
                 None,
                 "Local",
                 &[(Some("192.0.2.2"), None)],
             )),
-            Arc::new(lb_service(
+            facts(lb_service(
                 "cluster",
                 None,
                 "Cluster",
@@ -993,7 +1010,7 @@ pub(crate) mod tests {
     #[test]
     fn owned_by_collects_dual_stack_addresses() {
         let members = dual_stack(&["a"]);
-        let services = [Arc::new(lb_service(
+        let services = [facts(lb_service(
             "web",
             None,
             "Cluster",
@@ -1025,13 +1042,13 @@ pub(crate) mod tests {
     #[test]
     fn a_vip_goes_to_a_node_on_its_subnet_when_one_is_live() {
         let services = [
-            Arc::new(lb_service(
+            facts(lb_service(
                 "public",
                 None,
                 "Cluster",
                 &[(Some("203.0.113.10"), None)],
             )),
-            Arc::new(lb_service(
+            facts(lb_service(
                 "anywhere",
                 None,
                 "Cluster",
@@ -1102,7 +1119,7 @@ pub(crate) mod tests {
             .and_then(|lb| lb.ingress.as_mut())
             .expect("ingress")[2]
             .ip_mode = Some("Proxy".into());
-        let services = [Arc::new(service)];
+        let services = [facts(service)];
         let forbidden = node_addresses(&[Node {
             metadata: ObjectMeta {
                 name: Some("node-a".into()),
@@ -1151,13 +1168,13 @@ pub(crate) mod tests {
             .find(|name| owner_of(&svc("default", name), &all) == "a")
             .expect("some name is won by a");
         let services = [
-            Arc::new(lb_service(
+            facts(lb_service(
                 &won_by_a,
                 None,
                 "Cluster",
                 &[(Some("192.0.2.1"), None)],
             )),
-            Arc::new(lb_service(
+            facts(lb_service(
                 "v6-only",
                 None,
                 "Cluster",
@@ -1258,16 +1275,16 @@ pub(crate) mod tests {
             ])
         }
 
-        fn service(name: &str, ips: &[&str]) -> Arc<Service> {
+        fn service(name: &str, ips: &[&str]) -> Arc<ServiceFacts> {
             let ingress: Vec<(Option<&str>, Option<&str>)> =
                 ips.iter().map(|ip| (Some(*ip), None)).collect();
-            Arc::new(lb_service(name, None, "Cluster", &ingress))
+            facts(lb_service(name, None, "Cluster", &ingress))
         }
 
         fn decide(
             advertising: Option<&Advertising>,
-            services: &[Arc<Service>],
-        ) -> (BTreeMap<ServiceRef, Assignment>, Vec<(ServiceRef, Problem)>) {
+            services: &[Arc<ServiceFacts>],
+        ) -> (Assignments, Vec<(ServiceRef, Problem)>) {
             let members = members();
             let labels = node_labels();
             let inputs = Inputs {
@@ -1382,7 +1399,7 @@ pub(crate) mod tests {
                 .into(),
             );
             let advertising = two_segments();
-            let (assignments, _) = decide(Some(&advertising), &[Arc::new(object)]);
+            let (assignments, _) = decide(Some(&advertising), &[facts(object)]);
             let assignment = &assignments[&svc("default", &name)];
             assert_ne!(assignment.owner.as_deref(), Some("c"));
             assert_eq!(

@@ -1,10 +1,11 @@
-//! What the watch caches keep of each object: only what ownership, Events and
-//! L2Advertisements read. Full objects (managedFields, last-applied
+//! What the reflectors of Nodes and EndpointSlices keep of each object: only
+//! what ownership reads (Services have a cache of their own, see
+//! `service_facts`). Full objects (managedFields, last-applied
 //! annotations, Node images and capacity, endpoint addresses) would make the
 //! agent's memory grow with the size of the cluster's objects rather than
 //! their number: at 10,000 Services that is most of its footprint.
 
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Service, ServiceSpec, ServiceStatus};
+use k8s_openapi::api::core::v1::{Node, NodeStatus};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::api::ObjectMeta;
 
@@ -28,21 +29,6 @@ fn strip_metadata(metadata: &mut ObjectMeta) {
         ..ObjectMeta::default()
     };
     *metadata = kept;
-}
-
-/// Type, class and traffic policy; the load-balancer status.
-pub(super) fn strip_service(service: &mut Service) {
-    strip_metadata(&mut service.metadata);
-    service.spec = service.spec.take().map(|spec| ServiceSpec {
-        type_: spec.type_,
-        load_balancer_class: spec.load_balancer_class,
-        external_traffic_policy: spec.external_traffic_policy,
-        ..ServiceSpec::default()
-    });
-    service.status = service.status.take().map(|status| ServiceStatus {
-        load_balancer: status.load_balancer,
-        ..ServiceStatus::default()
-    });
 }
 
 /// Labels (eligibility, node selectors), the NetworkUnavailable condition
@@ -79,11 +65,9 @@ pub(super) fn strip_slice(slice: &mut EndpointSlice) {
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition, ServicePort};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition};
 
     use super::*;
-    use crate::cluster::ownership::tests::lb_service;
 
     fn annotated(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
         Some(
@@ -92,40 +76,6 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
-    }
-
-    #[test]
-    fn a_service_keeps_what_ownership_reads_and_nothing_else() {
-        let mut service = lb_service("web", Some("class"), "Local", &[(Some("192.0.2.1"), None)]);
-        service.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
-        service.metadata.annotations = annotated(&[
-            ("kubectl.kubernetes.io/last-applied-configuration", "{…}"),
-            ("metallb.io/ip-allocated-from-pool", "public"),
-        ]);
-        service.metadata.labels = annotated(&[("app", "web")]);
-        let spec = service.spec.as_mut().expect("spec");
-        spec.ports = Some(vec![ServicePort {
-            port: 80,
-            ..Default::default()
-        }]);
-        spec.selector = annotated(&[("app", "web")]);
-        let expected_spec = ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            load_balancer_class: Some("class".into()),
-            external_traffic_policy: Some("Local".into()),
-            ..Default::default()
-        };
-        let ingress = service.status.clone();
-        strip_service(&mut service);
-        assert_eq!(service.metadata.managed_fields, None);
-        assert_eq!(
-            service.metadata.annotations,
-            annotated(&[("metallb.io/ip-allocated-from-pool", "public")])
-        );
-        assert_eq!(service.metadata.labels, annotated(&[("app", "web")]));
-        assert_eq!(service.metadata.name.as_deref(), Some("web"));
-        assert_eq!(service.spec, Some(expected_spec));
-        assert_eq!(service.status, ingress);
     }
 
     #[test]

@@ -20,8 +20,9 @@ use tracing::{info, warn};
 use super::backoff::WatchBackoff;
 use super::indexes::{node_facts, slice_key, NodeFacts};
 use super::membership::lease_selector;
-use super::ownership::{service_ref, slice_nodes};
+use super::ownership::slice_nodes;
 use super::projections;
+use super::service_facts::ServiceCache;
 use super::ServiceRef;
 use crate::crd::{self, IPAddressPool, L2Advertisement};
 
@@ -114,7 +115,7 @@ impl Update {
 
 /// The reflectors' caches the assigner computes ownership from.
 pub(super) struct Stores {
-    pub(super) services: Store<Service>,
+    pub(super) services: ServiceCache,
     pub(super) nodes: Store<Node>,
     /// `None` when EndpointSlices v1 are not served.
     pub(super) slices: Option<Store<EndpointSlice>>,
@@ -149,7 +150,8 @@ pub(super) async fn start(
         // ones: every eligible live node counts as having endpoints.
         warn!("{ENDPOINT_SLICE_GROUP_VERSION} is not served; Local Services are assigned as if every node had endpoints");
     }
-    let (services, services_writer) = reflector::store();
+    let services = ServiceCache::default();
+    let services_writer = services.clone();
     let (nodes, nodes_writer) = reflector::store();
     let (slices, slices_writer) = reflector::store();
     let mut sources: Vec<BoxStream<'static, Update>> = vec![
@@ -158,10 +160,15 @@ pub(super) async fn start(
             watcher::Config::default(),
         )
         .backoff(WatchBackoff::new())
-        .modify(projections::strip_service)
-        .reflect(services_writer)
-        .map(|result| {
-            Update::Services(result.map(|event| Change::of(event, |s, _| service_ref(&s))))
+        .map(move |result| {
+            Update::Services(result.map(|event| {
+                let changed = services_writer.apply(&event);
+                match (event, changed) {
+                    (watcher::Event::InitDone, _) => Change::Listed,
+                    (_, Some(service)) => Change::One(service),
+                    (_, None) => Change::Relisting,
+                }
+            }))
         })
         .boxed(),
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default())

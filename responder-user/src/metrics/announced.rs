@@ -8,6 +8,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+use crate::cluster::ServiceRef;
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder},
     metrics::{MetricType, TypedMetric},
@@ -26,10 +27,13 @@ struct AnnouncedLabels {
 /// re-inserts, which a scrape in between would see half done, and an empty
 /// family loses its HELP and TYPE lines.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Announced(Arc<Mutex<BTreeMap<IpAddr, Option<String>>>>);
+pub(super) struct Announced(Arc<Mutex<BTreeMap<IpAddr, Option<ServiceRef>>>>);
 
 impl Announced {
-    pub(super) fn replace(&self, vips: BTreeMap<IpAddr, Option<String>>) {
+    /// Services are kept as shared references and spelt out only when
+    /// scraped: the set is replaced on every reconcile, and with 10,000 VIPs
+    /// a string per Service each time would be megabytes.
+    pub(super) fn replace(&self, vips: BTreeMap<IpAddr, Option<ServiceRef>>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = vips;
     }
 }
@@ -44,7 +48,10 @@ impl EncodeMetric for Announced {
         for (ip, service) in vips.iter() {
             let labels = AnnouncedLabels {
                 ip: ip.to_string(),
-                service: service.clone().unwrap_or_default(),
+                service: service
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             };
             encoder.encode_family(&labels)?.encode_gauge(&1_i64)?;
         }

@@ -68,6 +68,7 @@ use self::{
     heartbeat::{Clock, Heartbeat},
     vip_collector::VipCollector,
 };
+use crate::cluster::ServiceRef;
 
 /// The default `--metrics-addr`.
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9850";
@@ -262,7 +263,7 @@ impl Metrics {
 
     /// Replaces the set of VIPs this node announces, each with the
     /// `namespace/name` of its Service if it has one.
-    pub fn set_announced(&self, vips: impl IntoIterator<Item = (IpAddr, Option<String>)>) {
+    pub fn set_announced(&self, vips: impl IntoIterator<Item = (IpAddr, Option<ServiceRef>)>) {
         self.announced
             .replace(vips.into_iter().collect::<BTreeMap<_, _>>());
     }

@@ -155,7 +155,7 @@ fn fixed_state() -> (Metrics, FakeVips) {
         ("2001:db8::1".parse().expect("ip"), None),
         (
             "192.0.2.1".parse().expect("ip"),
-            Some("default/web".to_owned()),
+            Some(ServiceRef::new("default", "web")),
         ),
     ]);
     let vips = FakeVips {
@@ -324,7 +324,7 @@ fn escapes_label_values_and_reports_a_missing_heartbeat() {
     let metrics = Metrics::new();
     metrics.set_announced([(
         "192.0.2.9".parse().expect("ip"),
-        Some("odd\\ns/\"quoted\"\nname".to_owned()),
+        Some(ServiceRef::new("odd\\ns", "\"quoted\"\nname")),
     )]);
     let text = metrics.encode();
     assert!(

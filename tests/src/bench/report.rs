@@ -431,24 +431,28 @@ fn agent(page: &mut Page, cluster: &Measured<ClusterResult>, sync: &Measured<Syn
     match sync {
         Measured::Done(r) => {
             let services = r.services;
-            line(&format!("**Method.** `tests/src/bin/sync_measure.rs`: a real kube-apiserver (v1.20) holds one Node and {services} LoadBalancer Services with one ingress IP each (created beforehand, {:.1} s, not measured); then one agent starts (`--announce-count 1`, skb mode, one veth), owns every Service as the only live node, and the time from its start until all {services} VIPs are in its pinned map is taken, polling the map every 20 ms. Memory is VmRSS / VmHWM (peak) from `/proc/PID/status`, CPU is utime + stime from `/proc/PID/stat` (10 ms ticks), once when the map is full and once 2 s later, when the announcements — one gratuitous ARP or unsolicited NA per VIP, queued to the agent's one announcer, part of a real sync — are done. The binary's own mapped code counts in RSS (about 15 MiB of it file-backed, shared with the page cache); the agent caps glibc at two malloc arenas and hands memory freed by the sync back to the kernel.", r.setup_s));
+            line(&format!("**Method.** `tests/src/bin/sync_measure.rs`: a real kube-apiserver (v1.20) holds one Node and {services} LoadBalancer Services with one ingress IP each (created beforehand, {:.1} s, not measured); then one agent starts (`--announce-count 1`, skb mode, one veth), owns every Service as the only live node, and the time from its start until all {services} VIPs are in its pinned map is taken, polling the map every 20 ms. Memory is VmRSS / VmHWM (peak) from `/proc/PID/status`, CPU is utime + stime from `/proc/PID/stat` (10 ms ticks), once when the map is full and once 2 s later, when the announcements — one gratuitous ARP or unsolicited NA per VIP, queued to the agent's one announcer, part of a real sync — are done. RSS is split into anonymous memory (RssAnon: heap, stacks) and file-backed pages (RssFile: the binary's own code and data, shared with the page cache). The agent caps glibc at two malloc arenas and hands memory freed by the sync back to the kernel.", r.setup_s));
             line("");
-            line("| Services | sync ms | CPU ms at sync | RSS MiB at sync | peak RSS MiB at sync | CPU ms 2 s later | RSS MiB 2 s later | peak RSS MiB 2 s later |");
-            line("|---|---|---|---|---|---|---|---|");
+            line("| Services | sync ms | CPU ms at sync | RSS MiB at sync | of which anon / file | peak RSS MiB at sync | CPU ms 2 s later | RSS MiB 2 s later | of which anon / file | peak RSS MiB 2 s later |");
+            line("|---|---|---|---|---|---|---|---|---|---|");
             let (at, later) = (&r.at_sync, &r.settled);
             line(&format!(
-                "| {services} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} |",
+                "| {services} | {:.0} | {:.0} | {:.1} | {:.1} / {:.1} | {:.1} | {:.0} | {:.1} | {:.1} / {:.1} | {:.1} |",
                 r.sync_ms,
                 at.cpu_ms,
                 at.vm_rss_mib,
+                at.rss_anon_mib,
+                at.rss_file_mib,
                 at.vm_hwm_mib,
                 later.cpu_ms,
                 later.vm_rss_mib,
+                later.rss_anon_mib,
+                later.rss_file_mib,
                 later.vm_hwm_mib,
             ));
             line("");
             let busy = at.cpu_ms / r.sync_ms;
-            line(&format!("**What limits it.** The agent was on a CPU {:.0} % of the sync time: the rest is waiting — process start, loading and attaching the program, and the kube-apiserver and etcd (on the same two cores) listing and serialising {services} Services. The agent's own work per Service is decoding it, deciding ownership, one map insert (a syscall) and one entry in the announcer's queue; memory grows with the Services held in its cache (a projection of each Service: about 1.2 KiB, most of it the fixed size of the Kubernetes `Service` type) and what ownership keeps per Service.", busy * 100.0));
+            line(&format!("**What limits it.** The agent was on a CPU {:.0} % of the sync time: the rest is waiting — process start, loading and attaching the program, and the kube-apiserver and etcd (on the same two cores) listing and serialising {services} Services. The agent's own work per Service is decoding it, deciding ownership, one map insert (a syscall) and one entry in the announcer's queue; memory grows with the Services held in its cache (only the facts ownership, L2Advertisements and Events read of each Service, see `responder-user/src/cluster/service_facts.rs`) and what ownership keeps per Service (its assignment and owned VIP, sharing one copy of the Service's name).", busy * 100.0));
         }
         Measured::NotMeasured { reason } => {
             line("**Not measured in this run**: `sync_measure` did not produce a report:");

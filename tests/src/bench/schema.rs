@@ -415,6 +415,12 @@ pub struct MembershipRow {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub vm_rss_mib: f64,
+    /// VmRSS split: anonymous memory (heap, stacks) and file-backed pages
+    /// (the binary's own code and data).
+    #[serde(default)]
+    pub rss_anon_mib: f64,
+    #[serde(default)]
+    pub rss_file_mib: f64,
     pub vm_hwm_mib: f64,
     pub cpu_ms: f64,
     pub wall_ms: f64,

@@ -232,6 +232,8 @@ impl SyncAgent {
         let cpu_ms = (ticks(11) + ticks(12)) as f64 * 1000.0 / per_second;
         Usage {
             vm_rss_mib: kib("VmRSS:") as f64 / 1024.0,
+            rss_anon_mib: kib("RssAnon:") as f64 / 1024.0,
+            rss_file_mib: kib("RssFile:") as f64 / 1024.0,
             vm_hwm_mib: kib("VmHWM:") as f64 / 1024.0,
             cpu_ms,
             wall_ms: self.started.elapsed().as_secs_f64() * 1000.0,

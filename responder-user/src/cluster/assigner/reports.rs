@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::super::advertising::{Advertising, BadKind, BadObject};
 use super::super::events::OwnershipEvent;
 use super::super::membership::Member;
-use super::super::ownership::{self, Assignment, Problem};
+use super::super::ownership::{self, Assignments, Problem};
 use super::super::ServiceRef;
 use super::Assigner;
 
@@ -36,10 +36,10 @@ impl Assigner {
         let bad: BTreeSet<BadObject> = bad.into_iter().collect();
         for object in bad.difference(&self.reported_bad) {
             warn!(kind = ?object.kind, name = %object.name, reason = %object.reason, "left out; the others carry on");
-            let key = ServiceRef {
-                namespace: self.settings.namespace.clone(),
-                name: format!("{:?}/{}", object.kind, object.name),
-            };
+            let key = ServiceRef::new(
+                self.settings.namespace.as_str(),
+                format!("{:?}/{}", object.kind, object.name),
+            );
             let reporter =
                 ownership::pick_owner(self.last_members.keys().map(String::as_str), &key);
             if reporter != Some(self.settings.node_name.as_str()) {
@@ -84,10 +84,7 @@ impl Assigner {
             let own = reason.ends_with(&format!("of node {}", self.settings.node_name));
             let reporter = ownership::pick_owner(members.keys().map(String::as_str), service);
             if own || reporter == Some(self.settings.node_name.as_str()) {
-                if let Some(object) = self
-                    .services
-                    .get(&ObjectRef::new(&service.name).within(&service.namespace))
-                {
+                if let Some(object) = self.services.get(service) {
                     let reason = reason.clone();
                     let event = match unadvertised {
                         true => OwnershipEvent::Unadvertised {
@@ -107,7 +104,7 @@ impl Assigner {
         self.reported_problems = problems;
     }
 
-    pub(super) fn report_changes(&self, assignments: &BTreeMap<ServiceRef, Assignment>) {
+    pub(super) fn report_changes(&self, assignments: &Assignments) {
         let node = self.settings.node_name.as_str();
         let services: BTreeSet<&ServiceRef> =
             self.assignments.keys().chain(assignments.keys()).collect();
