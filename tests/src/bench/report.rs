@@ -415,7 +415,7 @@ fn agent(page: &mut Page, cluster: &Measured<ClusterResult>, sync: &Measured<Syn
                 ));
             }
             line("");
-            line("**What limits it.** Failover is bounded below by the Lease duration (1 s, judged from when each agent last *saw* the owner's renewal, so it lands between 1 s minus the renew interval of 250 ms and 1 s) plus the reassignment, map insert and the client's next probe. Patch → map is the API server's watch fan-out plus one reassignment and one map insert.");
+            line("**What limits it.** Failover is the Lease duration (1 s) counted from when the survivors last *saw* the owner's renewal: with the kills spread over the phases of the 250 ms renewals, that is spread evenly between 750 ms and 1 s (p50 875 ms, p99 ≈ 1 s), plus the reassignment, map insert and the client's next probe (10 ms apart). With 20 trials, p50 and p99 carry tens of ms of sampling noise: compare runs of two versions side by side (same phases, same machine load), not against an old table. Patch → map is the API server's watch fan-out plus one reassignment and one map insert.");
         }
         Measured::NotMeasured { reason } => {
             line("**Not measured in this run**: `cluster_measure` did not produce a report:");

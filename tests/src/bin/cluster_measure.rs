@@ -46,7 +46,7 @@ fn main() {
 
     let report = ClusterResult {
         failover_ms: Percentiles::of(&failover),
-        failover_note: "SIGKILL of the owner's agent + its link down, until the first ARP reply from another node to a client probing every 10 ms (gratuitous announcements not counted)".to_owned(),
+        failover_note: "SIGKILL of the owner's agent + its link down, until the first ARP reply from another node to a client probing every 10 ms (gratuitous announcements not counted); the kills spread evenly over the phases of the owner's 250 ms renewals".to_owned(),
         patch_to_map_ms: Percentiles::of(&reaction),
         patch_to_map_note: "Service status merge patch (new ingress IP) sent, until the owner's pinned VIP map holds the IP".to_owned(),
     };
@@ -62,11 +62,19 @@ fn measure_failover(cluster: &mut Cluster, trials: usize) -> Vec<Duration> {
     for trial in 0..trials {
         let owner = cluster.sole_owner(&[VIP], "web to have one owner before the trial");
         let old_mac = cluster.agent(owner).mac.clone();
+        let extra = phase_delay(trial as u64);
         let (failed_at, reply) = std::thread::scope(|scope| {
             let probe =
                 scope.spawn(|| prober.first_reply_not_from(target, &old_mac, PROBE_INTERVAL, WAIT));
             // Probing already runs, so the first answer after the failure is seen at once.
             std::thread::sleep(Duration::from_millis(50));
+            // Then an extra 0..250 ms (one renew interval), spread evenly
+            // over the trials: the kills fall at every phase of the owner's
+            // renewals alike.
+            // Without it the phase follows from when the VIP came back (a
+            // renewal, or the hold-down timer), and the sample is biased by
+            // up to a renew interval either way.
+            std::thread::sleep(extra);
             let failed_at = Instant::now();
             cluster.fail_node(owner);
             (failed_at, probe.join().expect("prober thread"))
@@ -77,8 +85,9 @@ fn measure_failover(cluster: &mut Cluster, trials: usize) -> Vec<Duration> {
         let took = answered_at - failed_at;
         let successor = cluster.node_of_mac(&new_mac).unwrap_or("an unknown MAC");
         eprintln!(
-            "failover {trial}: {owner} -> {successor} in {:.1} ms",
-            ms(took)
+            "failover {trial}: {owner} -> {successor} in {:.1} ms (killed {:.1} ms later than the fixed 50 ms)",
+            ms(took),
+            ms(extra),
         );
         samples.push(took);
         cluster.restore_node(owner);
@@ -117,6 +126,16 @@ fn measure_patch_to_map(cluster: &Cluster, updates: usize) -> Vec<Duration> {
     }
     eprintln!("{updates} status patches measured on {owner}");
     samples
+}
+
+/// Extra delay before the kill of trial `index`, in 0..250 ms (one renew
+/// interval): the golden-ratio (Weyl) sequence. Unlike pseudo-random delays,
+/// it spreads any run of consecutive trials evenly over the interval whatever
+/// phase the kill would otherwise fall at; 20 pseudo-random draws added to a
+/// fixed phase left two versions' means ~25 ms apart by chance alone.
+fn phase_delay(index: u64) -> Duration {
+    let fraction = (index as f64 * 0.618_033_988_749_894_9).fract();
+    Duration::from_micros((fraction * 250_000.0) as u64)
 }
 
 fn ms(d: Duration) -> f64 {

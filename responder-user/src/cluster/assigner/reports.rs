@@ -58,7 +58,7 @@ impl Assigner {
             };
             if let Some(regarding) = regarding {
                 let _ = self.events.send(OwnershipEvent::Invalid {
-                    regarding,
+                    regarding: Box::new(regarding),
                     reason: object.reason.clone(),
                 });
             }
