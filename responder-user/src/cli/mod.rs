@@ -13,11 +13,11 @@ use anyhow::Context as _;
 /// 64-core node the default would start 64 workers for it.
 const WORKER_THREADS: usize = 2;
 
-/// The tokio runtime of a long-running subcommand, with glibc's arenas
-/// capped first (`responder::memory`): the workers are the threads that
-/// would each get one.
+/// The tokio runtime of a long-running subcommand, with glibc's malloc
+/// tuned first (`responder::memory`): its arenas capped (the workers are the
+/// threads that would each get one) and its mmap threshold fixed.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    responder::memory::limit_arenas();
+    responder::memory::tune_malloc();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .enable_all()
