@@ -133,6 +133,7 @@ pub fn measure(settings: &Settings) -> Report {
         sync,
         membership,
         membership_unbudgeted,
+        remeasured: Vec::new(),
     }
 }
 

@@ -96,6 +96,10 @@ fn heading(page: &mut Page, report: &Report) {
         m.kernel,
     ));
     line("");
+    for remeasured in &report.remeasured {
+        line(&format!("**Measured again on its own:** {remeasured}"));
+        line("");
+    }
 }
 
 fn per_frame(page: &mut Page, pf: &PerFrame) {

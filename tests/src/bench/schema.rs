@@ -23,6 +23,11 @@ pub struct Report {
     /// The same without a write budget (every member at 250 ms), as before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership_unbudgeted: Option<Measured<MembershipResult>>,
+    /// Sections measured again on their own after the run (their measuring
+    /// program run by hand, its report put in place of the run's), and why;
+    /// a full run leaves it empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remeasured: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
