@@ -175,14 +175,8 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     use super::*;
+    use crate::cluster::advertising::tests::labels_of as pairs;
     use crate::cluster::ownership::tests::{lb_service, svc};
-
-    fn pairs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn a_service_keeps_what_ownership_reads_and_nothing_else() {
