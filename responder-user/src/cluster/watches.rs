@@ -1,7 +1,8 @@
-//! The watches the assigner works from: reflectors of Services, Nodes and
-//! EndpointSlices (keeping projections, see `projections`) and the membership
-//! Leases, as one stream of updates that say which object changed, so that a
-//! change recomputes only what it can affect.
+//! The watches the assigner works from: the Service cache (`service_facts`),
+//! reflectors of Nodes and EndpointSlices (keeping projections, see
+//! `projections`) and the membership Leases, as one stream of updates that
+//! say which object changed, so that a change recomputes only what it can
+//! affect.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -113,7 +114,7 @@ impl Update {
     }
 }
 
-/// The reflectors' caches the assigner computes ownership from.
+/// The caches the assigner computes ownership from.
 pub(super) struct Stores {
     pub(super) services: ServiceCache,
     pub(super) nodes: Store<Node>,
