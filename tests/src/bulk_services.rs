@@ -50,7 +50,8 @@ pub async fn create_lb_services(
             let services = Arc::clone(&services);
             tokio::spawn(async move {
                 for index in (worker..count).step_by(CONCURRENCY) {
-                    create_service(&services, index, ingress_ip(index)).await;
+                    create_lb_service(&services, &format!("svc-{index}"), &[ingress_ip(index)])
+                        .await;
                 }
             })
         })
@@ -60,9 +61,9 @@ pub async fn create_lb_services(
     }
 }
 
-/// Kubernetes 1.20 ignores status on create: the ingress IP is a status patch.
-async fn create_service(services: &Api<Service>, index: usize, ip: IpAddr) {
-    let name = format!("svc-{index}");
+/// A LoadBalancer Service `name` whose ingress lists `addresses`.
+/// Kubernetes 1.20 ignores status on create: the ingress is a status patch.
+pub async fn create_lb_service(services: &Api<Service>, name: &str, addresses: &[impl ToString]) {
     let service: Service = serde_json::from_value(json!({
         "metadata": { "name": name },
         "spec": { "type": "LoadBalancer", "ports": [{ "port": 80, "protocol": "TCP" }] },
@@ -72,9 +73,13 @@ async fn create_service(services: &Api<Service>, index: usize, ip: IpAddr) {
         .create(&PostParams::default(), &service)
         .await
         .unwrap_or_else(|e| panic!("create Service {name}: {e}"));
-    let status = json!({ "status": { "loadBalancer": { "ingress": [{ "ip": ip.to_string() }] } } });
+    let ingress: Vec<_> = addresses
+        .iter()
+        .map(|ip| json!({ "ip": ip.to_string() }))
+        .collect();
+    let status = json!({ "status": { "loadBalancer": { "ingress": ingress } } });
     services
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap_or_else(|e| panic!("patch Service {name} status: {e}"));
 }

@@ -14,6 +14,7 @@ use responder::{
     metrics::Metrics,
 };
 use responder_tests::apiserver::ApiServer;
+use responder_tests::bulk_services::create_lb_service;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -125,24 +126,6 @@ async fn nobody_publishes(agents: &[Agent], addresses: &[&str], what: &str) {
             .then_some(())
     })
     .await;
-}
-
-async fn create_lb_service(services: &Api<Service>, name: &str, addresses: &[&str]) {
-    let service: Service = serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": { "type": "LoadBalancer", "ports": [{ "port": 80, "protocol": "TCP" }] },
-    }))
-    .expect("service manifest");
-    services
-        .create(&PostParams::default(), &service)
-        .await
-        .expect("create Service");
-    let ingress: Vec<_> = addresses.iter().map(|a| json!({ "ip": a })).collect();
-    let status = json!({ "status": { "loadBalancer": { "ingress": ingress } } });
-    services
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("patch Service status");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

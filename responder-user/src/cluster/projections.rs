@@ -9,10 +9,8 @@ use k8s_openapi::api::core::v1::{Node, NodeStatus};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::api::ObjectMeta;
 
-/// Annotations the agent reads (MetalLB's pool annotation); the rest go.
-const KEPT_ANNOTATION_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
-
-/// Identity (for Events), labels, and the annotations the agent reads.
+/// Identity and labels: nothing reads a Node's or a slice's annotations
+/// (MetalLB's pool annotation is on Services, see `service_facts`).
 fn strip_metadata(metadata: &mut ObjectMeta) {
     let kept = ObjectMeta {
         name: metadata.name.take(),
@@ -20,12 +18,6 @@ fn strip_metadata(metadata: &mut ObjectMeta) {
         uid: metadata.uid.take(),
         resource_version: metadata.resource_version.take(),
         labels: metadata.labels.take(),
-        annotations: metadata.annotations.take().map(|annotations| {
-            annotations
-                .into_iter()
-                .filter(|(key, _)| KEPT_ANNOTATION_PREFIXES.iter().any(|p| key.starts_with(p)))
-                .collect()
-        }),
         ..ObjectMeta::default()
     };
     *metadata = kept;
