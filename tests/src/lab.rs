@@ -382,7 +382,7 @@ pub fn attach_pass_through(ns: &NetNs, ifname: &str) -> PassThrough {
         .expect("program in object")
         .try_into()
         .expect("XDP program");
-    program.load().expect("load pass-through program");
+    responder::bpf::load_retrying(|| program.load()).expect("load pass-through program");
     ns.enter(|| program.attach(ifname, XdpMode::Driver))
         .expect("attach pass-through XDP to the client veth");
     PassThrough { _ebpf: ebpf }

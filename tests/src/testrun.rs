@@ -166,7 +166,7 @@ impl LoadedResponder {
             .program_mut(PROGRAM_NAME)
             .ok_or(TestRunError::Missing("XDP program"))?
             .try_into()?;
-        program.load()?;
+        responder::bpf::load_retrying(|| program.load())?;
         let vips = ebpf
             .take_map(VIPS_MAP)
             .ok_or(TestRunError::Missing("VIPS map"))?;

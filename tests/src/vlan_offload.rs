@@ -68,7 +68,7 @@ impl EmulatedVlanNic {
             .expect("the emulation program is in the object")
             .try_into()
             .expect("a TC classifier");
-        program.load().expect("load the emulation program");
+        responder::bpf::load_retrying(|| program.load()).expect("load the emulation program");
         ns.enter(|| program.attach(interface, TcAttachType::Egress))
             .expect("attach the emulation to the client's egress");
         EmulatedVlanNic { _ebpf: ebpf }

@@ -24,4 +24,4 @@ pub use inspect::{
 pub(crate) use maps::{BpfVipMap, StatsReader};
 pub use pins::{cleanup, DEFAULT_PIN_PATH};
 pub(crate) use program::{load, Loaded};
-pub use program::{object_loader, AttachMode};
+pub use program::{load_retrying, object_loader, AttachMode};

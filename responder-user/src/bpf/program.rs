@@ -14,7 +14,7 @@ use aya::{
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
-        Xdp, XdpMode,
+        ProgramError, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
@@ -59,6 +59,30 @@ pub fn object_loader() -> EbpfLoader<'static> {
     };
     loader.override_global(HOP_BY_HOP_WALK_GLOBAL, walk, true);
     loader
+}
+
+/// Loading attempts when the verifier gives up with EAGAIN.
+const LOAD_ATTEMPTS: usize = 5;
+
+/// Loads a program into the kernel (`load` is its `Program::load`),
+/// again when the verifier gave up with EAGAIN: it does so whenever a signal
+/// is pending for the loading thread (a child exiting, SIGTERM being
+/// handled), not because the program is wrong. libbpf retries the same way.
+/// Every loader of the object's programs, tests included, goes through here.
+pub fn load_retrying(
+    mut load: impl FnMut() -> Result<(), ProgramError>,
+) -> Result<(), ProgramError> {
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.kind() == std::io::ErrorKind::WouldBlock && attempt < LOAD_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// How to attach the XDP program.
@@ -335,7 +359,7 @@ pub(crate) fn load(
     heartbeat.beat()?;
 
     let program = xdp_program(&mut ebpf)?;
-    program.load().map_err(|source| {
+    load_retrying(|| program.load()).map_err(|source| {
         if restricted_verifier() {
             return Error::privileges(
                 "loading the XDP program (refused by the verifier's restricted mode)",
@@ -469,4 +493,52 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
             name: PROGRAM_NAME,
             source,
         })
+}
+
+#[cfg(test)]
+mod load_tests {
+    use std::io;
+
+    use aya::programs::ProgramError;
+
+    use super::{load_retrying, LOAD_ATTEMPTS};
+
+    fn refused(code: i32) -> ProgramError {
+        ProgramError::LoadError {
+            io_error: io::Error::from_raw_os_error(code),
+            verifier_log: aya_obj::VerifierLog::new(String::new()),
+        }
+    }
+
+    #[test]
+    fn a_load_interrupted_by_a_signal_is_tried_again() {
+        let mut calls = 0;
+        let result = load_retrying(|| {
+            calls += 1;
+            match calls {
+                1 | 2 => Err(refused(libc::EAGAIN)),
+                _ => Ok(()),
+            }
+        });
+        assert!(result.is_ok());
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn a_refusal_is_returned_at_once_and_eagain_only_so_often() {
+        let mut calls = 0;
+        let result = load_retrying(|| {
+            calls += 1;
+            Err(refused(libc::EACCES))
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 1);
+        calls = 0;
+        let result = load_retrying(|| {
+            calls += 1;
+            Err(refused(libc::EAGAIN))
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, LOAD_ATTEMPTS);
+    }
 }
