@@ -34,6 +34,11 @@
 #   KUBE_FEATURE_GATES  `start`: --feature-gates of kube-apiserver (default none), e.g.
 #                     IPv6DualStack=true with a dual-stack SERVICE_CLUSTER_IP_RANGE
 #                     (198.51.100.0/24,2001:db8:ffff::/112) so ipFamilyPolicy/ipFamilies are real
+#   KUBE_BIND_ADDRESS, KUBE_ADVERTISE_ADDRESS, KUBE_ENDPOINT_RECONCILER
+#                     `start`: where kube-apiserver listens and what the `kubernetes`
+#                     Service points at (defaults 127.0.0.1, 127.0.0.1, none); a cluster
+#                     with real nodes (tests/k8s/node.sh) serves pods on a segment
+#                     address with the `lease` reconciler
 #
 # Files in STATE_DIR after `start` (etcd data is wiped on every start):
 #   kubeconfig  admin kubeconfig, embedded certs, user CN=responder-admin O=system:masters,
@@ -81,8 +86,15 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; ex
 # ---------------------------------------------------------------------------
 # build
 # ---------------------------------------------------------------------------
+# Everything a real node needs comes from one source build, sharing one Go
+# cache: the control plane, the kubelet and kube-proxy (tests/k8s/node.sh).
+KUBE_BINARIES=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
+
 binaries_ok() {
-    [[ -x "$APISERVER" && -x "$KUBECTL" ]] || return 1
+    local b
+    for b in "${KUBE_BINARIES[@]}"; do
+        [[ -x "$BIN_DIR/$b" ]] || return 1
+    done
     "$APISERVER" --version >/dev/null 2>&1 || return 1
     "$KUBECTL" version --client >/dev/null 2>&1 || return 1
 }
@@ -127,8 +139,8 @@ fetch_source() {
         printf '%s\n' "${oneline[@]}" >"$aptdir/src.list"
     fi
     if [[ ! -s "$aptdir/src.sources" && ! -s "$aptdir/src.list" ]]; then
-        # fall back to the standard Debian mirror layout
-        printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb-src\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' >"$aptdir/src.sources"
+        # Only the sources this machine is configured with are used: no mirror is guessed.
+        die "no Debian 'deb' entry in /etc/apt/sources.list or /etc/apt/sources.list.d/ to derive a deb-src entry from; add the Debian archive this machine uses, then run '$0 build' again"
     fi
     # A private sources.list.d with only our files.
     mkdir -p "$aptdir/sources.list.d"
@@ -163,7 +175,7 @@ cmd_build() {
     mkdir -p "$work" "$BIN_DIR"
     local buildlog="$work/build.log"
     : >"$buildlog"
-    log "building kube-apiserver + kubectl $KUBE_GIT_VERSION in $work (log: $buildlog; takes several minutes)"
+    log "building ${KUBE_BINARIES[*]} $KUBE_GIT_VERSION in $work (log: $buildlog; takes several minutes)"
     local t0=$SECONDS
 
     # NB: not `if ! ( ... )` -- errexit is ignored inside a subshell used as a condition.
@@ -220,8 +232,11 @@ cmd_build() {
                 -h vendor/k8s.io/code-generator/hack/boilerplate.go.txt \
                 -r "$work/openapi-violations.report"
         fi
-        "$GO" build -trimpath -ldflags "$ld" -o "$work/out/kube-apiserver" ./cmd/kube-apiserver
-        "$GO" build -trimpath -ldflags "$ld" -o "$work/out/kubectl" ./cmd/kubectl
+        local b
+        for b in "${KUBE_BINARIES[@]}"; do
+            [[ -x $work/out/$b ]] && continue
+            "$GO" build -trimpath -ldflags "$ld" -o "$work/out/$b" "./cmd/$b"
+        done
     )
     rc=$?
     set -e
@@ -230,8 +245,10 @@ cmd_build() {
         tail -n 40 "$buildlog" >&2
         exit 1
     fi
-    install -m 0755 "$work/out/kube-apiserver" "$APISERVER.tmp" && mv -f "$APISERVER.tmp" "$APISERVER"
-    install -m 0755 "$work/out/kubectl" "$KUBECTL.tmp" && mv -f "$KUBECTL.tmp" "$KUBECTL"
+    local b
+    for b in "${KUBE_BINARIES[@]}"; do
+        install -m 0755 "$work/out/$b" "$BIN_DIR/$b.tmp" && mv -f "$BIN_DIR/$b.tmp" "$BIN_DIR/$b"
+    done
     binaries_ok || die "built binaries do not run; see $buildlog"
     log "built in $((SECONDS - t0))s: $("$APISERVER" --version)"
     if [[ ${KUBE_KEEP_BUILD:-0} != 1 ]]; then
@@ -288,7 +305,7 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
-subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:198.51.100.1"
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:198.51.100.1,IP:2001:db8:ffff::1${KUBE_ADVERTISE_ADDRESS:+,IP:$KUBE_ADVERTISE_ADDRESS}"
     issue admin "/O=system:masters/CN=responder-admin" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth
@@ -335,7 +352,11 @@ EOF
 pid_alive() {
     local pid="$1" name="$2" exe
     [[ -r /proc/$pid/cmdline ]] || return 1
-    exe=$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n1)
+    local argv
+    mapfile -t argv < <(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null)
+    exe=${argv[0]:-}
+    # Just launched: setsid has not exec'd the program yet.
+    [[ $(basename -- "$exe") == setsid ]] && exe=${argv[1]:-}
     [[ $(basename -- "$exe") == "$name" ]] || return 1
     # zombie counts as dead
     [[ $(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null) != Z ]]
@@ -374,8 +395,8 @@ launch_apiserver() {
     local state="$1" etcd_client="$2" api_port="$3" pki="$1/pki"
     setsid "$APISERVER" \
         --etcd-servers "http://127.0.0.1:$etcd_client" \
-        --bind-address 127.0.0.1 \
-        --advertise-address 127.0.0.1 \
+        --bind-address "${KUBE_BIND_ADDRESS:-127.0.0.1}" \
+        --advertise-address "${KUBE_ADVERTISE_ADDRESS:-127.0.0.1}" \
         --secure-port "$api_port" \
         --insecure-port 0 \
         --cert-dir "$pki" \
@@ -389,7 +410,8 @@ launch_apiserver() {
         --service-account-issuer https://kubernetes.default.svc.cluster.local \
         --service-account-key-file "$pki/sa.pub" \
         --service-account-signing-key-file "$pki/sa.key" \
-        --endpoint-reconciler-type none \
+        --endpoint-reconciler-type "${KUBE_ENDPOINT_RECONCILER:-none}" \
+        --kubelet-preferred-address-types InternalIP \
         --enable-priority-and-fairness=false \
         --allow-privileged=true \
         --profiling=false \

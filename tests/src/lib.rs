@@ -2,6 +2,7 @@
 pub mod lab;
 pub mod netns;
 pub mod prober;
+pub mod real_cluster;
 
 pub mod apiserver;
 pub mod bench;

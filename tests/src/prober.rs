@@ -4,6 +4,7 @@
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
+    sync::atomic::{AtomicBool, Ordering},
     os::fd::{AsRawFd, OwnedFd},
     time::{Duration, Instant},
 };
@@ -149,13 +150,28 @@ impl ArpProber {
     /// waits `interval` more for the last answers, and counts the replies
     /// per MAC.
     pub fn tally(&self, target: Ipv4Addr, interval: Duration, duration: Duration) -> Tally {
+        self.tally_until(target, interval, duration, &AtomicBool::new(false))
+    }
+
+    /// [`Self::tally`] that also ends once `stop` is set (from another
+    /// thread), whichever comes first.
+    pub fn tally_until(
+        &self,
+        target: Ipv4Addr,
+        interval: Duration,
+        duration: Duration,
+        stop: &AtomicBool,
+    ) -> Tally {
         let request = self.request(target);
         self.drain();
         let mut tally = Tally::default();
-        let end = Instant::now() + duration;
+        let mut end = Instant::now() + duration;
         let mut next_send = Instant::now();
         loop {
             let now = Instant::now();
+            if stop.load(Ordering::Relaxed) && now < end {
+                end = now;
+            }
             if now >= end + interval {
                 return tally;
             }

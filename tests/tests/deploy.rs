@@ -137,10 +137,23 @@ fn manifests_apply_and_keep_least_privilege() {
         .iter()
         .find(|m| m["name"] == pins["name"])
         .map(|m| m["mountPath"].clone());
+    // Outside /sys, where a runtime can make a mount point (it mounts sysfs
+    // at /sys first), and where the agent looks: $RESPONDER_PIN_PATH.
+    let mounted_at = mounted_at
+        .as_ref()
+        .and_then(|m| m.as_str())
+        .expect("the pin volume is mounted");
+    assert!(!mounted_at.starts_with("/sys/"), "mounted outside /sys: {mounted_at}");
+    let pin_path_env = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "RESPONDER_PIN_PATH")
+        .map(|e| e["value"].clone());
     assert_eq!(
-        mounted_at,
-        Some(serde_json::json!(PIN_DIR)),
-        "mounted at the default --pin-path"
+        pin_path_env,
+        Some(serde_json::json!(mounted_at)),
+        "RESPONDER_PIN_PATH names the mount"
     );
 
     // RBAC: read-only on what decides ownership, write only Events and own Leases.
@@ -188,6 +201,29 @@ fn manifests_apply_and_keep_least_privilege() {
     assert_eq!(
         strings(&role["rules"][0]["resources"]),
         BTreeSet::from(["leases".to_owned()])
+    );
+    // And, read-only, its own pod and DaemonSet: a stopping agent tells an
+    // uninstall from a restart by them.
+    let own: BTreeSet<(String, String)> = role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .skip(1)
+        .flat_map(|r| {
+            let verbs = strings(&r["verbs"]);
+            assert_eq!(verbs, BTreeSet::from(["get".to_owned()]), "read one object: {r}");
+            let groups = strings(&r["apiGroups"]);
+            strings(&r["resources"])
+                .into_iter()
+                .flat_map(move |res| groups.clone().into_iter().map(move |g| (g, res.clone())))
+        })
+        .collect();
+    assert_eq!(
+        own,
+        BTreeSet::from([
+            (String::new(), "pods".to_owned()),
+            ("apps".to_owned(), "daemonsets".to_owned())
+        ])
     );
     // MetalLB's kinds: pools and advertisements read, ServiceL2Status
     // written, only in the agent's namespace.

@@ -1,6 +1,7 @@
-//! Developer tasks: `cargo xtask <setup|build-ebpf|test|demo|fuzz|bench>`.
+//! Developer tasks: `cargo xtask <setup|build-ebpf|test|demo|fuzz|bench|image>`.
 mod bench;
 mod fuzz;
+mod image;
 mod setup;
 
 use std::{path::PathBuf, process::Command};
@@ -61,9 +62,16 @@ enum Task {
         #[arg(long, value_enum, default_value_t = fuzz::Oracle::Model)]
         oracle: fuzz::Oracle,
     },
+    /// Build the release agent and pack it, with exactly the shared
+    /// libraries it loads, into a reproducible OCI image archive that
+    /// `ctr images import`, `docker load` and `podman load` read. Prints the
+    /// archive's path, the image reference and the manifest digest.
+    Image(image::ImageArgs),
 }
 
 fn main() -> Result<()> {
+    // `cargo xtask image` runs this program as the rustc wrapper of its build.
+    image::rustc_wrapper()?;
     match Cli::parse().task {
         Task::Setup { build_only: true } => setup::build_tools(),
         Task::Setup { build_only: false } => setup::all(),
@@ -81,6 +89,7 @@ fn main() -> Result<()> {
             seed,
             oracle,
         } => fuzz::run_fuzzer(oracle, frames, seed),
+        Task::Image(args) => image::image(args),
     }
 }
 
@@ -160,10 +169,17 @@ fn test(cargo_args: &[String]) -> Result<()> {
     setup::kube_apiserver()?;
     let root = workspace_root();
     // The namespace tests run the real `responder` binary, which `cargo test`
-    // alone does not build.
+    // alone does not build; the real-node tests run the images.
     run(Command::new("cargo")
         .args(["build", "--package", "responder-user", "--bin", "responder"])
+        .args(["--package", "responder-tests", "--bin", "pause"])
         .current_dir(&root))?;
+    let product = image::pack(None, None, None)?;
+    let pause = image::pack(
+        Some(root.join("target/debug/pause")),
+        Some("localhost/responder-test/pause:1".into()),
+        Some(root.join("target/image/pause.oci.tar")),
+    )?;
     run(Command::new("cargo")
         .args([
             "test",
@@ -174,6 +190,9 @@ fn test(cargo_args: &[String]) -> Result<()> {
         ])
         .args(cargo_args)
         .env("RESPONDER_BIN", root.join("target/debug/responder"))
+        .env("RESPONDER_IMAGE_ARCHIVE", &product.archive)
+        .env("RESPONDER_IMAGE_REF", &product.reference)
+        .env("RESPONDER_PAUSE_ARCHIVE", &pause.archive)
         .current_dir(&root))?;
     fuzz::run_fuzzer(fuzz::Oracle::Model, MODEL_FUZZER_FRAMES, None)?;
     fuzz::run_fuzzer(fuzz::Oracle::Kernel, KERNEL_ORACLE_FRAMES, None)?;

@@ -26,6 +26,15 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // Userspace ARP and NDP daemons the benchmark compares the responder with.
     "farpd",
     "ndppd",
+    // The real nodes of tests/k8s/node.sh: the container runtime, the pod
+    // network, kube-proxy's iptables; curl scrapes the agents' metrics.
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+    "curl",
+    // Reads the image archive as Docker and OCI tools do (tests/tests/image.rs).
+    "skopeo",
 ];
 
 /// bpf-linker release known to build against nightly's LLVM 22.
@@ -156,8 +165,8 @@ fn bpffs() -> Result<()> {
     run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
 }
 
-/// Builds (once, cached) the real kube-apiserver, etcd and kubectl the
-/// Kubernetes tests run against.
+/// Builds (once, cached) the real Kubernetes binaries the tests run (the
+/// control plane, kubectl, the kubelet and kube-proxy) and installs etcd.
 pub fn kube_apiserver() -> Result<()> {
     let script = workspace_root().join("tests/k8s/apiserver.sh");
     run(Command::new("bash").arg(script).arg("build"))

@@ -324,6 +324,8 @@ impl Agent {
             Some(cluster) => Some(cluster.depart(self.exit.restart_grace()).await),
             None => None,
         };
+        // Nothing comes to adopt the program after an uninstall.
+        let keep_attached = keep_attached && departure != Some(Departure::Uninstall);
         let loaded = &mut self.core.attachments_mut().loaded;
         let pin_path = loaded.pin_path().display().to_string();
         let interfaces = loaded.attached().collect::<Vec<_>>().join(",");

@@ -31,7 +31,7 @@ pub(crate) enum Command {
     Controller(Box<super::controller::ControllerArgs>),
     /// Show the VIPs of an agent's pinned maps, with counters.
     Vips {
-        #[arg(long, default_value = DEFAULT_PIN_PATH)]
+        #[arg(long, env = PIN_PATH_ENV, default_value = DEFAULT_PIN_PATH)]
         pin_path: PathBuf,
         /// Print a JSON array instead of a table.
         #[arg(long)]
@@ -40,7 +40,7 @@ pub(crate) enum Command {
     /// Show the attached interfaces, total counters and the agent's
     /// heartbeat from the pins, whether or not an agent runs.
     Stats {
-        #[arg(long, default_value = DEFAULT_PIN_PATH)]
+        #[arg(long, env = PIN_PATH_ENV, default_value = DEFAULT_PIN_PATH)]
         pin_path: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -49,10 +49,13 @@ pub(crate) enum Command {
     /// Detach and remove everything an agent pinned (a killed agent's pins,
     /// or those a --kube agent leaves for its successor).
     Cleanup {
-        #[arg(long, default_value = DEFAULT_PIN_PATH)]
+        #[arg(long, env = PIN_PATH_ENV, default_value = DEFAULT_PIN_PATH)]
         pin_path: PathBuf,
     },
 }
+
+/// Where the pins are when not on the command line.
+const PIN_PATH_ENV: &str = "RESPONDER_PIN_PATH";
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
@@ -90,6 +93,11 @@ pub(crate) struct RunArgs {
     /// service account's namespace, else responder-system.
     #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
     pub(crate) namespace: Option<String>,
+    /// With --kube, this agent's own pod (in --namespace): when it is
+    /// stopped, a DaemonSet that is gone or being deleted means an uninstall
+    /// (detach and unpin everything), anything else a restart.
+    #[arg(long, value_name = "NAME", env = "POD_NAME")]
+    pub(crate) pod_name: Option<String>,
     /// Handle only Services with this spec.loadBalancerClass (default: only
     /// Services without a class).
     #[arg(long, value_name = "NAME")]
@@ -116,8 +124,10 @@ pub(crate) struct RunArgs {
     /// forth.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub(crate) hold_down: Duration,
-    /// bpffs directory for the program, map and link pins.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_PATH)]
+    /// bpffs directory for the program, map and link pins. A container sets
+    /// it once in its environment, so `kubectl exec … responder vips` finds
+    /// the pins where the agent's volume mounts them.
+    #[arg(long, value_name = "DIR", env = PIN_PATH_ENV, default_value = DEFAULT_PIN_PATH)]
     pub(crate) pin_path: PathBuf,
     /// XDP attach mode: auto tries driver mode and falls back to skb mode.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]

@@ -15,6 +15,7 @@ mod ownership;
 mod participation;
 mod projections;
 mod selector;
+mod uninstall;
 mod service_facts;
 mod watches;
 
@@ -67,6 +68,9 @@ pub struct ClusterSettings {
     /// How long a member that (re)joins must stay live before Services move
     /// to it, so a flapping node does not pull them back and forth.
     pub hold_down: Duration,
+    /// The agent's own pod (`$POD_NAME`): when it stops, its DaemonSet says
+    /// whether it is a restart or an uninstall. Without it, always a restart.
+    pub pod_name: Option<String>,
 }
 
 impl ClusterSettings {
@@ -92,6 +96,7 @@ impl ClusterSettings {
             lease_duration: Self::DEFAULT_LEASE_DURATION,
             lease_write_budget: Self::DEFAULT_LEASE_WRITE_BUDGET,
             hold_down: Self::DEFAULT_HOLD_DOWN,
+            pod_name: None,
         }
     }
 }

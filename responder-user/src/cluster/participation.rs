@@ -15,6 +15,7 @@ use tracing::info;
 
 use super::eligibility::{self, Eligibility};
 use super::membership::{self, Cadence, Departure, Holding};
+use super::uninstall::{self, Removal};
 use super::{
     assigner, events, l2status, Attached, ClusterError, ClusterSettings, LabelSelector, Ownership,
     View,
@@ -220,6 +221,28 @@ impl Participant {
     }
 }
 
+/// A stopping agent restarts unless its DaemonSet is going away.
+async fn restart_or_uninstall(
+    client: &Client,
+    settings: &ClusterSettings,
+    grace: Duration,
+) -> Departure {
+    let Some(pod_name) = settings.pod_name.as_deref() else {
+        return Departure::Restart { grace };
+    };
+    match uninstall::daemonset_removal(client.clone(), &settings.namespace, pod_name).await {
+        Removal::Staying => Departure::Restart { grace },
+        Removal::Uninstalled(reason) => {
+            info!(%reason, "the agent is being uninstalled: releasing the Lease, detaching and unpinning");
+            Departure::Uninstall
+        }
+        Removal::Unknown(reason) => {
+            tracing::warn!(%reason, "cannot tell a restart from an uninstall; leaving the program for a successor (`responder cleanup` removes it if none comes)");
+            Departure::Restart { grace }
+        }
+    }
+}
+
 /// Writes into this node's Lease how its agent leaves (see [`Departure`]):
 /// for a restart, `grace` long, unless the Node is cordoned (drained before
 /// maintenance), in which case the Lease is released so its Services move at
@@ -243,7 +266,7 @@ pub async fn depart(
             }
         };
         let departure = match grace {
-            Some(grace) if !cordoned => Departure::Restart { grace },
+            Some(grace) if !cordoned => restart_or_uninstall(&client, settings, grace).await,
             _ => Departure::Leave,
         };
         let leases = kube::Api::namespaced(client, &settings.namespace);

@@ -1,6 +1,8 @@
 //! Which interfaces the responder attaches to: by name, by regex, and never
 //! (unless named) to virtual links or to those container runtimes and CNI
-//! plugins create.
+//! plugins create, with one exception: a veth that carries the network
+//! namespace's default route is the node's uplink (a kind or k3d node, a
+//! containerlab node, a node that is a network namespace) and is attached.
 
 use std::collections::BTreeSet;
 
@@ -34,9 +36,10 @@ pub const DEFAULT_EXCLUDED_PREFIXES: &[&str] = &[
     "virbr",
 ];
 
-/// Link kinds (IFLA_INFO_KIND) that are never the node's uplink: bridges, overlays,
+/// Link kinds (IFLA_INFO_KIND) that are not the node's uplink: bridges, overlays,
 /// tunnels, pod and container plumbing, and the children of a parent that is itself
 /// attachable. A bond (or team) is attached, its ports are not (they have a master).
+/// A veth that carries the default route is the exception ([`UPLINK_KIND`]).
 pub const DEFAULT_EXCLUDED_KINDS: &[&str] = &[
     "bridge",
     "veth",
@@ -62,6 +65,13 @@ pub const DEFAULT_EXCLUDED_KINDS: &[&str] = &[
     "ifb",
 ];
 
+/// The one excluded kind that is attached anyway when the link carries the network
+/// namespace's default route ([`LinkInfo::carries_default_route`]): when the node is
+/// itself a container or a network namespace (kind, k3d, containerlab), its uplink
+/// `eth0` is a veth. Pods' veths never carry the host's default route (that lives in
+/// the pod's own namespace), so no pod plumbing becomes attachable through this.
+pub const UPLINK_KIND: &str = "veth";
+
 /// Decides which interfaces the responder attaches to.
 #[derive(Clone, Debug)]
 pub struct InterfaceFilter {
@@ -73,9 +83,10 @@ pub struct InterfaceFilter {
 impl InterfaceFilter {
     /// `names` non-empty selects exactly those interfaces and disables both regexes and the
     /// default exclusions. Otherwise every interface matching `include` (all when None),
-    /// not matching `exclude`, not of a [`DEFAULT_EXCLUDED_KINDS`] kind and not starting
-    /// with a [`DEFAULT_EXCLUDED_PREFIXES`] entry is selected. Regexes are unanchored:
-    /// anchor them (`^eth[0-9]+$`) to match whole names.
+    /// not matching `exclude`, not of a [`DEFAULT_EXCLUDED_KINDS`] kind (except a veth
+    /// carrying the default route, see [`UPLINK_KIND`]) and not starting with a
+    /// [`DEFAULT_EXCLUDED_PREFIXES`] entry is selected. Regexes are unanchored: anchor
+    /// them (`^eth[0-9]+$`) to match whole names.
     pub fn new(names: Vec<String>, include: Option<Regex>, exclude: Option<Regex>) -> Self {
         Self {
             names: names.into_iter().collect(),
@@ -106,10 +117,25 @@ impl InterfaceFilter {
             && !DEFAULT_EXCLUDED_PREFIXES
                 .iter()
                 .any(|prefix| link.name.starts_with(prefix))
-            && !link
-                .kind
-                .as_deref()
-                .is_some_and(|kind| DEFAULT_EXCLUDED_KINDS.contains(&kind))
+            && !link.kind.as_deref().is_some_and(|kind| {
+                // Only the veth exclusion is lifted for the uplink. Anything else carrying
+                // the default route (a bridge over the NIC, a VXLAN, a WireGuard tunnel, a
+                // macvlan, …) stays excluded unless named with `--interface`; the name
+                // prefixes and `--exclude-interface-regex` above apply to the uplink too.
+                DEFAULT_EXCLUDED_KINDS.contains(&kind)
+                    && !(kind == UPLINK_KIND && link.carries_default_route)
+            })
+    }
+
+    /// `link` is accepted only because it carries the default route: a veth that would be
+    /// excluded by its kind otherwise.
+    pub fn accepts_only_as_uplink(&self, link: &LinkInfo) -> bool {
+        link.carries_default_route
+            && self.accepts(link)
+            && !self.accepts(&LinkInfo {
+                carries_default_route: false,
+                ..link.clone()
+            })
     }
 }
 
@@ -129,6 +155,7 @@ pub(crate) mod tests {
             master: None,
             kind: None,
             addresses: Vec::new(),
+            carries_default_route: false,
         }
     }
 
@@ -301,5 +328,114 @@ pub(crate) mod tests {
         assert!(filter.accepts(&link("eth0")));
         assert!(!filter.accepts(&link("eth9")));
         assert!(!filter.accepts(&link("veth1")));
+    }
+
+    fn uplink(name: &str, kind: Option<&str>) -> LinkInfo {
+        LinkInfo {
+            kind: kind.map(str::to_owned),
+            carries_default_route: true,
+            ..link(name)
+        }
+    }
+
+    #[test]
+    fn veth_carrying_the_default_route_is_the_uplink() {
+        let filter = everything();
+        assert!(
+            filter.accepts(&uplink("eth0", Some("veth"))),
+            "a kind node's eth0 is a veth with the default route"
+        );
+        assert!(filter.accepts_only_as_uplink(&uplink("eth0", Some("veth"))));
+        assert!(
+            !filter.accepts(&of_kind("eth0", "veth")),
+            "a veth without the default route stays excluded"
+        );
+        assert!(!filter.accepts_only_as_uplink(&of_kind("eth0", "veth")));
+        assert!(
+            filter.accepts(&uplink("eth0", None)),
+            "a physical NIC with the default route is accepted as before"
+        );
+        assert!(
+            !filter.accepts_only_as_uplink(&uplink("eth0", None)),
+            "accepted anyway, not because of the route"
+        );
+    }
+
+    #[test]
+    fn the_default_route_lifts_only_the_veth_kind_exclusion() {
+        for kind in DEFAULT_EXCLUDED_KINDS
+            .iter()
+            .filter(|kind| **kind != UPLINK_KIND)
+        {
+            assert!(
+                !everything().accepts(&uplink("uplink0", Some(kind))),
+                "kind {kind} stays excluded with the default route"
+            );
+        }
+        assert!(
+            !everything().accepts(&uplink("br0", Some("bridge"))),
+            "a bridge carrying the default route is not attached unless named"
+        );
+        assert!(InterfaceFilter::new(vec!["br0".into()], None, None)
+            .accepts(&uplink("br0", Some("bridge"))));
+    }
+
+    #[test]
+    fn uplink_veth_named_like_pod_plumbing_stays_excluded() {
+        for name in ["veth0", "cali1234", "lxc5678", "cni0"] {
+            assert!(
+                !everything().accepts(&uplink(name, Some("veth"))),
+                "{name} is excluded by its name whatever the routes"
+            );
+        }
+    }
+
+    #[test]
+    fn uplink_still_needs_to_be_up_arp_capable_and_no_port() {
+        let filter = everything();
+        assert!(!filter.accepts(&LinkInfo {
+            admin_up: false,
+            ..uplink("eth0", Some("veth"))
+        }));
+        assert!(!filter.accepts(&LinkInfo {
+            noarp: true,
+            ..uplink("eth0", Some("veth"))
+        }));
+        assert!(!filter.accepts(&LinkInfo {
+            master: Some(9),
+            ..uplink("eth0", Some("veth"))
+        }));
+    }
+
+    #[test]
+    fn regexes_apply_to_the_uplink() {
+        let excluded = InterfaceFilter::new(Vec::new(), None, regex("^eth0$"));
+        assert!(
+            !excluded.accepts(&uplink("eth0", Some("veth"))),
+            "the exclude regex wins over the default route"
+        );
+        let included = InterfaceFilter::new(Vec::new(), regex("^ens"), None);
+        assert!(
+            !included.accepts(&uplink("eth0", Some("veth"))),
+            "the include regex still limits the selection"
+        );
+        let matching = InterfaceFilter::new(Vec::new(), regex("^eth"), None);
+        assert!(matching.accepts(&uplink("eth0", Some("veth"))));
+    }
+
+    #[test]
+    fn explicit_names_are_unchanged_by_the_default_route() {
+        let filter = InterfaceFilter::new(vec!["eth1".into()], None, None);
+        assert!(
+            !filter.accepts(&uplink("eth0", Some("veth"))),
+            "with names, only those: the uplink is not added"
+        );
+        assert!(!filter.accepts_only_as_uplink(&uplink("eth0", Some("veth"))));
+        assert!(filter.accepts(&of_kind("eth1", "veth")));
+        assert!(filter.accepts(&uplink("eth1", Some("veth"))));
+        assert!(
+            !filter.accepts_only_as_uplink(&uplink("eth1", Some("veth"))),
+            "named, not accepted because of the route"
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! Network interfaces: what the agent knows of each (`LinkInfo`, and
 //! `Interface` once attachable), which ones it attaches to (`filter`), and
-//! following them through rtnetlink (`watch`).
+//! following them through rtnetlink (`watch`): links, their addresses, and
+//! which of them carry the network namespace's default route (the node's
+//! uplink, which is a veth when the node is itself a container or a network
+//! namespace: kind, k3d, containerlab).
 
 mod filter;
 pub(crate) mod multicast;
@@ -10,7 +13,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-pub use filter::{InterfaceFilter, DEFAULT_EXCLUDED_KINDS, DEFAULT_EXCLUDED_PREFIXES};
+pub use filter::{InterfaceFilter, DEFAULT_EXCLUDED_KINDS, DEFAULT_EXCLUDED_PREFIXES, UPLINK_KIND};
 
 use crate::error::Error;
 
@@ -66,6 +69,11 @@ pub struct LinkInfo {
     /// The interface's own addresses (IFA_LOCAL, else IFA_ADDRESS) with their
     /// prefix lengths, sorted.
     pub addresses: Vec<IpNet>,
+    /// An output interface (RTA_OIF, or a multipath nexthop's) of a default
+    /// route (prefix length 0) of the main table, IPv4 or IPv6: the network
+    /// namespace's uplink. Lifts the default exclusion of kind `veth` only
+    /// (see [`InterfaceFilter::accepts`]).
+    pub carries_default_route: bool,
 }
 
 /// The link as an attachable interface; `None` without an Ethernet address

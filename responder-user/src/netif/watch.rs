@@ -1,5 +1,14 @@
 //! Interface discovery: which links the responder attaches to, followed through rtnetlink
-//! link and address notifications rather than polling.
+//! link, address and route notifications rather than polling.
+//!
+//! Routes matter only for one thing: which links carry a default route (prefix length 0,
+//! main table, IPv4 or IPv6), i.e. are the network namespace's uplink
+//! ([`LinkInfo::carries_default_route`]). Route notifications can be many on a busy node
+//! (a route per pod with some CNIs, IPv6 routes per veth), so every other route message is
+//! dropped after a look at its first bytes, undecoded. A default-route change is not
+//! applied as such but triggers a fresh dump of the routes: replace semantics, multipath
+//! siblings and routes the kernel flushes without a notification (IPv4 routes of a link
+//! taken down) are then the kernel's business, not ours.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -9,12 +18,13 @@ use std::{
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    ErrorMessage, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP,
-    NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    ErrorMessage, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, Parseable,
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTIPART, NLM_F_REQUEST,
 };
 use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
     link::{InfoPortKind, LinkAttribute, LinkFlags, LinkInfo as LinkInfoAttribute, LinkMessage},
+    route::{RouteAttribute, RouteHeader, RouteMessage, RouteType},
     AddressFamily, RouteNetlinkMessage,
 };
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
@@ -38,7 +48,8 @@ pub enum NetwatchError {
     Request(#[source] io::Error),
 }
 
-/// Snapshot of every link in the current network namespace, sorted by ifindex.
+/// Snapshot of every link in the current network namespace, sorted by ifindex, with
+/// [`LinkInfo::carries_default_route`] set from the routes.
 pub async fn list_links() -> Result<Vec<LinkInfo>, NetwatchError> {
     loop {
         let mut session = Session::open(0)?;
@@ -61,14 +72,19 @@ pub struct LinkSnapshot {
 }
 
 /// Publishes the accepted interfaces (by ifindex) of the current network namespace: first
-/// once the initial link and address dumps are complete, then whenever a link or address
-/// notification changes the accepted set or any accepted link's details (addresses
-/// included). Runs until cancelled, or returns Ok once every receiver of `out` is gone.
+/// once the initial link, address and route dumps are complete, then whenever a link,
+/// address or default-route notification changes the accepted set or any accepted link's
+/// details (addresses included; a veth gaining or losing the default route is accepted or
+/// no longer). Runs until cancelled, or returns Ok once every receiver of `out` is gone.
 pub async fn watch(
     filter: InterfaceFilter,
     out: watch::Sender<LinkSnapshot>,
 ) -> Result<(), NetwatchError> {
-    let groups = (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+    let groups = (libc::RTMGRP_LINK
+        | libc::RTMGRP_IPV4_IFADDR
+        | libc::RTMGRP_IPV6_IFADDR
+        | libc::RTMGRP_IPV4_ROUTE
+        | libc::RTMGRP_IPV6_ROUTE) as u32;
     loop {
         // A fresh socket per resync: messages queued on the old one may predate the new
         // dump, and notifications lost in an overrun could leave stale links behind.
@@ -172,7 +188,22 @@ impl Session {
         self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
             .await?;
         self.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
-            .await
+            .await?;
+        self.dump_default_routes().await
+    }
+
+    /// Rebuilds the set of links carrying a default route from IPv4 and IPv6 route dumps
+    /// (one per family: an AF_UNSPEC dump would add multicast and MPLS routes).
+    async fn dump_default_routes(&mut self) -> Result<(), SessionEnd> {
+        self.table.uplinks_stale = false;
+        self.table.dumping_uplinks = Some(BTreeSet::new());
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut request = RouteMessage::default();
+            request.header.address_family = family;
+            self.dump(RouteNetlinkMessage::GetRoute(request)).await?;
+        }
+        self.table.uplinks = self.table.dumping_uplinks.take().unwrap_or_default();
+        Ok(())
     }
 
     async fn follow(
@@ -182,6 +213,11 @@ impl Session {
     ) -> Result<(), SessionEnd> {
         self.synchronize().await?;
         loop {
+            // Notifications that arrive during the dump mark it stale again: dump until
+            // none did, so what is published matches the kernel's routes.
+            while self.table.uplinks_stale {
+                self.dump_default_routes().await?;
+            }
             publish(
                 out,
                 LinkSnapshot {
@@ -189,13 +225,14 @@ impl Session {
                     addresses: self.table.all_addresses(),
                     topology: Topology::of(&self.table.links().collect::<Vec<_>>()),
                 },
+                filter,
             );
             if out.is_closed() {
                 return Ok(());
             }
             for message in self.receive().await? {
                 if let NetlinkPayload::InnerMessage(message) = message.payload {
-                    self.table.apply(message);
+                    self.table.apply(message, false);
                 }
             }
         }
@@ -220,12 +257,14 @@ impl Session {
             for message in self.receive().await? {
                 let ours = message.header.sequence_number == self.sequence;
                 interrupted |= ours && message.header.flags & NLM_F_DUMP_INTR != 0;
+                // A dump record, not a notification queued meanwhile.
+                let dumped = ours && message.header.flags & NLM_F_MULTIPART != 0;
                 match message.payload {
-                    NetlinkPayload::InnerMessage(message) => self.table.apply(message),
+                    NetlinkPayload::InnerMessage(message) => self.table.apply(message, dumped),
                     NetlinkPayload::Done(_) if ours => {
                         return if interrupted {
                             Err(SessionEnd::Resync(
-                                "links or addresses changed while being dumped".into(),
+                                "links, addresses or routes changed while being dumped".into(),
                             ))
                         } else {
                             Ok(())
@@ -258,6 +297,14 @@ fn parse_messages(mut bytes: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> 
     let mut messages = Vec::new();
     while let Ok(buffer) = NetlinkBuffer::new_checked(bytes) {
         let length = buffer.length() as usize;
+        if !is_default_route_or_other(&buffer) {
+            // Kept as its header alone: a dump's sequence number and flags still count.
+            if let Ok(header) = NetlinkHeader::parse(&buffer) {
+                messages.push(NetlinkMessage::new(header, NetlinkPayload::Noop));
+            }
+            bytes = bytes.get((length + 3) & !3..).unwrap_or_default();
+            continue;
+        }
         match NetlinkMessage::deserialize(&bytes[..length]) {
             Ok(message) => messages.push(message),
             // Skipping one undecodable message beats failing the whole watch; the next
@@ -270,19 +317,43 @@ fn parse_messages(mut bytes: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> 
     messages
 }
 
-fn publish(out: &watch::Sender<LinkSnapshot>, snapshot: LinkSnapshot) {
+/// Whether the message needs decoding: anything but a route, or an IPv4 or IPv6 route
+/// with a destination prefix length of 0 (the only routes that matter), judged from the
+/// rtmsg header's first two bytes (family, destination length).
+fn is_default_route_or_other(buffer: &NetlinkBuffer<&[u8]>) -> bool {
+    const INET: u8 = libc::AF_INET as u8;
+    const INET6: u8 = libc::AF_INET6 as u8;
+    !matches!(
+        buffer.message_type(),
+        libc::RTM_NEWROUTE | libc::RTM_DELROUTE
+    ) || matches!(buffer.payload(), [INET | INET6, 0, ..])
+}
+
+fn publish(out: &watch::Sender<LinkSnapshot>, snapshot: LinkSnapshot, filter: &InterfaceFilter) {
     out.send_if_modified(|current| {
         if *current == snapshot {
             return false;
         }
         let accepted = &snapshot.accepted;
         for (ifindex, link) in accepted {
-            match current.accepted.get(ifindex) {
+            let previous = current.accepted.get(ifindex);
+            match previous {
                 None => info!(interface = %link.name, ifindex, "interface added"),
                 Some(previous) if previous != link => {
                     debug!(interface = %link.name, ifindex, ?link, "interface changed")
                 }
                 Some(_) => {}
+            }
+            if filter.accepts_only_as_uplink(link)
+                && !previous.is_some_and(|previous| filter.accepts_only_as_uplink(previous))
+            {
+                info!(
+                    interface = %link.name,
+                    ifindex,
+                    kind = link.kind.as_deref().unwrap_or_default(),
+                    "veth accepted because it carries the default route: it is the node's \
+                     uplink (the node is itself a container or a network namespace)"
+                );
             }
         }
         for (ifindex, link) in current.accepted.iter() {
@@ -295,17 +366,28 @@ fn publish(out: &watch::Sender<LinkSnapshot>, snapshot: LinkSnapshot) {
     });
 }
 
-/// The kernel's links and addresses as last reported, before filtering.
+/// The kernel's links and addresses as last reported, and the links carrying a default
+/// route as last dumped, before filtering.
 #[derive(Default)]
 struct LinkTable {
     links: BTreeMap<u32, LinkInfo>,
     // Kept apart from `links` because a link update carries no addresses and must not
     // erase the ones already known.
     addresses: BTreeMap<u32, BTreeSet<IpNet>>,
+    /// Output interfaces of the main table's default routes, IPv4 and IPv6, as of the
+    /// last route dump.
+    uplinks: BTreeSet<u32>,
+    /// While routes are being dumped: the output interfaces of the default routes dumped
+    /// so far.
+    dumping_uplinks: Option<BTreeSet<u32>>,
+    /// A default route was added, changed or deleted, or a link carrying one went down,
+    /// came up or away, since `uplinks` was dumped: dump the routes again.
+    uplinks_stale: bool,
 }
 
 impl LinkTable {
-    fn apply(&mut self, message: RouteNetlinkMessage) {
+    /// `dumped`: the message is a record of this socket's own dump, not a notification.
+    fn apply(&mut self, message: RouteNetlinkMessage, dumped: bool) {
         match message {
             // The bridge driver reports port state on the link group with family AF_BRIDGE,
             // including an RTM_DELLINK when a port leaves the bridge; the link itself stays.
@@ -313,13 +395,27 @@ impl LinkTable {
                 if link.header.interface_family == AddressFamily::Bridge => {}
             RouteNetlinkMessage::NewLink(link) => {
                 if let Some(link) = link_from_message(&link) {
+                    // IPv4 drops the routes of a link taken down without a notification.
+                    if self.uplinks.contains(&link.ifindex)
+                        && self
+                            .links
+                            .get(&link.ifindex)
+                            .is_none_or(|known| known.admin_up != link.admin_up)
+                    {
+                        self.uplinks_stale = true;
+                    }
                     self.links.insert(link.ifindex, link);
                 }
             }
             RouteNetlinkMessage::DelLink(link) => {
                 self.links.remove(&link.header.index);
                 self.addresses.remove(&link.header.index);
+                if self.uplinks.contains(&link.header.index) {
+                    self.uplinks_stale = true;
+                }
             }
+            RouteNetlinkMessage::NewRoute(route) => self.apply_route(&route, dumped),
+            RouteNetlinkMessage::DelRoute(route) => self.apply_route(&route, false),
             RouteNetlinkMessage::NewAddress(address) => {
                 if let Some(ip) = address_from_message(&address) {
                     self.addresses
@@ -340,6 +436,16 @@ impl LinkTable {
         }
     }
 
+    fn apply_route(&mut self, route: &RouteMessage, dumped: bool) {
+        let Some(interfaces) = default_route_interfaces(route) else {
+            return;
+        };
+        match self.dumping_uplinks.as_mut() {
+            Some(uplinks) if dumped => uplinks.extend(interfaces),
+            _ => self.uplinks_stale = true,
+        }
+    }
+
     fn links(&self) -> impl Iterator<Item = LinkInfo> + '_ {
         self.links.values().map(|link| LinkInfo {
             addresses: self
@@ -347,6 +453,7 @@ impl LinkTable {
                 .get(&link.ifindex)
                 .map(|addresses| addresses.iter().copied().collect())
                 .unwrap_or_default(),
+            carries_default_route: self.uplinks.contains(&link.ifindex),
             ..link.clone()
         })
     }
@@ -408,7 +515,53 @@ fn link_from_message(message: &LinkMessage) -> Option<LinkInfo> {
         master: master.filter(|_| port_kind != Some(InfoPortKind::Vrf)),
         kind,
         addresses: Vec::new(),
+        carries_default_route: false,
     })
+}
+
+/// For a default route (destination prefix length 0) of the main table, IPv4 or IPv6: its
+/// output interfaces (RTA_OIF, and each multipath nexthop's), none for a route that sends
+/// nowhere (blackhole, unreachable, prohibit). None for any other route. Routes through
+/// nexthop objects (RTA_NH_ID) are seen only as far as the kernel expands them in route
+/// messages (it does unless `net.ipv4.nexthop_compat_mode` is 0).
+fn default_route_interfaces(route: &RouteMessage) -> Option<BTreeSet<u32>> {
+    let header = &route.header;
+    if header.destination_prefix_length != 0
+        || !matches!(
+            header.address_family,
+            AddressFamily::Inet | AddressFamily::Inet6
+        )
+    {
+        return None;
+    }
+    // RTA_TABLE, when present, holds the table id; the header's field only its low byte.
+    let table = route
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            RouteAttribute::Table(table) => Some(*table),
+            _ => None,
+        })
+        .unwrap_or(u32::from(header.table));
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
+    let mut interfaces = BTreeSet::new();
+    if header.kind == RouteType::Unicast {
+        for attribute in &route.attributes {
+            match attribute {
+                RouteAttribute::Oif(ifindex) => {
+                    interfaces.insert(*ifindex);
+                }
+                RouteAttribute::MultiPath(hops) => {
+                    interfaces.extend(hops.iter().map(|hop| hop.interface_index))
+                }
+                _ => {}
+            }
+        }
+    }
+    interfaces.remove(&0);
+    Some(interfaces)
 }
 
 fn address_from_message(message: &AddressMessage) -> Option<IpNet> {
@@ -436,6 +589,14 @@ fn address_from_message(message: &AddressMessage) -> Option<IpNet> {
 mod tests {
     use super::*;
     use crate::netif::filter::tests::{everything, link};
+    use netlink_packet_core::Emitable;
+    use netlink_packet_route::route::{RouteAddress, RouteNextHop};
+
+    impl LinkTable {
+        fn apply_notification(&mut self, message: RouteNetlinkMessage) {
+            self.apply(message, false);
+        }
+    }
 
     fn link_message(flags: LinkFlags, attributes: Vec<LinkAttribute>) -> LinkMessage {
         let mut message = LinkMessage::default();
@@ -501,14 +662,14 @@ mod tests {
             LinkFlags::Up | LinkFlags::Running,
             vec![LinkAttribute::IfName("rsp0".into())],
         );
-        table.apply(RouteNetlinkMessage::NewLink(up.clone()));
+        table.apply_notification(RouteNetlinkMessage::NewLink(up.clone()));
 
         let mut address = AddressMessage::default();
         address.header.index = 4;
         address.attributes = vec![AddressAttribute::Address("192.0.2.1".parse().expect("ip"))];
-        table.apply(RouteNetlinkMessage::NewAddress(address.clone()));
+        table.apply_notification(RouteNetlinkMessage::NewAddress(address.clone()));
         // A later link update must keep the addresses already known.
-        table.apply(RouteNetlinkMessage::NewLink(up.clone()));
+        table.apply_notification(RouteNetlinkMessage::NewLink(up.clone()));
         let accepted = table.accepted(&everything());
         assert_eq!(
             accepted[&4].addresses,
@@ -521,13 +682,13 @@ mod tests {
 
         let mut bridge_port_removed = up.clone();
         bridge_port_removed.header.interface_family = AddressFamily::Bridge;
-        table.apply(RouteNetlinkMessage::DelLink(bridge_port_removed));
+        table.apply_notification(RouteNetlinkMessage::DelLink(bridge_port_removed));
         assert!(table.accepted(&everything()).contains_key(&4));
 
-        table.apply(RouteNetlinkMessage::DelAddress(address));
+        table.apply_notification(RouteNetlinkMessage::DelAddress(address));
         assert!(table.accepted(&everything())[&4].addresses.is_empty());
 
-        table.apply(RouteNetlinkMessage::DelLink(up));
+        table.apply_notification(RouteNetlinkMessage::DelLink(up));
         assert!(table.accepted(&everything()).is_empty());
     }
 
@@ -545,5 +706,215 @@ mod tests {
         );
         address.header.prefix_len = 33;
         assert_eq!(address_from_message(&address), None, "no such prefix");
+    }
+
+    /// A unicast route of the main table with a destination prefix length of
+    /// `prefix_length` (to 10.0.0.0 or 2001:db8:: unless 0), then `attributes`.
+    fn route(
+        family: AddressFamily,
+        prefix_length: u8,
+        attributes: Vec<RouteAttribute>,
+    ) -> RouteMessage {
+        let mut message = RouteMessage::default();
+        message.header.address_family = family;
+        message.header.destination_prefix_length = prefix_length;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.kind = RouteType::Unicast;
+        if prefix_length != 0 {
+            message
+                .attributes
+                .push(RouteAttribute::Destination(match family {
+                    AddressFamily::Inet6 => RouteAddress::Inet6("2001:db8::".parse().expect("ip")),
+                    _ => RouteAddress::Inet("10.0.0.0".parse().expect("ip")),
+                }));
+        }
+        message.attributes.extend(attributes);
+        message
+    }
+
+    fn gateway_v4() -> RouteAttribute {
+        RouteAttribute::Gateway(RouteAddress::Inet("192.0.2.1".parse().expect("ip")))
+    }
+
+    fn hop(ifindex: u32) -> RouteNextHop {
+        let mut hop = RouteNextHop::default();
+        hop.interface_index = ifindex;
+        hop.attributes = vec![gateway_v4()];
+        hop
+    }
+
+    fn interfaces(ifindexes: &[u32]) -> Option<BTreeSet<u32>> {
+        Some(ifindexes.iter().copied().collect())
+    }
+
+    #[test]
+    fn default_route_of_the_main_table_names_its_output_interface() {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let default = route(family, 0, vec![gateway_v4(), RouteAttribute::Oif(4)]);
+            assert_eq!(
+                default_route_interfaces(&default),
+                interfaces(&[4]),
+                "{family:?}"
+            );
+        }
+        let mut by_attribute = route(AddressFamily::Inet, 0, vec![RouteAttribute::Oif(4)]);
+        by_attribute.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        by_attribute.attributes.push(RouteAttribute::Table(254));
+        assert_eq!(
+            default_route_interfaces(&by_attribute),
+            interfaces(&[4]),
+            "RTA_TABLE names the main table"
+        );
+    }
+
+    #[test]
+    fn multipath_default_route_names_each_nexthop() {
+        let multipath = route(
+            AddressFamily::Inet,
+            0,
+            vec![RouteAttribute::MultiPath(vec![hop(4), hop(5)])],
+        );
+        assert_eq!(default_route_interfaces(&multipath), interfaces(&[4, 5]));
+    }
+
+    #[test]
+    fn other_tables_and_other_routes_are_ignored() {
+        let mut other_table = route(AddressFamily::Inet, 0, vec![RouteAttribute::Oif(4)]);
+        other_table.header.table = 100;
+        assert_eq!(default_route_interfaces(&other_table), None, "table 100");
+        let mut local = route(AddressFamily::Inet6, 0, vec![RouteAttribute::Oif(4)]);
+        local.header.table = 255;
+        assert_eq!(default_route_interfaces(&local), None, "local table");
+        let mut vrf = route(AddressFamily::Inet, 0, vec![RouteAttribute::Oif(4)]);
+        vrf.header.table = 252;
+        vrf.attributes.push(RouteAttribute::Table(1000));
+        assert_eq!(default_route_interfaces(&vrf), None, "RTA_TABLE wins");
+        let pod = route(AddressFamily::Inet, 32, vec![RouteAttribute::Oif(4)]);
+        assert_eq!(default_route_interfaces(&pod), None, "a pod route");
+        let mut blackhole = route(AddressFamily::Inet, 0, Vec::new());
+        blackhole.header.kind = RouteType::BlackHole;
+        assert_eq!(
+            default_route_interfaces(&blackhole),
+            interfaces(&[]),
+            "a default route, through no interface"
+        );
+    }
+
+    /// The route as the kernel sends it, for `parse_messages`.
+    fn encoded(route: RouteMessage, flags: u16, sequence: u32) -> Vec<u8> {
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = sequence;
+        let mut message = NetlinkMessage::new(
+            header,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(route)),
+        );
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn only_default_routes_are_decoded() {
+        let default = route(AddressFamily::Inet, 0, vec![RouteAttribute::Oif(4)]);
+        let pod = route(AddressFamily::Inet, 32, vec![RouteAttribute::Oif(9)]);
+        let v6_pod = route(AddressFamily::Inet6, 128, vec![RouteAttribute::Oif(9)]);
+        let mut bytes = encoded(pod, NLM_F_MULTIPART | NLM_F_DUMP_INTR, 3);
+        bytes.extend(encoded(default.clone(), 0, 0));
+        bytes.extend(encoded(v6_pod, 0, 0));
+        assert_eq!(default.buffer_len() % 4, 0, "records stay aligned");
+        let messages = parse_messages(&bytes);
+        assert_eq!(messages.len(), 3);
+        assert!(matches!(messages[0].payload, NetlinkPayload::Noop));
+        assert_eq!(
+            (messages[0].header.flags, messages[0].header.sequence_number),
+            (NLM_F_MULTIPART | NLM_F_DUMP_INTR, 3),
+            "an ignored record keeps the header a dump checks"
+        );
+        assert!(matches!(
+            &messages[1].payload,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(decoded)) if *decoded == default
+        ));
+        assert!(matches!(messages[2].payload, NetlinkPayload::Noop));
+    }
+
+    fn veth(ifindex: u32, name: &str, up: bool) -> LinkMessage {
+        let mut message = link_message(
+            if up {
+                LinkFlags::Up | LinkFlags::Running
+            } else {
+                LinkFlags::empty()
+            },
+            vec![
+                LinkAttribute::IfName(name.into()),
+                LinkAttribute::LinkInfo(vec![LinkInfoAttribute::Kind(
+                    netlink_packet_route::link::InfoKind::Veth,
+                )]),
+            ],
+        );
+        message.header.index = ifindex;
+        message
+    }
+
+    /// `table` after a route dump that found `routes`.
+    fn dump(table: &mut LinkTable, routes: &[RouteMessage]) {
+        table.uplinks_stale = false;
+        table.dumping_uplinks = Some(BTreeSet::new());
+        for route in routes {
+            table.apply(RouteNetlinkMessage::NewRoute(route.clone()), true);
+        }
+        table.uplinks = table.dumping_uplinks.take().unwrap_or_default();
+    }
+
+    #[test]
+    fn table_marks_the_veth_carrying_the_default_route() {
+        let mut table = LinkTable::default();
+        table.apply_notification(RouteNetlinkMessage::NewLink(veth(4, "eth0", true)));
+        table.apply_notification(RouteNetlinkMessage::NewLink(veth(5, "veth1234", true)));
+        let default = route(AddressFamily::Inet, 0, vec![RouteAttribute::Oif(4)]);
+        let pod = route(AddressFamily::Inet, 32, vec![RouteAttribute::Oif(5)]);
+        dump(&mut table, &[pod.clone(), default.clone()]);
+        assert!(!table.uplinks_stale);
+        let accepted = table.accepted(&everything());
+        assert_eq!(accepted.keys().copied().collect::<Vec<_>>(), vec![4]);
+        assert!(accepted[&4].carries_default_route);
+
+        // Pod routes come and go without a re-dump.
+        table.apply_notification(RouteNetlinkMessage::NewRoute(pod.clone()));
+        table.apply_notification(RouteNetlinkMessage::DelRoute(pod));
+        assert!(!table.uplinks_stale, "pod routes do not matter");
+
+        // A default route changing calls for a re-dump, which decides.
+        table.apply_notification(RouteNetlinkMessage::DelRoute(default.clone()));
+        assert!(table.uplinks_stale);
+        dump(&mut table, &[]);
+        assert!(table.accepted(&everything()).is_empty());
+        table.apply_notification(RouteNetlinkMessage::NewRoute(default.clone()));
+        assert!(table.uplinks_stale);
+        dump(&mut table, &[default]);
+        assert!(table.accepted(&everything()).contains_key(&4));
+
+        // IPv4 flushes the routes of a link taken down without telling.
+        table.apply_notification(RouteNetlinkMessage::NewLink(veth(4, "eth0", true)));
+        assert!(!table.uplinks_stale, "nothing changed");
+        table.apply_notification(RouteNetlinkMessage::NewLink(veth(4, "eth0", false)));
+        assert!(table.uplinks_stale, "the uplink went down");
+        dump(&mut table, &[]);
+        table.apply_notification(RouteNetlinkMessage::DelLink(veth(5, "veth1234", true)));
+        assert!(!table.uplinks_stale, "not an uplink");
+    }
+
+    #[test]
+    fn notification_during_a_route_dump_makes_it_stale() {
+        let mut table = LinkTable {
+            dumping_uplinks: Some(BTreeSet::new()),
+            ..LinkTable::default()
+        };
+        let default = route(AddressFamily::Inet6, 0, vec![RouteAttribute::Oif(4)]);
+        table.apply(RouteNetlinkMessage::NewRoute(default.clone()), true);
+        table.apply(RouteNetlinkMessage::DelRoute(default), false);
+        assert_eq!(table.dumping_uplinks, Some(BTreeSet::from([4])));
+        assert!(table.uplinks_stale, "dumped again once this dump is done");
     }
 }

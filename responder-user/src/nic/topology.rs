@@ -84,6 +84,7 @@ mod tests {
             master,
             kind: kind.map(str::to_owned),
             addresses: Vec::new(),
+            carries_default_route: false,
         }
     }
 

@@ -339,9 +339,12 @@ pub enum Departure {
     /// It comes back soon (a DaemonSet rolling update): the Lease asks the
     /// others to keep this node a member for `grace`, so nothing moves.
     Restart { grace: Duration },
-    /// It does not come back (the node is drained, or the agent uninstalled):
-    /// the Lease is released, so its Services move at once.
+    /// It does not come back (the node is drained): the Lease is released,
+    /// so its Services move at once.
     Leave,
+    /// Its DaemonSet is being removed: the Lease is released as for
+    /// [`Departure::Leave`], and the agent detaches and unpins everything.
+    Uninstall,
 }
 
 /// Writes `departure` into this node's Lease; a failure is logged, since the
@@ -359,7 +362,7 @@ pub(crate) async fn depart(api: &Api<Lease>, node: &str, departure: Departure) {
                 },
             })
         }
-        Departure::Leave => json!({ "spec": { "holderIdentity": null } }),
+        Departure::Leave | Departure::Uninstall => json!({ "spec": { "holderIdentity": null } }),
     };
     match api
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -1,0 +1,446 @@
+//! The product as users install it: the image `cargo xtask image` builds,
+//! imported into containerd on two real kubelet nodes, and `deploy/` applied
+//! with `kubectl apply -k` exactly as shipped (its `images:` entry names that
+//! image). The agents run under the DaemonSet's security context, the address
+//! controller with its own ServiceAccount token; a client on the nodes'
+//! segment resolves a dual-stack Service's addresses while the agents are
+//! rolled, deleted and killed; then everything is uninstalled.
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use responder_tests::{
+    controller_lab::deploy_dir,
+    prober::{ArpProber, Tally},
+    real_cluster::{output_of, Images, RealCluster, CLIENT_IF, CLIENT_V4, NODE_IF},
+};
+use serde_json::Value;
+
+const NAMESPACE: &str = "responder-system";
+/// Generous for a 2-core machine: pods start, images unpack, nothing here is
+/// a timed assertion.
+const WAIT: Duration = Duration::from_secs(180);
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+
+const LAYER2: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: segment
+  namespace: responder-system
+spec:
+  addresses:
+    - 192.0.2.240/28
+    - 2001:db8:1::f0/124
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata:
+  name: segment
+  namespace: responder-system
+spec:
+  ipAddressPools:
+    - segment
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  selector:
+    app: web
+  ports:
+    - port: 80
+"#;
+
+fn apply_stdin(cluster: &RealCluster, manifest: &str) {
+    let path = cluster.state_dir().join("layer2.yaml");
+    std::fs::write(&path, manifest).expect("write manifest");
+    cluster.kubectl_ok(&["apply", "-f", &path.to_string_lossy()]);
+}
+
+/// The agent pods, by node name.
+fn agent_pods(cluster: &RealCluster) -> Vec<(String, String, Value)> {
+    let pods = cluster.kubectl_json(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=responder",
+    ]);
+    pods["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| {
+            (
+                p["spec"]["nodeName"].as_str().unwrap_or("").to_owned(),
+                p["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                p.clone(),
+            )
+        })
+        .collect()
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// Waits until every node runs one Ready agent pod; returns their names by node.
+fn agents_ready(cluster: &RealCluster) -> Vec<(String, String, Value)> {
+    cluster.wait("an agent pod Running and Ready on every node", WAIT, || {
+        let pods = agent_pods(cluster);
+        let all = cluster
+            .nodes
+            .iter()
+            .all(|n| pods.iter().filter(|(node, _, p)| node == &n.name && ready(p)).count() == 1);
+        (all && pods.iter().all(|(_, _, p)| ready(p))).then_some(pods)
+    })
+}
+
+fn service_addresses(cluster: &RealCluster) -> Vec<String> {
+    cluster.wait("the controller assigns both families to the Service", WAIT, || {
+        let svc = cluster.kubectl_json(&["-n", "default", "get", "service", "web"]);
+        let ips: Vec<String> = svc["status"]["loadBalancer"]["ingress"]
+            .as_array()?
+            .iter()
+            .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+            .collect();
+        (ips.len() == 2).then_some(ips)
+    })
+}
+
+/// Probes `vip` every 10 ms on a thread of its own until told to stop.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<Tally>>,
+}
+
+impl Probe {
+    fn start(cluster: &RealCluster, vip: Ipv4Addr) -> Self {
+        let prober = ArpProber::on(&cluster.client, CLIENT_IF, cluster.client_v4());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = thread::spawn(move || {
+            // Bounded: no step of the test runs longer than this.
+            prober.tally_until(vip, PROBE_EVERY, Duration::from_secs(600), &flag)
+        });
+        Probe {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().expect("running").join().expect("prober")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Waits until `node`'s agent has renewed its Lease as usual (no restart
+/// mark of a predecessor left); the Lease duration in seconds.
+fn settled_lease(cluster: &RealCluster, node: &str) -> u64 {
+    cluster.wait(&format!("the Lease of {node} renewed by its agent"), WAIT, || {
+        let lease =
+            cluster.kubectl_json(&["-n", NAMESPACE, "get", "lease", &format!("responder-{node}")]);
+        let marked = lease["metadata"]["annotations"]
+            .as_object()
+            .is_some_and(|a| a.keys().any(|k| k.contains("restart-grace")));
+        let seconds = lease["spec"]["leaseDurationSeconds"].as_u64()?;
+        (!marked && seconds <= 5).then_some(seconds)
+    })
+}
+
+/// The containerd ID of `node`'s running agent container.
+fn agent_container(cluster: &RealCluster, node: &str) -> String {
+    let pods = agents_ready(cluster);
+    let (_, _, pod) = pods.iter().find(|(n, _, _)| n == node).expect("the node's agent pod");
+    pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .and_then(|id| id.strip_prefix("containerd://"))
+        .expect("a containerd container ID")
+        .to_owned()
+}
+
+fn kill_container(cluster: &RealCluster, node: &str, container: &str) {
+    let out = cluster.ctr(node, &["tasks", "kill", "-s", "SIGKILL", container]);
+    assert!(out.status.success(), "ctr kill: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn assert_unbroken(what: &str, tally: &Tally, owner_mac: &str) {
+    let answered: u64 = tally.replies.values().sum();
+    assert!(tally.sent > 100, "{what}: the probe ran ({} sent)", tally.sent);
+    assert_eq!(
+        tally.replies.keys().collect::<Vec<_>>(),
+        vec![&owner_mac.to_lowercase()],
+        "{what}: only the owner's MAC answers: {tally:?}"
+    );
+    assert_eq!(answered, tally.sent, "{what}: every probe answered: {tally:?}");
+}
+
+/// The owner of `vip` by the MAC that answers the client.
+fn owner_of(cluster: &RealCluster, vip: Ipv4Addr) -> String {
+    let prober = ArpProber::on(&cluster.client, CLIENT_IF, cluster.client_v4());
+    cluster.wait(&format!("one node answers ARP for {vip}"), WAIT, || {
+        let macs = prober.answers(vip, Duration::from_millis(300));
+        match macs.as_slice() {
+            [one] => cluster.node_by_mac(one).map(|n| n.name.clone()),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn deploy_as_shipped_on_real_kubelet_nodes() {
+    let images = Images::from_env();
+    let cluster = RealCluster::start("rn", &["node-a", "node-b"], &images);
+
+    // --- install, exactly as shipped -----------------------------------
+    cluster.kubectl_ok(&["apply", "-k", &deploy_dir("crds")]);
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=60s",
+        "crd/ipaddresspools.metallb.io",
+        "crd/l2advertisements.metallb.io",
+        "crd/servicel2statuses.metallb.io",
+    ]);
+    cluster.kubectl_ok(&["apply", "-k", &deploy_dir("")]);
+    cluster.kubectl_ok(&["apply", "-k", &deploy_dir("controller")]);
+
+    let pods = agents_ready(&cluster);
+    for (_, _, pod) in &pods {
+        let image = pod["spec"]["containers"][0]["image"].as_str().unwrap_or("");
+        assert_eq!(image, images.reference, "the DaemonSet runs the image xtask built");
+    }
+    check_security_context(&cluster, &pods);
+
+    cluster.wait("the controller Deployment available", WAIT, || {
+        let d = cluster.kubectl_json(&["-n", NAMESPACE, "get", "deployment", "responder-controller"]);
+        (d["status"]["availableReplicas"].as_u64() == Some(2)).then_some(())
+    });
+    // Its pods are not on the host network and hold no kubeconfig: only the
+    // ServiceAccount token the kubelet mounts.
+    let controllers = cluster.kubectl_json(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=responder-controller",
+    ]);
+    for pod in controllers["items"].as_array().expect("items") {
+        assert!(pod["spec"]["hostNetwork"].is_null() || pod["spec"]["hostNetwork"] == false);
+        assert_eq!(pod["spec"]["serviceAccountName"], "responder-controller");
+        let env = pod["spec"]["containers"][0]["env"].to_string();
+        assert!(!env.contains("KUBECONFIG"), "no kubeconfig: {env}");
+    }
+
+    // --- a MetalLB layer-2 configuration and a dual-stack Service ------
+    apply_stdin(&cluster, LAYER2);
+    let addresses = service_addresses(&cluster);
+    let v4: Ipv4Addr = addresses
+        .iter()
+        .find_map(|a| a.parse().ok())
+        .expect("an IPv4 address");
+    let v6 = addresses
+        .iter()
+        .find(|a| a.contains(':'))
+        .expect("an IPv6 address")
+        .clone();
+    let owner = owner_of(&cluster, v4);
+    let owner_mac = cluster.node(&owner).mac.clone();
+    let ndp = cluster.wait(&format!("{v6} resolved by NDP"), WAIT, || {
+        let out = cluster
+            .client
+            .command("ndisc6")
+            .args(["-1", "-r", "3", "-w", "300", &v6, CLIENT_IF])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        text.contains("target link-layer address").then_some(text)
+    });
+    assert!(
+        cluster.nodes.iter().any(|n| ndp.contains(&n.mac.to_lowercase())),
+        "a node's MAC answers NDP for {v6}: {ndp}"
+    );
+    cluster.wait("a ServiceL2Status naming the owner", WAIT, || {
+        let list = cluster.kubectl_json(&["-n", NAMESPACE, "get", "servicel2statuses"]);
+        let items = list["items"].as_array()?;
+        let [only] = items.as_slice() else {
+            return None;
+        };
+        (only["status"]["node"] == owner.as_str()
+            && only["status"]["serviceName"] == "web"
+            && only["status"]["interfaces"][0]["name"] == NODE_IF)
+            .then_some(())
+    });
+
+    // --- logs and metrics, as an operator reads them -------------------
+    let (_, owner_pod, _) = pods.iter().find(|(n, _, _)| n == &owner).expect("owner pod");
+    let logs = cluster.kubectl_ok(&["-n", NAMESPACE, "logs", owner_pod]);
+    assert!(
+        logs.contains(NODE_IF) && logs.to_lowercase().contains("attach"),
+        "kubectl logs shows the agent attaching to {NODE_IF}:\n{logs}"
+    );
+    let metrics = output_of(
+        &cluster.client,
+        "curl",
+        &["-sf", "-m", "5", &format!("http://{}:9850/metrics", cluster.node(&owner).ip)],
+    );
+    assert!(
+        metrics.contains("responder_"),
+        "the pod's metrics port answers:\n{metrics}"
+    );
+
+    // --- a rolling restart moves nothing and loses nothing -------------
+    let probe = Probe::start(&cluster, v4);
+    thread::sleep(Duration::from_millis(500));
+    let before = agent_pods(&cluster);
+    cluster.kubectl_ok(&["-n", NAMESPACE, "rollout", "restart", "daemonset/responder"]);
+    cluster.kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "rollout",
+        "status",
+        "daemonset/responder",
+        "--timeout=300s",
+    ]);
+    let after = agents_ready(&cluster);
+    thread::sleep(Duration::from_secs(2));
+    let tally = probe.finish();
+    assert!(
+        after.iter().all(|(_, name, _)| before.iter().all(|(_, old, _)| old != name)),
+        "every agent pod was replaced"
+    );
+    assert_unbroken("kubectl rollout restart", &tally, &owner_mac);
+
+    // --- kubectl delete pod: SIGTERM within the grace period -----------
+    let (_, owner_pod, _) = after.iter().find(|(n, _, _)| n == &owner).expect("owner pod");
+    let probe = Probe::start(&cluster, v4);
+    thread::sleep(Duration::from_millis(500));
+    cluster.kubectl_ok(&["-n", NAMESPACE, "delete", "pod", owner_pod, "--wait=true"]);
+    agents_ready(&cluster);
+    thread::sleep(Duration::from_secs(2));
+    let tally = probe.finish();
+    assert_unbroken("kubectl delete pod", &tally, &owner_mac);
+
+    // --- the owner's agent container SIGKILLed through the runtime -----
+    // With its kubelet frozen, as on a node that is dying: nothing restarts
+    // the agent, and the other node takes over once the Lease expires.
+    let lease_seconds = settled_lease(&cluster, &owner);
+    let container = agent_container(&cluster, &owner);
+    let prober = ArpProber::on(&cluster.client, CLIENT_IF, cluster.client_v4());
+    cluster.freeze_kubelet(&owner, true);
+    let killed = Instant::now();
+    kill_container(&cluster, &owner, &container);
+    let takeover = prober.first_reply_not_from(v4, &owner_mac, PROBE_EVERY, WAIT);
+    cluster.freeze_kubelet(&owner, false);
+    let (answered, by) = takeover.expect("another node answers after the owner's agent is killed");
+    let took = answered - killed;
+    assert!(
+        cluster.node_by_mac(&by).is_some_and(|n| n.name != owner),
+        "the survivor answers ({by})"
+    );
+    eprintln!(
+        "SIGKILL of the owner's agent container (kubelet frozen): the other node answered after {took:?} (Lease {lease_seconds} s)"
+    );
+    // The survivor takes over once the dead agent's Lease has expired: the
+    // duration, counted from the renewal the survivor last saw, and its
+    // reaction.
+    assert!(
+        took <= Duration::from_secs(lease_seconds) + Duration::from_secs(3),
+        "taken over within the Lease duration ({lease_seconds} s): {took:?}"
+    );
+    agents_ready(&cluster);
+
+    // --- uninstall -----------------------------------------------------
+    cluster.kubectl_ok(&["delete", "-f", &cluster.state_dir().join("layer2.yaml").to_string_lossy()]);
+    cluster.kubectl_ok(&["delete", "-k", &deploy_dir("controller"), "--wait=true"]);
+    cluster.kubectl_ok(&["delete", "-k", &deploy_dir(""), "--wait=true"]);
+    cluster.wait("every agent pod gone", WAIT, || agent_pods(&cluster).is_empty().then_some(()));
+    for node in &cluster.nodes {
+        let link = node.netns.ip(&["link", "show", "dev", NODE_IF]);
+        assert!(!link.contains("xdp"), "{}: no XDP program left on {NODE_IF}:\n{link}", node.name);
+        // The hostPath directory itself stays (the kubelet made it).
+        let pins = cluster.in_node(&node.name, &["find", "/sys/fs/bpf/responder", "-mindepth", "1"]);
+        let pins = String::from_utf8_lossy(&pins.stdout);
+        assert!(pins.trim().is_empty(), "{}: nothing pinned after uninstall: {pins}", node.name);
+        let offloads = output_of(&node.netns, "ethtool", &["-k", NODE_IF]);
+        assert!(
+            offloads.contains("rx-vlan-offload: on"),
+            "{}: receive VLAN offload restored:\n{offloads}",
+            node.name
+        );
+    }
+    let _ = CLIENT_V4;
+}
+
+/// The agent processes run with exactly the manifest's capabilities, under
+/// seccomp, without new privileges, on a read-only root.
+fn check_security_context(cluster: &RealCluster, pods: &[(String, String, Value)]) {
+    // CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_PERFMON 38, CAP_BPF 39.
+    let wanted: u64 = (1 << 12) | (1 << 13) | (1 << 38) | (1 << 39);
+    for (node, pod, spec) in pods {
+        let id = spec["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .and_then(|id| id.strip_prefix("containerd://"))
+            .unwrap_or_else(|| panic!("{pod}: container ID"));
+        let tasks = cluster.ctr(node, &["tasks", "ls"]);
+        let tasks = String::from_utf8_lossy(&tasks.stdout);
+        let pid = tasks
+            .lines()
+            .find(|l| l.starts_with(id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("{pod}: task of {id} in {tasks}"));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+                .to_owned()
+        };
+        let hex = |name: &str| u64::from_str_radix(&field(name), 16).expect("hex capability set");
+        assert_eq!(hex("CapEff:"), wanted, "{pod}: effective capabilities");
+        assert_eq!(hex("CapBnd:"), wanted, "{pod}: bounding set");
+        assert_eq!(field("Seccomp:"), "2", "{pod}: a seccomp filter (RuntimeDefault)");
+        assert_eq!(field("NoNewPrivs:"), "1", "{pod}: allowPrivilegeEscalation: false");
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).expect("mounts");
+        let root = mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("/"))
+            .expect("a root mount");
+        assert!(
+            root.split_whitespace().nth(3).is_some_and(|o| o.split(',').any(|o| o == "ro")),
+            "{pod}: read-only root: {root}"
+        );
+        assert!(
+            mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/run/responder/pins")
+                && l.split_whitespace().nth(2) == Some("bpf")),
+            "{pod}: the pin directory is bpffs at /run/responder/pins:\n{mounts}"
+        );
+    }
+}
