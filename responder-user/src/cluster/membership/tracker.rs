@@ -105,10 +105,18 @@ impl LeaseTracker {
         let seen = match self.leases.entry(name) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                // A Lease never seen before is a first join, or one this
-                // agent cannot tell apart from one (listed at its start):
-                // nothing to hold down.
-                let settled_at = own_rejoin.map_or(now, |started| started + self.hold_down);
+                // A Lease never seen before is a first join: nothing to hold
+                // down. Listed at this agent's start, it may be a rejoin the
+                // other agents saw happen and hold down: the Lease itself
+                // says how long ago, so this agent holds it down for what is
+                // left, as they do (a restarted agent that did not would
+                // move Services they keep).
+                let settled_at = match own_rejoin {
+                    Some(started) => started + self.hold_down,
+                    None if listed => rejoined_for(lease)
+                        .map_or(now, |age| now + self.hold_down.saturating_sub(age)),
+                    None => now,
+                };
                 entry.insert(Observation {
                     holder: holder.clone(),
                     renew_time: None,
@@ -205,6 +213,24 @@ impl LeaseTracker {
             .get(name)
             .map_or(self.lease_duration, |seen| self.duration(seen))
     }
+}
+
+/// How long ago, by its holder's own clock (renewTime − acquireTime, so no
+/// clock skew between nodes enters), a Lease's node began its current
+/// session, when that session is a rejoin: `None` for a first join (the
+/// session began when the Lease was created) or when the Lease does not say.
+fn rejoined_for(lease: &Lease) -> Option<Duration> {
+    /// A first join stamps acquireTime as it creates the Lease.
+    const CREATION_SLACK: Duration = Duration::from_secs(1);
+    let spec = lease.spec.as_ref()?;
+    let acquired = spec.acquire_time.as_ref()?.0;
+    let renewed = spec.renew_time.as_ref()?.0;
+    let created = lease.metadata.creation_timestamp.as_ref()?.0;
+    let after_creation = Duration::try_from(acquired.duration_since(created)).ok()?;
+    if after_creation < CREATION_SLACK {
+        return None;
+    }
+    Some(Duration::try_from(renewed.duration_since(acquired)).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -405,6 +431,43 @@ mod tests {
             );
         }
         assert!(tracker.live(at)["a"].settled);
+    }
+
+    fn created(mut lease: Lease, second: i64) -> Lease {
+        lease.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(second).expect("timestamp"),
+            ),
+        );
+        lease
+    }
+
+    #[test]
+    fn a_rejoin_listed_at_start_is_held_down_for_what_is_left() {
+        let hold_down = Duration::from_secs(10);
+        let start = Instant::now();
+        let mut tracker = LeaseTracker::new(SECOND, hold_down, lease_name("self"));
+        // Created at 100, rejoined at 200, renewed at 203: held down for 7 s
+        // more, as the agents that saw it rejoin at 200 hold it down.
+        tracker.observe(&created(in_session("a", 203, 200), 100), start, true);
+        // A first join (acquired as the Lease was created) settles at once.
+        tracker.observe(&created(in_session("b", 203, 100), 100), start, true);
+        // Long since rejoined: settled.
+        tracker.observe(&created(in_session("c", 300, 200), 100), start, true);
+        for (now, a_settled) in [
+            (start, false),
+            (start + Duration::from_millis(6_900), false),
+            (start + Duration::from_secs(7), true),
+        ] {
+            // Each still renewed, so only the hold-down decides.
+            for (node, session) in [("a", 200), ("b", 100), ("c", 200)] {
+                let second = 203 + now.duration_since(start).as_secs() as i64;
+                tracker.observe(&created(in_session(node, second, session), 100), now, false);
+            }
+            let live = tracker.live(now);
+            assert_eq!(live["a"].settled, a_settled, "a at {:?}", now - start);
+            assert!(live["b"].settled && live["c"].settled);
+        }
     }
 
     #[test]
