@@ -38,6 +38,17 @@ pub fn deploy_dir(component: &str) -> String {
     format!("{}/../deploy/{component}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `kubectl` arguments that wait until the CRDs of `deploy/crds/` are served.
+pub const WAIT_FOR_CRDS: &[&str] = &[
+    "wait",
+    "--for",
+    "condition=established",
+    "--timeout=60s",
+    "crd/ipaddresspools.metallb.io",
+    "crd/l2advertisements.metallb.io",
+    "crd/servicel2statuses.metallb.io",
+];
+
 /// One `responder controller` process.
 pub struct Controller {
     pub identity: String,
@@ -95,15 +106,7 @@ impl ControllerLab {
             ),
         };
         lab.kubectl_ok(&["apply", "-k", &deploy_dir("crds")]);
-        lab.kubectl_ok(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=60s",
-            "crd/ipaddresspools.metallb.io",
-            "crd/l2advertisements.metallb.io",
-            "crd/servicel2statuses.metallb.io",
-        ]);
+        lab.kubectl_ok(WAIT_FOR_CRDS);
         lab.kubectl_ok(&["apply", "-f", &format!("{}/namespace.yaml", deploy_dir(""))]);
         lab
     }

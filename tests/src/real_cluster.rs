@@ -282,24 +282,22 @@ impl RealCluster {
 
     /// `ctr -n k8s.io` against `node`'s containerd.
     pub fn ctr(&self, node: &str, args: &[&str]) -> Output {
-        Command::new("bash")
-            .arg(node_script())
-            .args(["ctr", &self.state.0.to_string_lossy(), node])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ctr")
+        self.node_sh("ctr", node, args)
     }
 
     /// A command inside `node`'s network and mount namespaces.
     pub fn in_node(&self, node: &str, args: &[&str]) -> Output {
+        self.node_sh("in-node", node, args)
+    }
+
+    fn node_sh(&self, verb: &str, node: &str, args: &[&str]) -> Output {
         Command::new("bash")
             .arg(node_script())
-            .args(["in-node", &self.state.0.to_string_lossy(), node])
+            .args([verb, &self.state.0.to_string_lossy(), node])
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("run in node")
+            .unwrap_or_else(|e| panic!("node.sh {verb}: {e}"))
     }
 
     /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) `node`'s kubelet: a node

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::{
     apiserver::ApiServer,
-    controller_lab::deploy_dir,
+    controller_lab::{deploy_dir, WAIT_FOR_CRDS},
     lab::{attach_pass_through, cleanup_pins, responder_bin, PassThrough},
     netns::{quiet_ipv6, run_ok, wait_for, ChildGuard, NetNs, TempPath},
 };
@@ -162,15 +162,7 @@ impl Segments {
             );
         };
         kubectl_ok(&["apply", "-k", &deploy_dir("crds")]);
-        kubectl_ok(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=60s",
-            "crd/ipaddresspools.metallb.io",
-            "crd/l2advertisements.metallb.io",
-            "crd/servicel2statuses.metallb.io",
-        ]);
+        kubectl_ok(WAIT_FOR_CRDS);
         kubectl_ok(&["apply", "-f", &format!("{}/namespace.yaml", deploy_dir(""))]);
 
         let tag = format!(

@@ -16,7 +16,7 @@ use std::{
 };
 
 use responder_tests::{
-    controller_lab::deploy_dir,
+    controller_lab::{deploy_dir, WAIT_FOR_CRDS},
     prober::{ArpProber, Tally},
     real_cluster::{output_of, Images, RealCluster, CLIENT_IF, CLIENT_V4, NODE_IF},
 };
@@ -217,15 +217,7 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
 
     // --- install, exactly as shipped -----------------------------------
     cluster.kubectl_ok(&["apply", "-k", &deploy_dir("crds")]);
-    cluster.kubectl_ok(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout=60s",
-        "crd/ipaddresspools.metallb.io",
-        "crd/l2advertisements.metallb.io",
-        "crd/servicel2statuses.metallb.io",
-    ]);
+    cluster.kubectl_ok(WAIT_FOR_CRDS);
     cluster.kubectl_ok(&["apply", "-k", &deploy_dir("")]);
     cluster.kubectl_ok(&["apply", "-k", &deploy_dir("controller")]);
 
