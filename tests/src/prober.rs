@@ -4,8 +4,8 @@
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    sync::atomic::{AtomicBool, Ordering},
     os::fd::{AsRawFd, OwnedFd},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 

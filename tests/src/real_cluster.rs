@@ -108,13 +108,24 @@ fn dump_logs(state: &Path) {
     for pod in pods.split_whitespace() {
         let (namespace, name) = pod.split_once('/').unwrap_or(("default", pod));
         for previous in [false, true] {
-            let mut args = vec!["-n", namespace, "logs", name, "--all-containers", "--tail", "80"];
+            let mut args = vec![
+                "-n",
+                namespace,
+                "logs",
+                name,
+                "--all-containers",
+                "--tail",
+                "80",
+            ];
             if previous {
                 args.push("--previous");
             }
             let text = kubectl_text(state, &args);
             if !text.is_empty() {
-                eprintln!("--- kubectl logs {pod}{} ---\n{text}", if previous { " --previous" } else { "" });
+                eprintln!(
+                    "--- kubectl logs {pod}{} ---\n{text}",
+                    if previous { " --previous" } else { "" }
+                );
             }
         }
     }
@@ -165,7 +176,15 @@ impl RealCluster {
         };
 
         let switch = NetNs::new(&format!("sw-{name}"));
-        switch.ip(&["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
+        switch.ip(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
         switch.ip(&["link", "set", "br0", "up"]);
         let mut port_xdp = Vec::new();
         let mut port = |ns: &NetNs, inner: &str, outer: &str| {
@@ -178,13 +197,26 @@ impl RealCluster {
 
         let control_plane = NetNs::new(&format!("cp-{name}"));
         port(&control_plane, "lan", "p-cp");
-        control_plane.ip(&["addr", "add", &format!("{CONTROL_PLANE_V4}/24"), "dev", "lan"]);
+        control_plane.ip(&[
+            "addr",
+            "add",
+            &format!("{CONTROL_PLANE_V4}/24"),
+            "dev",
+            "lan",
+        ]);
         control_plane.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "lan", "nodad"]);
 
         let client = NetNs::new(&format!("cl-{name}"));
         port(&client, CLIENT_IF, "p-cl");
         client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", CLIENT_IF]);
-        client.ip(&["addr", "add", &format!("{CLIENT_V6}/64"), "dev", CLIENT_IF, "nodad"]);
+        client.ip(&[
+            "addr",
+            "add",
+            &format!("{CLIENT_V6}/64"),
+            "dev",
+            CLIENT_IF,
+            "nodad",
+        ]);
 
         let mut real_nodes = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
@@ -221,7 +253,12 @@ impl RealCluster {
             );
         };
         let state_dir = state.0.to_string_lossy().into_owned();
-        script(&["control-plane", &state_dir, control_plane.name(), CONTROL_PLANE_V4]);
+        script(&[
+            "control-plane",
+            &state_dir,
+            control_plane.name(),
+            CONTROL_PLANE_V4,
+        ]);
         for (i, node) in real_nodes.iter().enumerate() {
             let pod_cidr = format!("203.0.113.{}/26", 64 * i);
             script(&[
@@ -233,7 +270,12 @@ impl RealCluster {
                 &pod_cidr,
                 &images.pause.to_string_lossy(),
             ]);
-            script(&["import", &state_dir, &node.name, &images.responder.to_string_lossy()]);
+            script(&[
+                "import",
+                &state_dir,
+                &node.name,
+                &images.responder.to_string_lossy(),
+            ]);
         }
         RealCluster {
             _processes: processes,

@@ -98,7 +98,7 @@ fn a_metallb_layer2_configuration_gives_every_service_its_addresses() {
         json!({ "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"] }),
         json!({ "metallb.io/address-pool": "dual" }),
     );
-    lab.wait_ingress_eq("default", "from-dual", &["203.0.113.0", "2001:db8:300::"]);
+    lab.wait_ingress_eq("default", "from-dual", &["203.0.113.0", "2001:db8:300::1"]);
     assert_eq!(
         lab.annotation("default", "from-dual", POOL_ANNOTATION)
             .as_deref(),
@@ -121,7 +121,7 @@ fn a_metallb_layer2_configuration_gives_every_service_its_addresses() {
             json!({}),
         ),
     );
-    lab.wait_ingress_eq("internal", "db", &["2001:db8:200::"]);
+    lab.wait_ingress_eq("internal", "db", &["2001:db8:200::1"]);
     assert_eq!(
         lab.annotation("internal", "db", POOL_ANNOTATION).as_deref(),
         Some("internal-v6")

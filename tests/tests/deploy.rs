@@ -143,7 +143,10 @@ fn manifests_apply_and_keep_least_privilege() {
         .as_ref()
         .and_then(|m| m.as_str())
         .expect("the pin volume is mounted");
-    assert!(!mounted_at.starts_with("/sys/"), "mounted outside /sys: {mounted_at}");
+    assert!(
+        !mounted_at.starts_with("/sys/"),
+        "mounted outside /sys: {mounted_at}"
+    );
     let pin_path_env = c["env"]
         .as_array()
         .expect("env")
@@ -211,7 +214,11 @@ fn manifests_apply_and_keep_least_privilege() {
         .skip(1)
         .flat_map(|r| {
             let verbs = strings(&r["verbs"]);
-            assert_eq!(verbs, BTreeSet::from(["get".to_owned()]), "read one object: {r}");
+            assert_eq!(
+                verbs,
+                BTreeSet::from(["get".to_owned()]),
+                "read one object: {r}"
+            );
             let groups = strings(&r["apiGroups"]);
             strings(&r["resources"])
                 .into_iter()

@@ -84,7 +84,10 @@ fn the_archive_reads_as_oci_and_as_docker_with_labels_and_no_shell() {
             || file.starts_with("lib/x86_64-linux-gnu/lib")
             || file.starts_with("lib64/ld-linux")
             || file.starts_with("usr/lib/x86_64-linux-gnu/lib");
-        assert!(allowed, "only the agent and its libraries: {file} in {files:?}");
+        assert!(
+            allowed,
+            "only the agent and its libraries: {file} in {files:?}"
+        );
     }
     assert!(files.len() <= 6, "{files:?}");
 }

@@ -95,33 +95,40 @@ fn agent_pods(cluster: &RealCluster) -> Vec<(String, String, Value)> {
 
 fn ready(pod: &Value) -> bool {
     pod["metadata"]["deletionTimestamp"].is_null()
-        && pod["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// Waits until every node runs one Ready agent pod; returns their names by node.
 fn agents_ready(cluster: &RealCluster) -> Vec<(String, String, Value)> {
     cluster.wait("an agent pod Running and Ready on every node", WAIT, || {
         let pods = agent_pods(cluster);
-        let all = cluster
-            .nodes
-            .iter()
-            .all(|n| pods.iter().filter(|(node, _, p)| node == &n.name && ready(p)).count() == 1);
+        let all = cluster.nodes.iter().all(|n| {
+            pods.iter()
+                .filter(|(node, _, p)| node == &n.name && ready(p))
+                .count()
+                == 1
+        });
         (all && pods.iter().all(|(_, _, p)| ready(p))).then_some(pods)
     })
 }
 
 fn service_addresses(cluster: &RealCluster) -> Vec<String> {
-    cluster.wait("the controller assigns both families to the Service", WAIT, || {
-        let svc = cluster.kubectl_json(&["-n", "default", "get", "service", "web"]);
-        let ips: Vec<String> = svc["status"]["loadBalancer"]["ingress"]
-            .as_array()?
-            .iter()
-            .filter_map(|i| i["ip"].as_str().map(str::to_owned))
-            .collect();
-        (ips.len() == 2).then_some(ips)
-    })
+    cluster.wait(
+        "the controller assigns both families to the Service",
+        WAIT,
+        || {
+            let svc = cluster.kubectl_json(&["-n", "default", "get", "service", "web"]);
+            let ips: Vec<String> = svc["status"]["loadBalancer"]["ingress"]
+                .as_array()?
+                .iter()
+                .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+                .collect();
+            (ips.len() == 2).then_some(ips)
+        },
+    )
 }
 
 /// Probes `vip` every 10 ms on a thread of its own until told to stop.
@@ -160,21 +167,33 @@ impl Drop for Probe {
 /// Waits until `node`'s agent has renewed its Lease as usual (no restart
 /// mark of a predecessor left); the Lease duration in seconds.
 fn settled_lease(cluster: &RealCluster, node: &str) -> u64 {
-    cluster.wait(&format!("the Lease of {node} renewed by its agent"), WAIT, || {
-        let lease =
-            cluster.kubectl_json(&["-n", NAMESPACE, "get", "lease", &format!("responder-{node}")]);
-        let marked = lease["metadata"]["annotations"]
-            .as_object()
-            .is_some_and(|a| a.keys().any(|k| k.contains("restart-grace")));
-        let seconds = lease["spec"]["leaseDurationSeconds"].as_u64()?;
-        (!marked && seconds <= 5).then_some(seconds)
-    })
+    cluster.wait(
+        &format!("the Lease of {node} renewed by its agent"),
+        WAIT,
+        || {
+            let lease = cluster.kubectl_json(&[
+                "-n",
+                NAMESPACE,
+                "get",
+                "lease",
+                &format!("responder-{node}"),
+            ]);
+            let marked = lease["metadata"]["annotations"]
+                .as_object()
+                .is_some_and(|a| a.keys().any(|k| k.contains("restart-grace")));
+            let seconds = lease["spec"]["leaseDurationSeconds"].as_u64()?;
+            (!marked && seconds <= 5).then_some(seconds)
+        },
+    )
 }
 
 /// The containerd ID of `node`'s running agent container.
 fn agent_container(cluster: &RealCluster, node: &str) -> String {
     let pods = agents_ready(cluster);
-    let (_, _, pod) = pods.iter().find(|(n, _, _)| n == node).expect("the node's agent pod");
+    let (_, _, pod) = pods
+        .iter()
+        .find(|(n, _, _)| n == node)
+        .expect("the node's agent pod");
     pod["status"]["containerStatuses"][0]["containerID"]
         .as_str()
         .and_then(|id| id.strip_prefix("containerd://"))
@@ -184,18 +203,29 @@ fn agent_container(cluster: &RealCluster, node: &str) -> String {
 
 fn kill_container(cluster: &RealCluster, node: &str, container: &str) {
     let out = cluster.ctr(node, &["tasks", "kill", "-s", "SIGKILL", container]);
-    assert!(out.status.success(), "ctr kill: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr kill: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn assert_unbroken(what: &str, tally: &Tally, owner_mac: &str) {
     let answered: u64 = tally.replies.values().sum();
-    assert!(tally.sent > 100, "{what}: the probe ran ({} sent)", tally.sent);
+    assert!(
+        tally.sent > 100,
+        "{what}: the probe ran ({} sent)",
+        tally.sent
+    );
     assert_eq!(
         tally.replies.keys().collect::<Vec<_>>(),
         vec![&owner_mac.to_lowercase()],
         "{what}: only the owner's MAC answers: {tally:?}"
     );
-    assert_eq!(answered, tally.sent, "{what}: every probe answered: {tally:?}");
+    assert_eq!(
+        answered, tally.sent,
+        "{what}: every probe answered: {tally:?}"
+    );
 }
 
 /// The owner of `vip` by the MAC that answers the client.
@@ -224,12 +254,16 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
     let pods = agents_ready(&cluster);
     for (_, _, pod) in &pods {
         let image = pod["spec"]["containers"][0]["image"].as_str().unwrap_or("");
-        assert_eq!(image, images.reference, "the DaemonSet runs the image xtask built");
+        assert_eq!(
+            image, images.reference,
+            "the DaemonSet runs the image xtask built"
+        );
     }
     check_security_context(&cluster, &pods);
 
     cluster.wait("the controller Deployment available", WAIT, || {
-        let d = cluster.kubectl_json(&["-n", NAMESPACE, "get", "deployment", "responder-controller"]);
+        let d =
+            cluster.kubectl_json(&["-n", NAMESPACE, "get", "deployment", "responder-controller"]);
         (d["status"]["availableReplicas"].as_u64() == Some(2)).then_some(())
     });
     // Its pods are not on the host network and hold no kubeconfig: only the
@@ -274,7 +308,10 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
         text.contains("target link-layer address").then_some(text)
     });
     assert!(
-        cluster.nodes.iter().any(|n| ndp.contains(&n.mac.to_lowercase())),
+        cluster
+            .nodes
+            .iter()
+            .any(|n| ndp.contains(&n.mac.to_lowercase())),
         "a node's MAC answers NDP for {v6}: {ndp}"
     );
     cluster.wait("a ServiceL2Status naming the owner", WAIT, || {
@@ -290,7 +327,10 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
     });
 
     // --- logs and metrics, as an operator reads them -------------------
-    let (_, owner_pod, _) = pods.iter().find(|(n, _, _)| n == &owner).expect("owner pod");
+    let (_, owner_pod, _) = pods
+        .iter()
+        .find(|(n, _, _)| n == &owner)
+        .expect("owner pod");
     let logs = cluster.kubectl_ok(&["-n", NAMESPACE, "logs", owner_pod]);
     assert!(
         logs.contains(NODE_IF) && logs.to_lowercase().contains("attach"),
@@ -299,7 +339,12 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
     let metrics = output_of(
         &cluster.client,
         "curl",
-        &["-sf", "-m", "5", &format!("http://{}:9850/metrics", cluster.node(&owner).ip)],
+        &[
+            "-sf",
+            "-m",
+            "5",
+            &format!("http://{}:9850/metrics", cluster.node(&owner).ip),
+        ],
     );
     assert!(
         metrics.contains("responder_"),
@@ -323,13 +368,18 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
     thread::sleep(Duration::from_secs(2));
     let tally = probe.finish();
     assert!(
-        after.iter().all(|(_, name, _)| before.iter().all(|(_, old, _)| old != name)),
+        after
+            .iter()
+            .all(|(_, name, _)| before.iter().all(|(_, old, _)| old != name)),
         "every agent pod was replaced"
     );
     assert_unbroken("kubectl rollout restart", &tally, &owner_mac);
 
     // --- kubectl delete pod: SIGTERM within the grace period -----------
-    let (_, owner_pod, _) = after.iter().find(|(n, _, _)| n == &owner).expect("owner pod");
+    let (_, owner_pod, _) = after
+        .iter()
+        .find(|(n, _, _)| n == &owner)
+        .expect("owner pod");
     let probe = Probe::start(&cluster, v4);
     thread::sleep(Duration::from_millis(500));
     cluster.kubectl_ok(&["-n", NAMESPACE, "delete", "pod", owner_pod, "--wait=true"]);
@@ -368,17 +418,34 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
     agents_ready(&cluster);
 
     // --- uninstall -----------------------------------------------------
-    cluster.kubectl_ok(&["delete", "-f", &cluster.state_dir().join("layer2.yaml").to_string_lossy()]);
+    cluster.kubectl_ok(&[
+        "delete",
+        "-f",
+        &cluster.state_dir().join("layer2.yaml").to_string_lossy(),
+    ]);
     cluster.kubectl_ok(&["delete", "-k", &deploy_dir("controller"), "--wait=true"]);
     cluster.kubectl_ok(&["delete", "-k", &deploy_dir(""), "--wait=true"]);
-    cluster.wait("every agent pod gone", WAIT, || agent_pods(&cluster).is_empty().then_some(()));
+    cluster.wait("every agent pod gone", WAIT, || {
+        agent_pods(&cluster).is_empty().then_some(())
+    });
     for node in &cluster.nodes {
         let link = node.netns.ip(&["link", "show", "dev", NODE_IF]);
-        assert!(!link.contains("xdp"), "{}: no XDP program left on {NODE_IF}:\n{link}", node.name);
+        assert!(
+            !link.contains("xdp"),
+            "{}: no XDP program left on {NODE_IF}:\n{link}",
+            node.name
+        );
         // The hostPath directory itself stays (the kubelet made it).
-        let pins = cluster.in_node(&node.name, &["find", "/sys/fs/bpf/responder", "-mindepth", "1"]);
+        let pins = cluster.in_node(
+            &node.name,
+            &["find", "/sys/fs/bpf/responder", "-mindepth", "1"],
+        );
         let pins = String::from_utf8_lossy(&pins.stdout);
-        assert!(pins.trim().is_empty(), "{}: nothing pinned after uninstall: {pins}", node.name);
+        assert!(
+            pins.trim().is_empty(),
+            "{}: nothing pinned after uninstall: {pins}",
+            node.name
+        );
         let offloads = output_of(&node.netns, "ethtool", &["-k", NODE_IF]);
         assert!(
             offloads.contains("rx-vlan-offload: on"),
@@ -418,20 +485,32 @@ fn check_security_context(cluster: &RealCluster, pods: &[(String, String, Value)
         let hex = |name: &str| u64::from_str_radix(&field(name), 16).expect("hex capability set");
         assert_eq!(hex("CapEff:"), wanted, "{pod}: effective capabilities");
         assert_eq!(hex("CapBnd:"), wanted, "{pod}: bounding set");
-        assert_eq!(field("Seccomp:"), "2", "{pod}: a seccomp filter (RuntimeDefault)");
-        assert_eq!(field("NoNewPrivs:"), "1", "{pod}: allowPrivilegeEscalation: false");
+        assert_eq!(
+            field("Seccomp:"),
+            "2",
+            "{pod}: a seccomp filter (RuntimeDefault)"
+        );
+        assert_eq!(
+            field("NoNewPrivs:"),
+            "1",
+            "{pod}: allowPrivilegeEscalation: false"
+        );
         let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).expect("mounts");
         let root = mounts
             .lines()
             .find(|l| l.split_whitespace().nth(1) == Some("/"))
             .expect("a root mount");
         assert!(
-            root.split_whitespace().nth(3).is_some_and(|o| o.split(',').any(|o| o == "ro")),
+            root.split_whitespace()
+                .nth(3)
+                .is_some_and(|o| o.split(',').any(|o| o == "ro")),
             "{pod}: read-only root: {root}"
         );
         assert!(
-            mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/run/responder/pins")
-                && l.split_whitespace().nth(2) == Some("bpf")),
+            mounts.lines().any(
+                |l| l.split_whitespace().nth(1) == Some("/run/responder/pins")
+                    && l.split_whitespace().nth(2) == Some("bpf")
+            ),
             "{pod}: the pin directory is bpffs at /run/responder/pins:\n{mounts}"
         );
     }

@@ -99,7 +99,7 @@ impl Advertising {
             .filter_map(|name| self.pools.get(name.trim()))
             .find(|pool| pool.entries().iter().any(|e| e.range.contains(ip)));
         named.or(match self.pools.locate(ip) {
-            Located::In(pool) | Located::Avoided(pool) => Some(pool),
+            Located::In(pool) | Located::Avoided(pool) | Located::Reserved(pool, _) => Some(pool),
             Located::Outside => None,
         })
     }

@@ -768,6 +768,49 @@ mod tests {
     }
 
     #[test]
+    fn a_reserved_anycast_address_in_a_status_is_refused_with_one_event() {
+        // Another controller wrote a /64's Subnet-Router anycast address.
+        let router = svc("default", "router");
+        let reporter = pick_owner(WINNER_AND_LOSER, &router).expect("two candidates");
+        for node in WINNER_AND_LOSER {
+            let mut h = Harness::new(node);
+            while h.event_queue.try_recv().is_ok() {}
+            h.assigner.services.apply(&watcher::Event::Apply(lb_service(
+                "router",
+                None,
+                "Cluster",
+                &[(Some("2001:db8:e100::"), None)],
+            )));
+            let at = h.start + Duration::from_millis(100);
+            h.assigner
+                .apply(Update::Services(Ok(Change::One(router.clone()))), at);
+            h.assigner.evaluate(at);
+            assert!(
+                !h.owned.borrow().vips.values().any(|s| *s == router),
+                "{node} does not answer for it"
+            );
+            let refused: Vec<String> = std::iter::from_fn(|| h.event_queue.try_recv().ok())
+                .filter_map(|event| match event {
+                    OwnershipEvent::Refused { reason, .. } => Some(reason),
+                    _ => None,
+                })
+                .collect();
+            if node == reporter {
+                assert_eq!(
+                    refused,
+                    [
+                        "ingress ip 2001:db8:e100:: is not answered for: it is the Subnet-Router \
+                      anycast address of 2001:db8:e100::/64 (RFC 4291 §2.6.1), which every \
+                      router on that link answers for"
+                    ]
+                );
+            } else {
+                assert!(refused.is_empty(), "one node tells: {refused:?}");
+            }
+        }
+    }
+
+    #[test]
     fn only_what_a_change_can_affect_is_recomputed() {
         let mut h = Harness::new(winner());
         let at = h.start + Duration::from_millis(100);

@@ -15,8 +15,8 @@ mod ownership;
 mod participation;
 mod projections;
 mod selector;
-mod uninstall;
 mod service_facts;
+mod uninstall;
 mod watches;
 
 #[cfg(test)]

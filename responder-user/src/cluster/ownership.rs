@@ -15,6 +15,7 @@ use super::membership::Member;
 use super::selector::LabelSelector;
 use super::service_facts::ServiceFacts;
 use super::{Reach, ServiceRef};
+use crate::ipam::reserved_anycast;
 
 pub(crate) const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -199,7 +200,8 @@ pub(crate) struct Inputs<'a> {
     /// member as having endpoints.
     pub endpoints: Option<&'a HashMap<ServiceRef, BTreeSet<String>>>,
     /// Addresses that must never be VIPs (the Nodes' own addresses), each
-    /// with the reason.
+    /// with the reason. (Reserved anycast addresses are refused besides: a
+    /// rule, not a list.)
     pub forbidden: &'a BTreeMap<IpAddr, String>,
     /// `None` without any L2Advertisement: every member may announce every
     /// address on its default interfaces.
@@ -284,7 +286,8 @@ pub(crate) enum Problem {
     /// Not a usable VIP here: hostname-only, malformed, ipMode Proxy, or
     /// shared with a Service that keeps it.
     Skipped(String),
-    /// Refused for safety: answering for it would hijack a node's address.
+    /// Refused for safety: answering for it would hijack a node's address,
+    /// or an anycast address the link's routers answer for.
     Refused(String),
     /// No L2Advertisement covers it: no node answers for it.
     Unadvertised(String),
@@ -335,14 +338,19 @@ pub(crate) fn assign_one(
     for problem in service.skipped() {
         on_problem(Problem::Skipped(problem.clone()));
     }
-    ips.retain(|ip| match inputs.forbidden.get(ip) {
-        Some(reason) => {
-            on_problem(Problem::Refused(format!(
-                "ingress ip {ip} is not answered for: {reason}"
-            )));
-            false
-        }
-        None => true,
+    ips.retain(|ip| {
+        // A reserved anycast address (RFC 4291 §2.6.1, RFC 2526), which no pool of
+        // ours hands out but another controller may have written, belongs to the
+        // link's routers: refused by every agent alike.
+        let reason = match (inputs.forbidden.get(ip), reserved_anycast(*ip)) {
+            (Some(reason), _) => reason.clone(),
+            (None, Some(reserved)) => format!("it is {reserved}"),
+            (None, None) => return true,
+        };
+        on_problem(Problem::Refused(format!(
+            "ingress ip {ip} is not answered for: {reason}"
+        )));
+        false
     });
     let covering: Option<BTreeMap<IpAddr, Vec<_>>> = inputs.advertising.map(|advertising| {
         ips.iter()
@@ -1157,6 +1165,59 @@ pub(crate) mod tests {
         assert!(
             matches!(&problems[1], Problem::Refused(text) if text.contains("InternalIP of Node node-a")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn reserved_anycast_addresses_are_refused_whoever_wrote_them() {
+        // Another controller (or an older version of ours) wrote the
+        // Subnet-Router anycast address and an RFC 2526 one.
+        let services = [facts(lb_service(
+            "web",
+            None,
+            "Cluster",
+            &[
+                (Some("2001:db8:e100::"), None),
+                (Some("2001:db8:e100::fdff:ffff:ffff:fffe"), None),
+                (Some("2001:db8:e100::1"), None),
+                (Some("192.0.2.0"), None),
+            ],
+        ))];
+        let members = dual_stack(&["a"]);
+        let inputs = Inputs {
+            lb_class: None,
+            members: &members,
+            endpoints: None,
+            forbidden: NO_FORBIDDEN,
+            advertising: None,
+            node_labels: NO_LABELS,
+        };
+        let mut problems = Vec::new();
+        let assignments = assign(&services, &inputs, |_, problem| problems.push(problem));
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        assert_eq!(
+            assignments[&svc("default", "web")].ips,
+            [ip("192.0.2.0"), ip("2001:db8:e100::1")],
+            "IPv4 has no such addresses; an IPv6 neighbour of one is fine"
+        );
+        let texts: Vec<String> = problems
+            .iter()
+            .map(|problem| match problem {
+                Problem::Refused(text) => text.clone(),
+                other => panic!("a refusal, not {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "ingress ip 2001:db8:e100:: is not answered for: it is the Subnet-Router \
+                 anycast address of 2001:db8:e100::/64 (RFC 4291 §2.6.1), which every router \
+                 on that link answers for",
+                "ingress ip 2001:db8:e100:0:fdff:ffff:ffff:fffe is not answered for: it is \
+                 reserved subnet anycast address 126 of 2001:db8:e100::/64 (RFC 2526: the \
+                 highest 128 interface identifiers of a subnet are anycast addresses; 126 is \
+                 the Mobile IPv6 Home-Agents anycast address)",
+            ]
         );
     }
 

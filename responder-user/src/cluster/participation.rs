@@ -193,7 +193,8 @@ impl Participant {
                     client.clone(),
                     settings.node_name.clone(),
                     self.attached.clone(),
-                    event_queue
+                    event_queue,
+                    Arc::clone(&self.metrics),
                 ),
             );
             result

@@ -93,8 +93,12 @@ mod tests {
 
     #[test]
     fn a_daemonset_deleted_or_being_deleted_is_an_uninstall() {
-        assert!(matches!(judge("ds", Ok(Some(true))), Removal::Uninstalled(r) if r.contains("being deleted")));
-        assert!(matches!(judge("ds", Ok(None)), Removal::Uninstalled(r) if r.contains("was deleted")));
+        assert!(
+            matches!(judge("ds", Ok(Some(true))), Removal::Uninstalled(r) if r.contains("being deleted"))
+        );
+        assert!(
+            matches!(judge("ds", Ok(None)), Removal::Uninstalled(r) if r.contains("was deleted"))
+        );
     }
 
     #[test]

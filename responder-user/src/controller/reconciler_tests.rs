@@ -245,8 +245,85 @@ fn dual_stack_from_two_pools_follows_ip_families_and_names_both() {
     spec.ip_families = Some(vec!["IPv6".into(), "IPv4".into()]);
     let actions = reconciler.reconcile(&key("dual"), Some(&service), NO_LABELS);
     let write = writes(&actions)[0];
-    assert_eq!(write.ingress, ips(&["2001:db8::", "192.0.2.0"]));
+    // 2001:db8:: is the Subnet-Router anycast address.
+    assert_eq!(write.ingress, ips(&["2001:db8::1", "192.0.2.0"]));
     assert_eq!(write.pools.as_deref(), Some("v6,v4"));
+}
+
+fn v6_only(service: Service) -> Service {
+    let mut service = service;
+    let spec = service.spec.as_mut().unwrap();
+    spec.ip_family_policy = Some("SingleStack".into());
+    spec.ip_families = Some(vec!["IPv6".into()]);
+    service
+}
+
+#[test]
+fn a_requested_reserved_anycast_address_gets_a_warning_event_naming_the_rfc() {
+    let mut reconciler = rebuilt(&[v6_pool()], &[]);
+    let mut service = v6_only(lb("router"));
+    service
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("metallb.io/loadBalancerIPs".into(), "2001:db8::".into());
+    let service = versioned(service, "1");
+    let actions = reconciler.reconcile(&key("router"), Some(&service), NO_LABELS);
+    assert!(writes(&actions).is_empty(), "nothing written: {actions:?}");
+    assert_eq!(
+        notices(&actions),
+        [(
+            REASON_FAILED,
+            EventType::Warning,
+            "requested address 2001:db8:: for default/router is refused: it is the \
+             Subnet-Router anycast address of 2001:db8::/64 (RFC 4291 §2.6.1), which every \
+             router on that link answers for"
+                .to_owned()
+        )]
+    );
+    assert_eq!(reconciler.pending(), 1);
+    assert!(
+        reconciler
+            .reconcile(&key("router"), Some(&versioned(service, "2")), NO_LABELS)
+            .is_empty(),
+        "told once"
+    );
+
+    let mut spec_ip = v6_only(lb("agents"));
+    spec_ip.spec.as_mut().unwrap().load_balancer_ip = Some("2001:db8::fdff:ffff:ffff:fffe".into());
+    let actions = reconciler.reconcile(&key("agents"), Some(&spec_ip), NO_LABELS);
+    let (reason, type_, note) = &notices(&actions)[0];
+    assert_eq!((*reason, *type_), (REASON_FAILED, EventType::Warning));
+    assert!(
+        note.contains("2001:db8::fdff:ffff:ffff:fffe") && note.contains("(RFC 2526"),
+        "{note}"
+    );
+}
+
+#[test]
+fn a_reserved_anycast_address_in_a_status_moves_with_the_reason() {
+    // Handed out by an older version, or by MetalLB's controller.
+    let web = Arc::new(versioned(
+        with_ingress(v6_only(lb("web")), &["2001:db8::"]),
+        "5",
+    ));
+    let mut reconciler = rebuilt(&[v6_pool()], std::slice::from_ref(&web));
+    let actions = reconciler.reconcile(&key("web"), Some(&web), NO_LABELS);
+    assert_eq!(writes(&actions)[0].ingress, ips(&["2001:db8::1"]));
+    assert_eq!(
+        notices(&actions),
+        [(
+            REASON_ALLOCATED,
+            EventType::Normal,
+            "assigned 2001:db8::1 from pool v6; 2001:db8:: moved: it is the Subnet-Router \
+             anycast address of 2001:db8::/64 (RFC 4291 §2.6.1), which every router on that \
+             link answers for"
+                .to_owned()
+        )]
+    );
+    let status = reconciler.allocator().pool_status("v6").unwrap();
+    assert_eq!(status.ipv6.assigned, 1);
+    assert_eq!(status.ipv6.available, (1u128 << 64) - 129 - 1);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use super::error::{AllocationError, StaleAddress, StaleReason};
 use super::ledger::Ledger;
 use super::pool::{Located, Pool, PoolSet};
-use super::range::IpFamily;
+use super::range::{reserved_anycast, IpFamily};
 use super::request::{Intent, IpFamilyPolicy, ServiceKey, ServiceRequest};
 
 /// The result of `Allocator::assign`.
@@ -86,6 +86,9 @@ impl Allocator {
                         Located::Avoided(pool) => Some(StaleReason::AvoidedByPool {
                             pool: pool.name().to_owned(),
                         }),
+                        Located::Reserved(_, reserved) => {
+                            Some(StaleReason::ReservedAnycast(reserved))
+                        }
                         Located::In(_) => allocator
                             .ledger
                             .check(address, &key, &sharing)
@@ -296,8 +299,9 @@ impl Allocator {
         })
     }
 
-    /// A requested address must lie in a pool that serves the Service (autoAssign does
-    /// not matter), in the named pool if one is named, and be free or shareable.
+    /// A requested address must not be a reserved anycast address, must lie in a pool
+    /// that serves the Service (autoAssign does not matter), in the named pool if one
+    /// is named, and be free or shareable.
     fn check_requested(
         &self,
         request: &ServiceRequest,
@@ -305,8 +309,17 @@ impl Allocator {
         address: IpAddr,
     ) -> Result<&Pool, AllocationError> {
         let service = || request.key.clone();
+        // In a pool or not: an anycast address is never a LoadBalancer's.
+        if let Some(reserved) = reserved_anycast(address) {
+            return Err(AllocationError::RequestedReserved {
+                service: service(),
+                address,
+                reserved,
+            });
+        }
         let pool = match self.pools.locate(address) {
-            Located::In(pool) => pool,
+            // (A reserved one was refused above.)
+            Located::In(pool) | Located::Reserved(pool, _) => pool,
             Located::Avoided(pool) => {
                 return Err(AllocationError::RequestedAvoided {
                     service: service(),
@@ -371,6 +384,7 @@ impl Allocator {
                     pool: pool.name().to_owned(),
                 })
             }
+            Located::Reserved(_, reserved) => return Err(StaleReason::ReservedAnycast(reserved)),
             Located::Outside => return Err(StaleReason::NotInAnyPool),
         };
         if let Some(named) = request.named_pool().filter(|n| *n != pool.name()) {

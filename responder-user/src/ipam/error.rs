@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::range::IpFamily;
+use super::range::{IpFamily, ReservedAnycast};
 use super::request::{IpFamilyPolicy, ServiceKey, ServicePort};
 
 /// One `spec.addresses` entry that does not parse.
@@ -194,6 +194,12 @@ pub enum AllocationError {
         address: IpAddr,
         pool: String,
     },
+    #[error("requested address {address} for {service} is refused: it is {reserved}")]
+    RequestedReserved {
+        service: ServiceKey,
+        address: IpAddr,
+        reserved: ReservedAnycast,
+    },
     #[error(
         "requested address {address} for {service} is in pool {pool:?}, not in the named pool {named:?}"
     )]
@@ -237,6 +243,8 @@ pub enum StaleReason {
     NotInAnyPool,
     #[error("pool {pool:?} now avoids addresses ending in .0 or .255")]
     AvoidedByPool { pool: String },
+    #[error("it is {0}")]
+    ReservedAnycast(ReservedAnycast),
     #[error("it is in pool {pool:?}, which does not serve the Service: {reason}")]
     PoolNotAdmitted { pool: String, reason: NotAdmitted },
     #[error("it is in pool {pool:?}, but the Service names pool {named:?}")]

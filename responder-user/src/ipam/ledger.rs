@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::error::SharingConflict;
-use super::range::{is_buggy, successor, AddressRange};
+use super::range::{is_skipped, successor, AddressRange};
 use super::request::{ServiceKey, Sharing};
 use super::sharing::AddressUse;
 use super::used::UsedRuns;
@@ -62,8 +62,8 @@ impl Ledger {
         }
     }
 
-    /// The lowest address of `range` that `service` may take, skipping .0/.255 when
-    /// `avoid_buggy`. Costs O((runs of used addresses jumped + addresses held under the
+    /// The lowest address of `range` that `service` may take, skipping reserved
+    /// anycast addresses, and .0/.255 when `avoid_buggy`. Costs O((runs of used addresses jumped + addresses held under the
     /// same sharing key) · log n), never the size of the range.
     pub(crate) fn first_available(
         &self,
@@ -80,7 +80,7 @@ impl Ledger {
                 .map(|(_, address)| *address)
                 // Stop at the first free address: nothing above it can win.
                 .take_while(|address| free.is_none_or(|f| *address < f))
-                .filter(|address| !(avoid_buggy && is_buggy(*address)))
+                .filter(|address| !is_skipped(*address, avoid_buggy))
                 .find(|address| self.check(*address, service, sharing).is_ok())
         });
         shared.or(free)
@@ -94,12 +94,13 @@ impl Ledger {
         Some(candidate)
     }
 
-    /// Distinct addresses in use inside `range` (counting only those the pool may hand
-    /// out when it avoids .0/.255).
+    /// Distinct addresses in use inside `range`, counting only those the pool may hand
+    /// out (not .0/.255 when it avoids them, never a reserved anycast address), as
+    /// `AddressRange::usable_count` does.
     pub(crate) fn used_in(&self, range: &AddressRange, avoid_buggy: bool) -> u128 {
         self.uses
             .range(range.first()..=range.last())
-            .filter(|(address, _)| !(avoid_buggy && is_buggy(**address)))
+            .filter(|(address, _)| !is_skipped(**address, avoid_buggy))
             .count() as u128
     }
 }

@@ -12,6 +12,10 @@
 //!
 //! Nothing here enumerates addresses: ranges are integer intervals and used addresses
 //! are kept as ordered runs, so a /64 pool costs the same as a /30.
+//!
+//! No IPv6 pool hands out the anycast addresses every /64 reserves (interface
+//! identifier zero, RFC 4291 §2.6.1, and the highest 128, RFC 2526): skipped when
+//! allocating, left out of the counts, refused when requested (`reserved_anycast`).
 
 mod allocator;
 mod error;
@@ -35,7 +39,7 @@ pub use error::{
 };
 pub use policy::{ServiceAllocation, ServiceAllocationSpec};
 pub use pool::{Located, Pool, PoolEntry, PoolSet, PoolSpec};
-pub use range::{is_buggy, AddressRange, IpFamily};
+pub use range::{is_buggy, reserved_anycast, AddressRange, IpFamily, ReservedAnycast};
 pub use request::{
     IpFamilyPolicy, Protocol, ServiceKey, ServicePort, ServiceRequest, ANNOTATION_ADDRESS_POOL,
     ANNOTATION_ALLOW_SHARED_IP, ANNOTATION_LOAD_BALANCER_IPS, LEGACY_ANNOTATION_ADDRESS_POOL,

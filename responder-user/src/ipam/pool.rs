@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::error::{NotAdmitted, PoolError, PoolProblem};
 use super::policy::{selection_key, ServiceAllocation, ServiceAllocationSpec};
-use super::range::{is_buggy, AddressRange, IpFamily};
+use super::range::{is_buggy, reserved_anycast, AddressRange, IpFamily, ReservedAnycast};
 use super::request::ServiceRequest;
 
 /// An `IPAddressPool` as written; `Deserialize` reads its `spec` (camelCase, as in the
@@ -95,7 +95,8 @@ impl Pool {
             .map_or(Ok(()), |allocation| allocation.admits(service))
     }
 
-    /// Addresses of the family the pool may hand out, saturating at `u128::MAX`.
+    /// Addresses of the family the pool may hand out (never the reserved anycast
+    /// addresses), saturating at `u128::MAX`.
     pub fn capacity(&self, family: IpFamily) -> u128 {
         self.ranges(family)
             .map(|r| r.usable_count(self.avoid_buggy_ips))
@@ -109,6 +110,9 @@ pub enum Located<'a> {
     In(&'a Pool),
     /// Inside a range of a pool that skips it (avoidBuggyIPs).
     Avoided(&'a Pool),
+    /// Inside a range of a pool, but a reserved anycast address, which no pool
+    /// hands out.
+    Reserved(&'a Pool, ReservedAnycast),
     Outside,
 }
 
@@ -256,7 +260,9 @@ impl PoolSet {
             return Located::Outside;
         }
         let pool = &self.pools[pool];
-        if pool.avoid_buggy_ips && is_buggy(address) {
+        if let Some(reserved) = reserved_anycast(address) {
+            Located::Reserved(pool, reserved)
+        } else if pool.avoid_buggy_ips && is_buggy(address) {
             Located::Avoided(pool)
         } else {
             Located::In(pool)
@@ -292,7 +298,11 @@ mod tests {
         let pool = set.get("dual").unwrap();
         assert_eq!(pool.ranges(IpFamily::V4).count(), 2);
         assert_eq!(pool.capacity(IpFamily::V4), 256 + 11);
-        assert_eq!(pool.capacity(IpFamily::V6), 1 << 64);
+        assert_eq!(
+            pool.capacity(IpFamily::V6),
+            (1 << 64) - 1 - 128,
+            "without the Subnet-Router and RFC 2526 anycast addresses"
+        );
         assert!(pool.auto_assign(), "autoAssign defaults to true");
     }
 
@@ -404,6 +414,20 @@ mod tests {
         assert!(matches!(set.locate(ip("192.0.2.7")), Located::In(p) if p.name() == "careful"));
         assert!(matches!(set.locate(ip("192.0.2.255")), Located::Avoided(_)));
         assert!(matches!(set.locate(ip("2001:db8::ffff")), Located::In(p) if p.name() == "v6"));
+        assert!(matches!(
+            set.locate(ip("2001:db8::")),
+            Located::Reserved(p, ReservedAnycast::SubnetRouter { .. }) if p.name() == "v6"
+        ));
+        assert!(matches!(
+            set.locate(ip("2001:db8::fdff:ffff:ffff:ffff")),
+            Located::Reserved(
+                _,
+                ReservedAnycast::Subnet {
+                    anycast_id: 127,
+                    ..
+                }
+            )
+        ));
         assert_eq!(set.locate(ip("192.0.3.0")), Located::Outside);
         assert_eq!(set.locate(ip("2001:db8:1::")), Located::Outside);
         assert_eq!(set.locate(ip("10.0.0.1")), Located::Outside);

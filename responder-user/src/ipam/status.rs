@@ -12,7 +12,8 @@ use super::range::IpFamily;
 pub struct FamilyCounts {
     /// Distinct addresses in use (an address shared by several Services counts once).
     pub assigned: u128,
-    /// Addresses the pool may still hand out (avoidBuggyIPs taken into account).
+    /// Addresses the pool may still hand out: avoidBuggyIPs taken into account, the
+    /// reserved IPv6 anycast addresses never counted (a /64 has 2^64 − 129).
     pub available: u128,
 }
 

@@ -27,6 +27,8 @@
 //! | `responder_lease_watch_events_total`        | (none)                               |
 //! | `responder_lease_renew_interval_seconds`    | (none)                               |
 //! | `responder_failover_expected_seconds`       | (none)                               |
+//! | `responder_events_written_total`            | (none)                               |
+//! | `responder_events_aggregated_total`         | (none)                               |
 //!
 //! Per-VIP series carry `ip`, `interface`, `vlan` (empty when untagged, `100`
 //! for one tag, `100.200` for two) and `service` (`namespace/name`, empty for
@@ -99,6 +101,8 @@ pub struct Metrics {
     lease_events: Counter,
     renew_interval: Gauge<f64, AtomicU64>,
     failover_expected: Gauge<f64, AtomicU64>,
+    events_written: Counter,
+    events_aggregated: Counter,
     heartbeat: Heartbeat,
     announced: Announced,
     vip_counters: VipCollector,
@@ -122,6 +126,8 @@ impl Metrics {
         let lease_events = Counter::default();
         let renew_interval = Gauge::<f64, AtomicU64>::default();
         let failover_expected = Gauge::<f64, AtomicU64>::default();
+        let events_written = Counter::default();
+        let events_aggregated = Counter::default();
         let heartbeat = Heartbeat::new(clock);
         let announced = Announced::default();
         let vip_counters = VipCollector::default();
@@ -205,6 +211,18 @@ impl Metrics {
             "How long this node's Lease lasts without a renewal: the time to fail over from it.",
             failover_expected.clone(),
         );
+        register(
+            &mut registry,
+            "responder_events_written",
+            "Kubernetes Events this agent recorded, one per object or a summary of several.",
+            events_written.clone(),
+        );
+        register(
+            &mut registry,
+            "responder_events_aggregated",
+            "Events not recorded on their own object because more came at once than the Event rate allows: counted in a summary Event on this node instead.",
+            events_aggregated.clone(),
+        );
         registry.register_collector(Box::new(vip_counters.clone()));
 
         Metrics {
@@ -220,6 +238,8 @@ impl Metrics {
             lease_events,
             renew_interval,
             failover_expected,
+            events_written,
+            events_aggregated,
             heartbeat,
             announced,
             vip_counters,
@@ -300,6 +320,16 @@ impl Metrics {
         self.members.set(i64::try_from(members).unwrap_or(i64::MAX));
         self.renew_interval.set(renew.as_secs_f64());
         self.failover_expected.set(lease.as_secs_f64());
+    }
+
+    /// A Kubernetes Event was recorded.
+    pub fn event_written(&self) {
+        self.events_written.inc();
+    }
+
+    /// An Event was folded into a summary instead of being recorded on its own.
+    pub fn event_aggregated(&self) {
+        self.events_aggregated.inc();
     }
 
     /// The initial sync is done: `/readyz` answers 200 from now on.

@@ -260,6 +260,12 @@ responder_lease_renew_interval_seconds 0.25
 # HELP responder_failover_expected_seconds How long this node's Lease lasts without a renewal: the time to fail over from it.
 # TYPE responder_failover_expected_seconds gauge
 responder_failover_expected_seconds 1.0
+# HELP responder_events_written_total Kubernetes Events this agent recorded, one per object or a summary of several.
+# TYPE responder_events_written_total counter
+responder_events_written_total 0
+# HELP responder_events_aggregated_total Events not recorded on their own object because more came at once than the Event rate allows: counted in a summary Event on this node instead.
+# TYPE responder_events_aggregated_total counter
+responder_events_aggregated_total 0
 ";
     let after = metrics.encode();
     let expected = parse_exposition(&before);

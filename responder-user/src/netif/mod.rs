@@ -6,6 +6,7 @@
 //! namespace: kind, k3d, containerlab).
 
 mod filter;
+mod messages;
 pub(crate) mod multicast;
 pub mod watch;
 

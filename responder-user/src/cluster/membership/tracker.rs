@@ -434,11 +434,10 @@ mod tests {
     }
 
     fn created(mut lease: Lease, second: i64) -> Lease {
-        lease.metadata.creation_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        lease.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::from_second(second).expect("timestamp"),
-            ),
-        );
+            ));
         lease
     }
 

@@ -17,7 +17,11 @@ fn single_stack_gets_its_first_family() {
         ips(&["192.0.2.0"])
     );
     let v6 = with_families(svc("v6"), SingleStack, &[V6]);
-    assert_eq!(assigned(&mut alloc, &v6), ips(&["2001:db8::"]));
+    assert_eq!(
+        assigned(&mut alloc, &v6),
+        ips(&["2001:db8::1"]),
+        "2001:db8:: is the Subnet-Router anycast address"
+    );
 }
 
 #[test]
@@ -26,7 +30,7 @@ fn dual_stack_addresses_follow_ip_families_order() {
     let v6_first = with_families(svc("a"), RequireDualStack, &[V6, V4]);
     assert_eq!(
         assigned(&mut alloc, &v6_first),
-        ips(&["2001:db8::", "192.0.2.0"])
+        ips(&["2001:db8::1", "192.0.2.0"])
     );
     assert_eq!(
         pools_of(&mut alloc, &v6_first),
@@ -36,7 +40,7 @@ fn dual_stack_addresses_follow_ip_families_order() {
     let v4_first = with_families(svc("b"), PreferDualStack, &[V4, V6]);
     assert_eq!(
         assigned(&mut alloc, &v4_first),
-        ips(&["192.0.2.1", "2001:db8::1"])
+        ips(&["192.0.2.1", "2001:db8::2"])
     );
 }
 
@@ -63,7 +67,7 @@ fn prefer_dual_stack_takes_what_there_is_and_completes_later() {
     let assignment = alloc.assign(&web).unwrap();
     assert_eq!(
         assignment.ips(),
-        ips(&["2001:db8::", "192.0.2.0"]),
+        ips(&["2001:db8::1", "192.0.2.0"]),
         "IPv4 kept, IPv6 added"
     );
     assert!(assignment.unfilled.is_empty());
@@ -87,7 +91,7 @@ fn prefer_dual_stack_on_a_single_stack_cluster_gets_one_family() {
     let mut alloc = allocator(dual_pools());
     let web = with_families(svc("web"), PreferDualStack, &[V6]);
     let assignment = alloc.assign(&web).unwrap();
-    assert_eq!(assignment.ips(), ips(&["2001:db8::"]));
+    assert_eq!(assignment.ips(), ips(&["2001:db8::1"]));
     assert!(assignment.unfilled.is_empty());
 }
 
@@ -95,7 +99,7 @@ fn prefer_dual_stack_on_a_single_stack_cluster_gets_one_family() {
 fn require_dual_stack_gets_both_or_nothing() {
     let mut alloc = allocator(vec![
         pool("v4", &["192.0.2.0/24"]),
-        pool("v6", &["2001:db8::/127"]),
+        pool("v6", &["2001:db8::2/127"]),
     ]);
     let v6_only = with_families(svc("hog"), SingleStack, &[V6]);
     assigned(&mut alloc, &v6_only);
@@ -126,7 +130,7 @@ fn one_pool_may_hold_both_families() {
     let web = with_families(svc("web"), RequireDualStack, &[V4, V6]);
     assert_eq!(
         assigned(&mut alloc, &web),
-        ips(&["192.0.2.0", "2001:db8::"])
+        ips(&["192.0.2.0", "2001:db8::1"])
     );
     assert_eq!(pools_of(&mut alloc, &web), ["dual", "dual"]);
 }
@@ -137,7 +141,7 @@ fn changing_policy_keeps_the_address_of_the_remaining_family() {
     let dual = with_families(svc("web"), RequireDualStack, &[V4, V6]);
     assigned(&mut alloc, &dual);
     let single = with_families(svc("web"), SingleStack, &[V6]);
-    assert_eq!(assigned(&mut alloc, &single), ips(&["2001:db8::"]));
+    assert_eq!(assigned(&mut alloc, &single), ips(&["2001:db8::1"]));
     assert_eq!(
         alloc.pool_status("v4").unwrap().ipv4.assigned,
         0,

@@ -1,6 +1,6 @@
 //! Allocator scenarios, one file per concern: order, families, requested
-//! addresses, sharing, pool selection, pool changes, restart and scale; the
-//! helpers they share.
+//! addresses, reserved anycast addresses, sharing, pool selection, pool changes,
+//! restart and scale; the helpers they share.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -107,6 +107,7 @@ fn match_labels(pairs: &[(&str, &str)]) -> LabelSelectorSpec {
 
 mod order;
 mod requests;
+mod reserved;
 mod restart;
 mod selection;
 mod sharing;
