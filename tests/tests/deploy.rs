@@ -1,5 +1,5 @@
 //! The DaemonSet install (`deploy/`): the real API server accepts it, and it
-//! keeps the security properties the README promises.
+//! keeps the security properties docs/install.md promises.
 use std::collections::BTreeSet;
 
 use responder_tests::apiserver::ApiServer;

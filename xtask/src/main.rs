@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask <setup|build-ebpf|test|demo|fuzz|bench|image>`.
 mod bench;
+mod doc_links;
 mod fuzz;
 mod image;
 mod setup;

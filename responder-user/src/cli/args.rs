@@ -116,7 +116,7 @@ pub(crate) struct RunArgs {
     /// Membership Lease writes per second the whole cluster may spend: with
     /// more announcing nodes than the budget allows at --renew-interval, each
     /// renews less often and --lease-duration grows in proportion (see the
-    /// failover table in the README).
+    /// failover table in docs/agents.md).
     #[arg(long, value_name = "WRITES", default_value_t = 50.0, value_parser = parse_budget)]
     pub(crate) lease_write_budget: f64,
     /// How long a node that (re)joins the membership must stay live before

@@ -18,7 +18,7 @@
 //! decides: XDP links bring `struct bpf_xdp_link`, and every feature above
 //! predates them. Without BTF the version number decides.
 
-/// The minimum, for messages and the README.
+/// The minimum, for messages and docs/operating.md.
 pub const MINIMUM_KERNEL: &str = "5.9";
 const MINIMUM: (u32, u32) = (5, 9);
 /// Defined by the kernel since XDP bpf_links exist (5.9).
@@ -42,6 +42,12 @@ pub enum KernelFloorError {
          (/sys/kernel/btf/vmlinux) and an unparsable release"
     )]
     Unknown { release: String },
+}
+
+impl From<KernelFloorError> for crate::error::Error {
+    fn from(error: KernelFloorError) -> Self {
+        Self::KernelFloor(Box::new(error))
+    }
 }
 
 /// What the check looks at, gathered by [`kernel_facts`].

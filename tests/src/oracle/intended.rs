@@ -1,7 +1,7 @@
 //! The differences between the kernel and the responder that the project
 //! chose, each with its reason. A frame whose answers differ is excused by
 //! one entry that explains every difference; anything else fails the run.
-//! README.md ("The kernel oracle") mirrors this table.
+//! docs/tests.md ("The kernel oracle") mirrors this table.
 
 use super::{
     answer::{fields, Difference},
@@ -296,15 +296,15 @@ mod tests {
 mod readme {
     use super::INTENDED;
 
-    /// README.md mirrors the table: every entry appears there by name.
+    /// docs/tests.md mirrors the table: every entry appears there by name.
     #[test]
     fn the_readme_lists_every_intended_difference() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-            .expect("read README.md");
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/tests.md"))
+            .expect("read docs/tests.md");
         for intended in INTENDED {
             assert!(
                 readme.contains(&format!("| {} |", intended.name)),
-                "README.md lacks the row {:?}",
+                "docs/tests.md lacks the row {:?}",
                 intended.name
             );
         }
