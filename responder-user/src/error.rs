@@ -1,5 +1,10 @@
 //! Errors of the agent library. Messages are written for the operator: they
 //! say what was being done and, where there is one, the fix.
+//!
+//! A leaf: nothing here names another module of the crate. Modules with an
+//! error type of their own (`netif::watch`, `cluster`, `nic::kernel_floor`)
+//! convert it into [`Error`] next to its definition, and the capability
+//! note of [`Error::Privileges`] is made in `nic::capabilities`.
 
 use std::{io, net::IpAddr, path::PathBuf};
 
@@ -119,27 +124,15 @@ pub enum Error {
         interface: String,
         source: io::Error,
     },
+    /// A `netif::watch::NetwatchError` (converted there).
     #[error("listing network interfaces through rtnetlink")]
-    Netwatch(#[from] crate::netif::watch::NetwatchError),
+    Netwatch(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A `cluster::ClusterError` (converted there).
     #[error("the Kubernetes VIP source stopped")]
-    Cluster(#[from] crate::cluster::ClusterError),
+    Cluster(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A `nic::kernel_floor::KernelFloorError` (converted there).
     #[error(transparent)]
-    KernelFloor(#[from] crate::nic::kernel_floor::KernelFloorError),
-}
-
-impl Error {
-    /// A permission failure while doing `action`, naming the capabilities
-    /// this process lacks.
-    pub fn privileges(
-        action: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        Error::Privileges {
-            action: action.into(),
-            lacking: crate::nic::capabilities::lacking_note(),
-            source: Box::new(source),
-        }
-    }
+    KernelFloor(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// True when `error` or anything in its source chain is EPERM: the process
@@ -168,37 +161,4 @@ pub fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
         current = e.source();
     }
     text
-}
-
-/// Turns a permission failure into [`Error::Privileges`], anything else via `other`.
-pub fn privileges_or<E>(action: &str, error: E, other: impl FnOnce(E) -> Error) -> Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    if is_permission_denied(&error) {
-        Error::privileges(action, error)
-    } else {
-        other(error)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn permission_errors_are_found_down_the_chain() {
-        let eperm = Error::PacketSocket {
-            interface: "eth0".into(),
-            source: io::Error::from_raw_os_error(libc::EPERM),
-        };
-        assert!(is_permission_denied(&eperm));
-        let enodev = Error::PacketSocket {
-            interface: "eth0".into(),
-            source: io::Error::from_raw_os_error(libc::ENODEV),
-        };
-        assert!(!is_permission_denied(&enodev));
-        let e = privileges_or("loading", eperm, |e| e);
-        assert!(e.to_string().contains("CAP_BPF"), "{e}");
-    }
 }

@@ -417,6 +417,28 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
     );
     agents_ready(&cluster);
 
+    // With its kubelet running, the killed agent's container is restarted at
+    // once, often before its Lease expires: whether the node keeps the
+    // address or the other takes it over (and gives it back after the
+    // hold-down), no probe goes unanswered. Before the hold-down agreement,
+    // the restarted agent counted the other node settled while that node
+    // held itself down, and neither answered for 8 s.
+    let owner = owner_of(&cluster, v4);
+    settled_lease(&cluster, &owner);
+    let container = agent_container(&cluster, &owner);
+    let probe = Probe::start(&cluster, v4);
+    thread::sleep(Duration::from_millis(500));
+    kill_container(&cluster, &owner, &container);
+    thread::sleep(Duration::from_secs(lease_seconds) + Duration::from_secs(6));
+    let tally = probe.finish();
+    eprintln!("SIGKILL with the kubelet running: {tally:?}");
+    let answered: u64 = tally.replies.values().sum();
+    assert!(
+        tally.sent > 100 && answered >= tally.sent,
+        "SIGKILL with the kubelet running: every probe answered: {tally:?}"
+    );
+    agents_ready(&cluster);
+
     // --- uninstall -----------------------------------------------------
     cluster.kubectl_ok(&[
         "delete",

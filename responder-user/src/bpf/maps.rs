@@ -30,11 +30,7 @@ use super::{
     pins::open_pinned,
     slots::{CounterSlots, Slot},
 };
-use crate::{
-    dataplane::VipMap,
-    error::{privileges_or, Error},
-    vip::key_addr,
-};
+use crate::{dataplane::VipMap, error::Error, nic::capabilities::privileges_or, vip::key_addr};
 
 /// Counters from their leading `u64`s: an older agent's value may be shorter
 /// (missing counters are 0) or a newer one's longer (extra ones ignored).

@@ -1,4 +1,5 @@
-//! Kernel side of the agent: the pin directory (`pins`), loading, attaching
+//! Kernel side of the agent: the pin directory (`pins`) and `responder
+//! cleanup`, which empties it (`cleanup`), loading, attaching
 //! and adopting the XDP program (`program`), the VIP and counter maps
 //! (`maps`) and the counter slot each VIP holds (`slots`), the stale-gate
 //! heartbeat (`heartbeat`), read-only views of a pin directory for
@@ -7,6 +8,7 @@
 //! offloads turned off (`offloads`).
 
 mod batch;
+mod cleanup;
 mod heartbeat;
 mod inspect;
 mod maps;
@@ -16,12 +18,13 @@ mod pins;
 mod program;
 mod slots;
 
+pub use cleanup::cleanup;
 pub(crate) use heartbeat::Heartbeat;
 pub use heartbeat::{monotonic_now, StaleGate};
 pub use inspect::{
     read_pinned_stats, read_pinned_vips, HeartbeatRow, LinkRow, PinnedStats, Totals, VipRow,
 };
 pub(crate) use maps::{BpfVipMap, StatsReader};
-pub use pins::{cleanup, DEFAULT_PIN_PATH};
+pub use pins::DEFAULT_PIN_PATH;
 pub(crate) use program::{load, Loaded};
 pub use program::{load_retrying, object_loader, AttachMode};

@@ -1,5 +1,6 @@
 //! The pin directory on bpffs: where the program, its links and maps live
-//! between agents, created and removed here, and `responder cleanup`.
+//! between agents, created and removed here. (`responder cleanup`, which
+//! removes what an agent left, is in `cleanup`.)
 
 use std::{
     fs, io,
@@ -8,27 +9,21 @@ use std::{
 };
 
 use aya::maps::{Map, MapData};
-use responder_common::{
-    nic::{PIN_BOND_OF, PIN_NIC_OFFLOADS, PIN_OWN_MACS},
-    PIN_AGENT, PIN_LEGACY_VIP_STATS, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS, PIN_VIP_COUNTERS,
-};
+use responder_common::PIN_LINK_PREFIX;
 
-use super::{maps::map_error, offloads::restore_pinned};
-use crate::{
-    error::Error,
-    netif::multicast::{groups_of, DeviceMulticast, Memberships},
-};
+use super::maps::map_error;
+use crate::{error::Error, nic::capabilities::privileges};
 
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/responder";
 
 /// Pins are made under this prefix and renamed into place (bpffs rejects
 /// names with dots, so no hidden files).
-const STAGING_PREFIX: &str = "staging_";
+pub(super) const STAGING_PREFIX: &str = "staging_";
 
 /// `f_type` of a bpffs mount (linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
-fn is_bpffs(path: &Path) -> Result<bool, Error> {
+pub(super) fn is_bpffs(path: &Path) -> Result<bool, Error> {
     let stat = nix::sys::statfs::statfs(path).map_err(|errno| Error::Filesystem {
         action: "checking the filesystem of",
         path: path.to_owned(),
@@ -40,7 +35,7 @@ fn is_bpffs(path: &Path) -> Result<bool, Error> {
 /// Whether `path` is the root of a mount (its own filesystem, unlike its
 /// parent): a pin directory mounted on its own (the DaemonSet mounts only
 /// the host's `/sys/fs/bpf/responder`) must never be removed.
-fn is_mount_point(path: &Path) -> bool {
+pub(super) fn is_mount_point(path: &Path) -> bool {
     let parent = path.parent().unwrap_or(Path::new("/"));
     match (fs::metadata(path), fs::metadata(parent)) {
         (Ok(dir), Ok(parent)) => dir.dev() != parent.dev(),
@@ -95,7 +90,7 @@ impl PinDir {
             Err(source) => {
                 let action = format!("creating {}", path.display());
                 return Err(if source.kind() == io::ErrorKind::PermissionDenied {
-                    Error::privileges(action, source)
+                    privileges(action, source)
                 } else {
                     Error::Filesystem {
                         action: "creating",
@@ -228,109 +223,4 @@ pub(super) fn open_pinned(pin_path: &Path, name: &str) -> Result<Map, Error> {
     let data =
         MapData::from_pin(&path).map_err(|source| map_error("opening pinned", name, source))?;
     Map::from_map_data(data).map_err(|source| map_error("opening pinned", name, source))
-}
-
-/// Removes the pins an agent leaves under `pin_path` (links first, which
-/// detaches XDP unless a running agent still holds the link), then the
-/// directory if it is empty. Returns what was removed; nothing is fine.
-/// Only names the agent creates are touched, and only on bpffs, so a wrong
-/// `--pin-path` cannot delete unrelated files.
-pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
-    if !pin_path.exists() {
-        return Ok(Vec::new());
-    }
-    if !is_bpffs(pin_path)? {
-        return Err(Error::NotBpffs {
-            path: pin_path.to_owned(),
-        });
-    }
-    leave_multicast_groups(pin_path);
-    let read_error = |source| Error::Filesystem {
-        action: "reading",
-        path: pin_path.to_owned(),
-        source,
-    };
-    let mut pins = Vec::new();
-    for entry in fs::read_dir(pin_path).map_err(read_error)? {
-        let name = entry
-            .map_err(read_error)?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        let order = match name.as_str() {
-            n if n.starts_with(PIN_LINK_PREFIX) => 0,
-            PIN_PROGRAM => 1,
-            PIN_VIPS | PIN_VIP_COUNTERS | PIN_LEGACY_VIP_STATS | PIN_AGENT => 2,
-            PIN_OWN_MACS | PIN_BOND_OF | PIN_NIC_OFFLOADS => 2,
-            n if n.starts_with(STAGING_PREFIX) => 2,
-            _ => continue,
-        };
-        pins.push((order, pin_path.join(name)));
-    }
-    pins.sort();
-    let mut removed = Vec::new();
-    let mut offloads_restored = false;
-    for (order, pin) in pins {
-        // Once XDP is detached (links, then the program, come first) and
-        // before the record goes.
-        if order == 2 && !offloads_restored {
-            restore_pinned(pin_path)?;
-            offloads_restored = true;
-        }
-        match fs::remove_file(&pin) {
-            Ok(()) => removed.push(pin),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::Filesystem {
-                    action: "removing",
-                    path: pin,
-                    source,
-                })
-            }
-        }
-    }
-    if is_mount_point(pin_path) {
-        return Ok(removed);
-    }
-    match fs::remove_dir(pin_path) {
-        Ok(()) => removed.push(pin_path.to_owned()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(path = %pin_path.display(), "pin directory not removed: {e}"),
-    }
-    Ok(removed)
-}
-
-/// Leaves the solicited-node groups the agent joined for the pinned IPv6
-/// VIPs: they outlive the agent on purpose, and go with its pins. Best
-/// effort: what cannot be read or left is logged.
-fn leave_multicast_groups(pin_path: &Path) {
-    if !pin_path.join(PIN_VIPS).exists() {
-        return;
-    }
-    let keys: Vec<_> = match super::inspect::read_pinned_vips_map(pin_path) {
-        Ok(entries) => entries.into_iter().map(|(key, _)| key).collect(),
-        Err(e) => {
-            tracing::warn!("reading the pinned VIPs to leave their multicast groups: {e}");
-            return;
-        }
-    };
-    let groups = groups_of(&keys);
-    if groups.is_empty() {
-        return;
-    }
-    let mut multicast = match DeviceMulticast::open() {
-        Ok(multicast) => multicast,
-        Err(e) => {
-            tracing::warn!("leaving the IPv6 VIPs' multicast groups: {e}");
-            return;
-        }
-    };
-    for group in groups {
-        match multicast.leave(group) {
-            Err(e) if e.raw_os_error() != Some(libc::ENODEV) => {
-                tracing::warn!(ifindex = group.0, "leaving a solicited-node group: {e}")
-            }
-            _ => {}
-        }
-    }
 }

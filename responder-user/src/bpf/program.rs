@@ -33,10 +33,10 @@ use super::{
     slots::CounterSlots,
 };
 use crate::{
-    error::{display_chain, privileges_or, Error},
+    error::{display_chain, Error},
     netif::Interface,
     nic::{
-        capabilities::{self, CAP_PERFMON, CAP_SYS_ADMIN},
+        capabilities::{self, privileges_or, CAP_PERFMON, CAP_SYS_ADMIN},
         kernel_floor::{check_kernel_floor, has_xdp_load_bytes},
         topology::Topology,
         vlan_offload::VlanOffloadPolicy,
@@ -361,7 +361,7 @@ pub(crate) fn load(
     let program = xdp_program(&mut ebpf)?;
     load_retrying(|| program.load()).map_err(|source| {
         if restricted_verifier() {
-            return Error::privileges(
+            return capabilities::privileges(
                 "loading the XDP program (refused by the verifier's restricted mode)",
                 source,
             );

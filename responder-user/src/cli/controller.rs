@@ -11,6 +11,7 @@ use responder::{
         DEFAULT_CONTROLLER_HEALTH_ADDR, DEFAULT_CONTROLLER_METRICS_ADDR,
     },
     duration::parse_duration,
+    metrics::http::Routes,
 };
 
 use super::args::{parse_listen_addr, ListenAddr};
@@ -97,10 +98,10 @@ pub(crate) fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         tracing::info!(namespace = %settings.namespace, identity = %settings.election.identity, lb_class = ?settings.lb_class, "controller starting");
         let metrics = ControllerMetrics::new();
         if let Some(server) = bind(args.metrics_addr, "/metrics").await? {
-            tokio::spawn(server.run(metrics.metrics_routes(), std::future::pending()));
+            tokio::spawn(server.run(Routes::metrics(&metrics), std::future::pending()));
         }
         if let Some(server) = bind(args.health_addr, "/healthz and /readyz").await? {
-            tokio::spawn(server.run(metrics.probe_routes(), std::future::pending()));
+            tokio::spawn(server.run(Routes::probes(&metrics), std::future::pending()));
         }
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;

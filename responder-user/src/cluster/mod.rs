@@ -243,3 +243,9 @@ pub enum ClusterError {
     #[error("the watch of {0} ended")]
     WatchEnded(&'static str),
 }
+
+impl From<ClusterError> for crate::error::Error {
+    fn from(error: ClusterError) -> Self {
+        Self::Cluster(Box::new(error))
+    }
+}

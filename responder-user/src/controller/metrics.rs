@@ -1,12 +1,11 @@
-//! The controller's metrics, on a registry of its own, served like the agent's
-//! (`metrics::http`), with `/healthz` and `/readyz`.
+//! The controller's metrics, on a registry of its own, served by the agent's
+//! router (`metrics::http::Routes`) with `/healthz` and `/readyz`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,8 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::ipam::PoolStatus;
-use crate::metrics::http::{Reply, Routes};
-use crate::metrics::CONTENT_TYPE;
+use crate::metrics::http::{Exposition, Probes};
 
 /// The default `--metrics-addr` of `responder controller`: beside the agent's
 /// 9850/9851, so both can run on one host.
@@ -225,34 +223,27 @@ impl ControllerMetrics {
         }
         Ok(())
     }
+}
 
-    /// `/metrics`.
-    pub fn metrics_routes(self: &Arc<Self>) -> Routes {
-        let metrics = Arc::clone(self);
-        Routes::new().get("/metrics", move || Reply {
-            status: StatusCode::OK,
-            content_type: CONTENT_TYPE,
-            body: metrics.encode(),
-        })
+impl Exposition for ControllerMetrics {
+    fn encode(&self) -> String {
+        ControllerMetrics::encode(self)
+    }
+}
+
+/// `/healthz` (the election loop runs) and `/readyz` (it ran once: a standby
+/// replica is ready too, it takes over when the leader goes).
+impl Probes for ControllerMetrics {
+    fn healthz(&self) -> Result<(), String> {
+        self.liveness()
     }
 
-    /// `/healthz` (the election loop runs) and `/readyz` (it ran once: a standby
-    /// replica is ready too, it takes over when the leader goes).
-    pub fn probe_routes(self: &Arc<Self>) -> Routes {
-        let live = Arc::clone(self);
-        let ready = Arc::clone(self);
-        Routes::new()
-            .get("/healthz", move || match live.liveness() {
-                Ok(()) => Reply::text(StatusCode::OK, "ok\n"),
-                Err(reason) => Reply::text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
-            })
-            .get("/readyz", move || {
-                if ready.ready.load(Ordering::Relaxed) {
-                    Reply::text(StatusCode::OK, "ready\n")
-                } else {
-                    Reply::text(StatusCode::SERVICE_UNAVAILABLE, "not started\n")
-                }
-            })
+    fn readyz(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("not started".into())
+        }
     }
 }
 
@@ -310,5 +301,16 @@ mod tests {
         assert!(metrics.liveness().is_err());
         metrics.tick();
         assert_eq!(metrics.liveness(), Ok(()));
+    }
+
+    #[test]
+    fn probes_say_why_they_fail() {
+        let metrics = ControllerMetrics::new();
+        assert_eq!(metrics.readyz(), Err("not started".to_owned()));
+        assert!(metrics.healthz().is_err());
+        metrics.set_ready();
+        metrics.tick();
+        assert_eq!(metrics.readyz(), Ok(()));
+        assert_eq!(metrics.healthz(), Ok(()));
     }
 }

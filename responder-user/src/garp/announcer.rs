@@ -13,8 +13,9 @@ use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
 use super::{announcement_frames, socket::PacketSocket, Announce, Rounds};
 use crate::{
-    error::{privileges_or, Error},
+    error::Error,
     netif::Interface,
+    nic::capabilities::privileges_or,
     vip::{key_addr, key_vlan},
 };
 

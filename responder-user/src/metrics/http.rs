@@ -1,6 +1,8 @@
 //! The HTTP endpoints, served with hyper: `/metrics`, `/healthz` and
 //! `/readyz`, GET only.
 //!
+//! The one router of both the agent and the controller: [`Routes::metrics`]
+//! renders any [`Exposition`] and [`Routes::probes`] asks any [`Probes`].
 //! One [`HttpServer`] serves one listener with the [`Routes`] it is given, so
 //! the probes can get a listener of their own by running a second server with
 //! [`Routes::probes`]. Each connection carries one request (`Connection:
@@ -22,7 +24,7 @@ use tokio::{
     task::JoinSet,
 };
 
-use super::{Metrics, CONTENT_TYPE};
+use super::CONTENT_TYPE;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -85,6 +87,22 @@ impl Reply {
     }
 }
 
+/// What [`Routes::metrics`] renders: the agent's `Metrics` or the
+/// controller's `ControllerMetrics`.
+pub trait Exposition: Send + Sync + 'static {
+    /// The `/metrics` body, in [`CONTENT_TYPE`].
+    fn encode(&self) -> String;
+}
+
+/// What [`Routes::probes`] asks: each probe passes or says why not (the
+/// body of its 503).
+pub trait Probes: Send + Sync + 'static {
+    /// `/healthz`: whether the process is working (restart it if not).
+    fn healthz(&self) -> Result<(), String>;
+    /// `/readyz`: whether it has done what it needs before serving.
+    fn readyz(&self) -> Result<(), String>;
+}
+
 type Handler = Arc<dyn Fn() -> Reply + Send + Sync>;
 
 /// The paths one listener serves, each answering GET.
@@ -113,32 +131,29 @@ impl Routes {
         self
     }
 
-    /// `/metrics`: the exposition, per-VIP counters read now.
-    pub fn metrics(metrics: &Arc<Metrics>) -> Self {
-        let metrics = Arc::clone(metrics);
+    /// `/metrics`: what `source` renders now, in the Prometheus text format.
+    pub fn metrics(source: &Arc<impl Exposition>) -> Self {
+        let source = Arc::clone(source);
         Routes::new().get("/metrics", move || Reply {
             status: StatusCode::OK,
             content_type: CONTENT_TYPE,
-            body: metrics.encode(),
+            body: source.encode(),
         })
     }
 
-    /// `/healthz` (program attached and heartbeat fresh) and `/readyz`
-    /// (initial sync done).
-    pub fn probes(metrics: &Arc<Metrics>) -> Self {
-        let live = Arc::clone(metrics);
-        let ready = Arc::clone(metrics);
+    /// `/healthz` and `/readyz`: 200 while the probe passes, else 503 with
+    /// the reason it gives.
+    pub fn probes(probes: &Arc<impl Probes>) -> Self {
+        let live = Arc::clone(probes);
+        let ready = Arc::clone(probes);
         Routes::new()
-            .get("/healthz", move || match live.liveness() {
+            .get("/healthz", move || match live.healthz() {
                 Ok(()) => Reply::text(StatusCode::OK, "ok\n"),
                 Err(reason) => Reply::text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             })
-            .get("/readyz", move || {
-                if ready.is_ready() {
-                    Reply::text(StatusCode::OK, "ready\n")
-                } else {
-                    Reply::text(StatusCode::SERVICE_UNAVAILABLE, "initial sync not done\n")
-                }
+            .get("/readyz", move || match ready.readyz() {
+                Ok(()) => Reply::text(StatusCode::OK, "ready\n"),
+                Err(reason) => Reply::text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             })
     }
 

@@ -353,6 +353,28 @@ impl Metrics {
     }
 }
 
+/// The agent: healthy while its heartbeat is fresh (the program is attached
+/// and the loop ticks), ready once the initial sync is done.
+impl http::Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+}
+
+impl http::Probes for Metrics {
+    fn healthz(&self) -> Result<(), String> {
+        self.liveness().map_err(|reason| reason.to_string())
+    }
+
+    fn readyz(&self) -> Result<(), String> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err("initial sync not done".into())
+        }
+    }
+}
+
 /// Counter names go without `_total`, which the encoder appends; HELP texts
 /// are written here as exposed, and the registry appends the full stop itself.
 fn register(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {

@@ -49,6 +49,12 @@ pub enum NetwatchError {
     Request(#[source] io::Error),
 }
 
+impl From<NetwatchError> for crate::error::Error {
+    fn from(error: NetwatchError) -> Self {
+        Self::Netwatch(Box::new(error))
+    }
+}
+
 /// Snapshot of every link in the current network namespace, sorted by ifindex, with
 /// [`LinkInfo::carries_default_route`] set from the routes.
 pub async fn list_links() -> Result<Vec<LinkInfo>, NetwatchError> {

@@ -1,6 +1,9 @@
 //! The capabilities the agent needs, and which of them this process lacks,
 //! read from `/proc/self/status` (CapEff) so a permission error can name the
-//! missing one instead of listing them all.
+//! missing one instead of listing them all, and the [`Error::Privileges`]
+//! made with that note.
+
+use crate::error::{is_permission_denied, Error};
 
 /// A capability the agent uses, with what it is needed for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +90,31 @@ pub fn lacking_note() -> String {
     format!(" (this process lacks {})", names.join("; "))
 }
 
+/// A permission failure while doing `action`, naming the capabilities
+/// this process lacks.
+pub fn privileges(
+    action: impl Into<String>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::Privileges {
+        action: action.into(),
+        lacking: lacking_note(),
+        source: Box::new(source),
+    }
+}
+
+/// Turns a permission failure into [`Error::Privileges`], anything else via `other`.
+pub fn privileges_or<E>(action: &str, error: E, other: impl FnOnce(E) -> Error) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if is_permission_denied(&error) {
+        privileges(action, error)
+    } else {
+        other(error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +143,21 @@ mod tests {
         assert_eq!(missing(sys_admin), vec![CAP_NET_ADMIN, CAP_NET_RAW]);
         let root = u64::MAX >> 23;
         assert!(missing(root).is_empty());
+    }
+
+    #[test]
+    fn permission_errors_are_found_down_the_chain() {
+        let eperm = Error::PacketSocket {
+            interface: "eth0".into(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(is_permission_denied(&eperm));
+        let enodev = Error::PacketSocket {
+            interface: "eth0".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENODEV),
+        };
+        assert!(!is_permission_denied(&enodev));
+        let e = privileges_or("loading", eperm, |e| e);
+        assert!(e.to_string().contains("CAP_BPF"), "{e}");
     }
 }

@@ -299,8 +299,9 @@ mod readme {
     /// docs/tests.md mirrors the table: every entry appears there by name.
     #[test]
     fn the_readme_lists_every_intended_difference() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/tests.md"))
-            .expect("read docs/tests.md");
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/tests.md"))
+                .expect("read docs/tests.md");
         for intended in INTENDED {
             assert!(
                 readme.contains(&format!("| {} |", intended.name)),

@@ -4,7 +4,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::metrics::tests::{key, names, FakeVips};
-use crate::metrics::VipCounterSample;
+use crate::metrics::{Metrics, VipCounterSample};
 
 /// Sends a raw request and returns the whole response, bounded in time.
 async fn get(addr: SocketAddr, request: &str) -> String {
