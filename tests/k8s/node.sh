@@ -33,9 +33,10 @@
 # node's).
 #
 # Facts of this machine the configuration follows: cgroup v1 and no systemd as
-# PID 1 (the kubelet uses cgroupfs, without QoS cgroups: cgroupsPerQOS needs
-# cgroup controllers this setup does not delegate); root lacks CAP_SYS_RESOURCE
-# (containerd's restrict_oom_score_adj); swap may be on (failSwapOn: false).
+# PID 1 (the kubelet uses the cgroupfs driver and runs without QoS cgroups,
+# cgroupsPerQOS: false, the setup known to work here; runc then puts each
+# container at /k8s.io/<id>); root lacks CAP_SYS_RESOURCE (containerd's
+# restrict_oom_score_adj); swap may be on (failSwapOn: false).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -333,7 +334,7 @@ cmd_node() {
     spawn_in_node "$name" "$dir/containerd.log" containerd --config "$dir/containerd.toml"
     wait_until "node $name: containerd" "$dir/containerd.log" "$(recorded_pid "$STATE" "containerd-$name")" \
         ctr_of "$name" version
-    ctr_of "$name" images import --no-unpack=false "$pause" >>"$dir/containerd.log" 2>&1 ||
+    ctr_of "$name" images import "$pause" >>"$dir/containerd.log" 2>&1 ||
         fail "node $name: importing the pause image $pause" "$dir/containerd.log"
 
     spawn_in_node "$name" "$dir/kubelet.log" "$BIN_DIR/kubelet" \

@@ -57,6 +57,9 @@ pub struct AgentConfig {
     pub attach_mode: AttachMode,
     pub announce_count: u32,
     pub announce_interval: Duration,
+    /// How often each owned VIP key is announced again (one frame, spread
+    /// over the interval); zero disables it.
+    pub reannounce_interval: Duration,
     pub cluster: Option<ClusterSourceConfig>,
     pub stale_gate: StaleGate,
     /// What SIGTERM/SIGINT does to the data plane.
@@ -174,7 +177,12 @@ impl Agent {
             }
         }
         let stats = Arc::new(map.stats_reader()?);
-        let announcer = Announcer::new(config.announce_count, config.announce_interval)?;
+        let announcer = Announcer::new(
+            config.announce_count,
+            config.announce_interval,
+            config.reannounce_interval,
+            Arc::clone(&metrics),
+        )?;
         let sent = announcer.sent_counts();
         let mut dataplane = Dataplane::new(selection.accepted.clone(), map, announcer);
         // Fail-static: the Kubernetes VIPs of the previous agent stay until

@@ -138,6 +138,16 @@ pub(crate) struct RunArgs {
     /// Spacing of announcements; Linux ignores a second gratuitous ARP within 1 s.
     #[arg(long, value_name = "DURATION", default_value = "1.1s", value_parser = parse_duration)]
     pub(crate) announce_interval: Duration,
+    /// How often every owned VIP is announced again, with one gratuitous ARP
+    /// request (IPv4) or unsolicited NA (IPv6) per VIP, interface and VLAN,
+    /// spread evenly over the interval; `0` or `off` disables it. Switches
+    /// commonly age their forwarding table after 300 s, routers their ARP
+    /// cache after minutes to hours, so a VIP nobody sends from would drop
+    /// out of the switch's table and its traffic flood or be lost; 60 s
+    /// refreshes it five times per 300 s ageing, for about 167 frames/s at
+    /// 10,000 VIPs (at most 500 frames/s whatever their number).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_interval_or_off)]
+    pub(crate) reannounce_interval: Duration,
     /// Heartbeat age after which the XDP program stops answering: bounds how
     /// long a dead agent's node keeps claiming VIPs. Longer than
     /// --restart-grace, so a restarting agent's node answers throughout.
@@ -197,6 +207,14 @@ pub(crate) fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
             .parse()
             .map(ListenAddr::Listen)
             .map_err(|e| format!("{e}: expected IP:PORT or `off`")),
+    }
+}
+
+/// A duration, or `0`/`off` for none (zero).
+fn parse_interval_or_off(text: &str) -> Result<Duration, String> {
+    match text.trim() {
+        "0" | "off" => Ok(Duration::ZERO),
+        text => parse_duration(text).map_err(|e| e.to_string()),
     }
 }
 
@@ -294,6 +312,7 @@ mod tests {
         let args = run_args(&["-i", "eth0", "--vip-file", "/etc/vips"]).expect("file only");
         assert_eq!(args.announce_interval, Duration::from_millis(1100));
         assert_eq!(args.announce_count, 3);
+        assert_eq!(args.reannounce_interval, Duration::from_secs(60));
         assert_eq!(args.xdp_mode, AttachMode::Auto);
         assert_eq!(args.pin_path, PathBuf::from(DEFAULT_PIN_PATH));
         assert!(!args.kube);
@@ -477,6 +496,28 @@ mod tests {
         .err()
         .expect("missing unit")
         .to_string();
+        assert!(e.contains("missing unit"), "{e}");
+    }
+
+    #[test]
+    fn reannouncement_takes_a_duration_or_off() {
+        let with = |value: &str| {
+            run_args(&[
+                "-i",
+                "eth0",
+                "--vip",
+                "192.0.2.1",
+                "--reannounce-interval",
+                value,
+            ])
+            .map(|args| args.reannounce_interval)
+        };
+        assert_eq!(with("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(with("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(with("0"), Ok(Duration::ZERO));
+        assert_eq!(with("off"), Ok(Duration::ZERO));
+        assert_eq!(with("0s"), Ok(Duration::ZERO));
+        let e = with("60").expect_err("missing unit");
         assert!(e.contains("missing unit"), "{e}");
     }
 }

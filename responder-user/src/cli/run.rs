@@ -88,6 +88,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             attach_mode: args.xdp_mode,
             announce_count: args.announce_count,
             announce_interval: args.announce_interval,
+            reannounce_interval: args.reannounce_interval,
             exit: match cluster.is_some() && !args.detach_on_exit {
                 true => Exit::KeepAttached {
                     restart_grace: args.restart_grace,

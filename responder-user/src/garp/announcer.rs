@@ -1,6 +1,7 @@
 //! Sending announcements: one task with a queue of due rounds, however many
 //! VIPs are being announced (a task and a timer per VIP would cost memory in
-//! proportion to the Services a node owns).
+//! proportion to the Services a node owns). The same task re-announces every
+//! owned key once per `--reannounce-interval` (see [`super::periodic`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -11,9 +12,16 @@ use std::{
 use responder_common::VipKey;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
-use super::{announcement_frames, socket::PacketSocket, Announce, Rounds};
+use super::{
+    announcement_frames,
+    periodic::{Periodic, MAX_PER_TICK, TICK},
+    periodic_frame,
+    socket::PacketSocket,
+    Announce, Rounds,
+};
 use crate::{
     error::Error,
+    metrics::{AnnouncementReason, Metrics},
     netif::Interface,
     nic::capabilities::privileges_or,
     vip::{key_addr, key_vlan},
@@ -55,7 +63,8 @@ enum Command {
 }
 
 /// Sends each announced VIP's frames `count` times, `interval` apart, from
-/// one task, so installing VIPs never waits for announcements.
+/// one task, so installing VIPs never waits for announcements; and one frame
+/// per announced key every `reannounce` (zero: never), until it is withdrawn.
 pub(crate) struct Announcer {
     commands: mpsc::UnboundedSender<Command>,
     sockets: Sockets,
@@ -67,7 +76,12 @@ impl Announcer {
     /// Opens a packet socket up front, so missing CAP_NET_RAW is a startup
     /// error rather than a silent failure at the first announcement. Must
     /// run inside a tokio runtime.
-    pub(crate) fn new(count: u32, interval: Duration) -> Result<Self, Error> {
+    pub(crate) fn new(
+        count: u32,
+        interval: Duration,
+        reannounce: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
         PacketSocket::bind(0).map_err(|source| {
             privileges_or("opening a packet socket", source, |source| {
                 Error::PacketSocket {
@@ -78,14 +92,13 @@ impl Announcer {
         })?;
         let (commands, queue) = mpsc::unbounded_channel();
         let sent = SentCounts::default();
-        let schedule = Schedule {
+        let schedule = Schedule::new(
             count,
             interval,
-            sent: sent.clone(),
-            sockets: Sockets::new(),
-            pending: HashMap::new(),
-            due: BTreeSet::new(),
-        };
+            Periodic::new(reannounce, MAX_PER_TICK, Instant::now()),
+            sent.clone(),
+            metrics,
+        );
         let task = tokio::spawn(schedule.run(queue));
         Ok(Announcer {
             commands,
@@ -159,17 +172,26 @@ struct Pending {
     mac: [u8; 6],
     left: u32,
     due: Instant,
+    reason: AnnouncementReason,
 }
 
 /// The announcement task's state: bursts by key, and their next rounds in
-/// time order.
+/// time order; the announced keys' MACs and periodic slots.
 struct Schedule {
     count: u32,
     interval: Duration,
     sent: SentCounts,
+    metrics: Arc<Metrics>,
     sockets: Sockets,
     pending: HashMap<VipKey, Pending>,
     due: BTreeSet<(Instant, VipKey)>,
+    /// Every key announced and not withdrawn since, with its MAC, while
+    /// periodic re-announcement is on.
+    owned: HashMap<VipKey, [u8; 6]>,
+    periodic: Periodic,
+    /// When periodic keys were last handed out, to do so at most once per
+    /// [`TICK`].
+    last_periodic: Option<Instant>,
 }
 
 /// Rounds sent before the task lets others run: a node taking over
@@ -177,30 +199,99 @@ struct Schedule {
 const ROUNDS_PER_SLICE: usize = 256;
 
 impl Schedule {
+    fn new(
+        count: u32,
+        interval: Duration,
+        periodic: Periodic,
+        sent: SentCounts,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Schedule {
+            count,
+            interval,
+            sent,
+            metrics,
+            sockets: Sockets::new(),
+            pending: HashMap::new(),
+            due: BTreeSet::new(),
+            owned: HashMap::new(),
+            periodic,
+            last_periodic: None,
+        }
+    }
+
     async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Command>) {
         loop {
             let next = self.due.first().map(|(at, _)| *at);
+            let next = match (next, self.next_periodic()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 command = queue.recv() => match command {
                     Some(command) => self.apply(command, Instant::now()),
                     None => return,
                 },
-                () = sleep_until(next) => self.send_due(Instant::now()).await,
+                () = sleep_until(next) => {
+                    let now = Instant::now();
+                    self.send_due(now).await;
+                    self.send_periodic(now);
+                }
             }
+        }
+    }
+
+    /// When periodic keys are next handed out: the earliest slot, but not
+    /// within a [`TICK`] of the last time.
+    fn next_periodic(&self) -> Option<Instant> {
+        let at = self.periodic.next_due()?;
+        Some(match self.last_periodic {
+            Some(last) => at.max(last + TICK),
+            None => at,
+        })
+    }
+
+    /// Sends one frame for each key due for periodic re-announcement, at
+    /// most [`MAX_PER_TICK`] keys once per [`TICK`]. A key whose burst is
+    /// still going is skipped until its next slot.
+    fn send_periodic(&mut self, now: Instant) {
+        if self.next_periodic().is_none_or(|at| at > now) {
+            return;
+        }
+        self.last_periodic = Some(now);
+        for key in self.periodic.due(now) {
+            // A burst going, or an interface without a socket (its bursts
+            // log that): nothing to add.
+            if self.pending.contains_key(&key) || !self.sockets.contains_key(&key.ifindex) {
+                continue;
+            }
+            let Some(&mac) = self.owned.get(&key) else {
+                continue;
+            };
+            self.send_frames(
+                &key,
+                [periodic_frame(&key, mac)],
+                AnnouncementReason::Periodic,
+            );
         }
     }
 
     fn apply(&mut self, command: Command, now: Instant) {
         match command {
             Command::Announce { key, mac, rounds } => {
+                if self.periodic.enabled() {
+                    self.owned.insert(key, mac);
+                }
                 if rounds == Rounds::Once && self.pending.contains_key(&key) {
                     // A burst is on its way already.
                     return;
                 }
                 self.cancel(&key);
-                let left = match rounds {
-                    Rounds::Burst => self.count,
-                    Rounds::Once => 1,
+                // Announced now: the next periodic frame waits its turn.
+                self.periodic.announced(key, now);
+                let (left, reason) = match rounds {
+                    Rounds::Burst => (self.count, AnnouncementReason::New),
+                    Rounds::Once => (1, AnnouncementReason::Defence),
                 };
                 if left > 0 {
                     self.pending.insert(
@@ -209,12 +300,17 @@ impl Schedule {
                             mac,
                             left,
                             due: now,
+                            reason,
                         },
                     );
                     self.due.insert((now, key));
                 }
             }
-            Command::Withdraw(key) => self.cancel(&key),
+            Command::Withdraw(key) => {
+                self.cancel(&key);
+                self.owned.remove(&key);
+                self.periodic.remove(&key);
+            }
             Command::Sockets(sockets) => self.sockets = sockets,
         }
     }
@@ -235,7 +331,7 @@ impl Schedule {
             let Some(mut pending) = self.pending.remove(&key) else {
                 continue;
             };
-            self.send_round(&key, pending.mac);
+            self.send_frames(&key, announcement_frames(&key, pending.mac), pending.reason);
             pending.left -= 1;
             if pending.left > 0 {
                 pending.due = at + self.interval;
@@ -252,7 +348,12 @@ impl Schedule {
         }
     }
 
-    fn send_round(&self, key: &VipKey, mac: [u8; 6]) {
+    fn send_frames(
+        &self,
+        key: &VipKey,
+        frames: impl IntoIterator<Item = Vec<u8>>,
+        reason: AnnouncementReason,
+    ) {
         let addr = key_addr(key);
         let Some((name, socket)) = self.sockets.get(&key.ifindex) else {
             tracing::error!(
@@ -262,9 +363,12 @@ impl Schedule {
             );
             return;
         };
-        for frame in announcement_frames(key, mac) {
+        for frame in frames {
             match socket.send(&frame) {
-                Ok(()) => self.sent.add(*key, 1),
+                Ok(()) => {
+                    self.sent.add(*key, 1);
+                    self.metrics.announcement_sent(reason);
+                }
                 Err(e) => {
                     tracing::warn!(%addr, interface = %name, vlan = %key_vlan(key), "sending announcement: {e}")
                 }
@@ -285,14 +389,17 @@ mod tests {
     use super::*;
 
     fn schedule() -> Schedule {
-        Schedule {
-            count: 3,
-            interval: Duration::from_secs(1),
-            sent: SentCounts::default(),
-            sockets: Sockets::new(),
-            pending: HashMap::new(),
-            due: BTreeSet::new(),
-        }
+        schedule_with(Duration::ZERO, Instant::now())
+    }
+
+    fn schedule_with(reannounce: Duration, epoch: Instant) -> Schedule {
+        Schedule::new(
+            3,
+            Duration::from_secs(1),
+            Periodic::new(reannounce, MAX_PER_TICK, epoch),
+            SentCounts::default(),
+            Metrics::new(),
+        )
     }
 
     fn key(last: u8) -> VipKey {
@@ -324,6 +431,52 @@ mod tests {
         assert_eq!(schedule.pending[&key(1)].left, 1);
         schedule.apply(Command::Withdraw(key(1)), start);
         assert!(schedule.pending.is_empty() && schedule.due.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn announced_keys_are_tracked_for_periodic_slots_until_withdrawn() {
+        let start = Instant::now();
+        let mut schedule = schedule_with(Duration::from_secs(60), start);
+        let announce = |last, rounds| Command::Announce {
+            key: key(last),
+            mac: MAC,
+            rounds,
+        };
+        schedule.apply(announce(1, Rounds::Burst), start);
+        schedule.apply(announce(2, Rounds::Once), start);
+        assert_eq!(schedule.owned.len(), 2);
+        assert_eq!(schedule.periodic.len(), 2);
+        let first = schedule.next_periodic().expect("periodic slot");
+        assert!(
+            first >= start + Duration::from_secs(30),
+            "not right after a burst"
+        );
+        // Handing out at most once per tick.
+        schedule.send_periodic(first);
+        assert_eq!(schedule.last_periodic, Some(first));
+        if let Some(next) = schedule.next_periodic() {
+            assert!(next >= first + TICK);
+        }
+        schedule.apply(Command::Withdraw(key(1)), start);
+        schedule.apply(Command::Withdraw(key(2)), start);
+        assert!(schedule.owned.is_empty());
+        assert_eq!(schedule.next_periodic(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_reannouncement_nothing_is_tracked() {
+        let start = Instant::now();
+        let mut schedule = schedule();
+        schedule.apply(
+            Command::Announce {
+                key: key(1),
+                mac: MAC,
+                rounds: Rounds::Burst,
+            },
+            start,
+        );
+        assert!(schedule.owned.is_empty());
+        assert_eq!(schedule.next_periodic(), None);
     }
 
     #[tokio::test(start_paused = true)]

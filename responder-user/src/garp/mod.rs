@@ -105,6 +105,17 @@ pub(crate) fn announcement_frames(key: &VipKey, mac: [u8; 6]) -> Vec<Vec<u8>> {
     }
 }
 
+/// The one frame of a periodic re-announcement: for IPv4 the ARP request
+/// with spa = tpa = VIP (RFC 5227's ARP Announcement, which every stack and
+/// switch learns from), for IPv6 the unsolicited NA.
+pub(crate) fn periodic_frame(key: &VipKey, mac: [u8; 6]) -> Vec<u8> {
+    let vlan = key_vlan(key);
+    match key_addr(key) {
+        IpAddr::V4(a) => gratuitous_arp_request(mac, vlan, a),
+        IpAddr::V6(a) => unsolicited_na(mac, vlan, a),
+    }
+}
+
 /// How many rounds of an announcement to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rounds {
@@ -128,6 +139,7 @@ pub(crate) trait Announce {
 }
 
 mod announcer;
+mod periodic;
 mod socket;
 
 pub(crate) use announcer::{Announcer, SentCounts};
@@ -269,6 +281,20 @@ mod tests {
         );
         assert_eq!(&frame[12..18], &[0x81, 0, 0, 10, 0x86, 0xdd]);
         assert_na_checksum_verifies(&frame, 18);
+    }
+
+    #[test]
+    fn a_periodic_announcement_is_one_frame() {
+        let v4 = VipKey::v4(2, 7, 0, VIP4.octets());
+        assert_eq!(
+            periodic_frame(&v4, MAC),
+            gratuitous_arp_request(MAC, Vlan { outer: 7, inner: 0 }, VIP4)
+        );
+        let v6 = VipKey::v6(2, 0, 0, vip6().octets());
+        assert_eq!(
+            periodic_frame(&v6, MAC),
+            unsolicited_na(MAC, Vlan::UNTAGGED, vip6())
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! | `responder_failover_expected_seconds`       | (none)                               |
 //! | `responder_events_written_total`            | (none)                               |
 //! | `responder_events_aggregated_total`         | (none)                               |
+//! | `responder_announcements_total`             | (none)                               |
 //!
 //! Per-VIP series carry `ip`, `interface`, `vlan` (empty when untagged, `100`
 //! for one tag, `100.200` for two) and `service` (`namespace/name`, empty for
@@ -59,8 +60,8 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::prometheus_text,
-    metrics::{counter::Counter, gauge::Gauge},
+    encoding::{prometheus_text, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::{Metric, Registry},
 };
 
@@ -103,6 +104,7 @@ pub struct Metrics {
     failover_expected: Gauge<f64, AtomicU64>,
     events_written: Counter,
     events_aggregated: Counter,
+    announcements: Family<AnnouncementLabels, Counter>,
     heartbeat: Heartbeat,
     announced: Announced,
     vip_counters: VipCollector,
@@ -128,6 +130,11 @@ impl Metrics {
         let failover_expected = Gauge::<f64, AtomicU64>::default();
         let events_written = Counter::default();
         let events_aggregated = Counter::default();
+        let announcements = Family::<AnnouncementLabels, Counter>::default();
+        // Every reason from the start, so rates need no absent-series care.
+        for reason in AnnouncementReason::ALL {
+            let _ = announcements.get_or_create(&AnnouncementLabels { reason });
+        }
         let heartbeat = Heartbeat::new(clock);
         let announced = Announced::default();
         let vip_counters = VipCollector::default();
@@ -223,6 +230,12 @@ impl Metrics {
             "Events not recorded on their own object because more came at once than the Event rate allows: counted in a summary Event on this node instead.",
             events_aggregated.clone(),
         );
+        register(
+            &mut registry,
+            "responder_announcements",
+            "Gratuitous ARP and unsolicited NA frames this node sent, by reason: new (a VIP gained or regained, adopted or recovered), defence (another MAC claimed it), periodic (--reannounce-interval).",
+            announcements.clone(),
+        );
         registry.register_collector(Box::new(vip_counters.clone()));
 
         Metrics {
@@ -240,6 +253,7 @@ impl Metrics {
             failover_expected,
             events_written,
             events_aggregated,
+            announcements,
             heartbeat,
             announced,
             vip_counters,
@@ -332,6 +346,13 @@ impl Metrics {
         self.events_aggregated.inc();
     }
 
+    /// One announcement frame was sent, for `reason`.
+    pub fn announcement_sent(&self, reason: AnnouncementReason) {
+        self.announcements
+            .get_or_create(&AnnouncementLabels { reason })
+            .inc();
+    }
+
     /// The initial sync is done: `/readyz` answers 200 from now on.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
@@ -379,6 +400,48 @@ impl http::Probes for Metrics {
 /// are written here as exposed, and the registry appends the full stop itself.
 fn register(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {
     registry.register(name, help.strip_suffix('.').unwrap_or(help), metric);
+}
+
+/// Why an announcement frame was sent: the `reason` label of
+/// `responder_announcements_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AnnouncementReason {
+    /// The `--announce-count` burst of a VIP key this node installs, gains or
+    /// regains, re-asserts after a yield or a carrier flap, or announces once
+    /// after adopting a previous agent's pins or recovering from an API
+    /// outage (the announcer gets the same burst for all of them).
+    New,
+    /// One round answering another MAC's claim (RFC 5227 §2.4).
+    Defence,
+    /// The one frame per key and `--reannounce-interval`.
+    Periodic,
+}
+
+impl AnnouncementReason {
+    pub const ALL: [AnnouncementReason; 3] = [
+        AnnouncementReason::New,
+        AnnouncementReason::Defence,
+        AnnouncementReason::Periodic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnouncementReason::New => "new",
+            AnnouncementReason::Defence => "defence",
+            AnnouncementReason::Periodic => "periodic",
+        }
+    }
+}
+
+impl EncodeLabelValue for AnnouncementReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AnnouncementLabels {
+    reason: AnnouncementReason,
 }
 
 /// Why `/healthz` fails.

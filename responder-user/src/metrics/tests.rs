@@ -266,6 +266,11 @@ responder_events_written_total 0
 # HELP responder_events_aggregated_total Events not recorded on their own object because more came at once than the Event rate allows: counted in a summary Event on this node instead.
 # TYPE responder_events_aggregated_total counter
 responder_events_aggregated_total 0
+# HELP responder_announcements_total Gratuitous ARP and unsolicited NA frames this node sent, by reason: new (a VIP gained or regained, adopted or recovered), defence (another MAC claimed it), periodic (--reannounce-interval).
+# TYPE responder_announcements_total counter
+responder_announcements_total{reason=\"new\"} 0
+responder_announcements_total{reason=\"defence\"} 0
+responder_announcements_total{reason=\"periodic\"} 0
 ";
     let after = metrics.encode();
     let expected = parse_exposition(&before);
@@ -359,6 +364,32 @@ fn escapes_label_values_and_reports_a_missing_heartbeat() {
         ],
         1f64.to_bits()
     )));
+}
+
+#[test]
+fn announcements_render_by_reason() {
+    let metrics = Metrics::new();
+    for _ in 0..3 {
+        metrics.announcement_sent(AnnouncementReason::New);
+    }
+    metrics.announcement_sent(AnnouncementReason::Periodic);
+    let parsed = parse_exposition(&metrics.encode());
+    assert_eq!(parsed.types["responder_announcements_total"], "counter");
+    let series: BTreeMap<String, f64> = parsed
+        .samples
+        .iter()
+        .filter(|(name, _, _)| name == "responder_announcements_total")
+        .map(|(_, labels, value)| {
+            assert_eq!(labels.len(), 1, "{labels:?}");
+            assert_eq!(labels[0].0, "reason");
+            (labels[0].1.clone(), f64::from_bits(*value))
+        })
+        .collect();
+    let expected: BTreeMap<String, f64> = [("new", 3.0), ("defence", 0.0), ("periodic", 1.0)]
+        .into_iter()
+        .map(|(reason, value)| (reason.to_owned(), value))
+        .collect();
+    assert_eq!(series, expected);
 }
 
 #[test]
