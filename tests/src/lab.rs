@@ -219,13 +219,17 @@ impl Responder {
             log_path,
             netns_path: node.path(),
         };
+        // Running, not only installed: a restarted agent finds its
+        // predecessor's entries pinned at once, and a signal sent before it
+        // has set up its handlers (SIGHUP's default is to terminate) would
+        // kill it.
         let installed = wait_for(Duration::from_secs(20), || {
             let n = responder.vips().len();
-            (n == expected_entries).then_some(n)
+            (n == expected_entries && responder.log().contains("responder running")).then_some(n)
         });
         assert!(
             installed.is_some(),
-            "responder did not install {expected_entries} VIP entries within 20 s; log:\n{}",
+            "responder did not install {expected_entries} VIP entries and run within 20 s; log:\n{}",
             responder.log()
         );
         responder
