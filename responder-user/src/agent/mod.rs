@@ -5,8 +5,9 @@
 
 mod core;
 mod pacemaker;
+mod selection;
 
-use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use regex::Regex;
 use tokio::{
@@ -14,8 +15,9 @@ use tokio::{
     time::Instant,
 };
 
-use self::core::{validate_all, AgentCore, Attachments, TickInput};
+use self::core::{AgentCore, Attachments, TickInput};
 use self::pacemaker::LoopAlive;
+use self::selection::{attachable, Selection};
 use crate::{
     bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
     cluster::{Departure, Ownership},
@@ -28,7 +30,7 @@ use crate::{
         self,
         multicast::{DeviceMulticast, Group, Memberships},
         watch::LinkWatch,
-        Interface, InterfaceFilter, LinkInfo,
+        Interface,
     },
     nic::capabilities::privileges_or,
     nic::{topology::Topology, vlan_offload::VlanOffloadPolicy},
@@ -396,86 +398,6 @@ impl Exit {
     }
 }
 
-/// The interfaces selected at start, and the static VIPs checked against
-/// them.
-struct Selection {
-    /// `--interface` names, deduplicated.
-    names: Vec<String>,
-    filter: InterfaceFilter,
-    /// Named interfaces (whether up or not), for validating scopes.
-    named: Vec<Interface>,
-    /// The interfaces to attach to now.
-    accepted: Vec<Interface>,
-    /// Every address on the node.
-    local_addresses: BTreeSet<IpAddr>,
-    /// The node's own MACs and bond members, from every link.
-    topology: Topology,
-}
-
-impl Selection {
-    async fn now(config: &AgentConfig) -> Result<Self, Error> {
-        let mut names: Vec<String> = Vec::new();
-        for name in &config.interfaces {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        let links = netif::watch::list_links().await?;
-        // A misspelt --interface is fatal; one that is down is attached once
-        // it comes up.
-        let named = names
-            .iter()
-            .map(|name| netif::lookup(&links, name))
-            .collect::<Result<Vec<_>, _>>()?;
-        for link in links
-            .iter()
-            .filter(|l| !l.admin_up && names.contains(&l.name))
-        {
-            tracing::warn!(interface = %link.name, "interface is down; VIPs on it answer once it comes up");
-        }
-        let filter = InterfaceFilter::new(
-            names.clone(),
-            config.interface_regex.clone(),
-            config.exclude_interface_regex.clone(),
-        );
-        let accepted = attachable(links.iter().filter(|link| filter.accepts(link)));
-        let local_addresses = links
-            .iter()
-            .flat_map(|link| &link.addresses)
-            .map(|net| net.addr())
-            .collect();
-        Ok(Selection {
-            names,
-            filter,
-            named,
-            accepted,
-            local_addresses,
-            topology: Topology::of(&links),
-        })
-    }
-
-    /// The `--vip` and `--vip-file` sets. Scopes must name an
-    /// `--interface`, or without names an interface selected right now, so
-    /// typos fail here rather than never answer.
-    fn static_vips(&self, config: &AgentConfig) -> Result<[BTreeSet<VipSpec>; 2], Error> {
-        let check_against = match self.names.is_empty() {
-            true => &self.accepted,
-            false => &self.named,
-        };
-        let cli_vips: BTreeSet<VipSpec> = config.vips.iter().cloned().collect();
-        validate_all(&cli_vips, check_against)?;
-        let file_vips = match &config.vip_file {
-            Some(path) => {
-                let specs = read_vip_file(path)?;
-                validate_all(&specs, check_against)?;
-                specs
-            }
-            None => BTreeSet::new(),
-        };
-        Ok([cli_vips, file_vips])
-    }
-}
-
 /// A task aborted when its handle goes.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -483,12 +405,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// The links that can carry VIPs, as interfaces (those without an Ethernet
-/// address are left out), with their IPv6 state read now.
-fn attachable<'a>(links: impl IntoIterator<Item = &'a LinkInfo>) -> Vec<Interface> {
-    links.into_iter().filter_map(netif::interface_of).collect()
 }
 
 /// Never resolves without a Kubernetes source.
