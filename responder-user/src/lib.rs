@@ -20,6 +20,7 @@ mod fakes;
 pub(crate) mod garp;
 pub(crate) mod interface_names;
 pub mod ipam;
+pub mod k8s;
 pub mod memory;
 pub mod metrics;
 pub mod netif;

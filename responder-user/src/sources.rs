@@ -13,8 +13,9 @@ use std::{
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    cluster::{Attached, ClusterError, ClusterSettings, Departure, Ownership, ServiceRef},
+    cluster::{Attached, ClusterError, ClusterSettings, Departure, Ownership},
     error::Error,
+    k8s::ServiceRef,
     metrics::Metrics,
     vip::{Placement, Scope, VipSpec},
 };

@@ -18,15 +18,16 @@ use responder_common::{VipKey, VipStats};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    cluster::{Attached, Families, Ownership, Reach, ServiceRef, View},
+    cluster::{Attached, Families, Ownership, Reach, View},
     conflicts::ConflictCounts,
     dataplane::{ApplyReport, Dataplane, VipMap},
     error::{display_chain, Error, VipError},
     garp::Announce,
+    k8s::ServiceRef,
     metrics::Metrics,
     netif::multicast::{groups_of, GroupTable, Memberships},
+    netif::topology::Topology,
     netif::Interface,
-    nic::topology::Topology,
     sources::{cluster_update, DesiredVips, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, validate, VipSpec},
 };

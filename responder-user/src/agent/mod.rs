@@ -26,6 +26,7 @@ use crate::{
     garp::{Announcer, SentCounts},
     memory,
     metrics::{Metrics, VipCounterSample, VipCounterSource},
+    netif::topology::Topology,
     netif::{
         self,
         multicast::{DeviceMulticast, Group, Memberships},
@@ -33,7 +34,7 @@ use crate::{
         Interface,
     },
     nic::capabilities::privileges_or,
-    nic::{topology::Topology, vlan_offload::VlanOffloadPolicy},
+    nic::vlan_offload::VlanOffloadPolicy,
     sources::{ClusterSource, ClusterSourceConfig, ServiceIndex, Source, SourceUpdate},
     vip::{key_addr, read_vip_file, VipSpec},
 };

@@ -8,8 +8,8 @@ use super::core::validate_all;
 use super::AgentConfig;
 use crate::{
     error::Error,
+    netif::topology::Topology,
     netif::{self, Interface, InterfaceFilter, LinkInfo},
-    nic::topology::Topology,
     vip::{read_vip_file, VipSpec},
 };
 

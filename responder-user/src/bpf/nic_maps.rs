@@ -1,5 +1,5 @@
 //! The `OWN_MACS` and `BOND_OF` maps of a loaded program: kept equal to the
-//! sets the agent computes from its links (`crate::nic::topology`), and
+//! sets the agent computes from its links (`crate::netif::topology`), and
 //! carried over from a previous agent's pins on adoption so the new program
 //! never runs a moment without them.
 

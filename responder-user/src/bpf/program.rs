@@ -34,11 +34,10 @@ use super::{
 };
 use crate::{
     error::{display_chain, Error},
-    netif::Interface,
+    netif::{topology::Topology, Interface},
     nic::{
         capabilities::{self, privileges_or, CAP_PERFMON, CAP_SYS_ADMIN},
         kernel_floor::{check_kernel_floor, has_xdp_load_bytes},
-        topology::Topology,
         vlan_offload::VlanOffloadPolicy,
     },
     EBPF_OBJECT,
@@ -155,7 +154,7 @@ impl Loaded {
     }
 
     /// Makes the data plane's `OWN_MACS` exactly `macs`: every MAC of this
-    /// node's interfaces (see `nic::topology::own_macs`). A gratuitous ARP,
+    /// node's interfaces (see `netif::topology::own_macs`). A gratuitous ARP,
     /// ARP reply or NA from any of them is then neither a conflict nor a
     /// reason to yield. Call after `load` (before attaching, ideally) and
     /// whenever the links change; an adopted map is kept until then.
@@ -164,7 +163,7 @@ impl Loaded {
     }
 
     /// Makes the data plane's `BOND_OF` exactly `members` (member ifindex →
-    /// bond ifindex, see `nic::topology::bond_members`), so VIPs keyed on a
+    /// bond ifindex, see `netif::topology::bond_members`), so VIPs keyed on a
     /// bond answer frames its members receive. Call like `set_own_macs`.
     pub(crate) fn set_bond_members(&mut self, members: &BTreeMap<u32, u32>) -> Result<(), Error> {
         self.nic_maps.set_bond_members(members)

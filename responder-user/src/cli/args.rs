@@ -7,8 +7,8 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use regex::Regex;
 use responder::{
     bpf::{AttachMode, DEFAULT_PIN_PATH},
-    cluster::{LabelSelector, SelectorError},
     duration::parse_duration,
+    k8s::{LabelSelector, SelectorError},
     metrics::DEFAULT_METRICS_ADDR,
     nic::vlan_offload::VlanOffloadPolicy,
     vip::VipSpec,

@@ -52,7 +52,7 @@ impl Advertising {
             return (None, bad);
         }
         // Overlaps judged as the controller judges them.
-        let (set, refused) = crate::controller::pool_set_of(pools);
+        let (set, refused) = crate::crd::pool_set_of(pools);
         bad.extend(refused.into_iter().map(|(name, reason)| BadObject {
             kind: BadKind::Pool,
             name,
@@ -186,12 +186,7 @@ pub(crate) mod tests {
             .expect("advertisement")
     }
 
-    pub(crate) fn labels_of(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    pub(crate) use crate::k8s::fixtures::labels as labels_of;
 
     fn service(labels: &[(&str, &str)], pool_annotation: Option<&str>) -> ServiceFacts {
         ServiceFacts::of(&Service {

@@ -22,12 +22,14 @@ use super::advertising::{Advertising, BadObject};
 use super::events::OwnershipEvent;
 use super::indexes::{node_facts, EndpointIndex, NodeFacts};
 use super::membership::{lease_name, LeaseTracker, Member};
+use super::nodes;
 use super::ownership::{self, Assignments, Inputs, Problem};
-use super::selector::LabelSelector;
 use super::service_facts::{ServiceCache, ServiceFacts};
 use super::watches::{self, Change, MetallbStores, Source, Stores, Update};
-use super::{Attached, ClusterError, ClusterSettings, Ownership, ServiceRef, View};
+use super::{Attached, ClusterError, ClusterSettings, Ownership, View};
 use crate::cpu_bound::cpu_bound;
+use crate::k8s::LabelSelector;
+use crate::k8s::ServiceRef;
 use crate::memory;
 use crate::metrics::Metrics;
 
@@ -435,7 +437,7 @@ impl Assigner {
         let nodes = self.nodes.state();
         let members: BTreeMap<String, Member> = nodes
             .iter()
-            .filter(|node| ownership::node_eligible(node, &self.selector))
+            .filter(|node| nodes::node_eligible(node, &self.selector))
             .filter_map(|node| node.metadata.name.clone())
             .filter_map(|name| {
                 let member = self.last_members.get(&name)?.clone();
@@ -445,7 +447,7 @@ impl Assigner {
         // The Nodes' addresses are refused by every agent alike; this node's
         // own ones only here (no other agent knows them), which keeps this
         // node from answering for them wherever the Service goes.
-        let mut forbidden = ownership::node_addresses(nodes.iter().map(Arc::as_ref));
+        let mut forbidden = nodes::node_addresses(nodes.iter().map(Arc::as_ref));
         for ip in &self.attached.borrow().local_addresses {
             forbidden
                 .entry(*ip)
@@ -540,7 +542,7 @@ mod tests {
 
     use super::super::membership::tests::lease;
     use super::super::ownership::pick_owner;
-    use super::super::ownership::tests::{lb_service, svc};
+    use crate::k8s::fixtures::{lb_service, svc};
 
     const WINNER_AND_LOSER: [&str; 2] = ["node-a", "node-b"];
 

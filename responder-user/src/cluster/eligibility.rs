@@ -11,10 +11,10 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::backoff::WatchBackoff;
-use super::ownership::node_eligible;
-use super::selector::LabelSelector;
+use super::nodes::node_eligible;
 use super::Attached;
+use crate::k8s::LabelSelector;
+use crate::k8s::WatchBackoff;
 
 /// Why this node may or may not announce.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,7 +213,7 @@ mod tests {
             (judge(None, &any, &serving(true)), "no Node"),
             (
                 judge(
-                    Some(&node(&[(crate::cluster::ownership::EXCLUDE_LB_LABEL, "")])),
+                    Some(&node(&[(crate::cluster::nodes::EXCLUDE_LB_LABEL, "")])),
                     &any,
                     &serving(true),
                 ),

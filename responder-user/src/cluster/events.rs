@@ -364,9 +364,13 @@ fn join(ips: &[IpAddr]) -> String {
 mod tests {
     use std::sync::Mutex;
 
-    use super::super::ownership::tests::{facts, lb_service};
     use super::super::Attached;
     use super::*;
+    use crate::k8s::fixtures::lb_service;
+
+    fn facts(service: k8s_openapi::api::core::v1::Service) -> Arc<ServiceFacts> {
+        Arc::new(ServiceFacts::of(&service))
+    }
 
     /// An Event as written, and when.
     struct Written {

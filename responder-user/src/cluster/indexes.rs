@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::ServiceRef;
+use crate::k8s::{ServiceRef, SERVICE_NAME_LABEL};
 
 /// What ownership reads of a Node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl EndpointIndex {
     pub(super) fn build<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Self {
         let mut index = EndpointIndex::default();
         for slice in slices {
-            index.update(slice_key(slice), super::ownership::slice_nodes(slice));
+            index.update(slice_key(slice), slice_nodes(slice));
         }
         index
     }
@@ -114,6 +114,32 @@ impl EndpointIndex {
     pub(super) fn nodes(&self) -> &HashMap<ServiceRef, BTreeSet<String>> {
         &self.nodes
     }
+}
+
+/// The Service of a slice, and the nodes hosting one of its ready or serving
+/// (e.g. terminating but still draining) endpoints. Absent conditions mean
+/// ready, as the EndpointSlice API specifies. `None` for a slice of no
+/// Service.
+pub(crate) fn slice_nodes(slice: &EndpointSlice) -> Option<(ServiceRef, BTreeSet<String>)> {
+    let service = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))?;
+    let key = ServiceRef::new(
+        slice.metadata.namespace.as_deref().unwrap_or_default(),
+        service.as_str(),
+    );
+    let mut nodes = BTreeSet::new();
+    for endpoint in slice.endpoints.iter().flatten() {
+        let conditions = endpoint.conditions.as_ref();
+        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+        let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+        if let (true, Some(node)) = (ready || serving, &endpoint.node_name) {
+            nodes.insert(node.clone());
+        }
+    }
+    Some((key, nodes))
 }
 
 #[cfg(test)]

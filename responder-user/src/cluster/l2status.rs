@@ -16,12 +16,11 @@ use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::backoff::WatchBackoff;
-use super::{Attached, Ownership, ServiceRef, View};
+use super::{Attached, Ownership, View};
 use crate::crd::{
     ServiceL2Status, ServiceL2StatusFields, LABEL_NODE, LABEL_SERVICE_NAME, LABEL_SERVICE_NAMESPACE,
 };
-use crate::ipam::ServiceKey;
+use crate::k8s::{ServiceRef, WatchBackoff};
 
 /// The Services this node announces, each with the interfaces it answers on.
 pub(crate) type Announced = BTreeMap<ServiceRef, Vec<String>>;
@@ -83,7 +82,7 @@ fn service_of(object: &ServiceL2Status) -> Option<ServiceRef> {
 }
 
 fn fields(node: &str, service: &ServiceRef, interfaces: &[String]) -> ServiceL2StatusFields {
-    let key = ServiceKey::new(&*service.namespace, &*service.name);
+    let key = ServiceRef::new(&*service.namespace, &*service.name);
     ServiceL2Status::announcing("", node, &key, interfaces)
         .status
         .and_then(|status| status.get().ok().cloned())
@@ -216,7 +215,7 @@ async fn apply(
                 service,
                 interfaces,
             } => {
-                let key = ServiceKey::new(&*service.namespace, &*service.name);
+                let key = ServiceRef::new(&*service.namespace, &*service.name);
                 let object = ServiceL2Status::announcing(namespace, node, &key, interfaces);
                 let created = api.create(&PostParams::default(), &object).await?;
                 let name = created.metadata.name.unwrap_or_default();
@@ -277,7 +276,7 @@ mod tests {
         let mut object = ServiceL2Status::announcing(
             "responder",
             "node-a",
-            &ServiceKey::new("default", service),
+            &ServiceRef::new("default", service),
             &interfaces
                 .unwrap_or_default()
                 .iter()

@@ -16,9 +16,9 @@ use tokio::sync::watch;
 
 use super::membership::{lease_name, LEASE_LABEL_KEY, LEASE_LABEL_VALUE};
 use super::ownership::pick_owner;
-use super::ownership::tests::{lb_service, slice, svc};
 use super::Ownership;
 use super::{run, Attached, ClusterSettings, ServiceRef};
+use crate::k8s::fixtures::{lb_service, slice, svc};
 
 const NAMESPACE: &str = "responder";
 

@@ -5,16 +5,15 @@
 
 mod advertising;
 mod assigner;
-mod backoff;
 mod eligibility;
 mod events;
 mod indexes;
 mod l2status;
 mod membership;
+mod nodes;
 mod ownership;
 mod participation;
 mod projections;
-mod selector;
 mod service_facts;
 mod uninstall;
 mod watches;
@@ -23,19 +22,13 @@ mod watches;
 mod mock_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-pub use selector::{LabelSelector, SelectorError};
-
-// Shared with the controller.
-pub(crate) use backoff::WatchBackoff;
-pub(crate) use ownership::is_ours;
+use crate::k8s::{SelectorError, ServiceRef};
 
 pub use membership::Departure;
 // For the benchmark's membership load generator, which writes what agents write.
@@ -203,31 +196,6 @@ pub enum View {
     /// is the last decision, kept (fail-static). Another MAC claiming one of
     /// them now more likely has a working view than this node.
     Frozen { epoch: u64 },
-}
-
-/// A Service's namespace and name. Every map the agent keeps per Service is
-/// keyed or valued by one (assignments, owned VIPs, metrics labels, the data
-/// plane's table): shared strings make each copy a pointer, not two
-/// allocations, which at 10,000 Services is megabytes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceRef {
-    pub namespace: Arc<str>,
-    pub name: Arc<str>,
-}
-
-impl ServiceRef {
-    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
-        ServiceRef {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

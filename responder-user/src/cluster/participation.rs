@@ -16,10 +16,8 @@ use tracing::info;
 use super::eligibility::{self, Eligibility};
 use super::membership::{self, Cadence, Departure, Holding};
 use super::uninstall::{self, Removal};
-use super::{
-    assigner, events, l2status, Attached, ClusterError, ClusterSettings, LabelSelector, Ownership,
-    View,
-};
+use super::{assigner, events, l2status, Attached, ClusterError, ClusterSettings, Ownership, View};
+use crate::k8s::LabelSelector;
 use crate::metrics::Metrics;
 
 /// Runs until cancelled (drop the future or abort its task), publishing into

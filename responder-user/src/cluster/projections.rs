@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn an_endpoint_slice_keeps_nodes_and_conditions() {
-        let mut slice = crate::cluster::ownership::tests::slice("web", &[("a", Some(true), None)]);
+        let mut slice = crate::k8s::fixtures::slice("web", &[("a", Some(true), None)]);
         slice.endpoints.as_mut().expect("endpoints")[0].addresses = vec!["10.0.0.1".into()];
         strip_slice(&mut slice);
         let endpoint = &slice.endpoints.as_ref().expect("endpoints")[0];

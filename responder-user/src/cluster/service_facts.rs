@@ -14,8 +14,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::runtime::watcher;
 
-use super::ownership::{ingress_ips, is_load_balancer, is_ours_by};
-use super::ServiceRef;
+use crate::k8s::{ingress_ips, is_load_balancer, is_ours_by, ServiceRef};
+
 use crate::crd::ANNOTATION_ALLOCATED_FROM_POOL;
 
 /// One Service as the agent needs it.
@@ -44,7 +44,7 @@ impl ServiceFacts {
         let spec = service.spec.as_ref();
         let (ips, skipped) = ingress_ips(service);
         ServiceFacts {
-            key: super::ownership::service_ref(service),
+            key: ServiceRef::of(service),
             uid: metadata.uid.as_deref().map(Box::from),
             load_balancer: is_load_balancer(service),
             class: spec
@@ -132,7 +132,7 @@ impl ServiceCache {
                 Some(key)
             }
             watcher::Event::Delete(service) => {
-                let key = super::ownership::service_ref(service);
+                let key = ServiceRef::of(service);
                 cache.current.remove(&key);
                 Some(key)
             }
@@ -176,7 +176,7 @@ mod tests {
 
     use super::*;
     use crate::cluster::advertising::tests::labels_of as pairs;
-    use crate::cluster::ownership::tests::{lb_service, svc};
+    use crate::k8s::fixtures::{lb_service, svc};
 
     #[test]
     fn a_service_keeps_what_ownership_reads_and_nothing_else() {

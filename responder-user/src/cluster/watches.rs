@@ -18,14 +18,14 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tracing::{info, warn};
 
-use super::backoff::WatchBackoff;
+use super::indexes::slice_nodes;
 use super::indexes::{node_facts, slice_key, NodeFacts};
 use super::membership::lease_selector;
-use super::ownership::slice_nodes;
 use super::projections;
 use super::service_facts::ServiceCache;
-use super::ServiceRef;
 use crate::crd::{self, IPAddressPool, L2Advertisement};
+use crate::k8s::ServiceRef;
+use crate::k8s::WatchBackoff;
 
 const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
 
@@ -216,7 +216,7 @@ pub(super) async fn start(
         );
     }
     if metallb_served {
-        tokio::spawn(crate::controller::tell_ignored(
+        tokio::spawn(crate::crd::tell_ignored(
             client.clone(),
             lease_namespace.to_owned(),
         ));

@@ -21,15 +21,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::metrics::ControllerMetrics;
-use super::reconciler::{
-    oldest_first, Action, Notice, Reconciler, REASON_ALLOCATED, REASON_FAILED,
-};
-use super::service::service_key;
+use super::reconciler::{Action, Notice, Reconciler, REASON_ALLOCATED, REASON_FAILED};
 use super::writer::{write_pool_status, write_status};
 use super::{ControllerError, ControllerSettings};
-use crate::cluster::WatchBackoff;
 use crate::crd::IPAddressPool;
-use crate::ipam::ServiceKey;
+use crate::k8s::ServiceRef;
+use crate::k8s::{oldest_first, WatchBackoff};
 
 /// A failed write is tried again after this long (the watch may well bring the
 /// reason first, e.g. the Service was deleted).
@@ -48,7 +45,7 @@ enum Source {
 
 enum Change {
     /// One Service was added, changed or deleted.
-    Service(ServiceKey),
+    Service(ServiceRef),
     /// A list completed: the store holds a new full view.
     Relisted,
     /// Anything else of the source (objects arriving during a list).
@@ -56,7 +53,7 @@ enum Change {
 }
 
 impl Change {
-    fn of<K>(event: &watcher::Event<K>, key: impl Fn(&K) -> ServiceKey) -> Self {
+    fn of<K>(event: &watcher::Event<K>, key: impl Fn(&K) -> ServiceRef) -> Self {
         match event {
             watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
                 Change::Service(key(object))
@@ -80,7 +77,7 @@ impl Stores {
         self.pools.state()
     }
 
-    fn service(&self, key: &ServiceKey) -> Option<Arc<Service>> {
+    fn service(&self, key: &ServiceRef) -> Option<Arc<Service>> {
         self.services
             .get(&ObjectRef::new(&key.name).within(&key.namespace))
     }
@@ -110,7 +107,7 @@ pub(crate) async fn allocate(
         )
         .backoff(WatchBackoff::new())
         .reflect(services_writer)
-        .map(|r| (Source::Services, r.map(|e| Change::of(&e, service_key))))
+        .map(|r| (Source::Services, r.map(|e| Change::of(&e, ServiceRef::of))))
         .boxed(),
         watcher(
             Api::<Namespace>::all(client.clone()),
@@ -121,7 +118,7 @@ pub(crate) async fn allocate(
         .map(|r| {
             (
                 Source::Namespaces,
-                r.map(|e| Change::of(&e, |_| ServiceKey::default())),
+                r.map(|e| Change::of(&e, |_| ServiceRef::default())),
             )
         })
         .boxed(),
@@ -131,7 +128,7 @@ pub(crate) async fn allocate(
             .map(|r| {
                 (
                     Source::Pools,
-                    r.map(|e| Change::of(&e, |_| ServiceKey::default())),
+                    r.map(|e| Change::of(&e, |_| ServiceRef::default())),
                 )
             })
             .boxed(),
@@ -215,12 +212,12 @@ struct Loop<'a> {
     reconciler: Option<Reconciler>,
     unsynced: BTreeSet<Source>,
     failing: BTreeSet<Source>,
-    dirty: BTreeSet<ServiceKey>,
+    dirty: BTreeSet<ServiceRef>,
     full_pass: bool,
     pools_changed: bool,
     /// What of the pools allocation depends on, as last applied.
     pools_seen: Vec<PoolFingerprint>,
-    retry: BTreeSet<ServiceKey>,
+    retry: BTreeSet<ServiceRef>,
     retry_at: Option<Instant>,
 }
 
@@ -300,14 +297,14 @@ impl Loop<'_> {
                 self.reconciler.insert(reconciler)
             }
         };
-        let keys: BTreeSet<ServiceKey> = if std::mem::take(&mut self.full_pass) {
+        let keys: BTreeSet<ServiceRef> = if std::mem::take(&mut self.full_pass) {
             self.dirty.clear();
-            let mut all: BTreeSet<ServiceKey> = self
+            let mut all: BTreeSet<ServiceRef> = self
                 .stores
                 .services
                 .state()
                 .iter()
-                .map(|s| service_key(s))
+                .map(|service| ServiceRef::of(service))
                 .collect();
             all.extend(reconciler.holders());
             all
@@ -316,7 +313,7 @@ impl Loop<'_> {
         };
         // Oldest first: when addresses are short, the older Services get them, the
         // same way on every replica and every restart.
-        let mut ordered: Vec<(ServiceKey, Option<Arc<Service>>)> = keys
+        let mut ordered: Vec<(ServiceRef, Option<Arc<Service>>)> = keys
             .into_iter()
             .map(|key| {
                 let service = self.stores.service(&key);
@@ -420,7 +417,7 @@ impl Loop<'_> {
         }
     }
 
-    fn forget_write(&mut self, key: &ServiceKey) {
+    fn forget_write(&mut self, key: &ServiceRef) {
         if let Some(reconciler) = &mut self.reconciler {
             reconciler.write_failed(key);
         }

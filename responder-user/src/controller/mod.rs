@@ -12,7 +12,6 @@
 //! - The allocation itself is the IPAM core's (`crate::ipam`).
 
 mod allocate;
-mod bgp;
 mod events;
 mod leader;
 mod metrics;
@@ -32,17 +31,11 @@ use kube::api::Api;
 use kube::Client;
 use tracing::warn;
 
+use leader::Election;
 pub use leader::{ElectionSettings, LEADER_LEASE_NAME};
-// The agent orders pools as the controller does.
 pub use metrics::{
     ControllerMetrics, DEFAULT_CONTROLLER_HEALTH_ADDR, DEFAULT_CONTROLLER_METRICS_ADDR,
 };
-pub(crate) use reconciler::pool_set_of;
-// The agent tells about ignored BGP objects too: with MetalLB's controller
-// kept (only the speaker replaced), ours does not run.
-pub(crate) use bgp::tell_ignored;
-
-use leader::Election;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControllerSettings {
@@ -73,7 +66,7 @@ pub async fn run(
         .election
         .check()
         .map_err(ControllerError::Settings)?;
-    tokio::spawn(bgp::tell_ignored(
+    tokio::spawn(crate::crd::tell_ignored(
         client.clone(),
         settings.namespace.clone(),
     ));

@@ -12,9 +12,11 @@ use kube::runtime::events::EventType;
 use kube::Resource;
 use tracing::{info, warn};
 
-use super::service::{allocated_from, ingress, is_ours, request, service_key};
+use super::service::{allocated_from, ingress, is_ours, request};
+use crate::crd::pool_set_of;
 use crate::crd::{IPAddressPool, IPAddressPoolStatus};
-use crate::ipam::{Allocator, Located, PoolSet, ServiceKey, ServiceRequest, StaleAddress};
+use crate::ipam::{Allocator, Located, PoolSet, ServiceRequest, StaleAddress};
+use crate::k8s::ServiceRef;
 
 /// Event reasons, as MetalLB's controller records them where it has one.
 pub(crate) const REASON_ALLOCATED: &str = "IPAllocated";
@@ -36,7 +38,7 @@ pub(crate) enum Action {
 /// A Service's `status.loadBalancer.ingress` and pool annotation, to be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StatusWrite {
-    pub(crate) key: ServiceKey,
+    pub(crate) key: ServiceRef,
     /// In `spec.ipFamilies` order; empty clears the ingress.
     pub(crate) ingress: Vec<IpAddr>,
     /// The annotation's value; `None` removes it.
@@ -85,61 +87,15 @@ pub(crate) struct Reconciler {
     lb_class: Option<String>,
     allocator: Allocator,
     /// The last problem told per Service, so each is told once.
-    told: BTreeMap<ServiceKey, String>,
+    told: BTreeMap<ServiceRef, String>,
     /// The last refusal told per pool.
     told_pools: BTreeMap<String, String>,
     /// Addresses the pools no longer allow, by Service, until it is allocated anew.
-    moving: BTreeMap<ServiceKey, Vec<StaleAddress>>,
+    moving: BTreeMap<ServiceRef, Vec<StaleAddress>>,
     /// Services of ours left without any address.
-    pending: BTreeSet<ServiceKey>,
-    status_writes: BTreeMap<ServiceKey, InFlight<StatusValue>>,
+    pending: BTreeSet<ServiceRef>,
+    status_writes: BTreeMap<ServiceRef, InFlight<StatusValue>>,
     pool_writes: BTreeMap<String, InFlight<IPAddressPoolStatus>>,
-}
-
-/// The pool set the objects `pools` make, overlaps judged oldest first (as
-/// the controller and every agent must judge them alike), and why each
-/// refused pool was refused: its spec's reading error where it did not read,
-/// else the set's own refusal.
-pub(crate) fn pool_set_of(pools: &[Arc<IPAddressPool>]) -> (PoolSet, BTreeMap<String, String>) {
-    let mut sorted = pools.to_vec();
-    oldest_first(&mut sorted);
-    let mut unreadable = BTreeMap::new();
-    let specs: Vec<_> = sorted
-        .iter()
-        .map(|pool| {
-            let (spec, error) = pool.pool_spec();
-            if let Some(error) = error {
-                unreadable.insert(pool.name().to_owned(), error);
-            }
-            spec
-        })
-        .collect();
-    let set = PoolSet::build(specs);
-    let refused = set
-        .refused()
-        .iter()
-        .map(|refusal| {
-            let reason = unreadable
-                .remove(&refusal.pool)
-                .unwrap_or_else(|| refusal.to_string());
-            (refusal.pool.clone(), reason)
-        })
-        .collect();
-    (set, refused)
-}
-
-/// Pools oldest first (then by name), so a newer overlapping pool is the one refused.
-pub(crate) fn oldest_first<K: Resource>(objects: &mut [Arc<K>]) {
-    objects.sort_by(|a, b| {
-        let key = |o: &K| {
-            (
-                o.meta().creation_timestamp.clone(),
-                o.meta().namespace.clone(),
-                o.meta().name.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
 }
 
 impl Reconciler {
@@ -169,8 +125,9 @@ impl Reconciler {
             .filter_map(|s| {
                 let labels = namespace_labels(s.metadata.namespace.as_deref().unwrap_or_default());
                 // A Service that does not read keeps its addresses by key alone.
-                let request = request(s, &labels).unwrap_or_else(|_| {
-                    ServiceRequest::new(service_key(s).namespace, service_key(s).name)
+                let request = request(s, &labels).unwrap_or_else(|_| ServiceRequest {
+                    key: ServiceRef::of(s),
+                    ..ServiceRequest::default()
                 });
                 let addresses = ingress(s);
                 (!addresses.is_empty()).then_some((request, addresses))
@@ -242,7 +199,7 @@ impl Reconciler {
     /// is already right gets no action.
     pub(crate) fn reconcile(
         &mut self,
-        key: &ServiceKey,
+        key: &ServiceRef,
         service: Option<&Service>,
         namespace_labels: &BTreeMap<String, String>,
     ) -> Vec<Action> {
@@ -341,7 +298,7 @@ impl Reconciler {
     /// A write unless the status is right or the same write is still in flight.
     fn write_if_needed(
         &mut self,
-        key: &ServiceKey,
+        key: &ServiceRef,
         service: &Service,
         desired: Vec<IpAddr>,
         pools: Option<String>,
@@ -371,7 +328,7 @@ impl Reconciler {
 
     /// The write landed, through these versions of the object (the last one is
     /// what the watch will show once it has caught up).
-    pub(crate) fn write_done(&mut self, key: &ServiceKey, versions: Vec<String>) {
+    pub(crate) fn write_done(&mut self, key: &ServiceRef, versions: Vec<String>) {
         if let (Some(in_flight), Some((_, on_the_way))) =
             (self.status_writes.get_mut(key), versions.split_last())
         {
@@ -382,7 +339,7 @@ impl Reconciler {
     }
 
     /// The write failed: the next reconcile decides it again.
-    pub(crate) fn write_failed(&mut self, key: &ServiceKey) {
+    pub(crate) fn write_failed(&mut self, key: &ServiceRef) {
         self.status_writes.remove(key);
     }
 
@@ -390,7 +347,7 @@ impl Reconciler {
         self.pool_writes.remove(pool);
     }
 
-    fn forget(&mut self, key: &ServiceKey) {
+    fn forget(&mut self, key: &ServiceRef) {
         self.allocator.release(key);
         self.told.remove(key);
         self.moving.remove(key);
@@ -400,7 +357,7 @@ impl Reconciler {
 
     fn tell(
         &mut self,
-        key: &ServiceKey,
+        key: &ServiceRef,
         regarding: &ObjectReference,
         type_: EventType,
         reason: &'static str,
@@ -482,7 +439,7 @@ impl Reconciler {
 
     /// Services holding addresses: with the watched ones, what a full pass visits
     /// (a Service deleted while the watch was down is only here).
-    pub(crate) fn holders(&self) -> Vec<ServiceKey> {
+    pub(crate) fn holders(&self) -> Vec<ServiceRef> {
         self.allocator.holders().cloned().collect()
     }
 }

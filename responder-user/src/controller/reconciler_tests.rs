@@ -79,8 +79,8 @@ fn rebuilt(pools: &[Arc<IPAddressPool>], services: &[Arc<Service>]) -> Reconcile
     Reconciler::rebuild(None, pools, services, |_| BTreeMap::new()).0
 }
 
-fn key(name: &str) -> ServiceKey {
-    ServiceKey::new("default", name)
+fn key(name: &str) -> ServiceRef {
+    ServiceRef::new("default", name)
 }
 
 const NO_LABELS: &BTreeMap<String, String> = &BTreeMap::new();

@@ -7,20 +7,14 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::crd::ANNOTATION_ALLOCATED_FROM_POOL;
-use crate::ipam::{IpFamily, IpFamilyPolicy, ServiceKey, ServicePort, ServiceRequest};
-
-pub(crate) fn service_key(service: &Service) -> ServiceKey {
-    ServiceKey::new(
-        service.metadata.namespace.clone().unwrap_or_default(),
-        service.metadata.name.clone().unwrap_or_default(),
-    )
-}
+use crate::ipam::{IpFamily, IpFamilyPolicy, ServicePort, ServiceRequest};
+use crate::k8s::ServiceRef;
 
 /// Whether the controller gives this Service addresses: the same rule as the
 /// agents' (`type: LoadBalancer`; with `--lb-class` only that class, without it
 /// only classless Services), so every address handed out has agents answering it.
 pub(crate) fn is_ours(service: &Service, lb_class: Option<&str>) -> bool {
-    crate::cluster::is_ours(service, lb_class)
+    crate::k8s::is_ours(service, lb_class)
 }
 
 /// The Service as the IPAM core reads it. Fails, in words for an Event, only on
@@ -30,7 +24,7 @@ pub(crate) fn request(
     service: &Service,
     namespace_labels: &BTreeMap<String, String>,
 ) -> Result<ServiceRequest, String> {
-    let key = service_key(service);
+    let key = ServiceRef::of(service);
     let spec = service.spec.clone().unwrap_or_default();
     let ports = spec
         .ports
@@ -160,7 +154,7 @@ pub(crate) mod tests {
             ..Default::default()
         });
         let request = request(&service, &[("team".into(), "a".into())].into()).unwrap();
-        assert_eq!(request.key, ServiceKey::new("default", "web"));
+        assert_eq!(request.key, ServiceRef::new("default", "web"));
         assert_eq!(request.ip_family_policy, IpFamilyPolicy::RequireDualStack);
         assert_eq!(request.ip_families, [IpFamily::V6, IpFamily::V4]);
         assert_eq!(

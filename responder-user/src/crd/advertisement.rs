@@ -8,8 +8,8 @@ use kube::core::ObjectMeta;
 use serde::Deserialize;
 
 use super::{metallb_kind, Lenient};
-use crate::cluster::LabelSelector;
-use crate::ipam::LabelSelectorSpec;
+use crate::k8s::LabelSelector;
+use crate::k8s::LabelSelectorSpec;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct L2Advertisement {
@@ -163,13 +163,7 @@ fn any_or_all(selectors: &[LabelSelector], labels: &BTreeMap<String, String>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::k8s::fixtures::labels;
 
     fn advertisement(spec: &str) -> Result<Advertisement, AdvertisementError> {
         let object: L2Advertisement =

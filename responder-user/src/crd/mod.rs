@@ -17,12 +17,15 @@ mod advertisement;
 mod bgp;
 mod lenient;
 mod pool;
+mod pool_set;
 mod service_l2_status;
 
 pub use advertisement::{Advertisement, AdvertisementError, L2Advertisement, L2AdvertisementSpec};
+pub(crate) use bgp::tell_ignored;
 pub use bgp::{IgnoredKind, IGNORED_BGP_KINDS};
 pub use lenient::Lenient;
 pub use pool::{IPAddressPool, IPAddressPoolStatus};
+pub(crate) use pool_set::pool_set_of;
 pub use service_l2_status::{
     InterfaceInfo, ServiceL2Status, ServiceL2StatusFields, LABEL_NODE, LABEL_SERVICE_NAME,
     LABEL_SERVICE_NAMESPACE,

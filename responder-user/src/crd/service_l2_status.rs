@@ -6,7 +6,7 @@ use kube::core::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::{metallb_kind, Lenient};
-use crate::ipam::ServiceKey;
+use crate::k8s::ServiceRef;
 
 /// MetalLB's labels on each status object, by which a node finds its own.
 pub const LABEL_NODE: &str = "metallb.io/node";
@@ -59,7 +59,7 @@ impl ServiceL2Status {
     pub fn announcing(
         namespace: &str,
         node: &str,
-        service: &ServiceKey,
+        service: &ServiceRef,
         interfaces: &[String],
     ) -> Self {
         ServiceL2Status {
@@ -69,8 +69,8 @@ impl ServiceL2Status {
                 labels: Some(
                     [
                         (LABEL_NODE, node),
-                        (LABEL_SERVICE_NAME, service.name.as_str()),
-                        (LABEL_SERVICE_NAMESPACE, service.namespace.as_str()),
+                        (LABEL_SERVICE_NAME, &*service.name),
+                        (LABEL_SERVICE_NAMESPACE, &*service.namespace),
                     ]
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -81,8 +81,8 @@ impl ServiceL2Status {
             spec: serde_json::json!({}),
             status: Some(Lenient::new(ServiceL2StatusFields {
                 node: node.to_owned(),
-                service_name: service.name.clone(),
-                service_namespace: service.namespace.clone(),
+                service_name: service.name.to_string(),
+                service_namespace: service.namespace.to_string(),
                 interfaces: interfaces
                     .iter()
                     .map(|name| InterfaceInfo { name: name.clone() })
@@ -101,7 +101,7 @@ mod tests {
         let status = ServiceL2Status::announcing(
             "responder-system",
             "node-a",
-            &ServiceKey::new("default", "web"),
+            &ServiceRef::new("default", "web"),
             &["eth0".to_owned()],
         );
         let json = serde_json::to_value(&status).unwrap();

@@ -9,7 +9,8 @@ use super::error::{AllocationError, StaleAddress, StaleReason};
 use super::ledger::Ledger;
 use super::pool::{Located, Pool, PoolSet};
 use super::range::{reserved_anycast, IpFamily};
-use super::request::{Intent, IpFamilyPolicy, ServiceKey, ServiceRequest};
+use super::request::{Intent, IpFamilyPolicy, ServiceRequest};
+use crate::k8s::ServiceRef;
 
 /// The result of `Allocator::assign`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +45,7 @@ struct Holding {
 #[derive(Clone, Debug, Default)]
 pub struct Allocator {
     pools: PoolSet,
-    holdings: BTreeMap<ServiceKey, Holding>,
+    holdings: BTreeMap<ServiceRef, Holding>,
     ledger: Ledger,
 }
 
@@ -133,12 +134,12 @@ impl Allocator {
     }
 
     /// The Services holding addresses.
-    pub fn holders(&self) -> impl Iterator<Item = &ServiceKey> {
+    pub fn holders(&self) -> impl Iterator<Item = &ServiceRef> {
         self.holdings.keys()
     }
 
     /// The addresses a Service holds, in the order last assigned.
-    pub fn addresses(&self, service: &ServiceKey) -> Option<&[IpAddr]> {
+    pub fn addresses(&self, service: &ServiceRef) -> Option<&[IpAddr]> {
         self.holdings.get(service).map(|h| h.addresses.as_slice())
     }
 
@@ -163,7 +164,7 @@ impl Allocator {
     }
 
     /// Frees a Service's addresses (it was deleted or stopped being a LoadBalancer).
-    pub fn release(&mut self, service: &ServiceKey) -> Option<Vec<IpAddr>> {
+    pub fn release(&mut self, service: &ServiceRef) -> Option<Vec<IpAddr>> {
         let holding = self.holdings.remove(service)?;
         for &address in &holding.addresses {
             self.ledger.remove(address, service);

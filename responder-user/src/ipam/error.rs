@@ -5,7 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::range::{IpFamily, ReservedAnycast};
-use super::request::{IpFamilyPolicy, ServiceKey, ServicePort};
+use super::request::{IpFamilyPolicy, ServicePort};
+use crate::k8s::ServiceRef;
 
 /// One `spec.addresses` entry that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,15 +91,15 @@ pub enum SharingConflict {
     #[error(
         "{address} is already used by {holder}, and this Service has no allow-shared-ip annotation"
     )]
-    ClaimantDoesNotShare { address: IpAddr, holder: ServiceKey },
+    ClaimantDoesNotShare { address: IpAddr, holder: ServiceRef },
     #[error("{address} is already used by {holder}, which does not allow sharing")]
-    HolderDoesNotShare { address: IpAddr, holder: ServiceKey },
+    HolderDoesNotShare { address: IpAddr, holder: ServiceRef },
     #[error(
         "{address} is used by {holder} with sharing key {theirs:?}, but this Service has sharing key {ours:?}"
     )]
     KeyMismatch {
         address: IpAddr,
-        holder: ServiceKey,
+        holder: ServiceRef,
         ours: String,
         theirs: String,
     },
@@ -108,7 +109,7 @@ pub enum SharingConflict {
     )]
     BackendMismatch {
         address: IpAddr,
-        holder: ServiceKey,
+        holder: ServiceRef,
         ours: String,
         theirs: String,
     },
@@ -116,7 +117,7 @@ pub enum SharingConflict {
     PortInUse {
         address: IpAddr,
         port: ServicePort,
-        holder: ServiceKey,
+        holder: ServiceRef,
     },
 }
 
@@ -129,18 +130,18 @@ pub enum AllocationError {
          set only the annotation"
     )]
     ConflictingRequests {
-        service: ServiceKey,
+        service: ServiceRef,
         annotation: &'static str,
     },
     #[error("{service}: {field} has an invalid address {value:?}")]
     MalformedRequest {
-        service: ServiceKey,
+        service: ServiceRef,
         field: &'static str,
         value: String,
     },
     #[error("{service}: {field} lists more than one {family} address")]
     RequestedFamilyTwice {
-        service: ServiceKey,
+        service: ServiceRef,
         field: &'static str,
         family: IpFamily,
     },
@@ -150,39 +151,39 @@ pub enum AllocationError {
         join(families, ", ")
     )]
     RequestedFamilyNotInService {
-        service: ServiceKey,
+        service: ServiceRef,
         address: IpAddr,
         family: IpFamily,
         families: Vec<IpFamily>,
     },
     #[error("{service} is RequireDualStack but {field} has no {missing} address")]
     RequestedFamilyMissing {
-        service: ServiceKey,
+        service: ServiceRef,
         field: &'static str,
         missing: IpFamily,
     },
     #[error("{service}: spec.ipFamilies lists {family} twice")]
     DuplicateIpFamily {
-        service: ServiceKey,
+        service: ServiceRef,
         family: IpFamily,
     },
     #[error("address pool {pool:?} named by {service} does not exist")]
-    UnknownPool { service: ServiceKey, pool: String },
+    UnknownPool { service: ServiceRef, pool: String },
     #[error("address pool {pool:?} named by {service} is refused: {reason}")]
     RefusedPool {
-        service: ServiceKey,
+        service: ServiceRef,
         pool: String,
         reason: String,
     },
     #[error("address pool {pool:?} named by {service} does not serve it: {reason}")]
     NamedPoolNotAdmitted {
-        service: ServiceKey,
+        service: ServiceRef,
         pool: String,
         reason: NotAdmitted,
     },
     #[error("requested address {address} for {service} is not in any address pool")]
     RequestedNotInPool {
-        service: ServiceKey,
+        service: ServiceRef,
         address: IpAddr,
     },
     #[error(
@@ -190,13 +191,13 @@ pub enum AllocationError {
          avoids (avoidBuggyIPs)"
     )]
     RequestedAvoided {
-        service: ServiceKey,
+        service: ServiceRef,
         address: IpAddr,
         pool: String,
     },
     #[error("requested address {address} for {service} is refused: it is {reserved}")]
     RequestedReserved {
-        service: ServiceKey,
+        service: ServiceRef,
         address: IpAddr,
         reserved: ReservedAnycast,
     },
@@ -204,21 +205,21 @@ pub enum AllocationError {
         "requested address {address} for {service} is in pool {pool:?}, not in the named pool {named:?}"
     )]
     RequestedOutsideNamedPool {
-        service: ServiceKey,
+        service: ServiceRef,
         address: IpAddr,
         pool: String,
         named: String,
     },
     #[error("requested address {address} for {service} is in pool {pool:?}, which does not serve it: {reason}")]
     RequestedPoolNotAdmitted {
-        service: ServiceKey,
+        service: ServiceRef,
         address: IpAddr,
         pool: String,
         reason: NotAdmitted,
     },
     #[error("requested address unavailable for {service}: {conflict}")]
     RequestedInUse {
-        service: ServiceKey,
+        service: ServiceRef,
         conflict: Box<SharingConflict>,
     },
     #[error(
@@ -227,7 +228,7 @@ pub enum AllocationError {
         Tried(pools)
     )]
     NoFreeAddress {
-        service: ServiceKey,
+        service: ServiceRef,
         families: Vec<IpFamily>,
         policy: IpFamilyPolicy,
         /// Pools of the family that serve the Service, in the order tried.
@@ -264,7 +265,7 @@ pub enum StaleReason {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{address} of {service} needs reallocation: {reason}")]
 pub struct StaleAddress {
-    pub service: ServiceKey,
+    pub service: ServiceRef,
     pub address: IpAddr,
     pub reason: StaleReason,
 }

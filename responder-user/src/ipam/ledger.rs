@@ -7,9 +7,10 @@ use std::net::IpAddr;
 
 use super::error::SharingConflict;
 use super::range::{is_skipped, successor, AddressRange};
-use super::request::{ServiceKey, Sharing};
+use super::request::Sharing;
 use super::sharing::AddressUse;
 use super::used::UsedRuns;
+use crate::k8s::ServiceRef;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ledger {
@@ -23,7 +24,7 @@ impl Ledger {
     pub(crate) fn check(
         &self,
         address: IpAddr,
-        service: &ServiceKey,
+        service: &ServiceRef,
         sharing: &Sharing,
     ) -> Result<(), SharingConflict> {
         self.uses
@@ -32,7 +33,7 @@ impl Ledger {
     }
 
     /// Records a holder; the caller has checked it with `check`.
-    pub(crate) fn add(&mut self, address: IpAddr, service: &ServiceKey, sharing: &Sharing) {
+    pub(crate) fn add(&mut self, address: IpAddr, service: &ServiceRef, sharing: &Sharing) {
         if let Some(key) = &sharing.key {
             self.keyed.insert((key.clone(), address));
         }
@@ -44,7 +45,7 @@ impl Ledger {
             .insert(service.clone(), sharing.clone());
     }
 
-    pub(crate) fn remove(&mut self, address: IpAddr, service: &ServiceKey) {
+    pub(crate) fn remove(&mut self, address: IpAddr, service: &ServiceRef) {
         let Some(used) = self.uses.get_mut(&address) else {
             return;
         };
@@ -69,7 +70,7 @@ impl Ledger {
         &self,
         range: &AddressRange,
         avoid_buggy: bool,
-        service: &ServiceKey,
+        service: &ServiceRef,
         sharing: &Sharing,
     ) -> Option<IpAddr> {
         let free = self.first_free(range, avoid_buggy);
@@ -118,8 +119,8 @@ mod tests {
         AddressRange::parse(text).unwrap()
     }
 
-    fn svc(name: &str) -> ServiceKey {
-        ServiceKey::new("default", name)
+    fn svc(name: &str) -> ServiceRef {
+        ServiceRef::new("default", name)
     }
 
     fn plain() -> Sharing {

@@ -24,7 +24,6 @@ mod policy;
 mod pool;
 mod range;
 mod request;
-mod selector;
 mod sharing;
 mod status;
 mod used;
@@ -41,9 +40,8 @@ pub use policy::{ServiceAllocation, ServiceAllocationSpec};
 pub use pool::{Located, Pool, PoolEntry, PoolSet, PoolSpec};
 pub use range::{is_buggy, reserved_anycast, AddressRange, IpFamily, ReservedAnycast};
 pub use request::{
-    IpFamilyPolicy, Protocol, ServiceKey, ServicePort, ServiceRequest, ANNOTATION_ADDRESS_POOL,
+    IpFamilyPolicy, Protocol, ServicePort, ServiceRequest, ANNOTATION_ADDRESS_POOL,
     ANNOTATION_ALLOW_SHARED_IP, ANNOTATION_LOAD_BALANCER_IPS, LEGACY_ANNOTATION_ADDRESS_POOL,
     LEGACY_ANNOTATION_ALLOW_SHARED_IP, LEGACY_ANNOTATION_LOAD_BALANCER_IPS,
 };
-pub use selector::{LabelSelectorRequirement, LabelSelectorSpec};
 pub use status::{saturating_i64, FamilyCounts, PoolStatus};

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::error::{NotAdmitted, PoolProblem};
 use super::request::ServiceRequest;
-use super::selector::{LabelSelector, LabelSelectorSpec};
+use crate::k8s::{LabelSelector, LabelSelectorSpec};
 
 /// `spec.serviceAllocation` of an `IPAddressPool`, as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -84,14 +84,14 @@ impl ServiceAllocation {
     pub fn admits(&self, service: &ServiceRequest) -> Result<(), NotAdmitted> {
         let namespace_open = self.namespaces.is_empty() && self.namespace_selectors.is_empty();
         if !namespace_open
-            && !self.namespaces.contains(&service.key.namespace)
+            && !self.namespaces.contains(&*service.key.namespace)
             && !self
                 .namespace_selectors
                 .iter()
                 .any(|s| s.matches(&service.namespace_labels))
         {
             return Err(NotAdmitted::Namespace {
-                namespace: service.key.namespace.clone(),
+                namespace: service.key.namespace.to_string(),
             });
         }
         if !self.service_selectors.is_empty()
@@ -121,16 +121,9 @@ pub(crate) fn selection_key<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::k8s::fixtures::labels;
 
     fn selector(pairs: &[(&str, &str)]) -> LabelSelectorSpec {
         LabelSelectorSpec {

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use super::error::AllocationError;
 use super::range::IpFamily;
+use crate::k8s::ServiceRef;
 
 pub const ANNOTATION_LOAD_BALANCER_IPS: &str = "metallb.io/loadBalancerIPs";
 pub const ANNOTATION_ADDRESS_POOL: &str = "metallb.io/address-pool";
@@ -16,28 +17,6 @@ pub const ANNOTATION_ALLOW_SHARED_IP: &str = "metallb.io/allow-shared-ip";
 pub const LEGACY_ANNOTATION_LOAD_BALANCER_IPS: &str = "metallb.universe.tf/loadBalancerIPs";
 pub const LEGACY_ANNOTATION_ADDRESS_POOL: &str = "metallb.universe.tf/address-pool";
 pub const LEGACY_ANNOTATION_ALLOW_SHARED_IP: &str = "metallb.universe.tf/allow-shared-ip";
-
-/// `namespace/name` of a Service.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ServiceKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ServiceKey {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
@@ -132,7 +111,7 @@ impl FromStr for IpFamilyPolicy {
 /// The parts of a Service (and of its Namespace) that address allocation reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceRequest {
-    pub key: ServiceKey,
+    pub key: ServiceRef,
     pub labels: BTreeMap<String, String>,
     /// Labels of the Service's Namespace, for `namespaceSelectors`.
     pub namespace_labels: BTreeMap<String, String>,
@@ -152,9 +131,12 @@ pub struct ServiceRequest {
 }
 
 impl ServiceRequest {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(
+        namespace: impl Into<std::sync::Arc<str>>,
+        name: impl Into<std::sync::Arc<str>>,
+    ) -> Self {
         ServiceRequest {
-            key: ServiceKey::new(namespace, name),
+            key: ServiceRef::new(namespace, name),
             ..Default::default()
         }
     }
@@ -552,6 +534,6 @@ mod tests {
             Ok(PreferDualStack)
         );
         assert_eq!(ServicePort::udp(53).to_string(), "UDP/53");
-        assert_eq!(ServiceKey::new("default", "web").to_string(), "default/web");
+        assert_eq!(ServiceRef::new("default", "web").to_string(), "default/web");
     }
 }

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::error::SharingConflict;
-use super::request::{ServiceKey, Sharing};
+use super::request::Sharing;
+use crate::k8s::ServiceRef;
 
 /// The Services holding one address.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct AddressUse {
-    pub holders: BTreeMap<ServiceKey, Sharing>,
+    pub holders: BTreeMap<ServiceRef, Sharing>,
 }
 
 impl AddressUse {
@@ -20,7 +21,7 @@ impl AddressUse {
     pub(crate) fn admits(
         &self,
         address: IpAddr,
-        service: &ServiceKey,
+        service: &ServiceRef,
         sharing: &Sharing,
     ) -> Result<(), SharingConflict> {
         for (holder, theirs) in self.holders.iter().filter(|(h, _)| *h != service) {
@@ -82,12 +83,12 @@ mod tests {
 
     fn held_by(name: &str, sharing: Sharing) -> AddressUse {
         AddressUse {
-            holders: [(ServiceKey::new("default", name), sharing)].into(),
+            holders: [(ServiceRef::new("default", name), sharing)].into(),
         }
     }
 
-    fn me() -> ServiceKey {
-        ServiceKey::new("default", "me")
+    fn me() -> ServiceRef {
+        ServiceRef::new("default", "me")
     }
 
     #[test]

@@ -71,7 +71,7 @@ use self::{
     heartbeat::{Clock, Heartbeat},
     vip_collector::VipCollector,
 };
-use crate::cluster::ServiceRef;
+use crate::k8s::ServiceRef;
 
 /// The default `--metrics-addr`.
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9850";

@@ -11,7 +11,7 @@ use std::{
 use responder_common::VipKey;
 
 use super::*;
-use crate::{cluster::ServiceRef, interface_names::InterfaceNames};
+use crate::{interface_names::InterfaceNames, k8s::ServiceRef};
 
 /// Per-VIP counters and interface names as a test sets them; counts how
 /// often the names are listed.

@@ -13,8 +13,8 @@ use prometheus_client::{
 use responder_common::VipKey;
 
 use crate::{
-    cluster::ServiceRef,
     interface_names::InterfaceNames,
+    k8s::ServiceRef,
     vip::{key_addr, key_vlan},
 };
 

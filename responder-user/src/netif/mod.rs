@@ -8,6 +8,7 @@
 mod filter;
 mod messages;
 pub(crate) mod multicast;
+pub mod topology;
 pub mod watch;
 
 use std::net::IpAddr;

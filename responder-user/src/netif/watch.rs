@@ -33,7 +33,7 @@ use super::messages::{
     address_from_message, default_route_interfaces, link_from_message, parse_messages,
 };
 use super::{InterfaceFilter, LinkInfo};
-use crate::nic::topology::Topology;
+use crate::netif::topology::Topology;
 
 /// Large enough that a burst of link changes (e.g. a node starting many pods) rarely
 /// overruns the socket; an overrun is still handled by re-dumping.

@@ -1,8 +1,6 @@
-//! What real NICs need from the agent beyond attaching the program:
+//! What real NICs need from the agent beyond attaching the program (the
+//! node's own MACs and bonds are computed with its links, in `netif`):
 //!
-//! - [`topology`]: the node's own MACs and each bond member's bond, computed
-//!   from the links rtnetlink reports (pure), for the `OWN_MACS` and
-//!   `BOND_OF` maps ([`crate::bpf`] writes them);
 //! - [`vlan_offload`]: turning off the receive offloads that strip VLAN
 //!   tags before XDP sees them, and turning them back on (a pure plan and
 //!   its IO shell), over the [`ethtool`] ioctls;
@@ -14,5 +12,4 @@
 pub mod capabilities;
 pub mod ethtool;
 pub mod kernel_floor;
-pub mod topology;
 pub mod vlan_offload;

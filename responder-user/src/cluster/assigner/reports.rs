@@ -13,8 +13,8 @@ use super::super::advertising::{Advertising, BadKind, BadObject};
 use super::super::events::OwnershipEvent;
 use super::super::membership::Member;
 use super::super::ownership::{self, Assignments, Problem};
-use super::super::ServiceRef;
 use super::Assigner;
+use crate::k8s::ServiceRef;
 
 impl Assigner {
     /// Rebuilds what the pools and advertisements say; logs each object left

@@ -31,14 +31,14 @@ fn pool_change_reports_only_addresses_that_left_every_usable_pool() {
     ]));
     let mut reported: Vec<_> = stale
         .iter()
-        .map(|s| (s.service.name.as_str(), s.address))
+        .map(|s| (&*s.service.name, s.address))
         .collect();
     reported.sort();
     assert_eq!(reported, [("in-b", ip_b[0]), ("in-c", ip_c[0])]);
     assert!(matches!(
         stale
             .iter()
-            .find(|s| s.service.name == "in-b")
+            .find(|s| &*s.service.name == "in-b")
             .unwrap()
             .reason,
         StaleReason::NotInAnyPool
@@ -46,7 +46,7 @@ fn pool_change_reports_only_addresses_that_left_every_usable_pool() {
     assert_eq!(
         stale
             .iter()
-            .find(|s| s.service.name == "in-c")
+            .find(|s| &*s.service.name == "in-c")
             .unwrap()
             .to_string(),
         "203.0.113.0 of team/in-c needs reallocation: it is in pool \"c\", which does not \
@@ -88,7 +88,7 @@ fn turning_on_avoid_buggy_ips_reports_dot_zero_holders() {
         ..pool("a", &["192.0.2.0/24"])
     }]));
     assert_eq!(stale.len(), 1);
-    assert_eq!(stale[0].service.name, "zero");
+    assert_eq!(&*stale[0].service.name, "zero");
     assert_eq!(assigned(&mut alloc, &svc("zero")), ips(&["192.0.2.2"]));
 }
 

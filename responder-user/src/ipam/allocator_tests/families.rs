@@ -106,7 +106,7 @@ fn require_dual_stack_gets_both_or_nothing() {
     assigned(
         &mut alloc,
         &ServiceRequest {
-            key: ServiceKey::new("default", "hog2"),
+            key: ServiceRef::new("default", "hog2"),
             ..v6_only
         },
     );

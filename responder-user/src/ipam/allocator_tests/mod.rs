@@ -2,10 +2,11 @@
 //! addresses, reserved anycast addresses, sharing, pool selection, pool changes,
 //! restart and scale; the helpers they share.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::*;
+use crate::k8s::fixtures::labels;
+use crate::k8s::{LabelSelectorSpec, ServiceRef};
 use IpFamily::{V4, V6};
 use IpFamilyPolicy::{PreferDualStack, RequireDualStack, SingleStack};
 
@@ -15,13 +16,6 @@ fn ip(text: &str) -> IpAddr {
 
 fn ips(texts: &[&str]) -> Vec<IpAddr> {
     texts.iter().map(|t| ip(t)).collect()
-}
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn pool(name: &str, addresses: &[&str]) -> PoolSpec {
@@ -57,7 +51,7 @@ fn svc(name: &str) -> ServiceRequest {
 
 fn in_ns(namespace: &str, name: &str) -> ServiceRequest {
     ServiceRequest {
-        key: ServiceKey::new(namespace, name),
+        key: ServiceRef::new(namespace, name),
         ..svc(name)
     }
 }

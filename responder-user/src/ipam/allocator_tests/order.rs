@@ -29,7 +29,7 @@ fn first_free_address_in_pool_order() {
         "no IPv4 pool has a free address for default/f (SingleStack); pools tried: p"
     );
     assert_eq!(
-        alloc.release(&ServiceKey::new("default", "b")),
+        alloc.release(&ServiceRef::new("default", "b")),
         Some(ips(&["198.51.100.11"]))
     );
     assert_eq!(
@@ -44,7 +44,7 @@ fn assign_is_idempotent_and_stable() {
     let mut alloc = allocator(vec![pool("p", &["192.0.2.0/24"])]);
     let a = assigned(&mut alloc, &svc("a"));
     assigned(&mut alloc, &svc("b"));
-    alloc.release(&ServiceKey::new("default", "a"));
+    alloc.release(&ServiceRef::new("default", "a"));
     assert_eq!(
         assigned(&mut alloc, &svc("b")),
         ips(&["192.0.2.1"]),

@@ -116,7 +116,7 @@ fn a_64_with_10_000_assigned_addresses_allocates_without_enumerating() {
         assigned(&mut alloc, &v6("next".into())),
         ips(&["2001:db8::2711"])
     );
-    alloc.release(&ServiceKey::new("load", "s5000"));
+    alloc.release(&ServiceRef::new("load", "s5000"));
     assert_eq!(
         assigned(&mut alloc, &v6("hole".into())),
         ips(&["2001:db8::1388"])

@@ -10,9 +10,10 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::{
-    cluster::{Attached, Families, Ownership, Reach, ServiceRef, View},
+    cluster::{Attached, Families, Ownership, Reach, View},
     error::VipError,
     fakes::*,
+    k8s::ServiceRef,
     netif::multicast::{solicited_node_mac, tests::FakeMemberships, Group, Memberships},
     sources::{Source, SourceUpdate},
 };

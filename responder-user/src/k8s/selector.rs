@@ -203,13 +203,7 @@ fn is_label_token(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::k8s::fixtures::labels;
 
     fn selector(text: &str) -> LabelSelector {
         text.parse()
