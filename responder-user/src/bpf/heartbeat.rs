@@ -9,7 +9,7 @@ use std::os::fd::AsFd as _;
 use aya::maps::{Array, IterableMap as _, Map, MapData, MapError};
 use responder_common::{AgentState, AGENT_MAP};
 
-use super::maps::map_error;
+use super::pins::map_error;
 use crate::error::Error;
 
 /// How long the data plane keeps answering without a heartbeat.

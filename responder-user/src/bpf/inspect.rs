@@ -15,8 +15,8 @@ use responder_common::{
 
 use super::{
     heartbeat::monotonic_now,
-    maps::{map_error, read_pinned_counters},
-    pins::open_pinned,
+    maps::read_pinned_counters,
+    pins::{map_error, open_pinned},
 };
 use crate::{
     error::{display_chain, Error},

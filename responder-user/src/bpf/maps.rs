@@ -27,10 +27,10 @@ use responder_common::{
 
 use super::{
     batch,
-    pins::open_pinned,
+    pins::{map_error, open_pinned},
     slots::{CounterSlots, Slot},
 };
-use crate::{dataplane::VipMap, error::Error, nic::capabilities::privileges_or, vip::key_addr};
+use crate::{dataplane::VipMap, error::Error, vip::key_addr};
 
 /// Counters from their leading `u64`s: an older agent's value may be shorter
 /// (missing counters are 0) or a newer one's longer (extra ones ignored).
@@ -141,16 +141,6 @@ pub(super) fn read_pinned_counters(pin_path: &Path) -> Result<BTreeMap<VipKey, V
             path.display()
         );
         Ok(BTreeMap::new())
-    })
-}
-
-pub(super) fn map_error(action: &'static str, map: &str, source: MapError) -> Error {
-    privileges_or(&format!("{action} map {map}"), source, |source| {
-        Error::Map {
-            action,
-            map: map.to_owned(),
-            source,
-        }
     })
 }
 

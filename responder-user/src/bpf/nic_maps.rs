@@ -14,7 +14,7 @@ use aya::{
 };
 use responder_common::nic::{OwnMacKey, BOND_OF_MAP, OWN_MACS_MAP, PIN_BOND_OF, PIN_OWN_MACS};
 
-use super::{maps::map_error, pins::open_pinned, pins::PinDir};
+use super::pins::{map_error, open_pinned, PinDir};
 use crate::error::Error;
 
 /// What [`sync_plan`] found to change.

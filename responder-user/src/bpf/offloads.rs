@@ -12,7 +12,10 @@ use aya::{
 };
 use responder_common::nic::{NicOffloadRecord, NIC_OFFLOADS_MAP, PIN_NIC_OFFLOADS};
 
-use super::{maps::map_error, nic_maps::copy_pinned, pins::open_pinned, pins::PinDir};
+use super::{
+    nic_maps::copy_pinned,
+    pins::{map_error, open_pinned, PinDir},
+};
 use crate::{
     error::{display_chain, Error},
     netif::Interface,

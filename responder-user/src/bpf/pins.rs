@@ -8,11 +8,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Map, MapData};
+use aya::maps::{Map, MapData, MapError};
 use responder_common::PIN_LINK_PREFIX;
 
-use super::maps::map_error;
-use crate::{error::Error, nic::capabilities::privileges};
+use crate::{
+    error::Error,
+    nic::capabilities::{privileges, privileges_or},
+};
 
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/responder";
 
@@ -223,4 +225,15 @@ pub(super) fn open_pinned(pin_path: &Path, name: &str) -> Result<Map, Error> {
     let data =
         MapData::from_pin(&path).map_err(|source| map_error("opening pinned", name, source))?;
     Map::from_map_data(data).map_err(|source| map_error("opening pinned", name, source))
+}
+
+/// A map operation's error, naming the missing capability when that is the cause.
+pub(super) fn map_error(action: &'static str, map: &str, source: MapError) -> Error {
+    privileges_or(&format!("{action} map {map}"), source, |source| {
+        Error::Map {
+            action,
+            map: map.to_owned(),
+            source,
+        }
+    })
 }

@@ -26,10 +26,10 @@ use responder_common::{
 
 use super::{
     heartbeat::{self, Heartbeat, StaleGate},
-    maps::{map_error, read_pinned_counters, BpfVipMap},
+    maps::{read_pinned_counters, BpfVipMap},
     nic_maps::NicMaps,
     offloads::Offloads,
-    pins::{open_pinned, PinDir},
+    pins::{map_error, open_pinned, PinDir},
     slots::CounterSlots,
 };
 use crate::{

@@ -1,7 +1,7 @@
 //! The command line: what `responder` accepts, and the checks clap cannot
 //! express.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use regex::Regex;
@@ -13,6 +13,8 @@ use responder::{
     nic::vlan_offload::VlanOffloadPolicy,
     vip::VipSpec,
 };
+
+use super::shared::{parse_listen_addr, ListenAddr};
 
 #[derive(Parser)]
 #[command(name = "responder", version)]
@@ -193,22 +195,6 @@ pub(crate) struct RunArgs {
 
 /// The default `--health-addr`: the kubelet probes it on the node itself.
 pub(crate) const DEFAULT_HEALTH_ADDR: &str = "127.0.0.1:9851";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ListenAddr {
-    Off,
-    Listen(SocketAddr),
-}
-
-pub(crate) fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
-    match text {
-        "" | "off" => Ok(ListenAddr::Off),
-        _ => text
-            .parse()
-            .map(ListenAddr::Listen)
-            .map_err(|e| format!("{e}: expected IP:PORT or `off`")),
-    }
-}
 
 /// A duration, or `0`/`off` for none (zero).
 fn parse_interval_or_off(text: &str) -> Result<Duration, String> {

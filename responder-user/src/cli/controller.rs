@@ -14,9 +14,8 @@ use responder::{
     metrics::http::Routes,
 };
 
-use super::args::{parse_listen_addr, ListenAddr};
-use super::run::{bind, kube_client, namespace};
 use super::runtime;
+use super::shared::{bind, kube_client, namespace, parse_listen_addr, ListenAddr};
 
 #[derive(Args)]
 pub(crate) struct ControllerArgs {

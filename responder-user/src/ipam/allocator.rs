@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::error::{AllocationError, StaleAddress, StaleReason};
+use super::family::{IpFamily, IpFamilyPolicy};
 use super::ledger::Ledger;
 use super::pool::{Located, Pool, PoolSet};
-use super::range::{reserved_anycast, IpFamily};
-use super::request::{Intent, IpFamilyPolicy, ServiceRequest};
+use super::range::reserved_anycast;
+use super::request::{Intent, ServiceRequest};
 use crate::k8s::ServiceRef;
 
 /// The result of `Allocator::assign`.

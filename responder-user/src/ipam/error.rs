@@ -4,40 +4,11 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::range::{IpFamily, ReservedAnycast};
-use super::request::{IpFamilyPolicy, ServicePort};
+use super::family::{IpFamily, IpFamilyPolicy};
+use super::port::ServicePort;
+use super::range::RangeError;
+use super::range::ReservedAnycast;
 use crate::k8s::ServiceRef;
-
-/// One `spec.addresses` entry that does not parse.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RangeError {
-    #[error("empty address entry")]
-    Empty,
-    #[error("{entry:?} is not a valid CIDR: {reason}")]
-    InvalidCidr { entry: String, reason: String },
-    #[error("{entry:?}: {part:?} is not an IP address")]
-    InvalidAddress { entry: String, part: String },
-    #[error("{entry:?}: start {first} is after end {last}")]
-    Reversed {
-        entry: String,
-        first: IpAddr,
-        last: IpAddr,
-    },
-    #[error("{entry:?}: start and end are of different IP families")]
-    MixedFamilies { entry: String },
-}
-
-impl RangeError {
-    /// Names the entry as the user wrote it rather than as it was rebuilt.
-    pub(crate) fn for_entry(self, text: &str) -> Self {
-        let entry = text.to_owned();
-        match self {
-            RangeError::Reversed { first, last, .. } => RangeError::Reversed { entry, first, last },
-            RangeError::MixedFamilies { .. } => RangeError::MixedFamilies { entry },
-            other => other,
-        }
-    }
-}
 
 /// One reason an `IPAddressPool` is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

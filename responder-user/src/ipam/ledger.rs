@@ -109,7 +109,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipam::request::ServicePort;
+    use crate::ipam::port::ServicePort;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

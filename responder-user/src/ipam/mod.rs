@@ -19,9 +19,11 @@
 
 mod allocator;
 mod error;
+mod family;
 mod ledger;
 mod policy;
 mod pool;
+mod port;
 mod range;
 mod request;
 mod sharing;
@@ -33,15 +35,17 @@ mod allocator_tests;
 
 pub use allocator::{Allocator, AssignedAddress, Assignment};
 pub use error::{
-    AllocationError, NotAdmitted, PoolError, PoolProblem, RangeError, SharingConflict,
-    StaleAddress, StaleReason,
+    AllocationError, NotAdmitted, PoolError, PoolProblem, SharingConflict, StaleAddress,
+    StaleReason,
 };
+pub use family::{IpFamily, IpFamilyPolicy};
 pub use policy::{ServiceAllocation, ServiceAllocationSpec};
 pub use pool::{Located, Pool, PoolEntry, PoolSet, PoolSpec};
-pub use range::{is_buggy, reserved_anycast, AddressRange, IpFamily, ReservedAnycast};
+pub use port::{Protocol, ServicePort};
+pub use range::{is_buggy, reserved_anycast, AddressRange, RangeError, ReservedAnycast};
 pub use request::{
-    IpFamilyPolicy, Protocol, ServicePort, ServiceRequest, ANNOTATION_ADDRESS_POOL,
-    ANNOTATION_ALLOW_SHARED_IP, ANNOTATION_LOAD_BALANCER_IPS, LEGACY_ANNOTATION_ADDRESS_POOL,
+    ServiceRequest, ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP,
+    ANNOTATION_LOAD_BALANCER_IPS, LEGACY_ANNOTATION_ADDRESS_POOL,
     LEGACY_ANNOTATION_ALLOW_SHARED_IP, LEGACY_ANNOTATION_LOAD_BALANCER_IPS,
 };
 pub use status::{saturating_i64, FamilyCounts, PoolStatus};

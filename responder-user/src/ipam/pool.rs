@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use super::error::{NotAdmitted, PoolError, PoolProblem};
+use super::family::IpFamily;
 use super::policy::{selection_key, ServiceAllocation, ServiceAllocationSpec};
-use super::range::{is_buggy, reserved_anycast, AddressRange, IpFamily, ReservedAnycast};
+use super::range::{is_buggy, reserved_anycast, AddressRange, ReservedAnycast};
 use super::request::ServiceRequest;
 
 /// An `IPAddressPool` as written; `Deserialize` reads its `spec` (camelCase, as in the
@@ -278,7 +279,7 @@ impl PoolSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipam::error::RangeError;
+    use crate::ipam::range::RangeError;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

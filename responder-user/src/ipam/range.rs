@@ -4,54 +4,38 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 
 use ipnet::IpNet;
 
-use super::error::RangeError;
+use super::family::IpFamily;
 
-/// An IP family, spelled as Kubernetes spells it in `spec.ipFamilies`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IpFamily {
-    V4,
-    V6,
+/// One `spec.addresses` entry that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("empty address entry")]
+    Empty,
+    #[error("{entry:?} is not a valid CIDR: {reason}")]
+    InvalidCidr { entry: String, reason: String },
+    #[error("{entry:?}: {part:?} is not an IP address")]
+    InvalidAddress { entry: String, part: String },
+    #[error("{entry:?}: start {first} is after end {last}")]
+    Reversed {
+        entry: String,
+        first: IpAddr,
+        last: IpAddr,
+    },
+    #[error("{entry:?}: start and end are of different IP families")]
+    MixedFamilies { entry: String },
 }
 
-impl IpFamily {
-    pub fn of(address: IpAddr) -> Self {
-        match address {
-            IpAddr::V4(_) => IpFamily::V4,
-            IpAddr::V6(_) => IpFamily::V6,
-        }
-    }
-
-    pub fn other(self) -> Self {
+impl RangeError {
+    /// Names the entry as the user wrote it rather than as it was rebuilt.
+    pub(crate) fn for_entry(self, text: &str) -> Self {
+        let entry = text.to_owned();
         match self {
-            IpFamily::V4 => IpFamily::V6,
-            IpFamily::V6 => IpFamily::V4,
-        }
-    }
-}
-
-impl fmt::Display for IpFamily {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IpFamily::V4 => "IPv4",
-            IpFamily::V6 => "IPv6",
-        })
-    }
-}
-
-impl FromStr for IpFamily {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "IPv4" => Ok(IpFamily::V4),
-            "IPv6" => Ok(IpFamily::V6),
-            other => Err(format!(
-                "unknown IP family {other:?} (expected IPv4 or IPv6)"
-            )),
+            RangeError::Reversed { first, last, .. } => RangeError::Reversed { entry, first, last },
+            RangeError::MixedFamilies { .. } => RangeError::MixedFamilies { entry },
+            other => other,
         }
     }
 }

@@ -2,12 +2,11 @@
 //! fills from the Service object, and its reading under MetalLB's annotations.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use super::error::AllocationError;
-use super::range::IpFamily;
+use super::family::{IpFamily, IpFamilyPolicy};
+use super::port::ServicePort;
 use crate::k8s::ServiceRef;
 
 pub const ANNOTATION_LOAD_BALANCER_IPS: &str = "metallb.io/loadBalancerIPs";
@@ -17,96 +16,6 @@ pub const ANNOTATION_ALLOW_SHARED_IP: &str = "metallb.io/allow-shared-ip";
 pub const LEGACY_ANNOTATION_LOAD_BALANCER_IPS: &str = "metallb.universe.tf/loadBalancerIPs";
 pub const LEGACY_ANNOTATION_ADDRESS_POOL: &str = "metallb.universe.tf/address-pool";
 pub const LEGACY_ANNOTATION_ALLOW_SHARED_IP: &str = "metallb.universe.tf/allow-shared-ip";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Sctp => "SCTP",
-        })
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "TCP" => Ok(Protocol::Tcp),
-            "UDP" => Ok(Protocol::Udp),
-            "SCTP" => Ok(Protocol::Sctp),
-            other => Err(format!("unknown protocol {other:?}")),
-        }
-    }
-}
-
-/// One entry of `spec.ports` (Kubernetes defaults the protocol to TCP).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServicePort {
-    pub protocol: Protocol,
-    pub port: u16,
-}
-
-impl ServicePort {
-    pub fn tcp(port: u16) -> Self {
-        ServicePort {
-            protocol: Protocol::Tcp,
-            port,
-        }
-    }
-
-    pub fn udp(port: u16) -> Self {
-        ServicePort {
-            protocol: Protocol::Udp,
-            port,
-        }
-    }
-}
-
-impl fmt::Display for ServicePort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.protocol, self.port)
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum IpFamilyPolicy {
-    #[default]
-    SingleStack,
-    PreferDualStack,
-    RequireDualStack,
-}
-
-impl fmt::Display for IpFamilyPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IpFamilyPolicy::SingleStack => "SingleStack",
-            IpFamilyPolicy::PreferDualStack => "PreferDualStack",
-            IpFamilyPolicy::RequireDualStack => "RequireDualStack",
-        })
-    }
-}
-
-impl FromStr for IpFamilyPolicy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "SingleStack" => Ok(IpFamilyPolicy::SingleStack),
-            "PreferDualStack" => Ok(IpFamilyPolicy::PreferDualStack),
-            "RequireDualStack" => Ok(IpFamilyPolicy::RequireDualStack),
-            other => Err(format!("unknown ipFamilyPolicy {other:?}")),
-        }
-    }
-}
 
 /// The parts of a Service (and of its Namespace) that address allocation reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -327,6 +236,7 @@ impl Intent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipam::port::Protocol;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

@@ -67,7 +67,7 @@ impl AddressUse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipam::request::ServicePort;
+    use crate::ipam::port::ServicePort;
 
     fn address() -> IpAddr {
         "192.0.2.1".parse().unwrap()

@@ -1,8 +1,8 @@
 //! Per-pool counters for `IPAddressPool` status and metrics.
 
 use super::allocator::Allocator;
+use super::family::IpFamily;
 use super::pool::Pool;
-use super::range::IpFamily;
 
 /// Addresses of one family in one pool. Counts are exact `u128`s: a /64 has 2^64
 /// addresses, which no `i64` holds; only the whole IPv6 space (2^128) saturates at
