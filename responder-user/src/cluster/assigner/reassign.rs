@@ -1,0 +1,116 @@
+//! One recomputation: the owners of the Services a change affects, shared
+//! addresses settled, problems reported, and this node's VIPs published.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::super::indexes::EndpointIndex;
+use super::super::membership::Member;
+use super::super::nodes;
+use super::super::ownership::{self, Inputs, Problem};
+use super::super::service_facts::ServiceFacts;
+use super::{Assigner, Dirty};
+use crate::k8s::ServiceRef;
+
+impl Assigner {
+    /// Recomputes the owners of the Services `dirty` names (all of them
+    /// when it says so), settles shared addresses, and publishes.
+    pub(super) fn reassign(&mut self, dirty: Dirty) {
+        if std::mem::take(&mut self.advertising_stale) {
+            self.rebuild_advertising();
+        }
+        let nodes = self.nodes.state();
+        let members: BTreeMap<String, Member> = nodes
+            .iter()
+            .filter(|node| nodes::node_eligible(node, &self.selector))
+            .filter_map(|node| node.metadata.name.clone())
+            .filter_map(|name| {
+                let member = self.last_members.get(&name)?.clone();
+                Some((name, member))
+            })
+            .collect();
+        // The Nodes' addresses are refused by every agent alike; this node's
+        // own ones only here (no other agent knows them), which keeps this
+        // node from answering for them wherever the Service goes.
+        let mut forbidden = nodes::node_addresses(nodes.iter().map(Arc::as_ref));
+        for ip in &self.attached.borrow().local_addresses {
+            forbidden
+                .entry(*ip)
+                .or_insert_with(|| format!("it is an address of node {}", self.settings.node_name));
+        }
+        let node_labels: BTreeMap<String, BTreeMap<String, String>> = nodes
+            .iter()
+            .filter_map(|node| {
+                let name = node.metadata.name.as_ref()?;
+                members.contains_key(name).then(|| {
+                    (
+                        name.clone(),
+                        node.metadata.labels.clone().unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
+        let inputs = Inputs {
+            lb_class: self.settings.lb_class.as_deref(),
+            members: &members,
+            endpoints: self.endpoints.as_ref().map(EndpointIndex::nodes),
+            forbidden: &forbidden,
+            advertising: self.advertising.as_ref(),
+            node_labels: &node_labels,
+        };
+        let services: Vec<Arc<ServiceFacts>> = match dirty.all {
+            true => {
+                self.raw.clear();
+                self.problems.clear();
+                self.services.state()
+            }
+            false => dirty
+                .services
+                .iter()
+                .filter_map(|service| {
+                    self.raw.remove(service);
+                    self.problems.remove(service);
+                    self.services.get(service)
+                })
+                .collect(),
+        };
+        for service in services {
+            let key = service.key.clone();
+            let mut problems = BTreeSet::new();
+            let assignment = ownership::assign_one(&service, &inputs, |p| {
+                problems.insert(p);
+            });
+            if let Some(assignment) = assignment {
+                self.raw.insert(key.clone(), Arc::new(assignment));
+            }
+            if !problems.is_empty() {
+                self.problems.insert(key, problems);
+            }
+        }
+        let mut problems: BTreeSet<(ServiceRef, Problem)> = self
+            .problems
+            .iter()
+            .flat_map(|(service, problems)| problems.iter().map(|p| (service.clone(), p.clone())))
+            .collect();
+        let assignments = ownership::settle_shared(&self.raw, |service, problem| {
+            problems.insert((service.clone(), problem));
+        });
+        self.report_problems(problems, &members);
+
+        self.report_changes(&assignments);
+        self.announced_before.clear();
+        self.assignments = assignments;
+        let owned = ownership::owned_by(&self.assignments, &self.settings.node_name);
+        let interfaces =
+            ownership::interfaces_owned_by(&self.assignments, &self.settings.node_name);
+        let view = self.view();
+        self.owned.send_if_modified(|current| {
+            let changed =
+                current.vips != owned || current.interfaces != interfaces || current.view != view;
+            current.vips = owned;
+            current.interfaces = interfaces;
+            current.view = view;
+            changed
+        });
+    }
+}

@@ -1,0 +1,383 @@
+use std::time::Duration;
+
+use kube::api::ObjectMeta;
+use kube::runtime::reflector;
+
+use super::*;
+use crate::cluster::indexes::node_facts;
+
+use super::super::membership::tests::lease;
+use super::super::ownership::pick_owner;
+use crate::k8s::fixtures::{lb_service, svc};
+
+const WINNER_AND_LOSER: [&str; 2] = ["node-a", "node-b"];
+
+struct Harness {
+    assigner: Assigner,
+    owned: watch::Receiver<Ownership>,
+    event_queue: mpsc::UnboundedReceiver<OwnershipEvent>,
+    start: Instant,
+}
+
+fn lease_event(node: &str, renewal: i64) -> watcher::Event<Lease> {
+    watcher::Event::Apply(lease(node, renewal))
+}
+
+impl Harness {
+    /// An assigner on `node` that has listed one Service and both nodes' Leases at `start`.
+    fn new(node: &str) -> Self {
+        Self::restarted(node, &[])
+    }
+
+    /// An agent whose data plane already answered for `announced` at start.
+    fn restarted(node: &str, announced: &[&str]) -> Self {
+        Self::build(node, announced, None)
+    }
+
+    /// With MetalLB's kinds served, the pools and advertisements of
+    /// `metallb` listed.
+    fn build(node: &str, announced: &[&str], metallb: Option<MetallbStores>) -> Self {
+        let with_metallb = metallb.is_some();
+        let services = ServiceCache::default();
+        let (nodes, mut nodes_writer) = reflector::store();
+        services.apply(&watcher::Event::Apply(lb_service(
+            "web",
+            None,
+            "Cluster",
+            &[(Some("192.0.2.1"), None)],
+        )));
+        for name in WINNER_AND_LOSER {
+            nodes_writer.apply_watcher_event(&watcher::Event::Apply(Node {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }));
+        }
+        let (events, event_queue) = mpsc::unbounded_channel();
+        let (owned_tx, owned) = watch::channel(Ownership::default());
+        let mut settings = ClusterSettings::new(node, "responder");
+        settings.lease_duration = Duration::from_secs(1);
+        // Hold-down has tests of its own (membership, ownership).
+        settings.hold_down = Duration::ZERO;
+        let mut assigner = Assigner::new(
+            settings,
+            LabelSelector::default(),
+            Stores {
+                services,
+                nodes,
+                slices: None,
+                metallb,
+            },
+            watch::channel(Attached::default()).1,
+            Outputs {
+                announced_before: announced.iter().map(|ip| ip.parse().expect("ip")).collect(),
+                events,
+                owned: owned_tx,
+                members: watch::channel(0).0,
+                epochs: Arc::default(),
+                metrics: Metrics::new(),
+            },
+        );
+        let start = Instant::now();
+        assigner.apply(Update::Services(Ok(Change::Listed)), start);
+        assigner.apply(Update::Nodes(Ok(Change::Listed)), start);
+        if with_metallb {
+            assigner.apply(Update::Pools(Ok(Change::Listed)), start);
+            assigner.apply(Update::Advertisements(Ok(Change::Listed)), start);
+        }
+        for node in WINNER_AND_LOSER {
+            assigner.apply(Update::Leases(Ok(Box::new(lease_event(node, 1)))), start);
+        }
+        assigner.apply(
+            Update::Leases(Ok(Box::new(watcher::Event::InitDone))),
+            start,
+        );
+        assigner.evaluate(start);
+        Harness {
+            assigner,
+            owned,
+            event_queue,
+            start,
+        }
+    }
+
+    fn renew(&mut self, node: &str, renewal: i64, at_ms: u64) {
+        let at = self.start + Duration::from_millis(at_ms);
+        self.assigner
+            .apply(Update::Leases(Ok(Box::new(lease_event(node, renewal)))), at);
+        self.assigner.evaluate(at);
+    }
+
+    fn evaluate(&mut self, at_ms: u64) {
+        self.assigner
+            .evaluate(self.start + Duration::from_millis(at_ms));
+    }
+
+    fn owns_web(&self) -> bool {
+        self.owned
+            .borrow()
+            .vips
+            .values()
+            .any(|s| *s == svc("default", "web"))
+    }
+}
+
+fn winner() -> &'static str {
+    pick_owner(WINNER_AND_LOSER, &svc("default", "web")).expect("two candidates")
+}
+
+fn loser() -> &'static str {
+    WINNER_AND_LOSER
+        .into_iter()
+        .find(|node| *node != winner())
+        .expect("two nodes")
+}
+
+#[test]
+fn takes_over_when_the_owner_stops_renewing() {
+    let mut h = Harness::new(loser());
+    assert_eq!(h.assigner.health, Health::Healthy);
+    assert!(
+        !h.owns_web(),
+        "{} wins the hash while both are live",
+        winner()
+    );
+    h.renew(loser(), 2, 300);
+    h.renew(loser(), 3, 600);
+    h.renew(winner(), 2, 700);
+    h.renew(loser(), 4, 900);
+    h.evaluate(1_100);
+    assert!(
+        !h.owns_web(),
+        "the winner renewed at 700 ms and is live until 1700 ms"
+    );
+    h.renew(loser(), 5, 1_200);
+    h.renew(loser(), 6, 1_500);
+    h.evaluate(1_700);
+    assert!(h.owns_web(), "the winner expired at 1700 ms");
+    match h.event_queue.try_recv() {
+        Ok(OwnershipEvent::Started { ips, .. }) => {
+            assert_eq!(ips, ["192.0.2.1".parse::<std::net::IpAddr>().expect("ip")])
+        }
+        other => panic!("expected AnnouncingStarted, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_broken_view_freezes_ownership_until_it_recovers() {
+    let mut h = Harness::new(loser());
+    h.renew(loser(), 2, 300);
+    // Nothing arrives any more, not even our own renewals: by 800 ms our view
+    // is broken, before the winner (seen at 0 ms) could expire at 1000 ms.
+    h.evaluate(800);
+    assert!(
+        matches!(h.assigner.health, Health::Frozen { .. }),
+        "{:?}",
+        h.assigner.health
+    );
+    h.evaluate(5_000);
+    assert!(!h.owns_web(), "a frozen assigner must not take over");
+
+    // Recovery: every member gets a full lease duration again.
+    h.renew(loser(), 3, 5_000);
+    assert_eq!(h.assigner.health, Health::Healthy);
+    assert!(!h.owns_web(), "the winner is given time to show a renewal");
+    h.renew(loser(), 4, 5_400);
+    h.renew(loser(), 5, 5_800);
+    h.evaluate(6_000);
+    assert!(
+        h.owns_web(),
+        "the winner stayed silent for a lease duration after recovery"
+    );
+}
+
+#[test]
+fn a_failing_lease_watch_freezes_and_the_owner_keeps_its_vips() {
+    let mut h = Harness::new(winner());
+    assert!(h.owns_web());
+    let at = h.start + Duration::from_millis(100);
+    h.assigner
+        .apply(Update::Leases(Err(watcher::Error::NoResourceVersion)), at);
+    h.assigner.evaluate(at);
+    assert!(
+        matches!(h.assigner.health, Health::Frozen { .. }),
+        "{:?}",
+        h.assigner.health
+    );
+    h.evaluate(10_000);
+    assert!(
+        h.owns_web(),
+        "fail-static: keep announcing while the view is broken"
+    );
+    h.renew(winner(), 2, 10_000);
+    assert_eq!(h.assigner.health, Health::Healthy);
+    assert!(h.owns_web());
+}
+
+#[test]
+fn a_restarted_owner_keeps_its_services_without_an_event() {
+    let mut h = Harness::restarted(winner(), &["192.0.2.1"]);
+    assert!(h.owns_web());
+    assert!(
+        h.event_queue.try_recv().is_err(),
+        "nothing started: the node answered for web before the restart"
+    );
+    let mut fresh = Harness::new(winner());
+    assert!(fresh.owns_web());
+    assert!(
+        matches!(
+            fresh.event_queue.try_recv(),
+            Ok(OwnershipEvent::Started { .. })
+        ),
+        "a node that did not answer for web before starts to"
+    );
+}
+
+#[test]
+fn a_reserved_anycast_address_in_a_status_is_refused_with_one_event() {
+    // Another controller wrote a /64's Subnet-Router anycast address.
+    let router = svc("default", "router");
+    let reporter = pick_owner(WINNER_AND_LOSER, &router).expect("two candidates");
+    for node in WINNER_AND_LOSER {
+        let mut h = Harness::new(node);
+        while h.event_queue.try_recv().is_ok() {}
+        h.assigner.services.apply(&watcher::Event::Apply(lb_service(
+            "router",
+            None,
+            "Cluster",
+            &[(Some("2001:db8:e100::"), None)],
+        )));
+        let at = h.start + Duration::from_millis(100);
+        h.assigner
+            .apply(Update::Services(Ok(Change::One(router.clone()))), at);
+        h.assigner.evaluate(at);
+        assert!(
+            !h.owned.borrow().vips.values().any(|s| *s == router),
+            "{node} does not answer for it"
+        );
+        let refused: Vec<String> = std::iter::from_fn(|| h.event_queue.try_recv().ok())
+            .filter_map(|event| match event {
+                OwnershipEvent::Refused { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        if node == reporter {
+            assert_eq!(
+                refused,
+                [
+                    "ingress ip 2001:db8:e100:: is not answered for: it is the Subnet-Router \
+                  anycast address of 2001:db8:e100::/64 (RFC 4291 §2.6.1), which every \
+                  router on that link answers for"
+                ]
+            );
+        } else {
+            assert!(refused.is_empty(), "one node tells: {refused:?}");
+        }
+    }
+}
+
+#[test]
+fn only_what_a_change_can_affect_is_recomputed() {
+    let mut h = Harness::new(winner());
+    let at = h.start + Duration::from_millis(100);
+    let node = |labels: &[(&str, &str)]| Node {
+        metadata: ObjectMeta {
+            name: Some(loser().into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let node_update = |node: &Node| {
+        Update::Nodes(Ok(Change::One((
+            loser().to_owned(),
+            Some(node_facts(node)),
+        ))))
+    };
+    // A status heartbeat or resourceVersion bump: nothing ownership reads.
+    h.assigner.apply(node_update(&node(&[])), at);
+    assert!(h.assigner.dirty.is_clean(), "{:?}", h.assigner.dirty);
+
+    h.assigner
+        .apply(Update::Services(Ok(Change::One(svc("default", "web")))), at);
+    assert!(!h.assigner.dirty.all);
+    assert_eq!(
+        h.assigner.dirty.services,
+        BTreeSet::from([svc("default", "web")])
+    );
+    h.assigner.evaluate(at);
+    assert!(h.assigner.dirty.is_clean());
+
+    h.assigner
+        .apply(node_update(&node(&[("role", "edge")])), at);
+    assert!(h.assigner.dirty.all, "a label may change eligibility");
+}
+
+#[test]
+fn advertisements_scope_interfaces_and_an_uncovered_address_gets_one_event() {
+    use crate::cluster::advertising::tests::{advertisement, pool};
+    use crate::crd::L2Advertisement;
+
+    let (pools, mut pools_writer) = reflector::store();
+    let (advertisements, mut advertisements_writer) = reflector::store::<L2Advertisement>();
+    pools_writer.apply_watcher_event(&watcher::Event::Apply(pool(
+        "public",
+        &["192.0.2.0/28"],
+        &[],
+    )));
+    let on_eth0 = |pools: &[&str]| {
+        advertisement(
+            "public",
+            serde_json::json!({"ipAddressPools": pools, "interfaces": ["eth0"]}),
+        )
+    };
+    advertisements_writer.apply_watcher_event(&watcher::Event::Apply(on_eth0(&["public"])));
+    let mut h = Harness::build(
+        winner(),
+        &[],
+        Some(MetallbStores {
+            pools,
+            advertisements,
+        }),
+    );
+    assert!(h.owns_web());
+    assert_eq!(
+        h.owned.borrow().interfaces,
+        BTreeMap::from([(
+            "192.0.2.1".parse::<IpAddr>().expect("ip"),
+            BTreeSet::from(["eth0".to_owned()])
+        )]),
+        "keyed on the advertised interface only"
+    );
+
+    // The advertisement moves to another pool: web's address is covered
+    // by nothing any more.
+    advertisements_writer.apply_watcher_event(&watcher::Event::Apply(on_eth0(&["other"])));
+    let at = h.start + Duration::from_millis(100);
+    h.assigner
+        .apply(Update::Advertisements(Ok(Change::One(()))), at);
+    h.assigner.evaluate(at);
+    assert!(!h.owns_web());
+    let mut unadvertised = 0;
+    while let Ok(event) = h.event_queue.try_recv() {
+        if let OwnershipEvent::Unadvertised { reason, .. } = event {
+            assert!(reason.contains("pool \"public\""), "{reason}");
+            unadvertised += 1;
+        }
+    }
+    assert_eq!(unadvertised, 1, "the top candidate tells, once");
+    h.assigner
+        .apply(Update::Services(Ok(Change::One(svc("default", "web")))), at);
+    h.assigner.evaluate(at);
+    assert!(
+        h.event_queue.try_recv().is_err(),
+        "a recomputation tells nothing new"
+    );
+}
