@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::reason::{Problem, Reason};
 use super::service_facts::ServiceFacts;
 use crate::event_record::{record, Foldable, Paced, Pacer, Pacing, Summary};
 use crate::metrics::Metrics;
@@ -42,7 +43,7 @@ const REPORTER: &str = "responder";
 ///   one that would wait longer is counted in its reason's summary instead.
 ///
 /// So a burst costs at most 20 + 10 × 1 = 30 Events one by one, all within
-/// its first second, plus one summary per reason (five reasons): at most 35
+/// its first second, plus one summary per reason (six reasons): at most 36
 /// writes, whether it is 40 Services or 100,000. A sustained flood costs at
 /// most 10 writes a second.
 pub(crate) const PACING: Pacing = Pacing {
@@ -55,7 +56,28 @@ pub(crate) const REASON_STARTED: &str = "AnnouncingStarted";
 pub(crate) const REASON_STOPPED: &str = "AnnouncingStopped";
 pub(crate) const REASON_REFUSED: &str = "AddressRefused";
 pub(crate) const REASON_UNADVERTISED: &str = "NotAdvertised";
+pub(crate) const REASON_NOT_ANNOUNCED: &str = "NotAnnounced";
 pub(crate) const REASON_INVALID: &str = "InvalidConfiguration";
+
+/// The reason of the Event an agent records on a Service for an address
+/// left unannounced, if any: the Service-level reasons are not an agent's
+/// to tell (another class is not ours; a missing address is the
+/// controller's Events), a conflict is told where it is seen.
+pub(crate) fn event_reason_of(reason: Reason) -> Option<&'static str> {
+    match reason {
+        Reason::OtherClass | Reason::NoAddress | Reason::Yielded => None,
+        Reason::UnusableEntry
+        | Reason::ProxyMode
+        | Reason::NodeAddress
+        | Reason::ReservedAnycast => Some(REASON_REFUSED),
+        Reason::NotInPool | Reason::NotAdvertised => Some(REASON_UNADVERTISED),
+        Reason::NoNodeSelected
+        | Reason::InterfaceMissing
+        | Reason::NoLocalEndpoint
+        | Reason::NoEligibleNode
+        | Reason::NoServingInterface => Some(REASON_NOT_ANNOUNCED),
+    }
+}
 
 #[derive(Debug)]
 pub(crate) enum OwnershipEvent {
@@ -67,16 +89,12 @@ pub(crate) enum OwnershipEvent {
         service: Arc<ServiceFacts>,
         ips: Vec<IpAddr>,
     },
-    /// An ingress address that is never answered for (a node's own address,
-    /// a reserved anycast address).
-    Refused {
+    /// An ingress entry no node answers for, with why.
+    NotAnswered {
         service: Arc<ServiceFacts>,
-        reason: String,
-    },
-    /// An ingress address no L2Advertisement covers.
-    Unadvertised {
-        service: Arc<ServiceFacts>,
-        reason: String,
+        /// Its Event reason ([`event_reason_of`]).
+        event_reason: &'static str,
+        problem: Box<Problem>,
     },
     /// An `IPAddressPool` or `L2Advertisement` left out. Boxed: the queue
     /// holds one Event per Service after a sync (10,000 of them at 10,000
@@ -99,8 +117,7 @@ impl OwnershipEvent {
         match self {
             OwnershipEvent::Started { .. } => REASON_STARTED,
             OwnershipEvent::Stopped { .. } => REASON_STOPPED,
-            OwnershipEvent::Refused { .. } => REASON_REFUSED,
-            OwnershipEvent::Unadvertised { .. } => REASON_UNADVERTISED,
+            OwnershipEvent::NotAnswered { event_reason, .. } => event_reason,
             OwnershipEvent::Invalid { .. } => REASON_INVALID,
         }
     }
@@ -115,8 +132,7 @@ impl Foldable for OwnershipEvent {
         match self {
             OwnershipEvent::Started { service, .. }
             | OwnershipEvent::Stopped { service, .. }
-            | OwnershipEvent::Refused { service, .. }
-            | OwnershipEvent::Unadvertised { service, .. } => service.key.to_string(),
+            | OwnershipEvent::NotAnswered { service, .. } => service.key.to_string(),
             OwnershipEvent::Invalid { regarding, .. } => format!(
                 "{} {}",
                 regarding.kind.as_deref().unwrap_or_default(),
@@ -283,13 +299,11 @@ fn event_of(
                 join(ips)
             ),
         ),
-        OwnershipEvent::Refused { service, reason } => (
+        OwnershipEvent::NotAnswered {
+            service, problem, ..
+        } => (
             service.object_ref(),
-            format!("{reason}; no node answers ARP/NDP for it"),
-        ),
-        OwnershipEvent::Unadvertised { service, reason } => (
-            service.object_ref(),
-            format!("{reason}; no node answers ARP/NDP for it"),
+            format!("{problem}; no node answers ARP/NDP for it"),
         ),
         OwnershipEvent::Invalid { regarding, reason } => (
             ObjectReference::clone(regarding),
@@ -318,6 +332,10 @@ fn summary_event(summary: &Summary, node: &str, interfaces: &str) -> (ObjectRefe
         REASON_UNADVERTISED => format!(
             "{count} more Services have an ingress address no L2Advertisement covers, which no \
              node answers ARP/NDP for"
+        ),
+        REASON_NOT_ANNOUNCED => format!(
+            "{count} more Services have an ingress address no node can announce (see \
+             `responder status`)"
         ),
         _ => format!("{count} more IPAddressPools or L2Advertisements left out"),
     };

@@ -14,6 +14,7 @@ mod nodes;
 mod ownership;
 mod participation;
 mod projections;
+mod reason;
 mod service_facts;
 mod uninstall;
 mod watches;

@@ -10,9 +10,10 @@ use kube::Resource;
 use tracing::{info, warn};
 
 use super::super::advertising::{Advertising, BadKind, BadObject};
-use super::super::events::OwnershipEvent;
+use super::super::events::{event_reason_of, OwnershipEvent};
 use super::super::membership::Member;
-use super::super::ownership::{self, Assignments, Problem};
+use super::super::ownership::{self, Assignments};
+use super::super::reason::Problem;
 use super::Assigner;
 use crate::k8s::ServiceRef;
 
@@ -67,37 +68,28 @@ impl Assigner {
     }
 
     /// Logs each problem once, and records an Event on the Service for each
-    /// refused address: from one node only, the Service's top candidate,
-    /// unless the address is this node's own (no other node knows it).
+    /// address left unannounced: from one node only, the Service's top
+    /// candidate, unless only this node knows the problem (an address of its
+    /// own interfaces).
     pub(super) fn report_problems(
         &mut self,
         problems: BTreeSet<(ServiceRef, Problem)>,
         members: &BTreeMap<String, Member>,
     ) {
         for (service, problem) in problems.difference(&self.reported_problems) {
-            warn!(%service, %problem, "not answering for a load-balancer ingress entry");
-            let (reason, unadvertised) = match problem {
-                Problem::Refused(reason) => (reason, false),
-                Problem::Unadvertised(reason) => (reason, true),
-                Problem::Skipped(_) => continue,
+            warn!(%service, %problem, object = problem.object.as_deref().unwrap_or_default(), "not answering for a load-balancer ingress entry");
+            let Some(event_reason) = problem.reason().and_then(event_reason_of) else {
+                continue;
             };
-            let own = reason.ends_with(&format!("of node {}", self.settings.node_name));
             let reporter = ownership::pick_owner(members.keys().map(String::as_str), service);
-            if own || reporter == Some(self.settings.node_name.as_str()) {
+            if problem.local_only || reporter == Some(self.settings.node_name.as_str()) {
                 if let Some(object) = self.services.get(service) {
-                    let reason = reason.clone();
-                    let event = match unadvertised {
-                        true => OwnershipEvent::Unadvertised {
-                            service: object,
-                            reason,
-                        },
-                        false => OwnershipEvent::Refused {
-                            service: object,
-                            reason,
-                        },
-                    };
                     // The receiver only goes away when the agent stops.
-                    let _ = self.events.send(event);
+                    let _ = self.events.send(OwnershipEvent::NotAnswered {
+                        service: object,
+                        event_reason,
+                        problem: Box::new(problem.clone()),
+                    });
                 }
             }
         }

@@ -259,7 +259,14 @@ fn a_reserved_anycast_address_in_a_status_is_refused_with_one_event() {
         );
         let refused: Vec<String> = std::iter::from_fn(|| h.event_queue.try_recv().ok())
             .filter_map(|event| match event {
-                OwnershipEvent::Refused { reason, .. } => Some(reason),
+                OwnershipEvent::NotAnswered {
+                    event_reason,
+                    problem,
+                    ..
+                } => {
+                    assert_eq!(event_reason, "AddressRefused");
+                    Some(problem.detail)
+                }
                 _ => None,
             })
             .collect();
@@ -367,8 +374,14 @@ fn advertisements_scope_interfaces_and_an_uncovered_address_gets_one_event() {
     assert!(!h.owns_web());
     let mut unadvertised = 0;
     while let Ok(event) = h.event_queue.try_recv() {
-        if let OwnershipEvent::Unadvertised { reason, .. } = event {
-            assert!(reason.contains("pool \"public\""), "{reason}");
+        if let OwnershipEvent::NotAnswered {
+            event_reason: "NotAdvertised",
+            problem,
+            ..
+        } = event
+        {
+            assert!(problem.detail.contains("pool \"public\""), "{problem:?}");
+            assert_eq!(problem.object.as_deref(), Some("IPAddressPool/public"));
             unadvertised += 1;
         }
     }
