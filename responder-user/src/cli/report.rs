@@ -12,7 +12,7 @@ pub(crate) fn vips(pin_path: &std::path::Path, json: bool) -> anyhow::Result<()>
 }
 
 /// Prints `report` as pretty JSON, or as the text `format` makes of it.
-fn print_report<T: serde::Serialize + ?Sized>(
+pub(crate) fn print_report<T: serde::Serialize + ?Sized>(
     report: &T,
     json: bool,
     format: impl FnOnce(&T) -> String,
@@ -58,21 +58,37 @@ fn format_table(rows: &[VipRow]) -> String {
             ]
         }))
         .collect();
-    let widths: Vec<usize> = (0..9)
-        .map(|c| cells.iter().map(|row| row[c].len()).max().unwrap_or(0))
+    aligned(&cells, |column| (4..8).contains(&column))
+}
+
+/// Rows of cells as columns two spaces apart, each as wide as its widest
+/// cell; `right` says which columns are aligned right (numbers).
+pub(crate) fn aligned<R: AsRef<[String]>>(cells: &[R], right: impl Fn(usize) -> bool) -> String {
+    let columns = cells
+        .iter()
+        .map(|row| row.as_ref().len())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            cells
+                .iter()
+                .filter_map(|row| row.as_ref().get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut text = String::new();
-    for row in &cells {
+    for row in cells {
         let line: Vec<String> = row
+            .as_ref()
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(c, (cell, w))| {
-                if (4..8).contains(&c) {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
+            .map(|(c, (cell, w))| match right(c) {
+                true => format!("{cell:>w$}"),
+                false => format!("{cell:<w$}"),
             })
             .collect();
         text.push_str(line.join("  ").trim_end());

@@ -23,7 +23,9 @@ use tracing::{info, warn};
 
 use super::reason::{Problem, Reason};
 use super::service_facts::ServiceFacts;
+use super::status::Claim;
 use crate::event_record::{record, Foldable, Paced, Pacer, Pacing, Summary};
+use crate::k8s::ServiceRef;
 use crate::metrics::Metrics;
 
 const REPORTER: &str = "responder";
@@ -58,6 +60,7 @@ pub(crate) const REASON_REFUSED: &str = "AddressRefused";
 pub(crate) const REASON_UNADVERTISED: &str = "NotAdvertised";
 pub(crate) const REASON_NOT_ANNOUNCED: &str = "NotAnnounced";
 pub(crate) const REASON_INVALID: &str = "InvalidConfiguration";
+pub(crate) const REASON_CONFLICT: &str = "AddressConflict";
 
 /// The reason of the Event an agent records on a Service for an address
 /// left unannounced, if any: the Service-level reasons are not an agent's
@@ -376,6 +379,47 @@ fn join(ips: &[IpAddr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The note of an [`REASON_CONFLICT`] Event: `<mac> claims <ip> on
+/// <interface>, which node <node> answers for; it <action>`. Read back by
+/// [`claim_of`], so `responder status` can name the MAC.
+pub(crate) fn conflict_note(
+    mac: &str,
+    ip: IpAddr,
+    interface: &str,
+    node: &str,
+    action: &str,
+) -> String {
+    format!("{mac} claims {ip} on {interface}, which node {node} answers for; it {action}")
+}
+
+/// What an agent's AddressConflict Event says: on which Service, the
+/// address, the MAC, and whether the owner yielded it.
+pub fn claim_of(event: &k8s_openapi::api::core::v1::Event) -> Option<Claim> {
+    if event.reason.as_deref() != Some(REASON_CONFLICT) {
+        return None;
+    }
+    let object = &event.involved_object;
+    if object.kind.as_deref() != Some("Service") {
+        return None;
+    }
+    let note = event.message.as_deref()?;
+    let mut words = note.split_whitespace();
+    let mac = words.next()?.to_owned();
+    let address = match (words.next(), words.next()) {
+        (Some("claims"), Some(ip)) => ip.parse().ok()?,
+        _ => return None,
+    };
+    Some(Claim {
+        service: ServiceRef::new(
+            object.namespace.as_deref().unwrap_or_default(),
+            object.name.as_deref().unwrap_or_default(),
+        ),
+        address,
+        mac,
+        yielded: note.ends_with("; it yielded it until its view recovers"),
+    })
 }
 
 #[cfg(test)]
