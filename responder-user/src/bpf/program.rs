@@ -25,6 +25,7 @@ use responder_common::{
 };
 
 use super::{
+    claims::{ClaimMaps, ClaimReader},
     heartbeat::{self, Heartbeat, StaleGate},
     maps::{read_pinned_counters, BpfVipMap},
     nic_maps::NicMaps,
@@ -113,6 +114,7 @@ pub(crate) struct Loaded {
     mode: AttachMode,
     heartbeat: Heartbeat,
     nic_maps: NicMaps,
+    claims: ClaimMaps,
     // Dropped after `pins`, whose removal detaches XDP: offloads are turned
     // back on once no program depends on them being off.
     pins: PinDir,
@@ -143,6 +145,12 @@ impl Loaded {
     /// A handle on the heartbeat, for a task that beats it on its own.
     pub(crate) fn heartbeat(&self) -> Result<Heartbeat, Error> {
         self.heartbeat.try_clone()
+    }
+
+    /// The reader of the data plane's claims ring buffer (who claimed which
+    /// VIP); `None` once taken.
+    pub(crate) fn take_claim_reader(&mut self) -> Result<Option<ClaimReader>, Error> {
+        self.claims.take_reader()
     }
 
     /// On drop, leaves the program attached and everything pinned, for the
@@ -345,6 +353,7 @@ pub(crate) fn load(
     };
     let mut nic_maps = NicMaps::take(&mut ebpf)?;
     let mut offloads = Offloads::take(&mut ebpf)?;
+    let mut claims = ClaimMaps::take(&mut ebpf)?;
 
     let mut adopted = Adopted::default();
     if pins.previous {
@@ -352,6 +361,7 @@ pub(crate) fn load(
         adopted.vips = copy_previous_entries(pin_path, &mut map)?;
         nic_maps.copy_previous(pin_path)?;
         offloads.copy_previous(pin_path)?;
+        claims.copy_previous(pin_path)?;
     }
     // Before any interface runs the new program, or it would treat the
     // agent as long dead.
@@ -377,6 +387,7 @@ pub(crate) fn load(
         mode,
         heartbeat,
         nic_maps,
+        claims,
         pins,
         offloads,
         ebpf,
@@ -390,6 +401,7 @@ pub(crate) fn load(
     pins.remove_legacy(PIN_LEGACY_VIP_STATS);
     loaded.nic_maps.pin(pins)?;
     loaded.offloads.pin(pins)?;
+    loaded.claims.pin(pins)?;
     let program = xdp_program(&mut loaded.ebpf)?;
     pins.pin_replacing(PIN_PROGRAM, |path| program.pin(path))?;
     Ok((loaded, map, adopted))

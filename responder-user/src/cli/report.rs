@@ -38,9 +38,10 @@ fn format_table(rows: &[VipRow]) -> String {
         "CONFLICTS",
         "STALE",
         "STATE",
+        "LAST CLAIMANT",
     ]
     .map(String::from);
-    let cells: Vec<[String; 9]> = std::iter::once(header)
+    let cells: Vec<[String; 10]> = std::iter::once(header)
         .chain(rows.iter().map(|r| {
             [
                 r.ip.to_string(),
@@ -55,6 +56,10 @@ fn format_table(rows: &[VipRow]) -> String {
                     true => "yielded".into(),
                     false => "answering".into(),
                 },
+                r.claimant.as_ref().map_or_else(
+                    || "-".into(),
+                    |c| format!("{} ({}s ago)", c.mac, c.age_seconds),
+                ),
             ]
         }))
         .collect();
@@ -184,6 +189,7 @@ mod tests {
                 conflicts: 0,
                 stale: 0,
                 yielded: false,
+                claimant: None,
             },
             VipRow {
                 ip: "2001:db8::10".parse().expect("ip"),
@@ -196,21 +202,25 @@ mod tests {
                 conflicts: 1,
                 stale: 7,
                 yielded: true,
+                claimant: Some(bpf::ClaimantRow {
+                    mac: "02:00:00:00:00:02".into(),
+                    age_seconds: 3,
+                }),
             },
         ];
         let table = format_table(&rows);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "IP            INTERFACE  VLAN     MAC                REQUESTS  REPLIES  CONFLICTS  STALE  STATE"
+            "IP            INTERFACE  VLAN     MAC                REQUESTS  REPLIES  CONFLICTS  STALE  STATE      LAST CLAIMANT"
         );
         assert_eq!(
             lines[1],
-            "192.0.2.10    eth0       -        02:00:00:00:00:0a         5        5          0      0  answering"
+            "192.0.2.10    eth0       -        02:00:00:00:00:0a         5        5          0      0  answering  -"
         );
         assert_eq!(
             lines[2],
-            "2001:db8::10  eth1       100.200  02:00:00:00:00:0b     12345       12          1      7  yielded"
+            "2001:db8::10  eth1       100.200  02:00:00:00:00:0b     12345       12          1      7  yielded    02:00:00:00:00:02 (3s ago)"
         );
     }
 
