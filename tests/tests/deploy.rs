@@ -2,7 +2,7 @@
 //! keeps the security properties docs/install.md promises.
 use std::collections::BTreeSet;
 
-use responder_tests::apiserver::ApiServer;
+use responder_tests::lab::apiserver::ApiServer;
 use serde_json::Value;
 
 fn deploy_dir() -> String {

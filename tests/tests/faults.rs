@@ -15,10 +15,11 @@ use std::{
 };
 
 use responder_tests::{
-    cluster::{Cluster, WAIT},
+    lab::cluster::{Cluster, WAIT},
     lab::{
-        arping, attach_pass_through, lab_vip_args, ndisc6, responder_bin, Lab, PassThrough,
-        PinCleanup, Responder, CLIENT_IF, CLIENT_V4, NODE_IF, VIP_V4, VIP_V6,
+        link::{attach_pass_through, PassThrough},
+        pair::{arping, lab_vip_args, ndisc6, Lab, CLIENT_IF, CLIENT_V4, NODE_IF, VIP_V4, VIP_V6},
+        responder::{responder_bin, PinCleanup, Responder},
     },
     netns::{veth, wait_for, NetNs, TempPath},
     prober::ArpProber,
@@ -61,8 +62,8 @@ fn api_server_outage_is_fail_static_and_reconciles_after() {
     let web_owner = cluster.sole_owner(&[WEB], "one node to hold web");
     let api_owner = cluster.sole_owner(&[API], "one node to hold api");
     let expected = [
-        (v4(WEB), cluster.agent(web_owner).mac.clone()),
-        (v4(API), cluster.agent(api_owner).mac.clone()),
+        (v4(WEB), cluster.agent(web_owner).mac().to_owned()),
+        (v4(API), cluster.agent(api_owner).mac().to_owned()),
     ];
     let prober = cluster.arp_prober();
 
@@ -155,7 +156,7 @@ fn api_server_outage_is_fail_static_and_reconciles_after() {
     let web_after = cluster.sole_owner(&[WEB], "web to have one owner after the outage");
     assert_eq!(
         prober.answers(v4(WEB), Duration::from_secs(1)),
-        vec![cluster.agent(web_after).mac.clone()],
+        vec![cluster.agent(web_after).mac().to_owned()],
         "web must be answered by {web_after} alone after the outage"
     );
 }
@@ -179,7 +180,7 @@ fn vip_churn_never_answers_wrongly() {
     let initial = step(0);
     cluster.create_lb_service("churn", &[&initial[0], &initial[1]]);
     cluster.sole_owner(&[&initial[0], &initial[1]], "one node to hold churn");
-    let node_macs: BTreeSet<String> = cluster.agents.iter().map(|a| a.mac.clone()).collect();
+    let node_macs: BTreeSet<String> = cluster.agents.iter().map(|a| a.mac().to_owned()).collect();
 
     let prober = cluster.arp_prober();
     let stop = AtomicBool::new(false);
@@ -262,7 +263,7 @@ fn vip_churn_never_answers_wrongly() {
         "{NEVER_A_VIP} was never a VIP but was answered: {never:?}"
     );
 
-    let owner_mac = cluster.agent(owner).mac.clone();
+    let owner_mac = cluster.agent(owner).mac().to_owned();
     for address in &pool {
         let got = prober.answers(v4(address), Duration::from_millis(300));
         if last.contains(address) {
@@ -469,7 +470,7 @@ fn unusable_service_status_is_named_and_skipped() {
     let owner = cluster.sole_owner(&[GOOD], "one node to hold good");
     assert_eq!(
         cluster.arp_answerers(GOOD, 2),
-        BTreeSet::from([cluster.agent(owner).mac.clone()]),
+        BTreeSet::from([cluster.agent(owner).mac().to_owned()]),
         "good must be answered by {owner} alone"
     );
     let warnings = wait_for(WAIT, || {

@@ -16,9 +16,9 @@ use std::{
 };
 
 use responder_tests::{
-    controller_lab::{deploy_dir, WAIT_FOR_CRDS},
+    lab::kube::{deploy_dir, WAIT_FOR_CRDS},
+    lab::real_cluster::{output_of, Images, RealCluster, CLIENT_IF, CLIENT_V4, NODE_IF},
     prober::{ArpProber, Tally},
-    real_cluster::{output_of, Images, RealCluster, CLIENT_IF, CLIENT_V4, NODE_IF},
 };
 use serde_json::Value;
 
