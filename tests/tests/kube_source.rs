@@ -13,8 +13,8 @@ use responder::{
     cluster::{run, Attached, ClusterSettings, Ownership, Reach},
     metrics::Metrics,
 };
-use responder_tests::apiserver::ApiServer;
 use responder_tests::bulk_services::create_lb_service;
+use responder_tests::lab::apiserver::ApiServer;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -35,7 +35,10 @@ use super::{
     Settings,
 };
 use crate::{
-    lab::{format_mac, Lab, CLIENT_IF, CLIENT_V4, CLIENT_V6, NODE_IF, OTHER_V4, VIP_V4, VIP_V6},
+    lab::{
+        link::format_mac,
+        pair::{Lab, CLIENT_IF, CLIENT_V4, CLIENT_V6, NODE_IF, OTHER_V4, VIP_V4, VIP_V6},
+    },
     netns::{run_ok, NetNs},
     userspace_responder::UserspaceResponder,
 };

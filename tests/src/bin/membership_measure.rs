@@ -38,7 +38,7 @@ use responder::cluster::{
 use responder_tests::{
     bench::schema::{to_json_text, MembershipResult, MembershipRow, Percentiles},
     bulk_services::{create_lb_services, documentation_ip},
-    cluster::{Cluster, ClusterOptions, NAMESPACE, NODES},
+    lab::cluster::{Cluster, ClusterOptions, NAMESPACE, NODES},
     netns::wait_for,
 };
 use serde_json::json;
@@ -108,7 +108,7 @@ fn main() {
     let (mut cluster, generator) = Cluster::start_with("memb", &[], &options, |cluster| {
         let client = cluster.client();
         let setup = Instant::now();
-        cluster.run(create_services(client.clone(), services));
+        cluster.block(create_services(client.clone(), services));
         eprintln!(
             "membership_measure: {services} Services in {:.1} s",
             setup.elapsed().as_secs_f64()
@@ -252,7 +252,7 @@ fn measure_failover(cluster: &mut Cluster, rounds: usize, lease: Duration) -> Ve
             eprintln!("round {round}: {PROBE_VIP} has no settled owner within {bound:?}; stopping");
             break;
         };
-        let old_mac = cluster.agent(owner).mac.clone();
+        let old_mac = cluster.agent(owner).mac().to_owned();
         let (failed_at, reply) = std::thread::scope(|scope| {
             let probe = scope
                 .spawn(|| prober.first_reply_not_from(target, &old_mac, PROBE_INTERVAL, bound));
