@@ -17,7 +17,11 @@ use responder_model::frames::{
     NA_FLAG_OVERRIDE, ND_OPT_TARGET_LL_ADDR,
 };
 use responder_tests::{
-    lab::{format_mac, responder_bin, Lab, PinCleanup, Responder, CLIENT_IF, NODE_IF},
+    lab::{
+        link::format_mac,
+        pair::{Lab, CLIENT_IF, NODE_IF},
+        responder::{responder_bin, PinCleanup, Responder},
+    },
     netns::wait_for,
     packet_socket::packet_socket,
 };
