@@ -17,6 +17,7 @@ use std::{
 };
 
 use responder_common::{claims::MAX_CLAIMANTS, VipKey};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::{
@@ -132,14 +133,34 @@ impl ClaimReport {
 }
 
 /// The last claimant of each VIP key, shared: the agent records, others
-/// (the Kubernetes Event writer) read. Holds at most `MAX_CLAIMANTS` keys,
-/// as the data plane's map does; past that the oldest report goes.
-#[derive(Clone, Debug, Default)]
-pub struct Claimants(Arc<Mutex<BTreeMap<VipKey, ClaimReport>>>);
+/// read, and whoever subscribed (the Kubernetes Event writer) hears of each
+/// report. Holds at most `MAX_CLAIMANTS` keys, as the data plane's map does;
+/// past that the oldest report goes.
+#[derive(Clone, Debug)]
+pub struct Claimants {
+    last: Arc<Mutex<BTreeMap<VipKey, ClaimReport>>>,
+    told: broadcast::Sender<ClaimReport>,
+}
+
+/// Reports a subscriber may fall behind by before it misses some: the data
+/// plane reports a VIP at most once a second, so this is a burst of claims
+/// on as many VIPs at once.
+const TOLD_BACKLOG: usize = 256;
+
+impl Default for Claimants {
+    fn default() -> Self {
+        Claimants {
+            last: Arc::default(),
+            told: broadcast::channel(TOLD_BACKLOG).0,
+        }
+    }
+}
 
 impl Claimants {
     pub(crate) fn record(&self, report: ClaimReport) {
-        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Nobody subscribed (no Kubernetes source) is no error.
+        let _ = self.told.send(report.clone());
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.insert(report.key, report);
         if last.len() > MAX_CLAIMANTS {
             if let Some(oldest) = last.values().min_by_key(|r| r.seen).map(|r| r.key) {
@@ -148,16 +169,21 @@ impl Claimants {
         }
     }
 
+    /// Each report recorded from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClaimReport> {
+        self.told.subscribe()
+    }
+
     /// The last claim on `key`.
     pub fn last_for_key(&self, key: &VipKey) -> Option<ClaimReport> {
-        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.get(key).cloned()
     }
 
     /// The latest claim on `ip`, whatever the interface or VLAN: what a
     /// Service's Event names.
     pub fn last_for_ip(&self, ip: IpAddr) -> Option<ClaimReport> {
-        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.values()
             .filter(|r| r.ip == ip)
             .max_by_key(|r| r.seen)
@@ -367,7 +393,7 @@ mod tests {
             let seen = t0 + std::time::Duration::from_millis(u64::from(i));
             claimants.record(report(&ip, 2, 1, seen));
         }
-        assert_eq!(claimants.0.lock().expect("lock").len(), MAX_CLAIMANTS);
+        assert_eq!(claimants.last.lock().expect("lock").len(), MAX_CLAIMANTS);
         assert!(claimants.last_for_key(&key("2001:db8::", 2, 0)).is_none());
         assert!(claimants.last_for_key(&key("2001:db8::1", 2, 0)).is_some());
     }

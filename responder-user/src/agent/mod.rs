@@ -230,6 +230,7 @@ impl Agent {
                 cluster,
                 core.attached_interfaces(),
                 core.installed_addresses(),
+                &core.claimants(),
                 Arc::clone(&metrics),
             )
         });

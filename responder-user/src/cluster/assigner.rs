@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::Client;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -27,6 +27,7 @@ use super::reason::Problem;
 use super::service_facts::ServiceCache;
 use super::watches::{self, Change, MetallbStores, Source, Stores, Update};
 use super::{Attached, ClusterError, ClusterSettings, Ownership, View};
+use crate::conflicts::ClaimReport;
 use crate::cpu_bound::cpu_bound;
 use crate::k8s::LabelSelector;
 use crate::k8s::ServiceRef;
@@ -54,7 +55,9 @@ pub(crate) async fn assign_forever(
     attached: watch::Receiver<Attached>,
     own_session: watch::Receiver<Option<Instant>>,
     outputs: Outputs,
+    claims: broadcast::Receiver<ClaimReport>,
 ) -> Result<(), ClusterError> {
+    let mut claims = Some(claims);
     let (stores, mut updates) = watches::start(client, &settings.namespace).await;
     let mut assigner = Assigner::new(settings, selector, stores, attached.clone(), outputs);
     let mut attached = attached;
@@ -73,12 +76,39 @@ pub(crate) async fn assign_forever(
                 }
             }
             () = sleep_until_some(wake) => {}
+            claim = next_claim(&mut claims) => {
+                if let Some(report) = claim {
+                    assigner.tell_claim(&report);
+                }
+            }
         }
         // Coalesce bursts (relists, many renewals at once) into one recomputation.
         while let Some(Some(update)) = updates.next().now_or_never() {
             assigner.apply(update, Instant::now());
         }
         assigner.evaluate(Instant::now());
+    }
+}
+
+/// The next claim the agent reports; pending for ever once it can report
+/// none (a claim missed for falling behind is logged and skipped).
+async fn next_claim(claims: &mut Option<broadcast::Receiver<ClaimReport>>) -> Option<ClaimReport> {
+    let Some(receiver) = claims else {
+        return std::future::pending().await;
+    };
+    match receiver.recv().await {
+        Ok(report) => Some(report),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            warn!(
+                missed,
+                "too many claims at once: some get no Event (the agent's log names each)"
+            );
+            None
+        }
+        Err(broadcast::error::RecvError::Closed) => {
+            *claims = None;
+            None
+        }
     }
 }
 

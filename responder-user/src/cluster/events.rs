@@ -45,7 +45,7 @@ const REPORTER: &str = "responder";
 ///   one that would wait longer is counted in its reason's summary instead.
 ///
 /// So a burst costs at most 20 + 10 × 1 = 30 Events one by one, all within
-/// its first second, plus one summary per reason (six reasons): at most 36
+/// its first second, plus one summary per reason (seven reasons): at most 37
 /// writes, whether it is 40 Services or 100,000. A sustained flood costs at
 /// most 10 writes a second.
 pub(crate) const PACING: Pacing = Pacing {
@@ -99,6 +99,12 @@ pub(crate) enum OwnershipEvent {
         event_reason: &'static str,
         problem: Box<Problem>,
     },
+    /// Another MAC claims a VIP of the Service this node answers for
+    /// ([`conflict_note`]).
+    Conflict {
+        service: Arc<ServiceFacts>,
+        note: String,
+    },
     /// An `IPAddressPool` or `L2Advertisement` left out. Boxed: the queue
     /// holds one Event per Service after a sync (10,000 of them at 10,000
     /// Services), each slot as big as the largest variant.
@@ -121,6 +127,7 @@ impl OwnershipEvent {
             OwnershipEvent::Started { .. } => REASON_STARTED,
             OwnershipEvent::Stopped { .. } => REASON_STOPPED,
             OwnershipEvent::NotAnswered { event_reason, .. } => event_reason,
+            OwnershipEvent::Conflict { .. } => REASON_CONFLICT,
             OwnershipEvent::Invalid { .. } => REASON_INVALID,
         }
     }
@@ -135,7 +142,8 @@ impl Foldable for OwnershipEvent {
         match self {
             OwnershipEvent::Started { service, .. }
             | OwnershipEvent::Stopped { service, .. }
-            | OwnershipEvent::NotAnswered { service, .. } => service.key.to_string(),
+            | OwnershipEvent::NotAnswered { service, .. }
+            | OwnershipEvent::Conflict { service, .. } => service.key.to_string(),
             OwnershipEvent::Invalid { regarding, .. } => format!(
                 "{} {}",
                 regarding.kind.as_deref().unwrap_or_default(),
@@ -275,6 +283,7 @@ fn kind_of(reason: &str) -> (EventType, &'static str) {
         REASON_STARTED => (EventType::Normal, "Announce"),
         REASON_STOPPED => (EventType::Normal, "Withdraw"),
         REASON_REFUSED => (EventType::Warning, "Refuse"),
+        REASON_CONFLICT => (EventType::Warning, "Defend"),
         _ => (EventType::Warning, "Skip"),
     }
 }
@@ -308,6 +317,7 @@ fn event_of(
             service.object_ref(),
             format!("{problem}; no node answers ARP/NDP for it"),
         ),
+        OwnershipEvent::Conflict { service, note } => (service.object_ref(), note.clone()),
         OwnershipEvent::Invalid { regarding, reason } => (
             ObjectReference::clone(regarding),
             format!("{reason}; left out, the others carry on"),
@@ -336,6 +346,9 @@ fn summary_event(summary: &Summary, node: &str, interfaces: &str) -> (ObjectRefe
             "{count} more Services have an ingress address no L2Advertisement covers, which no \
              node answers ARP/NDP for"
         ),
+        REASON_CONFLICT => {
+            format!("other MACs claim addresses of {count} more Services this node answers for")
+        }
         REASON_NOT_ANNOUNCED => format!(
             "{count} more Services have an ingress address no node can announce (see \
              `responder status`)"
@@ -418,7 +431,7 @@ pub fn claim_of(event: &k8s_openapi::api::core::v1::Event) -> Option<Claim> {
         ),
         address,
         mac,
-        yielded: note.ends_with("; it yielded it until its view recovers"),
+        yielded: note.ends_with("; it yielded"),
     })
 }
 

@@ -17,6 +17,7 @@ use super::eligibility::{self, Eligibility};
 use super::membership::{self, Cadence, Departure, Holding};
 use super::uninstall::{self, Removal};
 use super::{assigner, events, l2status, Attached, ClusterError, ClusterSettings, Ownership, View};
+use crate::conflicts::Claimants;
 use crate::k8s::LabelSelector;
 use crate::metrics::Metrics;
 
@@ -32,6 +33,7 @@ pub async fn run(
     settings: ClusterSettings,
     attached: watch::Receiver<Attached>,
     announced_before: BTreeSet<IpAddr>,
+    claimants: Claimants,
     owned: watch::Sender<Ownership>,
     metrics: Arc<Metrics>,
 ) -> Result<(), ClusterError> {
@@ -63,6 +65,7 @@ pub async fn run(
         selector,
         attached,
         owned,
+        claimants,
         epochs: Arc::default(),
         metrics,
     };
@@ -139,6 +142,7 @@ struct Participant {
     selector: LabelSelector,
     attached: watch::Receiver<Attached>,
     owned: watch::Sender<Ownership>,
+    claimants: Claimants,
     epochs: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
@@ -186,6 +190,7 @@ impl Participant {
                     self.attached.clone(),
                     own_session,
                     outputs,
+                    self.claimants.subscribe(),
                 ),
                 events::publish_events(
                     client.clone(),

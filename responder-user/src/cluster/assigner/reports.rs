@@ -10,11 +10,12 @@ use kube::Resource;
 use tracing::{info, warn};
 
 use super::super::advertising::{Advertising, BadKind, BadObject};
-use super::super::events::{event_reason_of, OwnershipEvent};
+use super::super::events::{conflict_note, event_reason_of, OwnershipEvent};
 use super::super::membership::Member;
 use super::super::ownership::{self, Assignments};
 use super::super::reason::Problem;
 use super::Assigner;
+use crate::conflicts::{ClaimReport, Defence};
 use crate::k8s::ServiceRef;
 
 impl Assigner {
@@ -94,6 +95,34 @@ impl Assigner {
             }
         }
         self.reported_problems = problems;
+    }
+
+    /// Records an Event on the Service whose VIP another MAC claims, when
+    /// this node owns it and did something about it (a defence repeated
+    /// within its interval, or a yield kept, is in the log only).
+    pub(super) fn tell_claim(&self, report: &ClaimReport) {
+        let told = matches!(
+            report.defence,
+            Defence::Defended | Defence::TookBack | Defence::Yielded
+        );
+        let node = self.settings.node_name.as_str();
+        let owning = self.assignments.values().find(|assignment| {
+            assignment.owner.as_deref() == Some(node) && assignment.ips.contains(&report.ip)
+        });
+        if let (true, Some(assignment)) = (told, owning) {
+            let note = conflict_note(
+                &report.claimant(),
+                report.ip,
+                &report.interface,
+                node,
+                &report.defence.to_string(),
+            );
+            // The receiver only goes away when the agent stops.
+            let _ = self.events.send(OwnershipEvent::Conflict {
+                service: Arc::clone(&assignment.service),
+                note,
+            });
+        }
     }
 
     pub(super) fn report_changes(&self, assignments: &Assignments) {

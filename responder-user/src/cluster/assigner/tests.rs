@@ -394,3 +394,50 @@ fn advertisements_scope_interfaces_and_an_uncovered_address_gets_one_event() {
         "a recomputation tells nothing new"
     );
 }
+
+#[test]
+fn a_claim_on_an_owned_vip_gets_an_event_that_status_reads_back() {
+    use crate::conflicts::{ClaimReport, Defence};
+    use crate::interface_names::InterfaceNames;
+    use responder_common::VipKey;
+
+    let mut h = Harness::new(winner());
+    assert!(h.owns_web());
+    while h.event_queue.try_recv().is_ok() {}
+    let names: InterfaceNames = [(2, "eth0".to_owned())].into_iter().collect();
+    let key = VipKey::v4(2, 0, 0, [192, 0, 2, 1]);
+    let mac = [0x02, 0, 0, 0, 0, 0x99];
+    let report = |defence| ClaimReport::new(key, mac, &names, defence, h.start);
+    h.assigner.tell_claim(&report(Defence::DefendedRecently));
+    assert!(
+        h.event_queue.try_recv().is_err(),
+        "a repeat is in the log only"
+    );
+    h.assigner.tell_claim(&report(Defence::Yielded));
+    let Ok(OwnershipEvent::Conflict { service, note }) = h.event_queue.try_recv() else {
+        panic!("an AddressConflict Event");
+    };
+    assert_eq!(service.key, svc("default", "web"));
+    let event = k8s_openapi::api::core::v1::Event {
+        reason: Some("AddressConflict".into()),
+        message: Some(note.clone()),
+        involved_object: service.object_ref(),
+        ..Default::default()
+    };
+    let claim = crate::cluster::claim_of(&event).expect("status reads it back");
+    assert_eq!(claim.mac, "02:00:00:00:00:99", "{note}");
+    assert_eq!(
+        claim.address,
+        "192.0.2.1".parse::<std::net::IpAddr>().expect("ip")
+    );
+    assert_eq!(claim.service, svc("default", "web"));
+    assert!(claim.yielded, "{note}");
+
+    let mut other = Harness::new(loser());
+    while other.event_queue.try_recv().is_ok() {}
+    other.assigner.tell_claim(&report(Defence::Defended));
+    assert!(
+        other.event_queue.try_recv().is_err(),
+        "only the owner tells about its VIP"
+    );
+}
