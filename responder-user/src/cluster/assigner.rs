@@ -157,9 +157,11 @@ struct Assigner {
     services: ServiceCache,
     nodes: Store<Node>,
     slices: Option<Store<EndpointSlice>>,
-    /// Pools and L2Advertisements (`None` when MetalLB's kinds are not
+    /// Pools and L2Advertisements (`None` while MetalLB's kinds are not
     /// served), what they say, and whether that must be rebuilt.
     metallb: Option<MetallbStores>,
+    /// The stores of kinds not served yet, taken when they are.
+    metallb_pending: Option<MetallbStores>,
     advertising: Option<Advertising>,
     advertising_stale: bool,
     reported_bad: BTreeSet<BadObject>,
@@ -211,6 +213,7 @@ impl Assigner {
             nodes,
             slices,
             metallb,
+            metallb_served,
         }: Stores,
         attached: watch::Receiver<Attached>,
         Outputs {
@@ -227,9 +230,13 @@ impl Assigner {
         if slices.is_some() {
             unsynced.insert(Source::EndpointSlices);
         }
-        if metallb.is_some() {
+        if metallb_served {
             unsynced.extend([Source::Pools, Source::Advertisements]);
         }
+        let (metallb, metallb_pending) = match metallb_served {
+            true => (Some(metallb), None),
+            false => (None, Some(metallb)),
+        };
         let endpoints = slices.as_ref().map(|_| EndpointIndex::default());
         Assigner {
             own_lease: lease_name(&settings.node_name),
@@ -244,6 +251,7 @@ impl Assigner {
             nodes,
             slices,
             metallb,
+            metallb_pending,
             advertising: None,
             advertising_stale: false,
             reported_bad: BTreeSet::new(),
@@ -327,6 +335,9 @@ impl Assigner {
                 }
             }
             Update::Services(Ok(Change::Listed)) => self.dirty.all = true,
+            // Not waited for as an initial list: until the first lists
+            // arrive, the empty stores say what was said before (flags only).
+            Update::MetallbServed => self.metallb = self.metallb_pending.take(),
             Update::Pools(Ok(Change::One(()) | Change::Listed))
             | Update::Advertisements(Ok(Change::One(()) | Change::Listed)) => {
                 self.advertising_stale = true;

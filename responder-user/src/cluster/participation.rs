@@ -113,9 +113,8 @@ pub async fn run(
     // Beside participation rather than in it: a node that may no longer
     // announce owns nothing, and its ServiceL2Status objects must go too.
     let writing = async {
-        if super::watches::served_group_versions(&part.client)
-            .await
-            .contains(crate::crd::API_VERSION)
+        // From when MetalLB's kinds are served, which may be after the start.
+        super::watches::until_metallb_served(&part.client).await;
         {
             l2status::write_statuses(
                 kube::Api::namespaced(part.client.clone(), &part.settings.namespace),

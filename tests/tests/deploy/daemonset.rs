@@ -141,9 +141,24 @@ fn manifests_apply_and_keep_least_privilege() {
         .collect();
     assert_eq!(
         granted,
-        ["endpointslices", "events", "nodes", "services"]
-            .map(str::to_owned)
-            .into()
+        [
+            "customresourcedefinitions",
+            "endpointslices",
+            "events",
+            "nodes",
+            "services"
+        ]
+        .map(str::to_owned)
+        .into()
+    );
+    let crds = cluster_rules
+        .iter()
+        .find(|r| strings(&r["resources"]).contains("customresourcedefinitions"))
+        .expect("the CRD rule");
+    assert_eq!(
+        strings(&crds["resourceNames"]),
+        BTreeSet::from(["l2advertisements.metallb.io".to_owned()]),
+        "one CRD, by name: {crds}"
     );
     let role = find(&objects, "Role", "responder-leases");
     assert_eq!(
