@@ -154,3 +154,29 @@ impl fmt::Display for Problem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_documented_for_operators() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operating.md"));
+        let table = doc
+            .split("## Why an address is not answered")
+            .nth(1)
+            .expect("the section");
+        for reason in Reason::ALL {
+            assert!(
+                table.contains(&format!("| `{}` |", reason.code())),
+                "docs/operating.md has no row for {reason}"
+            );
+        }
+        let rows = table
+            .lines()
+            .take_while(|line| !line.starts_with("## "))
+            .filter(|line| line.starts_with("| `"))
+            .count();
+        assert_eq!(rows, Reason::ALL.len(), "no row for a reason that is not one");
+    }
+}
