@@ -177,6 +177,10 @@ mod tests {
             .take_while(|line| !line.starts_with("## "))
             .filter(|line| line.starts_with("| `"))
             .count();
-        assert_eq!(rows, Reason::ALL.len(), "no row for a reason that is not one");
+        assert_eq!(
+            rows,
+            Reason::ALL.len(),
+            "no row for a reason that is not one"
+        );
     }
 }
