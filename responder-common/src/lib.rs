@@ -4,6 +4,7 @@
 //! byte; `tests` below pin every size and offset.
 #![no_std]
 
+pub mod claims;
 pub mod csum;
 pub mod nic;
 pub mod wire;

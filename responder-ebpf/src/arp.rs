@@ -69,7 +69,7 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
                 let key = VipKey::v4(ifindex, l3.vlan_outer, l3.vlan_inner, arp.spa);
                 if let Ok(claimed) = lookup_vip(&key, &eth.dst) {
                     if claimed_by_another(&arp.sha, &claimed.mac) {
-                        conflict(&claimed);
+                        conflict(&key, &claimed, &arp.sha);
                     }
                     return Ok(xdp_action::XDP_PASS);
                 }
@@ -94,7 +94,7 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
             let key = VipKey::v4(ifindex, l3.vlan_outer, l3.vlan_inner, arp.spa);
             let owned = lookup_vip(&key, &eth.dst)?;
             if claimed_by_another(&arp.sha, &owned.mac) {
-                conflict(&owned);
+                conflict(&key, &owned, &arp.sha);
             }
             Ok(xdp_action::XDP_PASS)
         }

@@ -7,6 +7,8 @@
 #[cfg(target_arch = "bpf")]
 mod arp;
 #[cfg(target_arch = "bpf")]
+mod claims;
+#[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
 mod hop_by_hop;
@@ -36,7 +38,7 @@ mod program {
     };
 
     use crate::{
-        arp, ndp,
+        arp, claims, ndp,
         packet::{bytes_eq, Pass},
         vlan,
     };
@@ -158,11 +160,12 @@ mod program {
         }
     }
 
-    /// Another MAC claims one of our VIPs: counted, and if the agent has been
-    /// silent for a while the claimant is most likely the VIP's new owner,
-    /// so this node yields it at once rather than at the stale bound.
+    /// `claimant` claims one of our VIPs (`key`, found as `vip`): counted,
+    /// reported to the agent (rate-limited, see `claims`), and if the agent
+    /// has been silent for a while the claimant is most likely the VIP's new
+    /// owner, so this node yields it at once rather than at the stale bound.
     #[inline(always)]
-    pub(crate) fn conflict(vip: &Vip) {
+    pub(crate) fn conflict(key: &VipKey, vip: &Vip, claimant: &[u8; 6]) {
         if let Some(stats) = counters(vip) {
             // SAFETY: as in `count_reply`.
             unsafe { (*stats).conflicts += 1 };
@@ -174,6 +177,7 @@ mod program {
                 unsafe { (*vip.value).flags |= VIP_FLAG_YIELDED };
             }
         }
+        claims::report(key, claimant);
     }
 
     #[panic_handler]

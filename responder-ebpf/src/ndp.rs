@@ -164,8 +164,9 @@ pub fn respond(ctx: &XdpContext, l3: &Layer3) -> Result<u32, Pass> {
         }
         advertise(ctx, l3, &owned, reply_to, from_unspecified, owned.mac)
     } else {
-        if claimed_by_another(&link_addr.unwrap_or(eth.src), &owned.mac) {
-            conflict(&owned);
+        let claimant = link_addr.unwrap_or(eth.src);
+        if claimed_by_another(&claimant, &owned.mac) {
+            conflict(&key, &owned, &claimant);
         }
         Ok(xdp_action::XDP_PASS)
     }

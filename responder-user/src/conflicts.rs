@@ -2,15 +2,194 @@
 //! which another MAC claimed the VIP; a counter that grew since the agent
 //! last looked means another node answers for an address this one owns, and
 //! is logged the second it is seen.
+//!
+//! It also names the other MAC (issue #22): each claim the data plane
+//! reports through its ring buffer (at most one per VIP per second) becomes a
+//! [`ClaimReport`], logged as one line with what the agent did about it, and
+//! kept as the VIP's last claimant in [`Claimants`] for whoever reports on
+//! the VIP (the Kubernetes Events among them).
 
-use std::{collections::BTreeMap, fmt::Display};
+use std::{
+    collections::BTreeMap,
+    fmt::{self, Display},
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
 
-use responder_common::VipKey;
+use responder_common::{claims::MAX_CLAIMANTS, VipKey};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use crate::{
     interface_names::InterfaceNames,
+    netif::format_mac,
     vip::{key_addr, key_vlan},
 };
+
+/// What the agent did about a claim on one of its VIPs (see
+/// `agent::core::defence`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Defence {
+    /// Sent one announcement to take the address back.
+    Defended,
+    /// Defended less than `DEFEND_INTERVAL` ago: nothing sent now.
+    DefendedRecently,
+    /// The data plane had yielded the VIP while the agent was late; the agent
+    /// re-asserted it.
+    TookBack,
+    /// The Kubernetes view is frozen: the VIP is yielded to the claimant
+    /// until it recovers.
+    Yielded,
+    /// Yielded already (frozen view): nothing more to do.
+    StillYielded,
+    /// The VIP is no longer installed here.
+    NotInstalled,
+    /// The VIP's state could not be read; nothing was done.
+    Failed,
+}
+
+impl Display for Defence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Defence::Defended => "defended",
+            Defence::DefendedRecently => "defended recently",
+            Defence::TookBack => "took back",
+            Defence::Yielded => "yielded",
+            Defence::StillYielded => "still yielded",
+            Defence::NotInstalled => "not installed",
+            Defence::Failed => "failed",
+        })
+    }
+}
+
+/// One claim the data plane reported: another MAC announced `ip` on the
+/// interface and VLAN stack of `key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimReport {
+    pub key: VipKey,
+    pub ip: IpAddr,
+    /// The claimant's MAC.
+    pub mac: [u8; 6],
+    /// The interface by name (`#<ifindex>` when unknown).
+    pub interface: String,
+    pub defence: Defence,
+    /// When the agent read the report.
+    pub seen: Instant,
+}
+
+impl ClaimReport {
+    pub(crate) fn new(
+        key: VipKey,
+        mac: [u8; 6],
+        names: &InterfaceNames,
+        defence: Defence,
+        seen: Instant,
+    ) -> Self {
+        ClaimReport {
+            key,
+            ip: key_addr(&key),
+            mac,
+            interface: names.name_of(key.ifindex).into_owned(),
+            defence,
+            seen,
+        }
+    }
+
+    /// The claimant as `aa:bb:cc:dd:ee:ff`.
+    pub fn claimant(&self) -> String {
+        format_mac(&self.mac)
+    }
+
+    /// One sentence for a Kubernetes Event or a status line: which MAC
+    /// claimed the address where, and what this node did.
+    pub fn summary(&self) -> String {
+        let vlan = key_vlan(&self.key);
+        let vlan = match vlan.is_tagged() {
+            true => format!(" VLAN {vlan}"),
+            false => String::new(),
+        };
+        format!(
+            "{} claimed {} on {}{vlan}; this node {}",
+            self.claimant(),
+            self.ip,
+            self.interface,
+            self.defence
+        )
+    }
+
+    /// Logs the report as one line: VIP, claimant, interface, VLAN, the
+    /// Service if known, and what the agent did.
+    pub(crate) fn log(&self, service: Option<&str>) {
+        tracing::warn!(
+            ip = %self.ip,
+            claimant = %self.claimant(),
+            interface = %self.interface,
+            vlan = %key_vlan(&self.key),
+            service = service.unwrap_or(""),
+            action = %self.defence,
+            "another MAC claims a VIP this node answers for"
+        );
+    }
+}
+
+/// The last claimant of each VIP key, shared: the agent records, others
+/// read, and whoever subscribed (the Kubernetes Event writer) hears of each
+/// report. Holds at most `MAX_CLAIMANTS` keys, as the data plane's map does;
+/// past that the oldest report goes.
+#[derive(Clone, Debug)]
+pub struct Claimants {
+    last: Arc<Mutex<BTreeMap<VipKey, ClaimReport>>>,
+    told: broadcast::Sender<ClaimReport>,
+}
+
+/// Reports a subscriber may fall behind by before it misses some: the data
+/// plane reports a VIP at most once a second, so this is a burst of claims
+/// on as many VIPs at once.
+const TOLD_BACKLOG: usize = 256;
+
+impl Default for Claimants {
+    fn default() -> Self {
+        Claimants {
+            last: Arc::default(),
+            told: broadcast::channel(TOLD_BACKLOG).0,
+        }
+    }
+}
+
+impl Claimants {
+    pub(crate) fn record(&self, report: ClaimReport) {
+        // Nobody subscribed (no Kubernetes source) is no error.
+        let _ = self.told.send(report.clone());
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.insert(report.key, report);
+        if last.len() > MAX_CLAIMANTS {
+            if let Some(oldest) = last.values().min_by_key(|r| r.seen).map(|r| r.key) {
+                last.remove(&oldest);
+            }
+        }
+    }
+
+    /// Each report recorded from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClaimReport> {
+        self.told.subscribe()
+    }
+
+    /// The last claim on `key`.
+    pub fn last_for_key(&self, key: &VipKey) -> Option<ClaimReport> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.get(key).cloned()
+    }
+
+    /// The latest claim on `ip`, whatever the interface or VLAN: what a
+    /// Service's Event names.
+    pub fn last_for_ip(&self, ip: IpAddr) -> Option<ClaimReport> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.values()
+            .filter(|r| r.ip == ip)
+            .max_by_key(|r| r.seen)
+            .cloned()
+    }
+}
 
 /// The conflict counter of every VIP key at one moment.
 pub(crate) type ConflictCounts = BTreeMap<VipKey, u64>;
@@ -18,7 +197,7 @@ pub(crate) type ConflictCounts = BTreeMap<VipKey, u64>;
 /// A VIP key whose conflict counter grew between two looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ConflictGrowth {
-    pub(crate) key: VipKey,
+    pub key: VipKey,
     /// Conflicts since the previous look.
     pub(crate) delta: u64,
     /// The counter now.
@@ -141,6 +320,106 @@ mod tests {
 
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    fn report(ip: &str, ifindex: u32, mac: u8, seen: Instant) -> ClaimReport {
+        let names: InterfaceNames = [(2, "eth0".to_owned())].into_iter().collect();
+        ClaimReport::new(
+            key(ip, ifindex, 0),
+            [2, 0, 0, 0, 0, mac],
+            &names,
+            Defence::Defended,
+            seen,
+        )
+    }
+
+    #[test]
+    fn a_claim_report_names_the_mac_interface_and_action() {
+        let names: InterfaceNames = [(2, "eth0".to_owned())].into_iter().collect();
+        let now = Instant::now();
+        let tagged = ClaimReport::new(
+            key("192.0.2.10", 2, 100),
+            [2, 0, 0, 0, 0, 0xb],
+            &names,
+            Defence::Yielded,
+            now,
+        );
+        assert_eq!(tagged.claimant(), "02:00:00:00:00:0b");
+        assert_eq!(
+            tagged.summary(),
+            "02:00:00:00:00:0b claimed 192.0.2.10 on eth0 VLAN 100; this node yielded"
+        );
+        let unknown = ClaimReport::new(
+            key("2001:db8::1", u32::MAX, 0),
+            [2, 0, 0, 0, 0, 2],
+            &names,
+            Defence::DefendedRecently,
+            now,
+        );
+        assert_eq!(
+            unknown.summary(),
+            "02:00:00:00:00:02 claimed 2001:db8::1 on #4294967295; this node defended recently"
+        );
+    }
+
+    #[test]
+    fn claimants_keep_the_last_per_key_and_the_latest_per_ip() {
+        let claimants = Claimants::default();
+        let t0 = Instant::now();
+        let later = |s| t0 + std::time::Duration::from_secs(s);
+        claimants.record(report("192.0.2.10", 2, 1, t0));
+        claimants.record(report("192.0.2.10", 3, 2, later(1)));
+        claimants.record(report("192.0.2.10", 2, 3, later(2)));
+        let on_eth0 = claimants
+            .last_for_key(&key("192.0.2.10", 2, 0))
+            .expect("eth0");
+        assert_eq!(on_eth0.mac, [2, 0, 0, 0, 0, 3]);
+        let latest = claimants
+            .last_for_ip("192.0.2.10".parse().expect("ip"))
+            .expect("claimed");
+        assert_eq!(latest.mac, [2, 0, 0, 0, 0, 3]);
+        assert!(claimants
+            .last_for_ip("192.0.2.11".parse().expect("ip"))
+            .is_none());
+    }
+
+    #[test]
+    fn claimants_are_bounded_and_forget_the_oldest() {
+        let claimants = Claimants::default();
+        let t0 = Instant::now();
+        for i in 0..=MAX_CLAIMANTS as u32 {
+            let ip = std::net::Ipv6Addr::from((0x2001_0db8_u128 << 96) | u128::from(i)).to_string();
+            let seen = t0 + std::time::Duration::from_millis(u64::from(i));
+            claimants.record(report(&ip, 2, 1, seen));
+        }
+        assert_eq!(claimants.last.lock().expect("lock").len(), MAX_CLAIMANTS);
+        assert!(claimants.last_for_key(&key("2001:db8::", 2, 0)).is_none());
+        assert!(claimants.last_for_key(&key("2001:db8::1", 2, 0)).is_some());
+    }
+
+    #[test]
+    fn a_claim_report_is_logged_as_one_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let claim = report("192.0.2.10", 2, 0xb, Instant::now());
+        tracing::subscriber::with_default(subscriber, || claim.log(Some("default/web")));
+        let log = String::from_utf8(captured.0.lock().expect("log buffer").clone()).expect("UTF-8");
+        assert_eq!(log.lines().count(), 1, "{log}");
+        for field in [
+            "WARN",
+            "ip=192.0.2.10",
+            "claimant=02:00:00:00:00:0b",
+            "interface=eth0",
+            "vlan=-",
+            "service=\"default/web\"",
+            "action=defended",
+        ] {
+            assert!(log.contains(field), "{field} missing: {log}");
         }
     }
 

@@ -7,7 +7,7 @@
 pub mod agent;
 pub mod bpf;
 pub mod cluster;
-pub(crate) mod conflicts;
+pub mod conflicts;
 pub mod controller;
 pub(crate) mod cpu_bound;
 pub mod crd;

@@ -9,6 +9,7 @@ use cli::{
     controller::controller,
     report::{cleanup, stats, vips},
     run::run,
+    status::status,
 };
 
 /// kube-client's per-request trace logs every failed request at ERROR: four
@@ -40,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Controller(args) => controller(*args),
+        Command::Status(args) => status(*args),
         Command::Vips { pin_path, json } => vips(&pin_path, json),
         Command::Stats { pin_path, json } => stats(&pin_path, json),
         Command::Cleanup { pin_path } => cleanup(&pin_path),

@@ -14,6 +14,7 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     cluster::{Attached, ClusterError, ClusterSettings, Departure, Ownership},
+    conflicts::Claimants,
     error::Error,
     k8s::ServiceRef,
     metrics::Metrics,
@@ -127,11 +128,13 @@ pub(crate) struct ClusterSource {
 }
 
 impl ClusterSource {
-    /// `attached` follows the attached interfaces (see [`crate::cluster::run`]).
+    /// `attached` follows the attached interfaces (see [`crate::cluster::run`]);
+    /// `claimants` tells of other MACs claiming this node's VIPs, for Events.
     pub(crate) fn spawn(
         config: ClusterSourceConfig,
         attached: watch::Receiver<Attached>,
         announced_before: BTreeSet<IpAddr>,
+        claimants: &Claimants,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (owned_tx, owned) = watch::channel(Ownership::default());
@@ -140,6 +143,7 @@ impl ClusterSource {
             config.settings.clone(),
             attached,
             announced_before,
+            claimants.clone(),
             owned_tx,
             metrics,
         ));

@@ -6,7 +6,7 @@
 # Debian source as tests/k8s/apiserver.sh (v1.20.2) or installed from Debian
 # packages (containerd, runc, containernetworking-plugins).
 #
-# The caller (tests/src/real_cluster.rs) makes the network namespaces and the
+# The caller (tests/src/lab/real_cluster.rs) makes the network namespaces and the
 # segment joining them; this script starts and stops processes. Every file is
 # under STATE_DIR; every process is recorded in STATE_DIR/pids and stopped by
 # PID; nothing on the machine outside STATE_DIR is written, except what a node's

@@ -11,7 +11,7 @@ use std::{
 
 use responder_model::frames::{Arp, Ethernet, Vlan, BROADCAST_MAC, ETH_P_ARP};
 
-use crate::{lab::format_mac, netns::NetNs, packet_socket::packet_socket};
+use crate::{lab::link::format_mac, netns::NetNs, packet_socket::packet_socket};
 
 /// Broadcasts ARP requests for VIPs from a client address and reads the
 /// replies addressed to it.

@@ -9,7 +9,7 @@ use std::{
 };
 
 use responder_tests::{
-    cluster::{Cluster, WAIT},
+    lab::cluster::{Cluster, WAIT},
     netns::wait_for,
 };
 
@@ -32,7 +32,7 @@ fn only(mac: &str) -> BTreeSet<String> {
 
 /// Both wire protocols are answered from `mac` and from no other node.
 fn assert_answered_only_by(cluster: &Cluster, node: &str) {
-    let mac = &cluster.agent(node).mac;
+    let mac = cluster.agent(node).mac();
     let arp = cluster.arp_answerers(WEB_V4, 3);
     assert_eq!(
         arp,
@@ -69,7 +69,7 @@ fn one_node_answers_and_a_dead_nodes_addresses_move() {
     let owner = cluster.sole_owner(&[WEB_V4, WEB_V6], "one node to hold both addresses of web");
     assert_answered_only_by(&cluster, owner);
 
-    let owner_mac = cluster.agent(owner).mac.clone();
+    let owner_mac = cluster.agent(owner).mac().to_owned();
     for vip in [WEB_V4, WEB_V6] {
         let learned = wait_for(WAIT, || {
             cluster.client_resolve(vip);
@@ -90,7 +90,7 @@ fn one_node_answers_and_a_dead_nodes_addresses_move() {
         owner,
         "a surviving node to take web over",
     );
-    let successor_mac = cluster.agent(successor).mac.clone();
+    let successor_mac = cluster.agent(successor).mac().to_owned();
     for vip in [WEB_V4, WEB_V6] {
         // The client sends nothing here: only the successor's gratuitous burst can move the entry.
         let moved = wait_for(WAIT, || {
@@ -133,7 +133,7 @@ fn excluding_the_node_moves_and_leaving_our_hands_withdraws() {
     assert_ne!(owner, first, "api went to the excluded node");
     assert_eq!(
         cluster.arp_answerers(api, 2),
-        only(&cluster.agent(owner).mac),
+        only(cluster.agent(owner).mac()),
         "api answered by other than {owner}"
     );
     cluster.delete_service("api");
@@ -196,7 +196,7 @@ fn services_spread_over_nodes() {
     let mut owners = BTreeSet::new();
     for (name, vip) in services {
         let owner = cluster.sole_owner(&[vip], &format!("one node to hold {name}"));
-        let mac = &cluster.agent(owner).mac;
+        let mac = cluster.agent(owner).mac();
         assert_eq!(
             cluster.arp_answerers(vip, 1),
             only(mac),

@@ -2,7 +2,7 @@
 //! MetalLB layer-2 configuration applied unchanged, Services created with no
 //! status, and what the controller writes. (`loadBalancerClass` does not exist in
 //! v1.20: that path is tested with the mock API in responder-user.)
-use responder_tests::controller_lab::{lb_service, ControllerLab, NAMESPACE, WAIT};
+use responder_tests::lab::controller_lab::{lb_service, ControllerLab, NAMESPACE, WAIT};
 use responder_tests::netns::wait_for;
 use serde_json::json;
 

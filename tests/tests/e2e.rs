@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use responder_tests::{
-    lab::{
+    lab::pair::{
         arping, kernel_resolve, lab_vip_args, ndisc6, Lab, CLIENT_IF, NODE_IF, NODE_V4, OTHER_V4,
         OTHER_V6, VIP_V4, VIP_V6,
     },

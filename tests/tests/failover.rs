@@ -13,7 +13,7 @@ use std::{
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use responder_tests::{
-    cluster::{Cluster, NAMESPACE, WAIT},
+    lab::cluster::{Cluster, NAMESPACE, WAIT},
     netns::wait_for,
 };
 use serde_json::json;
@@ -52,7 +52,7 @@ fn a_rolling_update_of_the_owner_moves_nothing_and_loses_no_reply() {
     let mut cluster = Cluster::start("roll");
     cluster.create_lb_service("web", &[WEB_V4, WEB_V6]);
     let owner = cluster.sole_owner(&[WEB_V4, WEB_V6], "one node to hold web");
-    let owner_mac = cluster.agent(owner).mac.clone();
+    let owner_mac = cluster.agent(owner).mac().to_owned();
     let events_before = cluster.events(&OWNERSHIP_EVENTS);
 
     // A client asks every 20 ms throughout the restart.
@@ -68,7 +68,7 @@ fn a_rolling_update_of_the_owner_moves_nothing_and_loses_no_reply() {
     // What a DaemonSet rolling update does: SIGTERM, the pod is replaced.
     cluster.terminate_agent(owner);
     let lease = cluster
-        .run(
+        .block(
             Api::<Lease>::namespaced(cluster.client(), NAMESPACE)
                 .get(&format!("responder-{owner}")),
         )
@@ -112,7 +112,7 @@ fn a_returning_owner_takes_its_neighbours_back() {
     let mut cluster = Cluster::start("back");
     cluster.create_lb_service("web", &[WEB_V4, WEB_V6]);
     let owner = cluster.sole_owner(&[WEB_V4, WEB_V6], "one node to hold web");
-    let owner_mac = cluster.agent(owner).mac.clone();
+    let owner_mac = cluster.agent(owner).mac().to_owned();
     let neighbour_is = |cluster: &Cluster, vip: &str, mac: &str| {
         cluster
             .client_neighbor(vip)
@@ -130,7 +130,7 @@ fn a_returning_owner_takes_its_neighbours_back() {
     // answering until the successor's announcements make it yield).
     cluster.kill_agent(owner);
     let successor = cluster.new_owner(&[WEB_V4, WEB_V6], owner, "web to fail over");
-    let successor_mac = cluster.agent(successor).mac.clone();
+    let successor_mac = cluster.agent(successor).mac().to_owned();
     for vip in [WEB_V4, WEB_V6] {
         let moved = wait_for(WAIT, || {
             neighbour_is(&cluster, vip, &successor_mac).then_some(())
@@ -177,7 +177,7 @@ fn a_frozen_view_yields_to_another_mac_until_it_recovers() {
     let cluster = Cluster::start("frozen");
     cluster.create_lb_service("web", &[WEB_V4]);
     let owner = cluster.sole_owner(&[WEB_V4], "one node to hold web");
-    let owner_mac = cluster.agent(owner).mac.clone();
+    let owner_mac = cluster.agent(owner).mac().to_owned();
     let prober = cluster.arp_prober();
 
     cluster.server.kill_api_server();
@@ -329,7 +329,7 @@ fn vips_go_to_the_node_on_their_subnet() {
         );
     }
     let lease = cluster
-        .run(Api::<Lease>::namespaced(cluster.client(), NAMESPACE).get("responder-node-c"))
+        .block(Api::<Lease>::namespaced(cluster.client(), NAMESPACE).get("responder-node-c"))
         .expect("node-c's Lease");
     let prefixes = lease
         .metadata

@@ -4,7 +4,7 @@
 //! of its one layer. `real_node.rs` imports it into containerd and runs it.
 use std::process::Command;
 
-use responder_tests::real_cluster::Images;
+use responder_tests::lab::real_cluster::Images;
 use serde_json::Value;
 
 fn skopeo(args: &[&str]) -> Value {

@@ -13,8 +13,8 @@ use responder::{
     cluster::{run, Attached, ClusterSettings, Ownership, Reach},
     metrics::Metrics,
 };
-use responder_tests::apiserver::ApiServer;
 use responder_tests::bulk_services::create_lb_service;
+use responder_tests::lab::apiserver::ApiServer;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -53,6 +53,7 @@ fn start_agent(client: &Client, node: &'static str) -> Agent {
             client,
             settings,
             interfaces,
+            Default::default(),
             Default::default(),
             owned_tx,
             Metrics::new(),

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, PostParams};
 use responder::crd::ServiceL2Status;
 use responder_tests::{
+    lab::segments::{Segments, Side, NAMESPACE, WAIT},
     netns::wait_for,
-    segments::{Segments, Side, NAMESPACE, WAIT},
 };
 use serde_json::json;
 
@@ -50,11 +50,11 @@ fn sole_holder(lab: &Segments, addresses: &[String], side: Side) -> &'static str
     wait_for(WAIT, || {
         let mut owner = None;
         for address in addresses {
-            let holders = lab.holders(address);
+            let holders = lab.holders_on(address);
             let [(node, interfaces)] = holders.as_slice() else {
                 return None;
             };
-            let expected = BTreeSet::from([lab.agent(node).interface(side).to_owned()]);
+            let expected = BTreeSet::from([lab.interface(node, side).to_owned()]);
             if *interfaces != expected || owner.is_some_and(|o| o != *node) {
                 return None;
             }
@@ -63,7 +63,7 @@ fn sole_holder(lab: &Segments, addresses: &[String], side: Side) -> &'static str
         owner
     })
     .unwrap_or_else(|| {
-        let holders: Vec<_> = addresses.iter().map(|a| (a, lab.holders(a))).collect();
+        let holders: Vec<_> = addresses.iter().map(|a| (a, lab.holders_on(a))).collect();
         panic!(
             "no single holder of {addresses:?} on the {side:?} side within {WAIT:?}: {holders:?}"
         )
@@ -144,8 +144,8 @@ spec:
 
     let web_v4 = web.iter().find(|ip| !ip.contains(':')).expect("v4");
     let web_v6 = web.iter().find(|ip| ip.contains(':')).expect("v6");
-    let public_mac = lab.agent(web_owner).mac(Side::Public).to_owned();
-    let internal_mac = lab.agent(db_owner).mac(Side::Internal).to_owned();
+    let public_mac = lab.mac(web_owner, Side::Public).to_owned();
+    let internal_mac = lab.mac(db_owner, Side::Internal).to_owned();
     assert_eq!(
         lab.arp_answerers(Side::Public, web_v4),
         BTreeSet::from([public_mac.clone()]),
@@ -182,7 +182,7 @@ spec:
         ("db", db_owner, Side::Internal),
     ] {
         let want = json!({"node": owner, "serviceName": name, "serviceNamespace": "default",
-                          "interfaces": [{"name": lab.agent(owner).interface(side)}]});
+                          "interfaces": [{"name": lab.interface(owner, side)}]});
         let mut seen = Vec::new();
         let found = wait_for(WAIT, || {
             let list = lab

@@ -15,8 +15,8 @@ use std::{
 
 use responder_tests::{
     lab::{
-        arping, lab_vip_args, ndisc6, pin_path_of, responder_bin, Lab, Responder, NODE_IF, VIP_V4,
-        VIP_V6,
+        pair::{arping, lab_vip_args, ndisc6, Lab, NODE_IF, VIP_V4, VIP_V6},
+        responder::{pin_path_of, responder_bin, Responder},
     },
     netns::{run_ok, ChildGuard, TempPath},
 };

@@ -6,7 +6,10 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use responder_tests::{
-    lab::{responder_bin, Lab, PinCleanup, NODE_IF, VIP_V6},
+    lab::{
+        pair::{Lab, NODE_IF, VIP_V6},
+        responder::{responder_bin, PinCleanup},
+    },
     netns::{wait_for, TempPath},
 };
 

@@ -8,7 +8,10 @@ use std::{
 };
 
 use responder_tests::{
-    lab::{arping, Lab, PinCleanup, Responder, NODE_IF, VIP_V4},
+    lab::{
+        pair::{arping, Lab, NODE_IF, VIP_V4},
+        responder::{PinCleanup, Responder},
+    },
     netns::{run_ok, wait_for},
 };
 

@@ -11,7 +11,10 @@
 use std::time::Duration;
 
 use responder_tests::{
-    lab::{responder_bin, Lab, PinCleanup, CLIENT_IF, CLIENT_V4, NODE_IF},
+    lab::{
+        pair::{Lab, CLIENT_IF, CLIENT_V4, NODE_IF},
+        responder::{responder_bin, PinCleanup},
+    },
     netns::{run_ok, wait_for},
     vlan_offload::{
         arping_once, feature_on, is_arp_reply_for, is_na_for, ndisc6_once, set_feature, Captured,

@@ -19,7 +19,7 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::{
     cluster::{Attached, Families, Ownership, Reach, View},
-    conflicts::ConflictCounts,
+    conflicts::{Claimants, ConflictCounts},
     dataplane::{ApplyReport, Dataplane, VipMap},
     error::{display_chain, Error, VipError},
     garp::Announce,
@@ -80,6 +80,8 @@ pub(crate) struct AgentCore<L, M, A> {
     /// When each key was last defended, to defend at most once per
     /// [`defence::DEFEND_INTERVAL`].
     last_defended: BTreeMap<VipKey, Instant>,
+    /// The last claimant the data plane reported per VIP key.
+    claimants: Claimants,
     /// The Kubernetes view behind the cluster VIPs; `None` without a
     /// Kubernetes source (static VIPs are always this node's to defend).
     view: Option<View>,
@@ -121,6 +123,7 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
             metrics,
             last_conflicts: ConflictCounts::new(),
             last_defended: BTreeMap::new(),
+            claimants: Claimants::default(),
             view: None,
             cluster_vips: BTreeSet::new(),
             carrier_lost: BTreeMap::new(),
@@ -150,6 +153,11 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
     /// The Service behind each Kubernetes VIP, for labels and logs.
     pub(crate) fn set_services(&mut self, services: ServiceIndex) {
         self.services = services;
+    }
+
+    /// The last claimant of each VIP, shared with whoever reports on VIPs.
+    pub(crate) fn claimants(&self) -> Claimants {
+        self.claimants.clone()
     }
 
     pub(crate) fn services(&self) -> &ServiceIndex {

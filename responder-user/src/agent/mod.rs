@@ -19,8 +19,9 @@ use self::core::{AgentCore, Attachments, TickInput};
 use self::pacemaker::LoopAlive;
 use self::selection::{attachable, Selection};
 use crate::{
-    bpf::{self, AttachMode, BpfVipMap, Loaded, StaleGate, StatsReader},
+    bpf::{self, AttachMode, BpfVipMap, ClaimReader, Loaded, StaleGate, StatsReader},
     cluster::{Departure, Ownership},
+    conflicts::Claimants,
     dataplane::Dataplane,
     error::{display_chain, Error},
     garp::{Announcer, SentCounts},
@@ -142,6 +143,8 @@ pub struct Agent {
     _pacemaker: AbortOnDrop,
     cluster: Option<ClusterSource>,
     links: LinkWatch,
+    /// The data plane's reports of who claimed a VIP; `None` if it failed.
+    claims: Option<ClaimReader>,
     vip_file: Option<PathBuf>,
     stats: Arc<StatsReader>,
     sent: SentCounts,
@@ -180,6 +183,7 @@ impl Agent {
             }
         }
         let stats = Arc::new(map.stats_reader()?);
+        let claims = loaded.take_claim_reader()?;
         let announcer = Announcer::new(
             config.announce_count,
             config.announce_interval,
@@ -226,6 +230,7 @@ impl Agent {
                 cluster,
                 core.attached_interfaces(),
                 core.installed_addresses(),
+                &core.claimants(),
                 Arc::clone(&metrics),
             )
         });
@@ -254,6 +259,7 @@ impl Agent {
             _pacemaker: pacemaker,
             cluster,
             links: LinkWatch::spawn(selection.filter),
+            claims,
             vip_file: config.vip_file,
             stats,
             sent,
@@ -270,6 +276,12 @@ impl Agent {
             services: self.core.services().clone(),
             sent: self.sent.clone(),
         }
+    }
+
+    /// The last claimant of each VIP (who else announced it, what this
+    /// node did): for whatever reports on VIPs, Kubernetes Events included.
+    pub fn claimants(&self) -> Claimants {
+        self.core.claimants()
     }
 
     /// Serves until SIGINT/SIGTERM, following interfaces and the Kubernetes
@@ -289,6 +301,14 @@ impl Agent {
                         counters: &counters,
                     });
                 }
+                claims = next_claims(&mut self.claims) => match claims {
+                    Ok(claims) => self.core.on_claims(&claims, Instant::now()),
+                    Err(e) => {
+                        // The conflict counters still move and are answered.
+                        tracing::error!("reading the data plane's claims: {e}; claimants are no longer named");
+                        self.claims = None;
+                    }
+                },
                 _ = self.signals.terminate.recv() => {
                     tracing::info!("SIGTERM received, shutting down");
                     break Ok(());
@@ -405,6 +425,16 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Never resolves without a reader.
+async fn next_claims(
+    claims: &mut Option<ClaimReader>,
+) -> std::io::Result<Vec<responder_common::claims::Claim>> {
+    match claims {
+        Some(claims) => claims.next_batch().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -8,6 +8,7 @@ use std::{
 };
 
 use responder_common::{
+    claims::PIN_CLAIMANTS,
     nic::{PIN_BOND_OF, PIN_NIC_OFFLOADS, PIN_OWN_MACS},
     PIN_AGENT, PIN_LEGACY_VIP_STATS, PIN_LINK_PREFIX, PIN_PROGRAM, PIN_VIPS, PIN_VIP_COUNTERS,
 };
@@ -52,7 +53,7 @@ pub fn cleanup(pin_path: &Path) -> Result<Vec<PathBuf>, Error> {
             n if n.starts_with(PIN_LINK_PREFIX) => 0,
             PIN_PROGRAM => 1,
             PIN_VIPS | PIN_VIP_COUNTERS | PIN_LEGACY_VIP_STATS | PIN_AGENT => 2,
-            PIN_OWN_MACS | PIN_BOND_OF | PIN_NIC_OFFLOADS => 2,
+            PIN_OWN_MACS | PIN_BOND_OF | PIN_NIC_OFFLOADS | PIN_CLAIMANTS => 2,
             n if n.starts_with(STAGING_PREFIX) => 2,
             _ => continue,
         };

@@ -9,11 +9,12 @@ use aya::{
     programs::links::{FdLink, PinnedLink},
 };
 use responder_common::{
-    AgentState, VipKey, VipStats, VipValue, PIN_AGENT, PIN_LEGACY_VIP_STATS, PIN_LINK_PREFIX,
-    PIN_VIPS, PIN_VIP_COUNTERS, VIP_FLAG_YIELDED,
+    claims::Claimant, AgentState, VipKey, VipStats, VipValue, PIN_AGENT, PIN_LEGACY_VIP_STATS,
+    PIN_LINK_PREFIX, PIN_VIPS, PIN_VIP_COUNTERS, VIP_FLAG_YIELDED,
 };
 
 use super::{
+    claims::read_pinned_claimants,
     heartbeat::monotonic_now,
     maps::read_pinned_counters,
     pins::{map_error, open_pinned},
@@ -42,6 +43,28 @@ pub struct VipRow {
     /// Another MAC claimed the VIP while this node's agent was late or its
     /// view frozen: not answered until the agent re-asserts it.
     pub yielded: bool,
+    /// The last other MAC the data plane saw claim the VIP on this key, if
+    /// it remembers one (see `responder_common::claims`).
+    pub claimant: Option<ClaimantRow>,
+}
+
+/// Who last claimed a VIP, for `responder vips`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct ClaimantRow {
+    pub mac: String,
+    /// Whole seconds since the data plane recorded the claim.
+    pub age_seconds: u64,
+}
+
+impl ClaimantRow {
+    /// `claimant` as seen at `now` (CLOCK_MONOTONIC since boot).
+    pub fn new(claimant: &Claimant, now: Duration) -> Self {
+        let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        ClaimantRow {
+            mac: format_mac(&claimant.mac),
+            age_seconds: now_ns.saturating_sub(claimant.at_ns) / 1_000_000_000,
+        }
+    }
 }
 
 /// Reads the pinned maps of an agent (running or not), counters summed over
@@ -49,6 +72,8 @@ pub struct VipRow {
 pub fn read_pinned_vips(pin_path: &Path) -> Result<Vec<VipRow>, Error> {
     let vips = read_pinned_vips_map(pin_path)?;
     let stats = read_pinned_counters(pin_path)?;
+    let claimants = read_pinned_claimants(pin_path)?;
+    let now = monotonic_now();
     let names = InterfaceNames::current();
     let mut rows = Vec::new();
     for (key, value) in vips {
@@ -65,6 +90,7 @@ pub fn read_pinned_vips(pin_path: &Path) -> Result<Vec<VipRow>, Error> {
             conflicts: total.conflicts,
             stale: total.stale,
             yielded: value.flags & VIP_FLAG_YIELDED != 0,
+            claimant: claimants.get(&key).map(|c| ClaimantRow::new(c, now)),
         });
     }
     rows.sort();

@@ -144,6 +144,43 @@ pub(super) fn read_pinned_counters(pin_path: &Path) -> Result<BTreeMap<VipKey, V
     })
 }
 
+/// Copies the previous agent's VIPs (flags cleared: this agent re-asserts
+/// them) and their counters summed over CPUs into the new maps, each key
+/// with a counter slot of this agent's. Counters are read from the old
+/// layout, whatever it was (see `read_pinned_counters`). The VIPs are
+/// returned as the agent writes them (no flags, no slot), so its first
+/// reconcile finds them unchanged.
+pub(super) fn copy_previous_entries(
+    pin_path: &Path,
+    map: &mut BpfVipMap,
+) -> Result<BTreeMap<VipKey, VipValue>, Error> {
+    let mut copied = BTreeMap::new();
+    let vips_path = pin_path.join(PIN_VIPS);
+    if !vips_path.exists() {
+        return Ok(copied);
+    }
+    let old_vips: HashMap<MapData, VipKey, VipValue> =
+        HashMap::try_from(open_pinned(pin_path, PIN_VIPS)?)
+            .map_err(|source| map_error("reading the previous", PIN_VIPS, source))?;
+    let old_counters = read_pinned_counters(pin_path)?;
+    for entry in old_vips.iter() {
+        let (key, old) =
+            entry.map_err(|source| map_error("reading the previous", PIN_VIPS, source))?;
+        let value = VipValue {
+            mac: old.mac,
+            ..VipValue::default()
+        };
+        let total = old_counters.get(&key).copied().unwrap_or_default();
+        map.insert_counted(&key, &value, Some(total))?;
+        copied.insert(key, value);
+    }
+    tracing::info!(
+        vips = copied.len(),
+        "copied the previous agent's VIPs and counters"
+    );
+    Ok(copied)
+}
+
 /// The VIPS map and the VIP_COUNTERS array of a loaded program, and which
 /// counter slot each installed key holds.
 pub(crate) struct BpfVipMap {

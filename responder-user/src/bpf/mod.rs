@@ -5,9 +5,11 @@
 //! heartbeat (`heartbeat`), read-only views of a pin directory for
 //! `responder vips` / `stats` (`inspect`), the maps about the node's own
 //! interfaces (`nic_maps`: own MACs, bond members) and the record of NIC
-//! offloads turned off (`offloads`).
+//! offloads turned off (`offloads`), and who claimed a VIP (`claims`: the
+//! data plane's ring buffer and last claimant per VIP).
 
 mod batch;
+mod claims;
 mod cleanup;
 mod heartbeat;
 mod inspect;
@@ -18,11 +20,14 @@ mod pins;
 mod program;
 mod slots;
 
+pub(crate) use claims::ClaimReader;
+pub use claims::{decode as decode_claim, drain as drain_claims};
 pub use cleanup::cleanup;
 pub(crate) use heartbeat::Heartbeat;
 pub use heartbeat::{monotonic_now, StaleGate};
 pub use inspect::{
-    read_pinned_stats, read_pinned_vips, HeartbeatRow, LinkRow, PinnedStats, Totals, VipRow,
+    read_pinned_stats, read_pinned_vips, ClaimantRow, HeartbeatRow, LinkRow, PinnedStats, Totals,
+    VipRow,
 };
 pub(crate) use maps::{BpfVipMap, StatsReader};
 pub use pins::DEFAULT_PIN_PATH;

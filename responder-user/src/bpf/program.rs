@@ -25,11 +25,12 @@ use responder_common::{
 };
 
 use super::{
+    claims::{ClaimMaps, ClaimReader},
     heartbeat::{self, Heartbeat, StaleGate},
-    maps::{read_pinned_counters, BpfVipMap},
+    maps::{copy_previous_entries, BpfVipMap},
     nic_maps::NicMaps,
     offloads::Offloads,
-    pins::{map_error, open_pinned, PinDir},
+    pins::{map_error, PinDir},
     slots::CounterSlots,
 };
 use crate::{
@@ -113,6 +114,7 @@ pub(crate) struct Loaded {
     mode: AttachMode,
     heartbeat: Heartbeat,
     nic_maps: NicMaps,
+    claims: ClaimMaps,
     // Dropped after `pins`, whose removal detaches XDP: offloads are turned
     // back on once no program depends on them being off.
     pins: PinDir,
@@ -143,6 +145,12 @@ impl Loaded {
     /// A handle on the heartbeat, for a task that beats it on its own.
     pub(crate) fn heartbeat(&self) -> Result<Heartbeat, Error> {
         self.heartbeat.try_clone()
+    }
+
+    /// The reader of the data plane's claims ring buffer (who claimed which
+    /// VIP); `None` once taken.
+    pub(crate) fn take_claim_reader(&mut self) -> Result<Option<ClaimReader>, Error> {
+        self.claims.take_reader()
     }
 
     /// On drop, leaves the program attached and everything pinned, for the
@@ -345,6 +353,7 @@ pub(crate) fn load(
     };
     let mut nic_maps = NicMaps::take(&mut ebpf)?;
     let mut offloads = Offloads::take(&mut ebpf)?;
+    let mut claims = ClaimMaps::take(&mut ebpf)?;
 
     let mut adopted = Adopted::default();
     if pins.previous {
@@ -352,6 +361,7 @@ pub(crate) fn load(
         adopted.vips = copy_previous_entries(pin_path, &mut map)?;
         nic_maps.copy_previous(pin_path)?;
         offloads.copy_previous(pin_path)?;
+        claims.copy_previous(pin_path)?;
     }
     // Before any interface runs the new program, or it would treat the
     // agent as long dead.
@@ -377,6 +387,7 @@ pub(crate) fn load(
         mode,
         heartbeat,
         nic_maps,
+        claims,
         pins,
         offloads,
         ebpf,
@@ -390,6 +401,7 @@ pub(crate) fn load(
     pins.remove_legacy(PIN_LEGACY_VIP_STATS);
     loaded.nic_maps.pin(pins)?;
     loaded.offloads.pin(pins)?;
+    loaded.claims.pin(pins)?;
     let program = xdp_program(&mut loaded.ebpf)?;
     pins.pin_replacing(PIN_PROGRAM, |path| program.pin(path))?;
     Ok((loaded, map, adopted))
@@ -402,43 +414,6 @@ fn restricted_verifier() -> bool {
     capabilities::effective().is_some_and(|effective| {
         !capabilities::has(effective, CAP_PERFMON) && !capabilities::has(effective, CAP_SYS_ADMIN)
     })
-}
-
-/// Copies the previous agent's VIPs (flags cleared: this agent re-asserts
-/// them) and their counters summed over CPUs into the new maps, each key
-/// with a counter slot of this agent's. Counters are read from the old
-/// layout, whatever it was (see `read_pinned_counters`). The VIPs are
-/// returned as the agent writes them (no flags, no slot), so its first
-/// reconcile finds them unchanged.
-fn copy_previous_entries(
-    pin_path: &Path,
-    map: &mut BpfVipMap,
-) -> Result<BTreeMap<VipKey, VipValue>, Error> {
-    let mut copied = BTreeMap::new();
-    let vips_path = pin_path.join(PIN_VIPS);
-    if !vips_path.exists() {
-        return Ok(copied);
-    }
-    let old_vips: HashMap<MapData, VipKey, VipValue> =
-        HashMap::try_from(open_pinned(pin_path, PIN_VIPS)?)
-            .map_err(|source| map_error("reading the previous", PIN_VIPS, source))?;
-    let old_counters = read_pinned_counters(pin_path)?;
-    for entry in old_vips.iter() {
-        let (key, old) =
-            entry.map_err(|source| map_error("reading the previous", PIN_VIPS, source))?;
-        let value = VipValue {
-            mac: old.mac,
-            ..VipValue::default()
-        };
-        let total = old_counters.get(&key).copied().unwrap_or_default();
-        map.insert_counted(&key, &value, Some(total))?;
-        copied.insert(key, value);
-    }
-    tracing::info!(
-        vips = copied.len(),
-        "copied the previous agent's VIPs and counters"
-    );
-    Ok(copied)
 }
 
 fn attach(

@@ -31,6 +31,9 @@ pub(crate) enum Command {
     /// Give LoadBalancer Services their addresses from MetalLB IPAddressPools
     /// (one active replica, elected on a Lease) until SIGINT/SIGTERM.
     Controller(Box<super::controller::ControllerArgs>),
+    /// Show every LoadBalancer Service's addresses: announced by which node
+    /// on which interfaces, or why not. Reads the cluster like kubectl.
+    Status(Box<super::status::StatusArgs>),
     /// Show the VIPs of an agent's pinned maps, with counters.
     Vips {
         #[arg(long, env = PIN_PATH_ENV, default_value = DEFAULT_PIN_PATH)]

@@ -6,6 +6,7 @@ pub(crate) mod controller;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod shared;
+pub(crate) mod status;
 
 use anyhow::Context as _;
 

@@ -12,7 +12,7 @@ pub(crate) fn vips(pin_path: &std::path::Path, json: bool) -> anyhow::Result<()>
 }
 
 /// Prints `report` as pretty JSON, or as the text `format` makes of it.
-fn print_report<T: serde::Serialize + ?Sized>(
+pub(crate) fn print_report<T: serde::Serialize + ?Sized>(
     report: &T,
     json: bool,
     format: impl FnOnce(&T) -> String,
@@ -38,9 +38,10 @@ fn format_table(rows: &[VipRow]) -> String {
         "CONFLICTS",
         "STALE",
         "STATE",
+        "LAST CLAIMANT",
     ]
     .map(String::from);
-    let cells: Vec<[String; 9]> = std::iter::once(header)
+    let cells: Vec<[String; 10]> = std::iter::once(header)
         .chain(rows.iter().map(|r| {
             [
                 r.ip.to_string(),
@@ -55,24 +56,44 @@ fn format_table(rows: &[VipRow]) -> String {
                     true => "yielded".into(),
                     false => "answering".into(),
                 },
+                r.claimant.as_ref().map_or_else(
+                    || "-".into(),
+                    |c| format!("{} ({}s ago)", c.mac, c.age_seconds),
+                ),
             ]
         }))
         .collect();
-    let widths: Vec<usize> = (0..9)
-        .map(|c| cells.iter().map(|row| row[c].len()).max().unwrap_or(0))
+    aligned(&cells, |column| (4..8).contains(&column))
+}
+
+/// Rows of cells as columns two spaces apart, each as wide as its widest
+/// cell; `right` says which columns are aligned right (numbers).
+pub(crate) fn aligned<R: AsRef<[String]>>(cells: &[R], right: impl Fn(usize) -> bool) -> String {
+    let columns = cells
+        .iter()
+        .map(|row| row.as_ref().len())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            cells
+                .iter()
+                .filter_map(|row| row.as_ref().get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut text = String::new();
-    for row in &cells {
+    for row in cells {
         let line: Vec<String> = row
+            .as_ref()
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(c, (cell, w))| {
-                if (4..8).contains(&c) {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
+            .map(|(c, (cell, w))| match right(c) {
+                true => format!("{cell:>w$}"),
+                false => format!("{cell:<w$}"),
             })
             .collect();
         text.push_str(line.join("  ").trim_end());
@@ -168,6 +189,7 @@ mod tests {
                 conflicts: 0,
                 stale: 0,
                 yielded: false,
+                claimant: None,
             },
             VipRow {
                 ip: "2001:db8::10".parse().expect("ip"),
@@ -180,21 +202,25 @@ mod tests {
                 conflicts: 1,
                 stale: 7,
                 yielded: true,
+                claimant: Some(bpf::ClaimantRow {
+                    mac: "02:00:00:00:00:02".into(),
+                    age_seconds: 3,
+                }),
             },
         ];
         let table = format_table(&rows);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "IP            INTERFACE  VLAN     MAC                REQUESTS  REPLIES  CONFLICTS  STALE  STATE"
+            "IP            INTERFACE  VLAN     MAC                REQUESTS  REPLIES  CONFLICTS  STALE  STATE      LAST CLAIMANT"
         );
         assert_eq!(
             lines[1],
-            "192.0.2.10    eth0       -        02:00:00:00:00:0a         5        5          0      0  answering"
+            "192.0.2.10    eth0       -        02:00:00:00:00:0a         5        5          0      0  answering  -"
         );
         assert_eq!(
             lines[2],
-            "2001:db8::10  eth1       100.200  02:00:00:00:00:0b     12345       12          1      7  yielded"
+            "2001:db8::10  eth1       100.200  02:00:00:00:00:0b     12345       12          1      7  yielded    02:00:00:00:00:02 (3s ago)"
         );
     }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::reason::{Problem, Reason};
 use super::service_facts::ServiceFacts;
 use super::Reach;
 use crate::crd::{Advertisement, IPAddressPool, L2Advertisement};
@@ -124,15 +125,29 @@ impl Advertising {
             .collect()
     }
 
-    /// Why nothing covers `ip`, for the Event.
-    pub(crate) fn uncovered_reason(&self, service: &ServiceFacts, ip: IpAddr) -> String {
-        let pool = match self.pool_of(ip, service.allocated_from()) {
-            Some(pool) => format!("pool {:?}", pool.name()),
-            None => "no address pool".to_owned(),
-        };
-        format!(
-            "ingress ip {ip} (in {pool}) is covered by no L2Advertisement selecting this Service"
-        )
+    /// Why nothing covers `ip`: it is in no pool, or its pool is covered by
+    /// no advertisement selecting this Service.
+    pub(crate) fn uncovered(&self, service: &ServiceFacts, ip: IpAddr) -> Problem {
+        match self.pool_of(ip, service.allocated_from()) {
+            Some(pool) => Problem::new(
+                Reason::NotAdvertised,
+                Some(ip),
+                format!(
+                    "ingress ip {ip} (in pool {:?}) is covered by no L2Advertisement selecting \
+                     this Service",
+                    pool.name()
+                ),
+            )
+            .caused_by(format!("IPAddressPool/{}", pool.name())),
+            None => Problem::new(
+                Reason::NotInPool,
+                Some(ip),
+                format!(
+                    "ingress ip {ip} is in no IPAddressPool (was its pool deleted?), and no \
+                     L2Advertisement covers every pool"
+                ),
+            ),
+        }
     }
 }
 
@@ -299,9 +314,12 @@ pub(crate) mod tests {
             advertising.covering(&web, ip("192.0.2.1")).is_empty(),
             "an address in no pool: only advertisements of every pool cover it"
         );
-        assert!(advertising
-            .uncovered_reason(&web, ip("192.0.2.1"))
-            .contains("no address pool"));
+        let uncovered = advertising.uncovered(&web, ip("192.0.2.1"));
+        assert_eq!(uncovered.reason(), Some(Reason::NotInPool));
+        assert!(
+            uncovered.detail.contains("in no IPAddressPool"),
+            "{uncovered:?}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::Client;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -22,10 +22,12 @@ use super::advertising::{Advertising, BadObject};
 use super::events::OwnershipEvent;
 use super::indexes::{node_facts, EndpointIndex, NodeFacts};
 use super::membership::{lease_name, LeaseTracker, Member};
-use super::ownership::{Assignments, Problem};
+use super::ownership::Assignments;
+use super::reason::Problem;
 use super::service_facts::ServiceCache;
 use super::watches::{self, Change, MetallbStores, Source, Stores, Update};
 use super::{Attached, ClusterError, ClusterSettings, Ownership, View};
+use crate::conflicts::ClaimReport;
 use crate::cpu_bound::cpu_bound;
 use crate::k8s::LabelSelector;
 use crate::k8s::ServiceRef;
@@ -53,7 +55,9 @@ pub(crate) async fn assign_forever(
     attached: watch::Receiver<Attached>,
     own_session: watch::Receiver<Option<Instant>>,
     outputs: Outputs,
+    claims: broadcast::Receiver<ClaimReport>,
 ) -> Result<(), ClusterError> {
+    let mut claims = Some(claims);
     let (stores, mut updates) = watches::start(client, &settings.namespace).await;
     let mut assigner = Assigner::new(settings, selector, stores, attached.clone(), outputs);
     let mut attached = attached;
@@ -72,12 +76,39 @@ pub(crate) async fn assign_forever(
                 }
             }
             () = sleep_until_some(wake) => {}
+            claim = next_claim(&mut claims) => {
+                if let Some(report) = claim {
+                    assigner.tell_claim(&report);
+                }
+            }
         }
         // Coalesce bursts (relists, many renewals at once) into one recomputation.
         while let Some(Some(update)) = updates.next().now_or_never() {
             assigner.apply(update, Instant::now());
         }
         assigner.evaluate(Instant::now());
+    }
+}
+
+/// The next claim the agent reports; pending for ever once it can report
+/// none (a claim missed for falling behind is logged and skipped).
+async fn next_claim(claims: &mut Option<broadcast::Receiver<ClaimReport>>) -> Option<ClaimReport> {
+    let Some(receiver) = claims else {
+        return std::future::pending().await;
+    };
+    match receiver.recv().await {
+        Ok(report) => Some(report),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            warn!(
+                missed,
+                "too many claims at once: some get no Event (the agent's log names each)"
+            );
+            None
+        }
+        Err(broadcast::error::RecvError::Closed) => {
+            *claims = None;
+            None
+        }
     }
 }
 
@@ -126,9 +157,11 @@ struct Assigner {
     services: ServiceCache,
     nodes: Store<Node>,
     slices: Option<Store<EndpointSlice>>,
-    /// Pools and L2Advertisements (`None` when MetalLB's kinds are not
+    /// Pools and L2Advertisements (`None` while MetalLB's kinds are not
     /// served), what they say, and whether that must be rebuilt.
     metallb: Option<MetallbStores>,
+    /// The stores of kinds not served yet, taken when they are.
+    metallb_pending: Option<MetallbStores>,
     advertising: Option<Advertising>,
     advertising_stale: bool,
     reported_bad: BTreeSet<BadObject>,
@@ -180,6 +213,7 @@ impl Assigner {
             nodes,
             slices,
             metallb,
+            metallb_served,
         }: Stores,
         attached: watch::Receiver<Attached>,
         Outputs {
@@ -196,9 +230,13 @@ impl Assigner {
         if slices.is_some() {
             unsynced.insert(Source::EndpointSlices);
         }
-        if metallb.is_some() {
+        if metallb_served {
             unsynced.extend([Source::Pools, Source::Advertisements]);
         }
+        let (metallb, metallb_pending) = match metallb_served {
+            true => (Some(metallb), None),
+            false => (None, Some(metallb)),
+        };
         let endpoints = slices.as_ref().map(|_| EndpointIndex::default());
         Assigner {
             own_lease: lease_name(&settings.node_name),
@@ -213,6 +251,7 @@ impl Assigner {
             nodes,
             slices,
             metallb,
+            metallb_pending,
             advertising: None,
             advertising_stale: false,
             reported_bad: BTreeSet::new(),
@@ -296,6 +335,9 @@ impl Assigner {
                 }
             }
             Update::Services(Ok(Change::Listed)) => self.dirty.all = true,
+            // Not waited for as an initial list: until the first lists
+            // arrive, the empty stores say what was said before (flags only).
+            Update::MetallbServed => self.metallb = self.metallb_pending.take(),
             Update::Pools(Ok(Change::One(()) | Change::Listed))
             | Update::Advertisements(Ok(Change::One(()) | Change::Listed)) => {
                 self.advertising_stale = true;

@@ -21,8 +21,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::reason::{Problem, Reason};
 use super::service_facts::ServiceFacts;
+use super::status::Claim;
 use crate::event_record::{record, Foldable, Paced, Pacer, Pacing, Summary};
+use crate::k8s::ServiceRef;
 use crate::metrics::Metrics;
 
 const REPORTER: &str = "responder";
@@ -42,7 +45,7 @@ const REPORTER: &str = "responder";
 ///   one that would wait longer is counted in its reason's summary instead.
 ///
 /// So a burst costs at most 20 + 10 × 1 = 30 Events one by one, all within
-/// its first second, plus one summary per reason (five reasons): at most 35
+/// its first second, plus one summary per reason (seven reasons): at most 37
 /// writes, whether it is 40 Services or 100,000. A sustained flood costs at
 /// most 10 writes a second.
 pub(crate) const PACING: Pacing = Pacing {
@@ -55,7 +58,29 @@ pub(crate) const REASON_STARTED: &str = "AnnouncingStarted";
 pub(crate) const REASON_STOPPED: &str = "AnnouncingStopped";
 pub(crate) const REASON_REFUSED: &str = "AddressRefused";
 pub(crate) const REASON_UNADVERTISED: &str = "NotAdvertised";
+pub(crate) const REASON_NOT_ANNOUNCED: &str = "NotAnnounced";
 pub(crate) const REASON_INVALID: &str = "InvalidConfiguration";
+pub(crate) const REASON_CONFLICT: &str = "AddressConflict";
+
+/// The reason of the Event an agent records on a Service for an address
+/// left unannounced, if any: the Service-level reasons are not an agent's
+/// to tell (another class is not ours; a missing address is the
+/// controller's Events), a conflict is told where it is seen.
+pub(crate) fn event_reason_of(reason: Reason) -> Option<&'static str> {
+    match reason {
+        Reason::OtherClass | Reason::NoAddress | Reason::Yielded => None,
+        Reason::UnusableEntry
+        | Reason::ProxyMode
+        | Reason::NodeAddress
+        | Reason::ReservedAnycast => Some(REASON_REFUSED),
+        Reason::NotInPool | Reason::NotAdvertised => Some(REASON_UNADVERTISED),
+        Reason::NoNodeSelected
+        | Reason::InterfaceMissing
+        | Reason::NoLocalEndpoint
+        | Reason::NoEligibleNode
+        | Reason::NoServingInterface => Some(REASON_NOT_ANNOUNCED),
+    }
+}
 
 #[derive(Debug)]
 pub(crate) enum OwnershipEvent {
@@ -67,16 +92,18 @@ pub(crate) enum OwnershipEvent {
         service: Arc<ServiceFacts>,
         ips: Vec<IpAddr>,
     },
-    /// An ingress address that is never answered for (a node's own address,
-    /// a reserved anycast address).
-    Refused {
+    /// An ingress entry no node answers for, with why.
+    NotAnswered {
         service: Arc<ServiceFacts>,
-        reason: String,
+        /// Its Event reason ([`event_reason_of`]).
+        event_reason: &'static str,
+        problem: Box<Problem>,
     },
-    /// An ingress address no L2Advertisement covers.
-    Unadvertised {
+    /// Another MAC claims a VIP of the Service this node answers for
+    /// ([`conflict_note`]).
+    Conflict {
         service: Arc<ServiceFacts>,
-        reason: String,
+        note: String,
     },
     /// An `IPAddressPool` or `L2Advertisement` left out. Boxed: the queue
     /// holds one Event per Service after a sync (10,000 of them at 10,000
@@ -99,8 +126,8 @@ impl OwnershipEvent {
         match self {
             OwnershipEvent::Started { .. } => REASON_STARTED,
             OwnershipEvent::Stopped { .. } => REASON_STOPPED,
-            OwnershipEvent::Refused { .. } => REASON_REFUSED,
-            OwnershipEvent::Unadvertised { .. } => REASON_UNADVERTISED,
+            OwnershipEvent::NotAnswered { event_reason, .. } => event_reason,
+            OwnershipEvent::Conflict { .. } => REASON_CONFLICT,
             OwnershipEvent::Invalid { .. } => REASON_INVALID,
         }
     }
@@ -115,8 +142,8 @@ impl Foldable for OwnershipEvent {
         match self {
             OwnershipEvent::Started { service, .. }
             | OwnershipEvent::Stopped { service, .. }
-            | OwnershipEvent::Refused { service, .. }
-            | OwnershipEvent::Unadvertised { service, .. } => service.key.to_string(),
+            | OwnershipEvent::NotAnswered { service, .. }
+            | OwnershipEvent::Conflict { service, .. } => service.key.to_string(),
             OwnershipEvent::Invalid { regarding, .. } => format!(
                 "{} {}",
                 regarding.kind.as_deref().unwrap_or_default(),
@@ -256,6 +283,7 @@ fn kind_of(reason: &str) -> (EventType, &'static str) {
         REASON_STARTED => (EventType::Normal, "Announce"),
         REASON_STOPPED => (EventType::Normal, "Withdraw"),
         REASON_REFUSED => (EventType::Warning, "Refuse"),
+        REASON_CONFLICT => (EventType::Warning, "Defend"),
         _ => (EventType::Warning, "Skip"),
     }
 }
@@ -283,14 +311,13 @@ fn event_of(
                 join(ips)
             ),
         ),
-        OwnershipEvent::Refused { service, reason } => (
+        OwnershipEvent::NotAnswered {
+            service, problem, ..
+        } => (
             service.object_ref(),
-            format!("{reason}; no node answers ARP/NDP for it"),
+            format!("{problem}; no node answers ARP/NDP for it"),
         ),
-        OwnershipEvent::Unadvertised { service, reason } => (
-            service.object_ref(),
-            format!("{reason}; no node answers ARP/NDP for it"),
-        ),
+        OwnershipEvent::Conflict { service, note } => (service.object_ref(), note.clone()),
         OwnershipEvent::Invalid { regarding, reason } => (
             ObjectReference::clone(regarding),
             format!("{reason}; left out, the others carry on"),
@@ -318,6 +345,13 @@ fn summary_event(summary: &Summary, node: &str, interfaces: &str) -> (ObjectRefe
         REASON_UNADVERTISED => format!(
             "{count} more Services have an ingress address no L2Advertisement covers, which no \
              node answers ARP/NDP for"
+        ),
+        REASON_CONFLICT => {
+            format!("other MACs claim addresses of {count} more Services this node answers for")
+        }
+        REASON_NOT_ANNOUNCED => format!(
+            "{count} more Services have an ingress address no node can announce (see \
+             `responder status`)"
         ),
         _ => format!("{count} more IPAddressPools or L2Advertisements left out"),
     };
@@ -358,6 +392,47 @@ fn join(ips: &[IpAddr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The note of an [`REASON_CONFLICT`] Event: `<mac> claims <ip> on
+/// <interface>, which node <node> answers for; it <action>`. Read back by
+/// [`claim_of`], so `responder status` can name the MAC.
+pub(crate) fn conflict_note(
+    mac: &str,
+    ip: IpAddr,
+    interface: &str,
+    node: &str,
+    action: &str,
+) -> String {
+    format!("{mac} claims {ip} on {interface}, which node {node} answers for; it {action}")
+}
+
+/// What an agent's AddressConflict Event says: on which Service, the
+/// address, the MAC, and whether the owner yielded it.
+pub fn claim_of(event: &k8s_openapi::api::core::v1::Event) -> Option<Claim> {
+    if event.reason.as_deref() != Some(REASON_CONFLICT) {
+        return None;
+    }
+    let object = &event.involved_object;
+    if object.kind.as_deref() != Some("Service") {
+        return None;
+    }
+    let note = event.message.as_deref()?;
+    let mut words = note.split_whitespace();
+    let mac = words.next()?.to_owned();
+    let address = match (words.next(), words.next()) {
+        (Some("claims"), Some(ip)) => ip.parse().ok()?,
+        _ => return None,
+    };
+    Some(Claim {
+        service: ServiceRef::new(
+            object.namespace.as_deref().unwrap_or_default(),
+            object.name.as_deref().unwrap_or_default(),
+        ),
+        address,
+        mac,
+        yielded: note.ends_with("; it yielded"),
+    })
 }
 
 #[cfg(test)]

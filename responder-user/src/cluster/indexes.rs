@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::nodes::OUT_OF_SERVICE_TAINT;
 use crate::k8s::{ServiceRef, SERVICE_NAME_LABEL};
 
 /// What ownership reads of a Node.
@@ -16,6 +17,7 @@ use crate::k8s::{ServiceRef, SERVICE_NAME_LABEL};
 pub(super) struct NodeFacts {
     labels: BTreeMap<String, String>,
     network_unavailable: bool,
+    out_of_service: bool,
     addresses: Vec<String>,
 }
 
@@ -28,6 +30,13 @@ pub(super) fn node_facts(node: &Node) -> NodeFacts {
             .unwrap_or_default()
             .iter()
             .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True"),
+        out_of_service: node
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.taints.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .any(|taint| taint.key == OUT_OF_SERVICE_TAINT),
         addresses: status
             .and_then(|s| s.addresses.as_deref())
             .unwrap_or_default()

@@ -1,6 +1,7 @@
 //! `ServiceL2Status` objects, MetalLB's record of who announces what: this
-//! node keeps one per Service it announces (which interfaces, in `status`) and
-//! deletes its own ones for Services it stopped announcing. A task of its own,
+//! node keeps one per Service it announces (which interfaces, in `status`),
+//! deletes its own ones for Services it stopped announcing, and those a
+//! crashed previous owner left for a Service it takes over. A task of its own,
 //! fed the published ownership: the VIPs go to the data plane first, and a slow
 //! or failing API server only delays this bookkeeping, never a failover.
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
@@ -221,6 +222,7 @@ async fn apply(
                 let name = created.metadata.name.unwrap_or_default();
                 patch_status(api, &name, node, service, interfaces).await?;
                 info!(%service, %name, "ServiceL2Status written");
+                remove_predecessors(api, node, service).await?;
             }
             Write::PatchStatus {
                 name,
@@ -239,6 +241,37 @@ async fn apply(
         }
     }
     Ok(writes.len())
+}
+
+/// Deletes the ServiceL2Status objects other nodes left for `service`, which
+/// this node now announces: its previous owner deletes its own when it stops,
+/// but not when it crashed, and then nobody else would.
+async fn remove_predecessors(
+    api: &Api<ServiceL2Status>,
+    node: &str,
+    service: &ServiceRef,
+) -> Result<(), kube::Error> {
+    let selector = format!(
+        "{LABEL_SERVICE_NAMESPACE}={},{LABEL_SERVICE_NAME}={},{LABEL_NODE}!={node}",
+        service.namespace, service.name
+    );
+    let left = api.list(&ListParams::default().labels(&selector)).await?;
+    for object in left.items {
+        let name = object.metadata.name.unwrap_or_default();
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(error) => return Err(error),
+        }
+        let previous = object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(LABEL_NODE).cloned())
+            .unwrap_or_default();
+        info!(%service, %name, %previous, "the previous owner's ServiceL2Status deleted");
+    }
+    Ok(())
 }
 
 async fn patch_status(
@@ -408,6 +441,17 @@ mod tests {
                 let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let base = "/apis/metallb.io/v1beta1/namespaces/responder/servicel2statuses";
                 let reply = match (&method, path.as_str()) {
+                    (&Method::GET, p)
+                        if p == base && query.contains("metallb.io%2Fnode%21%3Dnode-a") =>
+                    {
+                        assert!(query.contains("metallb.io%2Fservice-name%3Dweb"), "{query}");
+                        let mut crashed =
+                            serde_json::to_value(existing("l2-old", "web", Some(&["eth0"])))
+                                .expect("json");
+                        crashed["metadata"]["labels"]["metallb.io/node"] = "node-b".into();
+                        json!({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2StatusList",
+                               "metadata": {"resourceVersion": "2"}, "items": [crashed]})
+                    }
                     (&Method::GET, p) if p == base => {
                         assert!(query.contains("metallb.io%2Fnode%3Dnode-a"), "{query}");
                         let mut stale =
@@ -465,7 +509,7 @@ mod tests {
             attached,
         ));
         let mut writes = Vec::new();
-        while writes.len() < 4 {
+        while writes.len() < 6 {
             let next = tokio::time::timeout(Duration::from_secs(10), seen.recv())
                 .await
                 .expect("the writer writes within 10 s")
@@ -485,8 +529,11 @@ mod tests {
                 (Method::GET, base),
                 (Method::POST, base),
                 (Method::PATCH, &*format!("{base}/l2-new/status")),
+                (Method::GET, base),
+                (Method::DELETE, &*format!("{base}/l2-old")),
                 (Method::DELETE, &*format!("{base}/l2-gone")),
-            ]
+            ],
+            "a crashed previous owner's object goes when this node takes over"
         );
         let created = &writes[1].2;
         assert_eq!(created["metadata"]["labels"]["metallb.io/node"], "node-a");

@@ -217,6 +217,7 @@ async fn owned_by_agent(node: &str, cluster: Cluster) -> BTreeMap<IpAddr, Servic
         settings,
         attached,
         Default::default(),
+        Default::default(),
         owned_tx,
         crate::metrics::Metrics::new(),
     ));

@@ -14,7 +14,9 @@ mod nodes;
 mod ownership;
 mod participation;
 mod projections;
+mod reason;
 mod service_facts;
+mod status;
 mod uninstall;
 mod watches;
 
@@ -32,10 +34,14 @@ use crate::k8s::{SelectorError, ServiceRef};
 
 pub use membership::Departure;
 // For the benchmark's membership load generator, which writes what agents write.
+pub use events::claim_of;
 pub use membership::{
-    first_lease, lease_name, membership_cadence, renewal_patch, LEASE_LABEL_KEY, LEASE_LABEL_VALUE,
+    first_lease, lease_name, lease_selector, membership_cadence, renewal_patch, LEASE_LABEL_KEY,
+    LEASE_LABEL_VALUE,
 };
 pub use participation::{depart, run};
+pub use reason::Reason;
+pub use status::{judge, AddressStatus, Claim, NodeStatus, Report, Settings, Snapshot};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterSettings {

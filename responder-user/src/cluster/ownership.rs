@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use super::advertising::{admits_node, interfaces_for, Advertising};
 use super::membership::Member;
+use super::nodes::OwnAddress;
+use super::reason::{Problem, ProblemKind, Reason};
 use super::service_facts::ServiceFacts;
 use super::Reach;
-use crate::ipam::reserved_anycast;
 use crate::k8s::ServiceRef;
 
 /// FNV-1a 64 of node and service key, finished with splitmix64: FNV alone clusters
@@ -75,7 +76,7 @@ pub(crate) struct Inputs<'a> {
     /// Addresses that must never be VIPs (the Nodes' own addresses), each
     /// with the reason. (Reserved anycast addresses are refused besides: a
     /// rule, not a list.)
-    pub forbidden: &'a BTreeMap<IpAddr, String>,
+    pub forbidden: &'a BTreeMap<IpAddr, OwnAddress>,
     /// `None` without any L2Advertisement: every member may announce every
     /// address on its default interfaces.
     pub advertising: Option<&'a Advertising>,
@@ -130,29 +131,6 @@ fn candidates_by_reach<'m>(
     Vec::new()
 }
 
-/// Why an ingress address of a Service is not answered for.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Problem {
-    /// Not a usable VIP here: hostname-only, malformed, ipMode Proxy, or
-    /// shared with a Service that keeps it.
-    Skipped(String),
-    /// Refused for safety: answering for it would hijack a node's address,
-    /// or an anycast address the link's routers answer for.
-    Refused(String),
-    /// No L2Advertisement covers it: no node answers for it.
-    Unadvertised(String),
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Problem::Skipped(text) | Problem::Refused(text) | Problem::Unadvertised(text) => {
-                f.write_str(text)
-            }
-        }
-    }
-}
-
 /// The owner of one Service before addresses several Services list are
 /// settled ([`settle_shared`]); `None` when the Service is not ours or has
 /// no usable address.
@@ -166,22 +144,19 @@ pub(crate) fn assign_one(
     }
     let key = &service.key;
     let mut ips = service.ips().to_vec();
-    for problem in service.skipped() {
-        on_problem(Problem::Skipped(problem.clone()));
-    }
-    ips.retain(|ip| {
-        // A reserved anycast address (RFC 4291 §2.6.1, RFC 2526), which no pool of
-        // ours hands out but another controller may have written, belongs to the
-        // link's routers: refused by every agent alike.
-        let reason = match (inputs.forbidden.get(ip), reserved_anycast(*ip)) {
-            (Some(reason), _) => reason.clone(),
-            (None, Some(reserved)) => format!("it is {reserved}"),
-            (None, None) => return true,
+    for entry in service.skipped() {
+        let reason = match entry.proxied {
+            true => Reason::ProxyMode,
+            false => Reason::UnusableEntry,
         };
-        on_problem(Problem::Refused(format!(
-            "ingress ip {ip} is not answered for: {reason}"
-        )));
-        false
+        on_problem(Problem::new(reason, None, entry.detail.clone()));
+    }
+    ips.retain(|ip| match why::refused(*ip, inputs.forbidden) {
+        Some(problem) => {
+            on_problem(problem);
+            false
+        }
+        None => true,
     });
     let covering: Option<BTreeMap<IpAddr, Vec<_>>> = inputs.advertising.map(|advertising| {
         ips.iter()
@@ -191,9 +166,7 @@ pub(crate) fn assign_one(
     if let (Some(covering), Some(advertising)) = (&covering, inputs.advertising) {
         ips.retain(|ip| match covering[ip].is_empty() {
             true => {
-                on_problem(Problem::Unadvertised(
-                    advertising.uncovered_reason(service, *ip),
-                ));
+                on_problem(advertising.uncovered(service, *ip));
                 false
             }
             false => true,
@@ -226,7 +199,7 @@ pub(crate) fn assign_one(
                 .collect(),
         }
     };
-    let members: Vec<(&String, &Member)> = inputs
+    let with_endpoint: Vec<(&String, &Member)> = inputs
         .members
         .iter()
         .filter(|(node, _)| with_endpoints.is_none_or(|nodes| nodes.contains(*node)))
@@ -234,43 +207,71 @@ pub(crate) fn assign_one(
     // Advertisements restrict first: members admitted for every address,
     // failing that for some (one owner per Service even when a dual-stack
     // Service's pools are advertised on different nodes).
-    let all: Vec<(&String, &Member)> = members
+    let all: Vec<(&String, &Member)> = with_endpoint
         .iter()
         .filter(|(node, member)| admitted(node, member).len() == ips.len())
         .copied()
         .collect();
     let members = match all.is_empty() {
         false => all,
-        true => members
-            .into_iter()
+        true => with_endpoint
+            .iter()
             .filter(|(node, member)| !admitted(node, member).is_empty())
+            .copied()
             .collect(),
     };
     let eligible = candidates(members.iter().copied(), &ips);
     let owner = pick_owner(eligible, key).map(str::to_owned);
+    let Some(owner) = owner else {
+        // Why nobody: the first filter that left no member.
+        for ip in &ips {
+            on_problem(if inputs.members.is_empty() {
+                why::no_eligible_node(*ip)
+            } else if with_endpoint.is_empty() {
+                why::no_local_endpoint(*ip)
+            } else if members.is_empty() {
+                let covering = covering
+                    .as_ref()
+                    .map(|c| c[ip].as_slice())
+                    .unwrap_or_default();
+                why::not_admitted(*ip, covering, &with_endpoint, labels_of, None)
+            } else {
+                why::no_serving_interface(*ip)
+            });
+        }
+        return Some(Assignment {
+            ips,
+            owner: None,
+            service: Arc::clone(service),
+            interfaces: BTreeMap::new(),
+        });
+    };
     let mut interfaces = BTreeMap::new();
-    if let (Some(owner), Some(covering)) = (&owner, &covering) {
-        let member = &inputs.members[owner];
-        let answered = admitted(owner, member);
+    if let Some(covering) = &covering {
+        let member = &inputs.members[&owner];
+        let answered = admitted(&owner, member);
         ips.retain(|ip| match answered.contains(ip) {
             true => true,
             false => {
-                on_problem(Problem::Skipped(format!(
-                    "ingress ip {ip} is not answered for: the L2Advertisements covering it \
-                     select none of the nodes that may own the Service (owner {owner})"
-                )));
+                on_problem(why::not_admitted(
+                    *ip,
+                    &covering[ip],
+                    &with_endpoint,
+                    labels_of,
+                    Some(&owner),
+                ));
                 false
             }
         });
         for ip in &ips {
-            if let Some(names) = interfaces_for(&covering[ip], labels_of(owner), &member.reach) {
+            if let Some(names) = interfaces_for(&covering[ip], labels_of(&owner), &member.reach) {
                 interfaces.insert(*ip, names);
             }
         }
     }
     Some(Assignment {
         ips,
-        owner,
+        owner: Some(owner),
         service: Arc::clone(service),
         interfaces,
     })
@@ -304,9 +305,15 @@ pub(crate) fn settle_shared(
             Some(holder) if *holder != service => {
                 on_problem(
                     service,
-                    Problem::Skipped(format!(
-                        "ingress ip {ip} is shared with {holder}, whose owner answers for it"
-                    )),
+                    Problem {
+                        kind: ProblemKind::SharedWith(holder.to_string()),
+                        address: Some(*ip),
+                        object: Some(format!("Service/{holder}")),
+                        detail: format!(
+                            "ingress ip {ip} is shared with {holder}, whose owner answers for it"
+                        ),
+                        local_only: false,
+                    },
                 );
                 false
             }
@@ -351,6 +358,8 @@ pub(crate) fn owned_by(assignments: &Assignments, node: &str) -> BTreeMap<IpAddr
     }
     owned
 }
+
+mod why;
 
 #[cfg(test)]
 mod tests;

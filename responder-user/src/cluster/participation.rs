@@ -17,6 +17,7 @@ use super::eligibility::{self, Eligibility};
 use super::membership::{self, Cadence, Departure, Holding};
 use super::uninstall::{self, Removal};
 use super::{assigner, events, l2status, Attached, ClusterError, ClusterSettings, Ownership, View};
+use crate::conflicts::Claimants;
 use crate::k8s::LabelSelector;
 use crate::metrics::Metrics;
 
@@ -32,6 +33,7 @@ pub async fn run(
     settings: ClusterSettings,
     attached: watch::Receiver<Attached>,
     announced_before: BTreeSet<IpAddr>,
+    claimants: Claimants,
     owned: watch::Sender<Ownership>,
     metrics: Arc<Metrics>,
 ) -> Result<(), ClusterError> {
@@ -63,6 +65,7 @@ pub async fn run(
         selector,
         attached,
         owned,
+        claimants,
         epochs: Arc::default(),
         metrics,
     };
@@ -110,9 +113,8 @@ pub async fn run(
     // Beside participation rather than in it: a node that may no longer
     // announce owns nothing, and its ServiceL2Status objects must go too.
     let writing = async {
-        if super::watches::served_group_versions(&part.client)
-            .await
-            .contains(crate::crd::API_VERSION)
+        // From when MetalLB's kinds are served, which may be after the start.
+        super::watches::until_metallb_served(&part.client).await;
         {
             l2status::write_statuses(
                 kube::Api::namespaced(part.client.clone(), &part.settings.namespace),
@@ -139,6 +141,7 @@ struct Participant {
     selector: LabelSelector,
     attached: watch::Receiver<Attached>,
     owned: watch::Sender<Ownership>,
+    claimants: Claimants,
     epochs: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
@@ -186,6 +189,7 @@ impl Participant {
                     self.attached.clone(),
                     own_session,
                     outputs,
+                    self.claimants.subscribe(),
                 ),
                 events::publish_events(
                     client.clone(),

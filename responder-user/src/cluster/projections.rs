@@ -5,9 +5,11 @@
 //! agent's memory grow with the size of the cluster's objects rather than
 //! their number: at 10,000 Services that is most of its footprint.
 
-use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Taint};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::api::ObjectMeta;
+
+use super::nodes::OUT_OF_SERVICE_TAINT;
 
 /// Identity and labels: nothing reads a Node's or a slice's annotations
 /// (MetalLB's pool annotation is on Services, see `service_facts`).
@@ -23,11 +25,21 @@ fn strip_metadata(metadata: &mut ObjectMeta) {
     *metadata = kept;
 }
 
-/// Labels (eligibility, node selectors), the NetworkUnavailable condition
-/// and the addresses (never VIPs).
+/// Labels (eligibility, node selectors), the NetworkUnavailable condition,
+/// the out-of-service taint and the addresses (never VIPs).
 pub(super) fn strip_node(node: &mut Node) {
     strip_metadata(&mut node.metadata);
-    node.spec = None;
+    node.spec = node.spec.take().and_then(|spec| {
+        let taints: Vec<Taint> = spec
+            .taints?
+            .into_iter()
+            .filter(|taint| taint.key == OUT_OF_SERVICE_TAINT)
+            .collect();
+        (!taints.is_empty()).then(|| NodeSpec {
+            taints: Some(taints),
+            ..NodeSpec::default()
+        })
+    });
     node.status = node.status.take().map(|status| NodeStatus {
         addresses: status.addresses,
         conditions: status.conditions.map(|conditions| {
@@ -104,6 +116,36 @@ mod tests {
         );
         assert_eq!(status.images, None);
         assert_eq!(node.metadata.labels, annotated(&[("role", "edge")]));
+    }
+
+    #[test]
+    fn a_node_keeps_only_the_out_of_service_taint_of_its_spec() {
+        let taint = |key: &str| Taint {
+            key: key.into(),
+            effect: "NoExecute".into(),
+            ..Default::default()
+        };
+        let mut node = Node {
+            spec: Some(NodeSpec {
+                pod_cidr: Some("10.244.0.0/24".into()),
+                taints: Some(vec![taint("dedicated"), taint(OUT_OF_SERVICE_TAINT)]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        strip_node(&mut node);
+        let spec = node.spec.expect("the taint is kept");
+        assert_eq!(spec.taints, Some(vec![taint(OUT_OF_SERVICE_TAINT)]));
+        assert_eq!(spec.pod_cidr, None);
+        let mut untainted = Node {
+            spec: Some(NodeSpec {
+                taints: Some(vec![taint("dedicated")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        strip_node(&mut untainted);
+        assert_eq!(untainted.spec, None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::runtime::watcher;
 
-use crate::k8s::{ingress_ips, is_load_balancer, is_ours_by, ServiceRef};
+use crate::k8s::{ingress_ips, is_load_balancer, is_ours_by, ServiceRef, UnusableIngress};
 
 use crate::crd::ANNOTATION_ALLOCATED_FROM_POOL;
 
@@ -35,7 +35,7 @@ pub(crate) struct ServiceFacts {
     /// The usable ingress addresses, sorted and deduplicated.
     ips: Box<[IpAddr]>,
     /// Why each other ingress entry is not one.
-    skipped: Box<[String]>,
+    skipped: Box<[UnusableIngress]>,
 }
 
 impl ServiceFacts {
@@ -76,7 +76,7 @@ impl ServiceFacts {
         &self.ips
     }
 
-    pub(crate) fn skipped(&self) -> &[String] {
+    pub(crate) fn skipped(&self) -> &[UnusableIngress] {
         &self.skipped
     }
 
@@ -215,7 +215,10 @@ mod tests {
         );
         assert_eq!(
             facts.skipped(),
-            [r#"ingress hostname "lb.example" has no ip"#]
+            [UnusableIngress {
+                proxied: false,
+                detail: r#"ingress hostname "lb.example" has no ip"#.to_owned()
+            }]
         );
         assert_eq!(facts.allocated_from(), Some("public"));
         assert_eq!(facts.labels(), &pairs(&[("app", "web")]));

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
@@ -28,6 +29,7 @@ use crate::k8s::ServiceRef;
 use crate::k8s::WatchBackoff;
 
 const ENDPOINT_SLICE_GROUP_VERSION: &str = "discovery.k8s.io/v1";
+const ADVERTISEMENT_CRD: &str = "l2advertisements.metallb.io";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Source {
@@ -75,6 +77,9 @@ pub(super) enum Update {
     /// rebuilds what they say.
     Pools(watcher::Result<Change<()>>),
     Advertisements(watcher::Result<Change<()>>),
+    /// MetalLB's kinds, not served when the agent started, are now: their
+    /// watches start.
+    MetallbServed,
 }
 
 impl Update {
@@ -85,7 +90,7 @@ impl Update {
             Update::Slices(_) => Source::EndpointSlices,
             Update::Leases(_) => Source::Leases,
             Update::Pools(_) => Source::Pools,
-            Update::Advertisements(_) => Source::Advertisements,
+            Update::Advertisements(_) | Update::MetallbServed => Source::Advertisements,
         }
     }
 
@@ -120,8 +125,12 @@ pub(super) struct Stores {
     pub(super) nodes: Store<Node>,
     /// `None` when EndpointSlices v1 are not served.
     pub(super) slices: Option<Store<EndpointSlice>>,
-    /// `None` when `metallb.io/v1beta1` is not served (flags only).
-    pub(super) metallb: Option<MetallbStores>,
+    /// The pools and advertisements, whether or not `metallb.io/v1beta1` is
+    /// served yet.
+    pub(super) metallb: MetallbStores,
+    /// Served when the agent started: until it is (flags only), the stores
+    /// stay empty and [`Update::MetallbServed`] says when they begin to fill.
+    pub(super) metallb_served: bool,
 }
 
 /// The pools and advertisements in the agent's namespace.
@@ -141,10 +150,11 @@ pub(super) async fn start(
     let metallb_served = served.contains(crd::API_VERSION);
     if !metallb_served {
         info!(
-            "{} is not served: no L2Advertisements to follow; every eligible node may announce on its interfaces",
+            "{} is not served: no L2Advertisements to follow; every eligible node may announce on its interfaces until MetalLB's CRDs are installed",
             crd::API_VERSION
         );
     }
+    let crd_client = client.clone();
     if !slices_served {
         // Without EndpointSlices (Kubernetes < 1.21) we cannot see where endpoints
         // run, so externalTrafficPolicy: Local Services are assigned like Cluster
@@ -215,47 +225,97 @@ pub(super) async fn start(
             .boxed(),
         );
     }
-    if metallb_served {
-        tokio::spawn(crate::crd::tell_ignored(
-            client.clone(),
-            lease_namespace.to_owned(),
-        ));
-    }
-    let metallb = metallb_served.then(|| {
-        let (pools, pools_writer) = reflector::store();
-        let (advertisements, advertisements_writer) = reflector::store();
-        sources.push(
-            watcher(
-                Api::<IPAddressPool>::namespaced(client.clone(), lease_namespace),
-                watcher::Config::default(),
-            )
-            .backoff(WatchBackoff::new())
-            .reflect(pools_writer)
-            .map(|result| Update::Pools(result.map(|event| Change::of(event, |_, _| ()))))
-            .boxed(),
-        );
-        sources.push(
-            watcher(
-                Api::<L2Advertisement>::namespaced(client.clone(), lease_namespace),
-                watcher::Config::default(),
-            )
-            .backoff(WatchBackoff::new())
-            .reflect(advertisements_writer)
-            .map(|result| Update::Advertisements(result.map(|event| Change::of(event, |_, _| ()))))
-            .boxed(),
-        );
-        MetallbStores {
-            pools,
-            advertisements,
+    let (pools, pools_writer) = reflector::store();
+    let (advertisements, advertisements_writer) = reflector::store();
+    let namespace = lease_namespace.to_owned();
+    let metallb_watches = move || {
+        tokio::spawn(crate::crd::tell_ignored(client.clone(), namespace.clone()));
+        let pools = watcher(
+            Api::<IPAddressPool>::namespaced(client.clone(), &namespace),
+            watcher::Config::default(),
+        )
+        .backoff(WatchBackoff::new())
+        .reflect(pools_writer)
+        .map(|result| Update::Pools(result.map(|event| Change::of(event, |_, _| ()))));
+        let advertisements = watcher(
+            Api::<L2Advertisement>::namespaced(client.clone(), &namespace),
+            watcher::Config::default(),
+        )
+        .backoff(WatchBackoff::new())
+        .reflect(advertisements_writer)
+        .map(|result| Update::Advertisements(result.map(|event| Change::of(event, |_, _| ()))));
+        stream::select(pools, advertisements)
+    };
+    match metallb_served {
+        true => sources.push(metallb_watches().boxed()),
+        false => {
+            let later = crd_client.clone();
+            sources.push(
+                stream::once(async move {
+                    until_metallb_served(&later).await;
+                    info!(
+                        "{} is served now: following IPAddressPools and L2Advertisements",
+                        crd::API_VERSION
+                    );
+                    stream::iter([Update::MetallbServed]).chain(metallb_watches())
+                })
+                .flatten()
+                .boxed(),
+            );
         }
-    });
+    }
     let stores = Stores {
         services,
         nodes,
         slices: slices_served.then_some(slices),
-        metallb,
+        metallb: MetallbStores {
+            pools,
+            advertisements,
+        },
+        metallb_served,
     };
     (stores, stream::select_all(sources).boxed())
+}
+
+/// Returns once `metallb.io/v1beta1` is served: at once when it is, else
+/// when a watch of its L2Advertisement CRD sees a change after which
+/// discovery lists it. An agent not allowed to watch CRDs (RBAC of an older
+/// release) asks discovery every minute instead.
+pub(super) async fn until_metallb_served(client: &Client) {
+    const POLL: Duration = Duration::from_secs(60);
+    if served_group_versions(client)
+        .await
+        .contains(crd::API_VERSION)
+    {
+        return;
+    }
+    let crds = watcher(
+        Api::<CustomResourceDefinition>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={ADVERTISEMENT_CRD}")),
+    );
+    let mut crds = std::pin::pin!(crds);
+    let mut watching = true;
+    loop {
+        match watching {
+            true => match crds.next().await {
+                Some(Ok(watcher::Event::Apply(_) | watcher::Event::InitApply(_))) => {}
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => {
+                    info!(%error, "cannot watch CustomResourceDefinitions: asking API discovery for {} every minute instead", crd::API_VERSION);
+                    watching = false;
+                    continue;
+                }
+                None => watching = false,
+            },
+            false => tokio::time::sleep(POLL).await,
+        }
+        if served_group_versions(client)
+            .await
+            .contains(crd::API_VERSION)
+        {
+            return;
+        }
+    }
 }
 
 /// Asks API discovery once which group versions are served (EndpointSlices

@@ -17,4 +17,6 @@ pub(crate) use order::oldest_first;
 pub use selector::{LabelSelector, SelectorError};
 pub use selector_spec::{LabelSelectorRequirement, LabelSelectorSpec};
 pub use service::ServiceRef;
-pub(crate) use service::{ingress_ips, is_load_balancer, is_ours, is_ours_by, SERVICE_NAME_LABEL};
+pub(crate) use service::{
+    ingress_ips, is_load_balancer, is_ours, is_ours_by, UnusableIngress, SERVICE_NAME_LABEL,
+};

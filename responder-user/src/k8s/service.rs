@@ -68,9 +68,19 @@ pub(crate) fn is_ours_by(load_balancer: bool, class: Option<&str>, lb_class: Opt
     load_balancer && class == lb_class
 }
 
-/// The addresses in `status.loadBalancer.ingress`, sorted and deduplicated, and a
-/// description of every entry that is not a usable IP (hostname-only, malformed).
-pub(crate) fn ingress_ips(service: &Service) -> (Vec<IpAddr>, Vec<String>) {
+/// An entry of `status.loadBalancer.ingress` that is not a usable address.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct UnusableIngress {
+    /// `ipMode: Proxy` (Kubernetes 1.29+): the address itself is fine, but
+    /// kube-proxy installs no rules for it, so drawing its traffic to a node
+    /// would black-hole it. Otherwise the entry is hostname-only or malformed.
+    pub(crate) proxied: bool,
+    pub(crate) detail: String,
+}
+
+/// The addresses in `status.loadBalancer.ingress`, sorted and deduplicated, and
+/// every entry that is not a usable IP, with why.
+pub(crate) fn ingress_ips(service: &Service) -> (Vec<IpAddr>, Vec<UnusableIngress>) {
     let entries = service
         .status
         .as_ref()
@@ -78,32 +88,38 @@ pub(crate) fn ingress_ips(service: &Service) -> (Vec<IpAddr>, Vec<String>) {
         .and_then(|lb| lb.ingress.as_deref())
         .unwrap_or_default();
     let mut ips = BTreeSet::new();
-    let mut problems = Vec::new();
+    let mut unusable = Vec::new();
     for entry in entries {
-        if entry.ip_mode.as_deref() == Some("Proxy") {
-            // Kubernetes 1.29+: kube-proxy installs no rules for the address,
-            // the load balancer proxies instead, so drawing its traffic to a
-            // node would black-hole it.
-            problems.push(format!(
-                "ingress ip {:?} has ipMode Proxy: kube-proxy does not handle it on the nodes",
-                entry.ip.as_deref().unwrap_or_default()
-            ));
-            continue;
-        }
+        let malformed = |detail: String| UnusableIngress {
+            proxied: false,
+            detail,
+        };
         match (&entry.ip, &entry.hostname) {
-            (Some(ip), _) => match ip.parse::<IpAddr>() {
-                Ok(addr) => {
-                    ips.insert(addr);
+            (Some(ip), _) if entry.ip_mode.as_deref() != Some("Proxy") => {
+                match ip.parse::<IpAddr>() {
+                    Ok(addr) => {
+                        ips.insert(addr);
+                    }
+                    Err(_) => {
+                        unusable.push(malformed(format!("ingress ip {ip:?} is not an IP address")))
+                    }
                 }
-                Err(_) => problems.push(format!("ingress ip {ip:?} is not an IP address")),
-            },
-            (None, Some(hostname)) => {
-                problems.push(format!("ingress hostname {hostname:?} has no ip"))
             }
-            (None, None) => problems.push("ingress entry has neither ip nor hostname".to_owned()),
+            (Some(ip), _) => unusable.push(UnusableIngress {
+                proxied: true,
+                detail: format!(
+                    "ingress ip {ip:?} has ipMode Proxy: kube-proxy does not handle it on the nodes"
+                ),
+            }),
+            (None, Some(hostname)) => unusable.push(malformed(format!(
+                "ingress hostname {hostname:?} has no ip"
+            ))),
+            (None, None) => unusable.push(malformed(
+                "ingress entry has neither ip nor hostname".to_owned(),
+            )),
         }
     }
-    (ips.into_iter().collect(), problems)
+    (ips.into_iter().collect(), unusable)
 }
 
 #[cfg(test)]
@@ -151,7 +167,10 @@ mod tests {
             ]
         );
         assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(problems[0].contains("lb.example.com"), "{problems:?}");
+        assert!(
+            problems[0].detail.contains("lb.example.com"),
+            "{problems:?}"
+        );
         assert!(ingress_ips(&Service::default()).0.is_empty());
     }
 }

@@ -1,4 +1,4 @@
-//! Measures, on the simulated cluster of `responder_tests::cluster`:
+//! Measures, on the simulated cluster of `responder_tests::lab::cluster`:
 //! (1) failover: SIGKILL of a Service's owner (plus its link down) until the
 //!     client's ARP probes, sent every 10 ms, are first answered by another node;
 //! (2) reaction: a Service status patch with a new ingress IP until the owner's
@@ -13,7 +13,7 @@ use std::{
 
 use responder_tests::{
     bench::schema::{to_json_text, ClusterResult, Percentiles},
-    cluster::{Cluster, WAIT},
+    lab::cluster::{Cluster, WAIT},
     netns::wait_for,
 };
 
@@ -61,7 +61,7 @@ fn measure_failover(cluster: &mut Cluster, trials: usize) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(trials);
     for trial in 0..trials {
         let owner = cluster.sole_owner(&[VIP], "web to have one owner before the trial");
-        let old_mac = cluster.agent(owner).mac.clone();
+        let old_mac = cluster.agent(owner).mac().to_owned();
         let extra = phase_delay(trial as u64);
         let (failed_at, reply) = std::thread::scope(|scope| {
             let probe =

@@ -27,7 +27,10 @@ use kube::{
     runtime::{watcher, WatchStreamExt},
 };
 use responder::ipam::{Allocator, IpFamily, IpFamilyPolicy, PoolSet, PoolSpec, ServiceRequest};
-use responder_tests::{apiserver::ApiServer, lab::responder_bin, netns::ChildGuard};
+use responder_tests::{
+    lab::{apiserver::ApiServer, responder::responder_bin},
+    netns::ChildGuard,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 

@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: two namespaces joined by veth, `responder run` on one
 //! side, arping and ndisc6 on the other. Everything it creates is removed
 //! when it ends, also on failure.
-use responder_tests::lab::{arping, ndisc6, Lab, NODE_IF, VIP_V4, VIP_V6};
+use responder_tests::lab::pair::{arping, ndisc6, Lab, NODE_IF, VIP_V4, VIP_V6};
 
 fn main() {
     if let Some(bin) = std::env::args().nth(1) {
@@ -32,7 +32,7 @@ fn main() {
     let table = lab
         .node
         .command(
-            responder_tests::lab::responder_bin()
+            responder_tests::lab::responder::responder_bin()
                 .to_str()
                 .expect("utf-8 path"),
         )

@@ -38,10 +38,18 @@ use responder::cluster::{
 use responder_tests::{
     bench::schema::{to_json_text, MembershipResult, MembershipRow, Percentiles},
     bulk_services::{create_lb_services, documentation_ip},
-    cluster::{Cluster, ClusterOptions, NAMESPACE, NODES},
+    lab::cluster::{Cluster, ClusterOptions, NAMESPACE, NODES},
     netns::wait_for,
 };
 use serde_json::json;
+
+#[path = "membership_measure/generator.rs"]
+mod generator;
+#[path = "membership_measure/process.rs"]
+mod process;
+
+use generator::*;
+use process::*;
 
 const PROBE_VIP: &str = "198.51.100.10";
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -108,7 +116,7 @@ fn main() {
     let (mut cluster, generator) = Cluster::start_with("memb", &[], &options, |cluster| {
         let client = cluster.client();
         let setup = Instant::now();
-        cluster.run(create_services(client.clone(), services));
+        cluster.block(create_services(client.clone(), services));
         eprintln!(
             "membership_measure: {services} Services in {:.1} s",
             setup.elapsed().as_secs_f64()
@@ -252,7 +260,7 @@ fn measure_failover(cluster: &mut Cluster, rounds: usize, lease: Duration) -> Ve
             eprintln!("round {round}: {PROBE_VIP} has no settled owner within {bound:?}; stopping");
             break;
         };
-        let old_mac = cluster.agent(owner).mac.clone();
+        let old_mac = cluster.agent(owner).mac().to_owned();
         let (failed_at, reply) = std::thread::scope(|scope| {
             let probe = scope
                 .spawn(|| prober.first_reply_not_from(target, &old_mac, PROBE_INTERVAL, bound));
@@ -298,281 +306,4 @@ fn settled_owner(cluster: &Cluster, bound: Duration) -> Option<&'static str> {
         };
         candidate.and_then(|(node, since)| (since.elapsed() >= SETTLED).then_some(node))
     })
-}
-
-/// The generator's simulated members: `sim-NNNN`, one Node and one Lease
-/// each, renewed by one task per member at the agents' cadence.
-struct Generator {
-    runtime: tokio::runtime::Runtime,
-    client: Client,
-    budget: f64,
-    members: Arc<AtomicUsize>,
-    started: AtomicUsize,
-    stopping: Arc<AtomicBool>,
-    writes: Arc<AtomicU64>,
-    failures: Arc<AtomicU64>,
-}
-
-impl Generator {
-    fn new(client: Client, budget: f64) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("generator runtime");
-        Generator {
-            runtime,
-            client,
-            budget,
-            members: Arc::new(AtomicUsize::new(0)),
-            started: AtomicUsize::new(0),
-            stopping: Arc::new(AtomicBool::new(false)),
-            writes: Arc::new(AtomicU64::new(0)),
-            failures: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Adds members up to `count`: their Nodes first, then their renewals,
-    /// whose first writes are spread over one renew interval.
-    fn grow_to(&self, count: usize) {
-        let from = self.started.load(Ordering::Relaxed);
-        if count <= from {
-            return;
-        }
-        let nodes: Vec<Node> =
-            self.runtime
-                .block_on(create_nodes(self.client.clone(), from, count));
-        self.members.store(count, Ordering::Relaxed);
-        let (renew, _) = self.cadence();
-        for (offset, node) in nodes.into_iter().enumerate() {
-            let phase = renew.mul_f64(offset as f64 / (count - from) as f64);
-            let member = Member {
-                api: Api::namespaced(self.client.clone(), NAMESPACE),
-                budget: self.budget,
-                members: Arc::clone(&self.members),
-                stopping: Arc::clone(&self.stopping),
-                writes: Arc::clone(&self.writes),
-                failures: Arc::clone(&self.failures),
-            };
-            self.runtime.spawn(member.renew_forever(node, phase));
-        }
-        self.started.store(count, Ordering::Relaxed);
-    }
-
-    fn cadence(&self) -> (Duration, Duration) {
-        live_cadence(self.members.load(Ordering::Relaxed), self.budget)
-    }
-
-    fn stop(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-    }
-}
-
-/// The cadence every member uses with `simulated` members and the real agents live.
-fn live_cadence(simulated: usize, budget: f64) -> (Duration, Duration) {
-    membership_cadence(
-        simulated + NODES.len(),
-        budget,
-        ClusterSettings::DEFAULT_RENEW_INTERVAL,
-        ClusterSettings::DEFAULT_LEASE_DURATION,
-    )
-}
-
-struct Member {
-    api: Api<Lease>,
-    budget: f64,
-    members: Arc<AtomicUsize>,
-    stopping: Arc<AtomicBool>,
-    writes: Arc<AtomicU64>,
-    failures: Arc<AtomicU64>,
-}
-
-impl Member {
-    /// What an agent's `hold_lease` does: a merge patch per renew interval,
-    /// the Lease created when the patch finds none, a new session first.
-    async fn renew_forever(self, node: Node, phase: Duration) {
-        let name = node.metadata.name.clone().expect("node name");
-        let owner = node.controller_owner_ref(&()).map(|mut owner| {
-            owner.controller = None;
-            owner.block_owner_deletion = None;
-            owner
-        });
-        let reach = Reach {
-            families: Families::BOTH,
-            prefixes: vec![
-                "198.51.100.0/24".parse().expect("prefix"),
-                "2001:db8:100::/64".parse().expect("prefix"),
-            ],
-            // As a node with one uplink writes it.
-            interfaces: Some(vec!["eth0".to_owned()]),
-        };
-        let lease_name = lease_name(&name);
-        tokio::time::sleep(phase).await;
-        let mut new_session = true;
-        while !self.stopping.load(Ordering::Relaxed) {
-            let started = tokio::time::Instant::now();
-            let (renew, lease) = live_cadence(self.members.load(Ordering::Relaxed), self.budget);
-            let patch = renewal_patch(&name, &reach, owner.as_ref(), lease, new_session);
-            let written = match self
-                .api
-                .patch(&lease_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => true,
-                Err(kube::Error::Api(status)) if status.is_not_found() => {
-                    let object = first_lease(&name, &reach, owner.as_ref(), lease);
-                    self.api
-                        .create(&PostParams::default(), &object)
-                        .await
-                        .is_ok()
-                }
-                Err(_) => false,
-            };
-            match written {
-                true => {
-                    new_session = false;
-                    self.writes.fetch_add(1, Ordering::Relaxed);
-                }
-                false => {
-                    self.failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            tokio::time::sleep_until(started + renew).await;
-        }
-    }
-}
-
-async fn create_nodes(client: Client, from: usize, to: usize) -> Vec<Node> {
-    let nodes = Arc::new(Api::<Node>::all(client));
-    let workers: Vec<_> = (0..CONCURRENCY)
-        .map(|worker| {
-            let nodes = Arc::clone(&nodes);
-            tokio::spawn(async move {
-                let mut made = Vec::new();
-                for index in (from + worker..to).step_by(CONCURRENCY) {
-                    let node: Node = serde_json::from_value(
-                        json!({ "metadata": { "name": format!("sim-{index:04}") } }),
-                    )
-                    .expect("node");
-                    let node = nodes
-                        .create(&PostParams::default(), &node)
-                        .await
-                        .unwrap_or_else(|e| panic!("create Node sim-{index:04}: {e}"));
-                    made.push(node);
-                }
-                made
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for worker in workers {
-        all.extend(worker.await.expect("Node creation task"));
-    }
-    all
-}
-
-/// The probe first (on the client's segment), then documentation addresses.
-fn ingress_ip(index: usize) -> IpAddr {
-    match index {
-        0 => PROBE_VIP.parse().expect("probe VIP"),
-        i => documentation_ip(i - 1),
-    }
-}
-
-async fn create_services(client: Client, count: usize) {
-    create_lb_services(Api::namespaced(client, NAMESPACE), count, ingress_ip).await;
-}
-
-/// etcd's and kube-apiserver's PIDs from the state directory of `apiserver.sh`.
-fn server_pids(state: &Path) -> Vec<(String, u32)> {
-    std::fs::read_to_string(state.join("pids"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let (name, pid) = line.split_once(' ')?;
-            Some((name.to_owned(), pid.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// Lease writes the API server has answered so far, from its own metrics.
-fn api_lease_writes(cluster: &Cluster) -> f64 {
-    let out = cluster.server.kubectl(&["get", "--raw", "/metrics"]);
-    assert!(
-        out.status.success(),
-        "kubectl get --raw /metrics: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|line| line.starts_with("apiserver_request_total{"))
-        .filter(|line| line.contains("resource=\"leases\""))
-        .filter(|line| {
-            ["POST", "CREATE", "PATCH", "PUT", "UPDATE"]
-                .iter()
-                .any(|verb| line.contains(&format!("verb=\"{verb}\"")))
-        })
-        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
-/// The agent's metrics port, from its "serving /metrics" log line.
-fn metrics_port(log: &str) -> Option<u16> {
-    let line = log.lines().find(|line| line.contains("serving /metrics"))?;
-    let after = &line[line.find("127.0.0.1:")? + "127.0.0.1:".len()..];
-    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// `responder_lease_watch_events_total` of the agent on `port`.
-fn watch_events(port: u16) -> f64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to agent metrics");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .expect("send metrics request");
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .expect("read agent metrics");
-    text.lines()
-        .find_map(|line| line.strip_prefix("responder_lease_watch_events_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no responder_lease_watch_events_total in the agent's metrics"))
-}
-
-/// utime + stime of `pid` in seconds (NaN once it is gone).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| -> f64 {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / per_second
-}
-
-/// VmRSS and RssAnon of `pid`, MiB.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |field: &str| -> f64 {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kib("VmRSS:") / 1024.0, kib("RssAnon:") / 1024.0)
 }

@@ -21,10 +21,10 @@ use kube::{
 };
 use responder_common::{VipKey, VipValue, PIN_VIPS};
 use responder_tests::{
-    apiserver::ApiServer,
     bench::schema::{to_json_text, SyncResult, Usage},
     bulk_services::{create_lb_services, documentation_ip, IPV4_ADDRESSES},
-    lab::{cleanup_pins, responder_bin},
+    lab::apiserver::ApiServer,
+    lab::responder::{cleanup_pins, responder_bin},
     netns::{quiet_ipv6, run_ok, ChildGuard, NetNs},
 };
 use serde_json::json;

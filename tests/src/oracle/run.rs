@@ -28,6 +28,14 @@ use super::{
 use crate::testrun::hex;
 
 /// How long both sides get to answer a batch before the run gives up.
+mod classify;
+mod stream;
+
+use classify::{
+    answered_address, kernel_output, oracle_vips, solicitor, touches, KernelOutput, Touches,
+};
+use stream::{collect, split};
+
 const BATCH_DEADLINE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 /// Divergences printed in full; the rest are counted.
@@ -89,74 +97,6 @@ struct Frame {
     number: u64,
     label: String,
     bytes: Vec<u8>,
-}
-
-/// What a frame does to the kernel's neighbour table: a solicitation
-/// creates or reads the entry of its source, an advertisement updates the
-/// entry of its target. A batch holds at most one frame per entry.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Touches {
-    Source([u8; 16]),
-    Target([u8; 16]),
-}
-
-fn touches(frame: &[u8]) -> Option<Touches> {
-    match parse(frame).body {
-        Body::Nd(nd) if nd.is_solicitation() && !nd.is_dad() => Some(Touches::Source(nd.src)),
-        Body::Nd(nd) if nd.is_advertisement() => Some(Touches::Target(nd.target)),
-        _ => None,
-    }
-}
-
-/// The kernel's frames: answers, solicitations (possibly to resolve a
-/// requester), and the rest of its own traffic.
-enum KernelOutput {
-    Answer,
-    Solicitation {
-        eth_src: [u8; 6],
-        src: [u8; 16],
-        target: [u8; 16],
-    },
-    Own,
-}
-
-fn kernel_output(frame: &[u8]) -> KernelOutput {
-    if frame.len() < 14 {
-        return KernelOutput::Own;
-    }
-    match be16(frame, 12) {
-        ETHERTYPE_ARP if frame.len() >= 22 && be16(frame, 20) == 2 => KernelOutput::Answer,
-        ETHERTYPE_IPV6 if frame.len() >= 14 + IPV6_HLEN + 24 && frame[20] == ICMPV6 => {
-            let message = &frame[14 + IPV6_HLEN..];
-            match message[0] {
-                ICMPV6_NA => KernelOutput::Answer,
-                ICMPV6_NS => KernelOutput::Solicitation {
-                    eth_src: frame[6..12].try_into().expect("6 bytes"),
-                    src: frame[22..38].try_into().expect("16 bytes"),
-                    target: message[8..24].try_into().expect("16 bytes"),
-                },
-                _ => KernelOutput::Own,
-            }
-        }
-        _ => KernelOutput::Own,
-    }
-}
-
-/// The untagged VIPs the fuzzer's table has on its ingress interface.
-fn oracle_vips() -> Vips {
-    let mut vips = Vips::default();
-    for key in vip_table().keys() {
-        if key.ifindex != INGRESS_IFINDEX || key.vlan_outer != 0 || key.vlan_inner != 0 {
-            continue;
-        }
-        if key.family == responder_common::FAMILY_IPV4 {
-            vips.v4
-                .push(key.addr[..4].try_into().expect("IPv4 address"));
-        } else {
-            vips.v6.push(key.addr);
-        }
-    }
-    vips
 }
 
 struct Oracle<'a> {
@@ -542,92 +482,6 @@ impl Oracle<'_> {
             println!("(only the first {PRINT_LIMIT} divergences were printed)");
         }
     }
-}
-
-/// The source of a solicitation that is not DAD: the requester the kernel
-/// may have to resolve before it can answer.
-fn solicitor(frame: &[u8]) -> Option<[u8; 16]> {
-    match parse(frame).body {
-        Body::Nd(nd) if nd.is_solicitation() && !nd.is_dad() => Some(nd.src),
-        _ => None,
-    }
-}
-
-/// Where an advertisement goes: the requester it answers.
-fn answered_address(frame: &[u8]) -> Option<[u8; 16]> {
-    (frame.len() >= 14 + IPV6_HLEN && be16(frame, 12) == ETHERTYPE_IPV6)
-        .then(|| frame[38..54].try_into().expect("16 bytes"))
-}
-
-/// Receives from `end` until marker `last` has come back.
-fn collect(end: &ClientEnd, last: u16, side: &'static str) -> Result<Vec<Vec<u8>>, OracleError> {
-    let deadline = Instant::now() + BATCH_DEADLINE;
-    let mut stream = Vec::new();
-    let mut scanned = 0;
-    while Instant::now() < deadline {
-        end.receive(&mut stream, POLL)?;
-        if stream[scanned..]
-            .iter()
-            .any(|frame| answered_marker(frame) == Some(last))
-        {
-            return Ok(stream);
-        }
-        scanned = stream.len();
-    }
-    let seen: Vec<u16> = stream.iter().filter_map(|f| answered_marker(f)).collect();
-    Err(OracleError::Stream {
-        side,
-        what: format!(
-            "marker {last} not answered within {BATCH_DEADLINE:?} ({} frames, markers {seen:?})",
-            stream.len()
-        ),
-    })
-}
-
-/// Splits a stream at the markers `first..first + frames` into the answers
-/// to each of `frames` frames, and what came after the last marker.
-#[allow(clippy::type_complexity)]
-fn split(
-    stream: Vec<Vec<u8>>,
-    first: u16,
-    frames: usize,
-    side: &'static str,
-) -> Result<(Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>), OracleError> {
-    let mut segments = Vec::with_capacity(frames);
-    let mut current = Vec::new();
-    for frame in stream {
-        let Some(index) = answered_marker(&frame) else {
-            current.push(frame);
-            continue;
-        };
-        let Some(position) = (index as usize).checked_sub(first as usize) else {
-            // A straggler from an attempt given up on.
-            continue;
-        };
-        if position == segments.len() {
-            segments.push(std::mem::take(&mut current));
-        } else if position < segments.len() {
-            return Err(OracleError::Stream {
-                side,
-                what: format!("marker {index} answered twice"),
-            });
-        } else if position < frames {
-            return Err(OracleError::Stream {
-                side,
-                what: format!(
-                    "marker {index} answered before marker {}: frames were reordered",
-                    first as usize + segments.len()
-                ),
-            });
-        }
-    }
-    if segments.len() != frames {
-        return Err(OracleError::Stream {
-            side,
-            what: format!("{} of {frames} markers answered", segments.len()),
-        });
-    }
-    Ok((segments, current))
 }
 
 #[cfg(test)]

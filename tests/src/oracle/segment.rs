@@ -10,7 +10,7 @@ use responder_common::{VipKey, VipValue};
 
 use super::{link::ClientEnd, OracleError, Vips};
 use crate::{
-    lab::{attach_pass_through, format_mac, PassThrough},
+    lab::link::{attach_pass_through, format_mac, PassThrough},
     netns::{run_ok, NetNs},
     testrun::LoadedResponder,
 };

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::super::indexes::EndpointIndex;
 use super::super::membership::Member;
 use super::super::nodes;
-use super::super::ownership::{self, Inputs, Problem};
+use super::super::nodes::OwnAddress;
+use super::super::ownership::{self, Inputs};
+use super::super::reason::Problem;
 use super::super::service_facts::ServiceFacts;
 use super::{Assigner, Dirty};
 use crate::k8s::ServiceRef;
@@ -34,9 +36,11 @@ impl Assigner {
         // node from answering for them wherever the Service goes.
         let mut forbidden = nodes::node_addresses(nodes.iter().map(Arc::as_ref));
         for ip in &self.attached.borrow().local_addresses {
-            forbidden
-                .entry(*ip)
-                .or_insert_with(|| format!("it is an address of node {}", self.settings.node_name));
+            forbidden.entry(*ip).or_insert_with(|| OwnAddress {
+                node: self.settings.node_name.clone(),
+                what: format!("an address of node {}", self.settings.node_name),
+                local_only: true,
+            });
         }
         let node_labels: BTreeMap<String, BTreeMap<String, String>> = nodes
             .iter()

@@ -10,10 +10,12 @@ use kube::Resource;
 use tracing::{info, warn};
 
 use super::super::advertising::{Advertising, BadKind, BadObject};
-use super::super::events::OwnershipEvent;
+use super::super::events::{conflict_note, event_reason_of, OwnershipEvent};
 use super::super::membership::Member;
-use super::super::ownership::{self, Assignments, Problem};
+use super::super::ownership::{self, Assignments};
+use super::super::reason::Problem;
 use super::Assigner;
+use crate::conflicts::{ClaimReport, Defence};
 use crate::k8s::ServiceRef;
 
 impl Assigner {
@@ -67,41 +69,60 @@ impl Assigner {
     }
 
     /// Logs each problem once, and records an Event on the Service for each
-    /// refused address: from one node only, the Service's top candidate,
-    /// unless the address is this node's own (no other node knows it).
+    /// address left unannounced: from one node only, the Service's top
+    /// candidate, unless only this node knows the problem (an address of its
+    /// own interfaces).
     pub(super) fn report_problems(
         &mut self,
         problems: BTreeSet<(ServiceRef, Problem)>,
         members: &BTreeMap<String, Member>,
     ) {
         for (service, problem) in problems.difference(&self.reported_problems) {
-            warn!(%service, %problem, "not answering for a load-balancer ingress entry");
-            let (reason, unadvertised) = match problem {
-                Problem::Refused(reason) => (reason, false),
-                Problem::Unadvertised(reason) => (reason, true),
-                Problem::Skipped(_) => continue,
+            warn!(%service, %problem, object = problem.object.as_deref().unwrap_or_default(), "not answering for a load-balancer ingress entry");
+            let Some(event_reason) = problem.reason().and_then(event_reason_of) else {
+                continue;
             };
-            let own = reason.ends_with(&format!("of node {}", self.settings.node_name));
             let reporter = ownership::pick_owner(members.keys().map(String::as_str), service);
-            if own || reporter == Some(self.settings.node_name.as_str()) {
+            if problem.local_only || reporter == Some(self.settings.node_name.as_str()) {
                 if let Some(object) = self.services.get(service) {
-                    let reason = reason.clone();
-                    let event = match unadvertised {
-                        true => OwnershipEvent::Unadvertised {
-                            service: object,
-                            reason,
-                        },
-                        false => OwnershipEvent::Refused {
-                            service: object,
-                            reason,
-                        },
-                    };
                     // The receiver only goes away when the agent stops.
-                    let _ = self.events.send(event);
+                    let _ = self.events.send(OwnershipEvent::NotAnswered {
+                        service: object,
+                        event_reason,
+                        problem: Box::new(problem.clone()),
+                    });
                 }
             }
         }
         self.reported_problems = problems;
+    }
+
+    /// Records an Event on the Service whose VIP another MAC claims, when
+    /// this node owns it and did something about it (a defence repeated
+    /// within its interval, or a yield kept, is in the log only).
+    pub(super) fn tell_claim(&self, report: &ClaimReport) {
+        let told = matches!(
+            report.defence,
+            Defence::Defended | Defence::TookBack | Defence::Yielded
+        );
+        let node = self.settings.node_name.as_str();
+        let owning = self.assignments.values().find(|assignment| {
+            assignment.owner.as_deref() == Some(node) && assignment.ips.contains(&report.ip)
+        });
+        if let (true, Some(assignment)) = (told, owning) {
+            let note = conflict_note(
+                &report.claimant(),
+                report.ip,
+                &report.interface,
+                node,
+                &report.defence.to_string(),
+            );
+            // The receiver only goes away when the agent stops.
+            let _ = self.events.send(OwnershipEvent::Conflict {
+                service: Arc::clone(&assignment.service),
+                note,
+            });
+        }
     }
 
     pub(super) fn report_changes(&self, assignments: &Assignments) {

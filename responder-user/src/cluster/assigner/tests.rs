@@ -38,6 +38,10 @@ impl Harness {
     /// `metallb` listed.
     fn build(node: &str, announced: &[&str], metallb: Option<MetallbStores>) -> Self {
         let with_metallb = metallb.is_some();
+        let metallb = metallb.unwrap_or_else(|| MetallbStores {
+            pools: reflector::store().0,
+            advertisements: reflector::store().0,
+        });
         let services = ServiceCache::default();
         let (nodes, mut nodes_writer) = reflector::store();
         services.apply(&watcher::Event::Apply(lb_service(
@@ -69,6 +73,7 @@ impl Harness {
                 nodes,
                 slices: None,
                 metallb,
+                metallb_served: with_metallb,
             },
             watch::channel(Attached::default()).1,
             Outputs {
@@ -259,7 +264,14 @@ fn a_reserved_anycast_address_in_a_status_is_refused_with_one_event() {
         );
         let refused: Vec<String> = std::iter::from_fn(|| h.event_queue.try_recv().ok())
             .filter_map(|event| match event {
-                OwnershipEvent::Refused { reason, .. } => Some(reason),
+                OwnershipEvent::NotAnswered {
+                    event_reason,
+                    problem,
+                    ..
+                } => {
+                    assert_eq!(event_reason, "AddressRefused");
+                    Some(problem.detail)
+                }
                 _ => None,
             })
             .collect();
@@ -367,8 +379,14 @@ fn advertisements_scope_interfaces_and_an_uncovered_address_gets_one_event() {
     assert!(!h.owns_web());
     let mut unadvertised = 0;
     while let Ok(event) = h.event_queue.try_recv() {
-        if let OwnershipEvent::Unadvertised { reason, .. } = event {
-            assert!(reason.contains("pool \"public\""), "{reason}");
+        if let OwnershipEvent::NotAnswered {
+            event_reason: "NotAdvertised",
+            problem,
+            ..
+        } = event
+        {
+            assert!(problem.detail.contains("pool \"public\""), "{problem:?}");
+            assert_eq!(problem.object.as_deref(), Some("IPAddressPool/public"));
             unadvertised += 1;
         }
     }
@@ -379,5 +397,138 @@ fn advertisements_scope_interfaces_and_an_uncovered_address_gets_one_event() {
     assert!(
         h.event_queue.try_recv().is_err(),
         "a recomputation tells nothing new"
+    );
+}
+
+#[test]
+fn a_claim_on_an_owned_vip_gets_an_event_that_status_reads_back() {
+    use crate::conflicts::{ClaimReport, Defence};
+    use crate::interface_names::InterfaceNames;
+    use responder_common::VipKey;
+
+    let mut h = Harness::new(winner());
+    assert!(h.owns_web());
+    while h.event_queue.try_recv().is_ok() {}
+    let names: InterfaceNames = [(2, "eth0".to_owned())].into_iter().collect();
+    let key = VipKey::v4(2, 0, 0, [192, 0, 2, 1]);
+    let mac = [0x02, 0, 0, 0, 0, 0x99];
+    let report = |defence| ClaimReport::new(key, mac, &names, defence, h.start);
+    h.assigner.tell_claim(&report(Defence::DefendedRecently));
+    assert!(
+        h.event_queue.try_recv().is_err(),
+        "a repeat is in the log only"
+    );
+    h.assigner.tell_claim(&report(Defence::Yielded));
+    let Ok(OwnershipEvent::Conflict { service, note }) = h.event_queue.try_recv() else {
+        panic!("an AddressConflict Event");
+    };
+    assert_eq!(service.key, svc("default", "web"));
+    let event = k8s_openapi::api::core::v1::Event {
+        reason: Some("AddressConflict".into()),
+        message: Some(note.clone()),
+        involved_object: service.object_ref(),
+        ..Default::default()
+    };
+    let claim = crate::cluster::claim_of(&event).expect("status reads it back");
+    assert_eq!(claim.mac, "02:00:00:00:00:99", "{note}");
+    assert_eq!(
+        claim.address,
+        "192.0.2.1".parse::<std::net::IpAddr>().expect("ip")
+    );
+    assert_eq!(claim.service, svc("default", "web"));
+    assert!(claim.yielded, "{note}");
+
+    let mut other = Harness::new(loser());
+    while other.event_queue.try_recv().is_ok() {}
+    other.assigner.tell_claim(&report(Defence::Defended));
+    assert!(
+        other.event_queue.try_recv().is_err(),
+        "only the owner tells about its VIP"
+    );
+}
+
+#[test]
+fn metallb_kinds_served_after_the_start_are_followed_without_a_restart() {
+    use crate::cluster::advertising::tests::{advertisement, pool};
+    use crate::crd::L2Advertisement;
+
+    let (pools, mut pools_writer) = reflector::store();
+    let (advertisements, mut advertisements_writer) = reflector::store::<L2Advertisement>();
+    let mut settings = ClusterSettings::new(winner(), "responder");
+    settings.hold_down = Duration::ZERO;
+    let services = ServiceCache::default();
+    services.apply(&watcher::Event::Apply(lb_service(
+        "web",
+        None,
+        "Cluster",
+        &[(Some("192.0.2.1"), None)],
+    )));
+    let (events, _event_queue) = mpsc::unbounded_channel();
+    let (owned_tx, owned) = watch::channel(Ownership::default());
+    let (nodes, mut nodes_writer) = reflector::store();
+    nodes_writer.apply_watcher_event(&watcher::Event::Apply(Node {
+        metadata: ObjectMeta {
+            name: Some(winner().into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
+    let mut assigner = Assigner::new(
+        settings,
+        LabelSelector::default(),
+        Stores {
+            services,
+            nodes,
+            slices: None,
+            metallb: MetallbStores {
+                pools,
+                advertisements,
+            },
+            metallb_served: false,
+        },
+        watch::channel(Attached::default()).1,
+        Outputs {
+            announced_before: BTreeSet::new(),
+            events,
+            owned: owned_tx,
+            members: watch::channel(0).0,
+            epochs: Arc::default(),
+            metrics: Metrics::new(),
+        },
+    );
+    let start = Instant::now();
+    for update in [
+        Update::Services(Ok(Change::Listed)),
+        Update::Nodes(Ok(Change::Listed)),
+        Update::Leases(Ok(Box::new(lease_event(winner(), 1)))),
+        Update::Leases(Ok(Box::new(watcher::Event::InitDone))),
+    ] {
+        assigner.apply(update, start);
+    }
+    assigner.evaluate(start);
+    assert!(
+        assigner.broken_view(start).is_none(),
+        "not waiting for kinds that are not served"
+    );
+    assert!(!owned.borrow().vips.is_empty(), "flags only: announced");
+
+    // The CRDs arrive, then an advertisement of another pool.
+    pools_writer.apply_watcher_event(&watcher::Event::Apply(pool(
+        "public",
+        &["192.0.2.0/28"],
+        &[],
+    )));
+    advertisements_writer.apply_watcher_event(&watcher::Event::Apply(advertisement(
+        "other",
+        serde_json::json!({"ipAddressPools": ["other"]}),
+    )));
+    let at = start + Duration::from_millis(100);
+    assigner.apply(Update::MetallbServed, at);
+    assigner.apply(Update::Pools(Ok(Change::Listed)), at);
+    assigner.apply(Update::Advertisements(Ok(Change::Listed)), at);
+    assigner.evaluate(at);
+    assert!(
+        owned.borrow().vips.is_empty(),
+        "the advertisement now decides: web's pool is not advertised"
     );
 }

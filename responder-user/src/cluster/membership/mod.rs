@@ -6,15 +6,17 @@
 mod advert;
 mod holder;
 mod tracker;
+mod wall_clock;
 
 pub(crate) use holder::{depart, hold_lease, Cadence, Holding};
 pub use holder::{first_lease, membership_cadence, renewal_patch, Departure};
 pub(crate) use tracker::{LeaseTracker, Member};
+pub(crate) use wall_clock::member_at;
 
 pub const LEASE_LABEL_KEY: &str = "app.kubernetes.io/component";
 pub const LEASE_LABEL_VALUE: &str = "responder-membership";
 
-pub(crate) fn lease_selector() -> String {
+pub fn lease_selector() -> String {
     format!("{LEASE_LABEL_KEY}={LEASE_LABEL_VALUE}")
 }
 

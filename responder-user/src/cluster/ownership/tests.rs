@@ -7,7 +7,8 @@ use kube::api::ObjectMeta;
 
 use super::*;
 use crate::cluster::indexes::slice_nodes;
-use crate::cluster::nodes::node_addresses;
+use crate::cluster::nodes::{node_addresses, OwnAddress};
+use crate::cluster::reason::{Problem, Reason};
 use crate::cluster::service_facts::ServiceFacts;
 use crate::cluster::Families;
 use crate::k8s::fixtures::{lb_service, slice, svc};
@@ -171,7 +172,7 @@ fn reach(ipv4: bool, ipv6: bool, prefixes: &[&str]) -> Reach {
     }
 }
 
-const NO_FORBIDDEN: &BTreeMap<IpAddr, String> = &BTreeMap::new();
+const NO_FORBIDDEN: &BTreeMap<IpAddr, OwnAddress> = &BTreeMap::new();
 const NO_LABELS: &BTreeMap<String, BTreeMap<String, String>> = &BTreeMap::new();
 
 #[test]
@@ -506,14 +507,22 @@ fn node_addresses_and_proxied_entries_are_never_answered_for() {
         vec!["192.0.2.10".parse::<IpAddr>().expect("ip")]
     );
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(
-        matches!(&problems[0], Problem::Skipped(text) if text.contains("ipMode Proxy")),
+    assert_eq!(
+        problems[0].reason(),
+        Some(Reason::ProxyMode),
+        "{problems:?}"
+    );
+    assert!(problems[0].detail.contains("ipMode Proxy"), "{problems:?}");
+    assert_eq!(
+        problems[1].reason(),
+        Some(Reason::NodeAddress),
         "{problems:?}"
     );
     assert!(
-        matches!(&problems[1], Problem::Refused(text) if text.contains("InternalIP of Node node-a")),
+        problems[1].detail.contains("InternalIP of Node node-a"),
         "{problems:?}"
     );
+    assert_eq!(problems[1].object.as_deref(), Some("Node/node-a"));
 }
 
 #[test]
@@ -550,9 +559,13 @@ fn reserved_anycast_addresses_are_refused_whoever_wrote_them() {
     );
     let texts: Vec<String> = problems
         .iter()
-        .map(|problem| match problem {
-            Problem::Refused(text) => text.clone(),
-            other => panic!("a refusal, not {other:?}"),
+        .map(|problem| {
+            assert_eq!(
+                problem.reason(),
+                Some(Reason::ReservedAnycast),
+                "{problem:?}"
+            );
+            problem.detail.clone()
         })
         .collect();
     assert_eq!(
@@ -887,7 +900,7 @@ mod advertised {
         assert!(!assignments.contains_key(&svc("default", "outside")));
         let unadvertised: Vec<&ServiceRef> = problems
             .iter()
-            .filter(|(_, p)| matches!(p, Problem::Unadvertised(_)))
+            .filter(|(_, p)| matches!(p.reason(), Some(Reason::NotAdvertised | Reason::NotInPool)))
             .map(|(s, _)| s)
             .collect();
         assert_eq!(

@@ -172,6 +172,7 @@ fn owning_core() -> Core {
     core
 }
 
+mod claims;
 mod cluster;
 mod defence;
 mod links;

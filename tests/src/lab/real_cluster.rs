@@ -15,10 +15,8 @@ use std::{
     time::Duration,
 };
 
-use crate::{
-    lab::{attach_pass_through, format_mac, PassThrough},
-    netns::{run_ok, veth, wait_for, NetNs, TempPath},
-};
+use super::{link::format_mac, segment::Segment};
+use crate::netns::{run_ok, wait_for, NetNs, TempPath};
 
 pub const CONTROL_PLANE_V4: &str = "192.0.2.1";
 pub const CLIENT_V4: &str = "192.0.2.100";
@@ -152,14 +150,13 @@ fn dump_logs(state: &Path) {
 }
 
 pub struct RealCluster {
-    // Drop order: processes, then the XDP programs on the switch, then the
-    // namespaces, then the state directory.
+    // Drop order: processes, then the switch (its ports and their XDP
+    // programs), then the namespaces, then the state directory.
     _processes: Processes,
-    _port_xdp: Vec<PassThrough>,
+    _switch: Segment,
     pub nodes: Vec<RealNode>,
     pub client: NetNs,
     control_plane: NetNs,
-    _switch: NetNs,
     state: TempPath,
 }
 
@@ -175,28 +172,13 @@ impl RealCluster {
             state: state.0.clone(),
         };
 
-        let switch = NetNs::new(&format!("sw-{name}"));
-        switch.ip(&[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]);
-        switch.ip(&["link", "set", "br0", "up"]);
-        let mut port_xdp = Vec::new();
-        let mut port = |ns: &NetNs, inner: &str, outer: &str| {
-            veth(&switch, outer, ns, inner);
-            switch.ip(&["link", "set", outer, "master", "br0"]);
-            // XDP_TX replies from a node reach the bridge only through a
-            // peer with an XDP program of its own (veth driver mode).
-            port_xdp.push(attach_pass_through(&switch, outer));
-        };
+        // XDP_TX replies from a node reach the bridge only through a port
+        // with an XDP program of its own (veth driver mode): the segment
+        // gives every port one.
+        let mut switch = Segment::new(&format!("sw-{name}"), None);
 
         let control_plane = NetNs::new(&format!("cp-{name}"));
-        port(&control_plane, "lan", "p-cp");
+        switch.plug(&control_plane, "lan");
         control_plane.ip(&[
             "addr",
             "add",
@@ -207,7 +189,7 @@ impl RealCluster {
         control_plane.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "lan", "nodad"]);
 
         let client = NetNs::new(&format!("cl-{name}"));
-        port(&client, CLIENT_IF, "p-cl");
+        switch.plug(&client, CLIENT_IF);
         client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", CLIENT_IF]);
         client.ip(&[
             "addr",
@@ -221,7 +203,7 @@ impl RealCluster {
         let mut real_nodes = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
             let netns = NetNs::new(&format!("{node}-{name}"));
-            port(&netns, NODE_IF, &format!("p-n{i}"));
+            switch.plug(&netns, NODE_IF);
             let ip = format!("192.0.2.{}", 11 + i);
             let ip6 = format!("2001:db8:1::{}", 11 + i);
             netns.ip(&["addr", "add", &format!("{ip}/24"), "dev", NODE_IF]);
@@ -279,11 +261,10 @@ impl RealCluster {
         }
         RealCluster {
             _processes: processes,
-            _port_xdp: port_xdp,
+            _switch: switch,
             nodes: real_nodes,
             client,
             control_plane,
-            _switch: switch,
             state,
         }
     }

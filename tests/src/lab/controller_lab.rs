@@ -3,185 +3,45 @@
 //! `responder-system` namespace, and `responder controller` processes started and
 //! stopped by the test. No network namespace: the controller only talks to the
 //! API server.
-use std::{
-    fs::File,
-    path::PathBuf,
-    process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use k8s_openapi::api::{
     coordination::v1::Lease,
     core::v1::{Event, Service},
 };
-use kube::{
-    api::{Api, DeleteParams, ListParams, PostParams},
-    Client,
-};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::Value;
 
-use crate::{
-    apiserver::ApiServer,
-    lab::responder_bin,
-    netns::{wait_for, ChildGuard, TempPath},
-};
+use super::kube::{kube_lab_setting, KubeLab};
+use crate::netns::wait_for;
 
 pub const NAMESPACE: &str = "responder-system";
 pub const LEADER_LEASE: &str = "responder.controller";
 /// Generous for a 2-core machine running other tests: no assertion is timed.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+pub struct ControllerLab(KubeLab);
 
-pub fn deploy_dir(component: &str) -> String {
-    format!("{}/../deploy/{component}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `kubectl` arguments that wait until the CRDs of `deploy/crds/` are served.
-pub const WAIT_FOR_CRDS: &[&str] = &[
-    "wait",
-    "--for",
-    "condition=established",
-    "--timeout=60s",
-    "crd/ipaddresspools.metallb.io",
-    "crd/l2advertisements.metallb.io",
-    "crd/servicel2statuses.metallb.io",
-];
-
-/// One `responder controller` process.
-pub struct Controller {
-    pub identity: String,
-    log_path: PathBuf,
-    child: Option<ChildGuard>,
-}
-
-impl Controller {
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        drop(self.child.take());
-        if std::thread::panicking() {
-            eprintln!("--- controller {} log ---\n{}", self.identity, self.log());
-        }
-        let _ = std::fs::remove_file(&self.log_path);
-    }
-}
-
-pub struct ControllerLab {
-    pub controllers: Vec<Controller>,
-    client: Client,
-    runtime: tokio::runtime::Runtime,
-    pub server: ApiServer,
-    tag: String,
-}
+kube_lab_setting!(ControllerLab);
 
 impl ControllerLab {
-    /// `name` says which test owns it.
+    /// `name` says which test owns it. Controllers are started by the test
+    /// ([`KubeLab::spawn_controller`]).
     pub fn start(name: &str) -> Self {
-        let server = ApiServer::start_dual_stack(&format!("ctl-{name}"));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let client = runtime.block_on(server.client());
-        let lab = ControllerLab {
-            controllers: Vec::new(),
-            client,
-            runtime,
-            server,
-            tag: format!(
-                "{name}-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ),
-        };
-        lab.kubectl_ok(&["apply", "-k", &deploy_dir("crds")]);
-        lab.kubectl_ok(WAIT_FOR_CRDS);
-        lab.kubectl_ok(&["apply", "-f", &format!("{}/namespace.yaml", deploy_dir(""))]);
-        lab
-    }
-
-    pub fn block<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
-    }
-
-    pub fn client(&self) -> Client {
-        self.client.clone()
-    }
-
-    /// kubectl; panics with its stderr unless it succeeds; returns stdout.
-    pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.server.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `kubectl apply -f` of `yaml`, as an operator would.
-    pub fn apply(&self, yaml: &str) -> String {
-        let file = TempPath(std::env::temp_dir().join(format!(
-            "responder-{}-{}.yaml",
-            self.tag,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )));
-        std::fs::write(&file.0, yaml).expect("write manifest");
-        self.kubectl_ok(&["apply", "-f", file.0.to_str().expect("utf-8 path")])
-    }
-
-    /// Starts a controller replica; returns its index.
-    pub fn spawn_controller(&mut self, identity: &str) -> usize {
-        let log_path = std::env::temp_dir().join(format!("responder-{}-{identity}.log", self.tag));
-        let log = File::create(&log_path).expect("create controller log");
-        let mut cmd = Command::new(responder_bin());
-        cmd.arg("controller")
-            .arg("--kubeconfig")
-            .arg(self.server.kubeconfig())
-            .args(["--namespace", NAMESPACE, "--identity", identity])
-            .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "off"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
-        let child = ChildGuard::spawn(cmd, &format!("responder controller {identity}"));
-        self.controllers.push(Controller {
-            identity: identity.to_owned(),
-            log_path,
-            child: Some(child),
-        });
-        self.controllers.len() - 1
-    }
-
-    /// SIGKILL: no chance to hand the Lease over.
-    pub fn kill_controller(&mut self, i: usize) {
-        let mut child = self.controllers[i].child.take().expect("running");
-        child.signal(nix::sys::signal::Signal::SIGKILL);
-        child.wait_exit(WAIT);
-    }
-
-    /// SIGTERM: the leader hands its Lease over; returns the exit code.
-    pub fn stop_controller(&mut self, i: usize) -> Option<i32> {
-        let mut child = self.controllers[i].child.take().expect("running");
-        child.signal(nix::sys::signal::Signal::SIGTERM);
-        child.wait_exit(WAIT)
+        ControllerLab(
+            KubeLab::builder(name)
+                .dual_stack()
+                .crds()
+                .namespace(NAMESPACE)
+                .wait(WAIT)
+                .start(),
+        )
     }
 
     /// The identity part of the leader Lease's holder (the CLI appends a random
     /// suffix to `--identity`).
     pub fn leader(&self) -> Option<String> {
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let leases: Api<Lease> = Api::namespaced(self.client(), NAMESPACE);
         let lease = self.block(leases.get_opt(LEADER_LEASE)).ok()??;
         let holder = lease.spec?.holder_identity?;
         self.controllers
@@ -198,7 +58,7 @@ impl ControllerLab {
     }
 
     pub fn services(&self, namespace: &str) -> Api<Service> {
-        Api::namespaced(self.client.clone(), namespace)
+        Api::namespaced(self.client(), namespace)
     }
 
     pub fn create_service(&self, namespace: &str, service: Value) {
@@ -264,7 +124,7 @@ impl ControllerLab {
 
     /// (reason, message) of the Events about `kind`/`name` in `namespace`.
     pub fn events(&self, namespace: &str, kind: &str, name: &str) -> Vec<(String, String)> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        let events: Api<Event> = Api::namespaced(self.client(), namespace);
         self.block(events.list(&ListParams::default()))
             .map(|list| list.items)
             .unwrap_or_default()

@@ -43,18 +43,13 @@ impl ApiServer {
     /// Dual-stack Services: `ipFamilyPolicy` and `ipFamilies` as a dual-stack
     /// cluster sets them (v1.20 needs the IPv6DualStack feature gate), IPv6
     /// cluster IPs from 2001:db8:ffff::/112.
-    pub fn start_dual_stack(name: &str) -> Self {
-        Self::start_with(
-            name,
-            &[
-                ("KUBE_FEATURE_GATES", "IPv6DualStack=true"),
-                (
-                    "SERVICE_CLUSTER_IP_RANGE",
-                    "198.51.100.0/24,2001:db8:ffff::/112",
-                ),
-            ],
-        )
-    }
+    pub const DUAL_STACK_ENV: &'static [(&'static str, &'static str)] = &[
+        ("KUBE_FEATURE_GATES", "IPv6DualStack=true"),
+        (
+            "SERVICE_CLUSTER_IP_RANGE",
+            "198.51.100.0/24,2001:db8:ffff::/112",
+        ),
+    ];
 
     /// `env` for `apiserver.sh start` (see its header).
     pub fn start_with(name: &str, env: &[(&str, &str)]) -> Self {

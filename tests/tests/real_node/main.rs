@@ -16,11 +16,16 @@ use std::{
 };
 
 use responder_tests::{
-    controller_lab::{deploy_dir, WAIT_FOR_CRDS},
+    lab::kube::{deploy_dir, WAIT_FOR_CRDS},
+    lab::real_cluster::{output_of, Images, RealCluster, CLIENT_IF, CLIENT_V4, NODE_IF},
     prober::{ArpProber, Tally},
-    real_cluster::{output_of, Images, RealCluster, CLIENT_IF, CLIENT_V4, NODE_IF},
 };
 use serde_json::Value;
+
+mod agents;
+mod probe;
+use agents::*;
+use probe::*;
 
 const NAMESPACE: &str = "responder-system";
 /// Generous for a 2-core machine: pods start, images unpack, nothing here is
@@ -69,52 +74,6 @@ fn apply_stdin(cluster: &RealCluster, manifest: &str) {
     cluster.kubectl_ok(&["apply", "-f", &path.to_string_lossy()]);
 }
 
-/// The agent pods, by node name.
-fn agent_pods(cluster: &RealCluster) -> Vec<(String, String, Value)> {
-    let pods = cluster.kubectl_json(&[
-        "-n",
-        NAMESPACE,
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/name=responder",
-    ]);
-    pods["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|p| {
-            (
-                p["spec"]["nodeName"].as_str().unwrap_or("").to_owned(),
-                p["metadata"]["name"].as_str().unwrap_or("").to_owned(),
-                p.clone(),
-            )
-        })
-        .collect()
-}
-
-fn ready(pod: &Value) -> bool {
-    pod["metadata"]["deletionTimestamp"].is_null()
-        && pod["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-/// Waits until every node runs one Ready agent pod; returns their names by node.
-fn agents_ready(cluster: &RealCluster) -> Vec<(String, String, Value)> {
-    cluster.wait("an agent pod Running and Ready on every node", WAIT, || {
-        let pods = agent_pods(cluster);
-        let all = cluster.nodes.iter().all(|n| {
-            pods.iter()
-                .filter(|(node, _, p)| node == &n.name && ready(p))
-                .count()
-                == 1
-        });
-        (all && pods.iter().all(|(_, _, p)| ready(p))).then_some(pods)
-    })
-}
-
 fn service_addresses(cluster: &RealCluster) -> Vec<String> {
     cluster.wait(
         "the controller assigns both families to the Service",
@@ -129,115 +88,6 @@ fn service_addresses(cluster: &RealCluster) -> Vec<String> {
             (ips.len() == 2).then_some(ips)
         },
     )
-}
-
-/// Probes `vip` every 10 ms on a thread of its own until told to stop.
-struct Probe {
-    stop: Arc<AtomicBool>,
-    handle: Option<thread::JoinHandle<Tally>>,
-}
-
-impl Probe {
-    fn start(cluster: &RealCluster, vip: Ipv4Addr) -> Self {
-        let prober = ArpProber::on(&cluster.client, CLIENT_IF, cluster.client_v4());
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = thread::spawn(move || {
-            // Bounded: no step of the test runs longer than this.
-            prober.tally_until(vip, PROBE_EVERY, Duration::from_secs(600), &flag)
-        });
-        Probe {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    fn finish(mut self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.take().expect("running").join().expect("prober")
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Waits until `node`'s agent has renewed its Lease as usual (no restart
-/// mark of a predecessor left); the Lease duration in seconds.
-fn settled_lease(cluster: &RealCluster, node: &str) -> u64 {
-    cluster.wait(
-        &format!("the Lease of {node} renewed by its agent"),
-        WAIT,
-        || {
-            let lease = cluster.kubectl_json(&[
-                "-n",
-                NAMESPACE,
-                "get",
-                "lease",
-                &format!("responder-{node}"),
-            ]);
-            let marked = lease["metadata"]["annotations"]
-                .as_object()
-                .is_some_and(|a| a.keys().any(|k| k.contains("restart-grace")));
-            let seconds = lease["spec"]["leaseDurationSeconds"].as_u64()?;
-            (!marked && seconds <= 5).then_some(seconds)
-        },
-    )
-}
-
-/// The containerd ID of `node`'s running agent container.
-fn agent_container(cluster: &RealCluster, node: &str) -> String {
-    let pods = agents_ready(cluster);
-    let (_, _, pod) = pods
-        .iter()
-        .find(|(n, _, _)| n == node)
-        .expect("the node's agent pod");
-    pod["status"]["containerStatuses"][0]["containerID"]
-        .as_str()
-        .and_then(|id| id.strip_prefix("containerd://"))
-        .expect("a containerd container ID")
-        .to_owned()
-}
-
-fn kill_container(cluster: &RealCluster, node: &str, container: &str) {
-    let out = cluster.ctr(node, &["tasks", "kill", "-s", "SIGKILL", container]);
-    assert!(
-        out.status.success(),
-        "ctr kill: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn assert_unbroken(what: &str, tally: &Tally, owner_mac: &str) {
-    let answered: u64 = tally.replies.values().sum();
-    assert!(
-        tally.sent > 100,
-        "{what}: the probe ran ({} sent)",
-        tally.sent
-    );
-    assert_eq!(
-        tally.replies.keys().collect::<Vec<_>>(),
-        vec![&owner_mac.to_lowercase()],
-        "{what}: only the owner's MAC answers: {tally:?}"
-    );
-    assert_eq!(
-        answered, tally.sent,
-        "{what}: every probe answered: {tally:?}"
-    );
-}
-
-/// The owner of `vip` by the MAC that answers the client.
-fn owner_of(cluster: &RealCluster, vip: Ipv4Addr) -> String {
-    let prober = ArpProber::on(&cluster.client, CLIENT_IF, cluster.client_v4());
-    cluster.wait(&format!("one node answers ARP for {vip}"), WAIT, || {
-        let macs = prober.answers(vip, Duration::from_millis(300));
-        match macs.as_slice() {
-            [one] => cluster.node_by_mac(one).map(|n| n.name.clone()),
-            _ => None,
-        }
-    })
 }
 
 #[test]
@@ -476,64 +326,4 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
         );
     }
     let _ = CLIENT_V4;
-}
-
-/// The agent processes run with exactly the manifest's capabilities, under
-/// seccomp, without new privileges, on a read-only root.
-fn check_security_context(cluster: &RealCluster, pods: &[(String, String, Value)]) {
-    // CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_PERFMON 38, CAP_BPF 39.
-    let wanted: u64 = (1 << 12) | (1 << 13) | (1 << 38) | (1 << 39);
-    for (node, pod, spec) in pods {
-        let id = spec["status"]["containerStatuses"][0]["containerID"]
-            .as_str()
-            .and_then(|id| id.strip_prefix("containerd://"))
-            .unwrap_or_else(|| panic!("{pod}: container ID"));
-        let tasks = cluster.ctr(node, &["tasks", "ls"]);
-        let tasks = String::from_utf8_lossy(&tasks.stdout);
-        let pid = tasks
-            .lines()
-            .find(|l| l.starts_with(id))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("{pod}: task of {id} in {tasks}"));
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(str::trim)
-                .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-                .to_owned()
-        };
-        let hex = |name: &str| u64::from_str_radix(&field(name), 16).expect("hex capability set");
-        assert_eq!(hex("CapEff:"), wanted, "{pod}: effective capabilities");
-        assert_eq!(hex("CapBnd:"), wanted, "{pod}: bounding set");
-        assert_eq!(
-            field("Seccomp:"),
-            "2",
-            "{pod}: a seccomp filter (RuntimeDefault)"
-        );
-        assert_eq!(
-            field("NoNewPrivs:"),
-            "1",
-            "{pod}: allowPrivilegeEscalation: false"
-        );
-        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).expect("mounts");
-        let root = mounts
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some("/"))
-            .expect("a root mount");
-        assert!(
-            root.split_whitespace()
-                .nth(3)
-                .is_some_and(|o| o.split(',').any(|o| o == "ro")),
-            "{pod}: read-only root: {root}"
-        );
-        assert!(
-            mounts.lines().any(
-                |l| l.split_whitespace().nth(1) == Some("/run/responder/pins")
-                    && l.split_whitespace().nth(2) == Some("bpf")
-            ),
-            "{pod}: the pin directory is bpffs at /run/responder/pins:\n{mounts}"
-        );
-    }
 }
