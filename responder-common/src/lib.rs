@@ -94,6 +94,15 @@ impl VipKey {
         )
     }
 
+    /// The address the key answers for.
+    pub fn ip(&self) -> core::net::IpAddr {
+        if self.family == FAMILY_IPV4 {
+            core::net::IpAddr::from([self.addr[0], self.addr[1], self.addr[2], self.addr[3]])
+        } else {
+            core::net::IpAddr::from(self.addr)
+        }
+    }
+
     /// The key written as seven 32-bit words. Built field by field, the
     /// zeroed parts become calls to a byte-at-a-time `memset` in the XDP
     /// program, on the path of every ARP request and NS.

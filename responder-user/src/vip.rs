@@ -320,11 +320,7 @@ pub fn expand(spec: &VipSpec, interfaces: &[Interface]) -> BTreeMap<VipKey, VipV
 
 /// The address a key answers for.
 pub fn key_addr(key: &VipKey) -> IpAddr {
-    if key.family == responder_common::FAMILY_IPV4 {
-        IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]])
-    } else {
-        IpAddr::from(key.addr)
-    }
+    key.ip()
 }
 
 pub fn key_vlan(key: &VipKey) -> Vlan {

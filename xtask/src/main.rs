@@ -3,6 +3,7 @@ mod bench;
 mod doc_links;
 mod fuzz;
 mod image;
+mod module_cycles;
 mod setup;
 
 use std::{path::PathBuf, process::Command};

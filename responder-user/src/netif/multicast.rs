@@ -16,7 +16,6 @@ use std::{
 
 use responder_common::VipKey;
 
-use crate::vip::key_addr;
 
 /// A group on a device: (ifindex, multicast MAC).
 pub(crate) type Group = (u32, [u8; 6]);
@@ -104,7 +103,7 @@ impl GroupTable {
 /// The groups the IPv6 VIP keys among `keys` need.
 pub(crate) fn groups_of<'a>(keys: impl IntoIterator<Item = &'a VipKey>) -> BTreeSet<Group> {
     keys.into_iter()
-        .filter_map(|key| match key_addr(key) {
+        .filter_map(|key| match key.ip() {
             IpAddr::V6(addr) => Some((key.ifindex, solicited_node_mac(addr))),
             IpAddr::V4(_) => None,
         })
