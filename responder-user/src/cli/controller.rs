@@ -1,7 +1,7 @@
 //! `responder controller`: its arguments, and the Kubernetes client, metrics
 //! listeners and controller wired from them.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -15,22 +15,12 @@ use responder::{
 };
 
 use super::runtime;
-use super::shared::{bind, kube_client, namespace, parse_listen_addr, ListenAddr};
+use super::shared::{bind, kube_client, namespace, parse_listen_addr, ClusterAccess, ListenAddr};
 
 #[derive(Args)]
 pub(crate) struct ControllerArgs {
-    /// Kubeconfig; default: $KUBECONFIG, ~/.kube/config, or the in-cluster
-    /// service account.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) kubeconfig: Option<PathBuf>,
-    /// Namespace of the IPAddressPools and of the leader Lease; default:
-    /// $POD_NAMESPACE, the service account's namespace, else responder-system.
-    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
-    pub(crate) namespace: Option<String>,
-    /// Handle only Services with this spec.loadBalancerClass (default: only
-    /// Services without a class); the agents must be given the same.
-    #[arg(long, value_name = "NAME")]
-    pub(crate) lb_class: Option<String>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterAccess,
     /// This replica's name in the leader Lease; default: $POD_NAME or the host
     /// name, with a random suffix so that a restarted replica never mistakes a
     /// Lease of its predecessor for its own.
@@ -88,10 +78,10 @@ fn identity(base: Option<String>) -> String {
 pub(crate) fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
     runtime.block_on(async {
-        let client = kube_client(args.kubeconfig.as_deref()).await?;
+        let client = kube_client(args.cluster.kubeconfig.as_deref()).await?;
         let settings = ControllerSettings {
-            namespace: namespace(args.namespace.clone()),
-            lb_class: args.lb_class.clone(),
+            namespace: namespace(args.cluster.namespace.clone()),
+            lb_class: args.cluster.lb_class.clone(),
             election: args.election(identity(args.identity.clone())),
         };
         tracing::info!(namespace = %settings.namespace, identity = %settings.election.identity, lb_class = ?settings.lb_class, "controller starting");
@@ -119,6 +109,8 @@ pub(crate) fn controller(args: ControllerArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::cli::args::{parse, Command};
 
@@ -159,9 +151,9 @@ mod tests {
             "2s",
         ])
         .expect("every option");
-        assert_eq!(args.kubeconfig, Some(PathBuf::from("/k")));
-        assert_eq!(args.namespace.as_deref(), Some("lb"));
-        assert_eq!(args.lb_class.as_deref(), Some("example.com/lb"));
+        assert_eq!(args.cluster.kubeconfig, Some(PathBuf::from("/k")));
+        assert_eq!(args.cluster.namespace.as_deref(), Some("lb"));
+        assert_eq!(args.cluster.lb_class.as_deref(), Some("example.com/lb"));
         assert_eq!(args.metrics_addr, ListenAddr::Off);
         assert!(identity(args.identity).starts_with("ctl-0-"));
     }

@@ -1,10 +1,35 @@
 //! What the long-running subcommands share: where they listen, which
 //! namespace they work in, and their Kubernetes client.
 
-use std::{net::SocketAddr, path::Path};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use clap::Args;
 
 use anyhow::Context as _;
 use responder::metrics::http::HttpServer;
+
+/// How a subcommand that only talks to the API server reaches it, and
+/// which of responder's objects it works with.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct ClusterAccess {
+    /// Kubeconfig; default: $KUBECONFIG, ~/.kube/config, or the in-cluster
+    /// service account.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Namespace of responder's objects (its Leases, MetalLB's pools and
+    /// advertisements); default: $POD_NAMESPACE, the service account's
+    /// namespace, else responder-system.
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    pub(crate) namespace: Option<String>,
+    /// Handle only Services with this spec.loadBalancerClass (default: only
+    /// Services without a class); the agents, the controller and `status`
+    /// must be given the same.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) lb_class: Option<String>,
+}
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const DEFAULT_NAMESPACE: &str = "responder-system";

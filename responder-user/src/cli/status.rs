@@ -3,7 +3,6 @@
 //! cluster through a kubeconfig as `kubectl` does, so it runs anywhere, and
 //! judges with the agents' own decision (`responder::cluster::judge`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,21 +23,12 @@ use serde::de::DeserializeOwned;
 
 use super::report::{aligned, print_report};
 use super::runtime;
-use super::shared::{kube_client, namespace};
+use super::shared::{kube_client, namespace, ClusterAccess};
 
 #[derive(Args)]
 pub(crate) struct StatusArgs {
-    /// Kubeconfig; default: $KUBECONFIG, ~/.kube/config, or the in-cluster
-    /// service account.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) kubeconfig: Option<PathBuf>,
-    /// Namespace of the agents' Leases, the pools and advertisements; default:
-    /// $POD_NAMESPACE, the service account's namespace, else responder-system.
-    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
-    pub(crate) namespace: Option<String>,
-    /// The agents' --lb-class.
-    #[arg(long, value_name = "NAME")]
-    pub(crate) lb_class: Option<String>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterAccess,
     /// The agents' --node-selector.
     #[arg(long, value_name = "SELECTOR", default_value = "")]
     pub(crate) node_selector: LabelSelector,
@@ -53,14 +43,14 @@ pub(crate) struct StatusArgs {
 
 pub(crate) fn status(args: StatusArgs) -> anyhow::Result<()> {
     let settings = Settings {
-        lb_class: args.lb_class.clone(),
+        lb_class: args.cluster.lb_class.clone(),
         node_selector: args.node_selector.clone(),
         lease_duration: ClusterSettings::DEFAULT_LEASE_DURATION,
         hold_down: args.hold_down,
     };
     let snapshot = runtime()?.block_on(async {
-        let client = kube_client(args.kubeconfig.as_deref()).await?;
-        read(client, &namespace(args.namespace.clone())).await
+        let client = kube_client(args.cluster.kubeconfig.as_deref()).await?;
+        read(client, &namespace(args.cluster.namespace.clone())).await
     })?;
     let report = judge(&snapshot, &settings, Timestamp::now());
     print_report(&report, args.json, format_report)

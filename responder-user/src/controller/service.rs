@@ -96,47 +96,30 @@ pub(crate) fn allocated_from(service: &Service) -> Option<&str> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use k8s_openapi::api::core::v1::{
-        LoadBalancerIngress, LoadBalancerStatus, ServicePort as K8sPort, ServiceSpec, ServiceStatus,
-    };
-    use kube::core::ObjectMeta;
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, ServicePort as K8sPort};
 
     use super::*;
+    use crate::k8s::fixtures::lb_service;
 
-    /// A LoadBalancer Service in `default` with one TCP port 80.
+    /// A LoadBalancer Service in `default` with one TCP port 80 and no
+    /// status.
     pub(crate) fn lb(name: &str) -> Service {
-        Service {
-            metadata: ObjectMeta {
-                namespace: Some("default".into()),
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            spec: Some(ServiceSpec {
-                type_: Some("LoadBalancer".into()),
-                ports: Some(vec![K8sPort {
-                    port: 80,
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            status: None,
-        }
+        let mut service = lb_service(name, None, "Cluster", &[]);
+        let spec = service.spec.as_mut().expect("spec");
+        spec.external_traffic_policy = None;
+        spec.ports = Some(vec![K8sPort {
+            port: 80,
+            ..Default::default()
+        }]);
+        service.status = None;
+        service
     }
 
+    /// `service` with `ips` in its status, in order.
     pub(crate) fn with_ingress(mut service: Service, ips: &[&str]) -> Service {
-        service.status = Some(ServiceStatus {
-            load_balancer: Some(LoadBalancerStatus {
-                ingress: Some(
-                    ips.iter()
-                        .map(|ip| LoadBalancerIngress {
-                            ip: Some(ip.to_string()),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-            }),
-            ..Default::default()
-        });
+        let ingress: Vec<(Option<&str>, Option<&str>)> =
+            ips.iter().map(|ip| (Some(*ip), None)).collect();
+        service.status = lb_service("", None, "Cluster", &ingress).status;
         service
     }
 

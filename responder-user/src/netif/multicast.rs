@@ -16,7 +16,6 @@ use std::{
 
 use responder_common::VipKey;
 
-
 /// A group on a device: (ifindex, multicast MAC).
 pub(crate) type Group = (u32, [u8; 6]);
 
