@@ -111,6 +111,7 @@ fn main() {
         ],
         // The metrics address is logged at info by the run module.
         rust_log: "warn,responder::cli::run=info".to_owned(),
+        ..ClusterOptions::default()
     };
     let started = Instant::now();
     let (mut cluster, generator) = Cluster::start_with("memb", &[], &options, |cluster| {

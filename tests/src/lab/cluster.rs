@@ -36,6 +36,12 @@ pub struct ClusterOptions {
     pub agent_args: Vec<String>,
     /// The agents' RUST_LOG.
     pub rust_log: String,
+    /// The CRDs of `deploy/crds/` served before the agents start (without
+    /// them the agents start in flags-only mode).
+    pub crds: bool,
+    /// A `responder controller` (identity `ctl`) assigning addresses from the
+    /// pools in [`NAMESPACE`].
+    pub controller: bool,
 }
 
 impl Default for ClusterOptions {
@@ -45,6 +51,8 @@ impl Default for ClusterOptions {
             node_labels: json!({}),
             agent_args: Vec::new(),
             rust_log: "info".to_owned(),
+            crds: false,
+            controller: false,
         }
     }
 }
@@ -88,6 +96,12 @@ impl Cluster {
             .agent_args(&options.agent_args)
             .rust_log(&options.rust_log)
             .wait(WAIT);
+        if options.crds {
+            builder = builder.crds();
+        }
+        if options.controller {
+            builder = builder.controller("ctl");
+        }
         for node in NODES {
             let mut labels = options.node_labels.clone();
             if excluded.contains(&node) {

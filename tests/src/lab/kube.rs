@@ -199,9 +199,7 @@ impl KubeLabBuilder {
             tag,
         };
         if self.crds {
-            lab.kubectl_ok(&["apply", "-k", &deploy_dir("crds")]);
-            lab.kubectl_ok(WAIT_FOR_CRDS);
-            lab.kubectl_ok(&["apply", "-f", &format!("{}/namespace.yaml", deploy_dir(""))]);
+            lab.install_crds();
         }
         let nodes = Api::<Node>::all(lab.client());
         for (node, labels) in &self.nodes {
@@ -298,6 +296,40 @@ impl KubeLab {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `deploy/crds/` and `deploy/namespace.yaml`, applied as an operator
+    /// would; returns once the CRDs are served.
+    pub fn install_crds(&self) {
+        self.kubectl_ok(&["apply", "-k", &deploy_dir("crds")]);
+        self.kubectl_ok(WAIT_FOR_CRDS);
+        self.kubectl_ok(&["apply", "-f", &format!("{}/namespace.yaml", deploy_dir(""))]);
+    }
+
+    /// `responder status --json` against the lab's API server, for the
+    /// agents' namespace, as an operator runs it (its own process, the
+    /// lab's admin kubeconfig); panics unless it succeeds.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = std::process::Command::new(super::responder::responder_bin())
+            .arg("status")
+            .arg("--kubeconfig")
+            .arg(self.server.kubeconfig())
+            .args(["--namespace", self.namespace, "--json"])
+            .env_remove("POD_NAMESPACE")
+            .output()
+            .expect("run responder status");
+        assert!(
+            out.status.success(),
+            "responder status failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "responder status --json printed no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     /// `kubectl apply -f` of `yaml`, as an operator would.
