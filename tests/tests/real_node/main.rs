@@ -18,6 +18,7 @@ use std::{
 use responder_tests::{
     lab::kube::{deploy_dir, WAIT_FOR_CRDS},
     lab::real_cluster::{output_of, Images, RealCluster, CLIENT_IF, CLIENT_V4, NODE_IF},
+    lab::responder::responder_bin,
     prober::{ArpProber, Tally},
 };
 use serde_json::Value;
@@ -175,6 +176,38 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
             && only["status"]["interfaces"][0]["name"] == NODE_IF)
             .then_some(())
     });
+
+    // --- `responder status`, from the control plane with a kubeconfig ---
+    let status = cluster
+        .control_plane()
+        .command(&responder_bin().to_string_lossy())
+        .arg("status")
+        .arg("--kubeconfig")
+        .arg(cluster.state_dir().join("kubeconfig"))
+        .args(["--namespace", NAMESPACE, "--json"])
+        .output()
+        .expect("run responder status");
+    assert!(
+        status.status.success(),
+        "responder status: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let report: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let rows: Vec<&Value> = report["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .filter(|row| row["service"] == "default/web")
+        .collect();
+    assert_eq!(rows.len(), 2, "both addresses of web: {report}");
+    for row in rows {
+        assert_eq!(row["announced"], true, "{row}");
+        assert_eq!(row["node"], owner.as_str(), "the node that answers: {row}");
+        assert_eq!(row["interfaces"], serde_json::json!([NODE_IF]), "{row}");
+    }
+    for node in report["nodes"].as_array().expect("nodes") {
+        assert!(node["excluded"].is_null(), "every node announces: {node}");
+    }
 
     // --- logs and metrics, as an operator reads them -------------------
     let (_, owner_pod, _) = pods
