@@ -373,6 +373,11 @@ impl<M: VipMap, A: Announce> Dataplane<M, A> {
     }
 
     /// How many installed keys are known to be yielded.
+    /// The keys last known to be yielded to another MAC.
+    pub(crate) fn yielded_keys(&self) -> &BTreeSet<VipKey> {
+        &self.yielded
+    }
+
     pub(crate) fn yielded_count(&self) -> usize {
         self.yielded.len()
     }

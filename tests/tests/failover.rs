@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use responder_tests::{
     lab::cluster::{Cluster, NAMESPACE, WAIT},
+    lab::link::format_mac,
     netns::wait_for,
 };
 use serde_json::json;
@@ -221,6 +222,34 @@ fn a_frozen_view_yields_to_another_mac_until_it_recovers() {
         "{owner} did not take web back once its view recovered: {:?}",
         cluster.agent(owner).vips_json()
     );
+
+    // The claim is on the Service as an AddressConflict Event naming the
+    // other MAC (the yield itself fell in the outage, when no Event could
+    // be written; the take-back is the last word), and `responder status`
+    // shows web answered by its owner again, not Yielded.
+    let claimant = format_mac(&FOREIGN_MAC);
+    let took_back = wait_for(WAIT, || {
+        cluster
+            .events(&["AddressConflict"])
+            .into_iter()
+            .map(|(_, note, _)| note)
+            .find(|note| note.starts_with(&claimant) && note.ends_with("it took back"))
+    });
+    assert!(
+        took_back.is_some(),
+        "no AddressConflict Event naming {claimant}: {:?}",
+        cluster.events(&["AddressConflict"])
+    );
+    let status = cluster.status_json();
+    let web = status["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .find(|row| row["address"] == WEB_V4)
+        .cloned()
+        .expect("web in status");
+    assert_eq!(web["announced"], true, "{web}");
+    assert_eq!(web["node"], owner, "{web}");
 }
 
 #[test]

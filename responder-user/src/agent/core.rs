@@ -245,9 +245,17 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         self.desired.set(update);
         self.reconcile();
         let announced = self.dataplane.just_announced().clone();
+        let taken_back: Vec<VipKey> = self
+            .dataplane
+            .yielded_keys()
+            .iter()
+            .filter(|key| gained.contains(&key_addr(key)) && !announced.contains(key))
+            .copied()
+            .collect();
         let reasserted = self
             .dataplane
             .reassert(|key| gained.contains(&key_addr(key)), &announced);
+        self.tell_taken_back(&taken_back);
         self.metrics.set_yielded(self.dataplane.yielded_count());
         if first {
             // Adopted VIPs this node no longer owns go now, not later.

@@ -424,6 +424,19 @@ pub fn claim_of(event: &k8s_openapi::api::core::v1::Event) -> Option<Claim> {
         (Some("claims"), Some(ip)) => ip.parse().ok()?,
         _ => return None,
     };
+    let at = [
+        event.event_time.as_ref().map(|t| t.0),
+        event.last_timestamp.as_ref().map(|t| t.0),
+        event
+            .series
+            .as_ref()
+            .and_then(|s| s.last_observed_time.as_ref())
+            .map(|t| t.0),
+        event.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    ]
+    .into_iter()
+    .flatten()
+    .max()?;
     Some(Claim {
         service: ServiceRef::new(
             object.namespace.as_deref().unwrap_or_default(),
@@ -432,6 +445,7 @@ pub fn claim_of(event: &k8s_openapi::api::core::v1::Event) -> Option<Claim> {
         address,
         mac,
         yielded: note.ends_with("; it yielded"),
+        at,
     })
 }
 

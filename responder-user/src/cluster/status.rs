@@ -49,8 +49,11 @@ pub struct Claim {
     pub service: ServiceRef,
     pub address: IpAddr,
     pub mac: String,
-    /// The owner yielded the address to it.
+    /// The owner yielded the address to it (rather than defended it or
+    /// took it back).
     pub yielded: bool,
+    /// When the agent told it.
+    pub at: Timestamp,
 }
 
 /// How the agents are configured, as far as the decision goes.
@@ -280,11 +283,14 @@ fn statuses_of(
                 status.detail = "not announced, and ownership gave no reason".to_owned();
             }
         }
-        if let Some(claim) = snapshot
+        // The latest claim on the address says where it stands: a yield
+        // is followed by a "took back" once the owner's view recovers.
+        let latest = snapshot
             .claims
             .iter()
-            .find(|c| c.address == *ip && c.service == *key && c.yielded)
-        {
+            .filter(|c| c.address == *ip && c.service == *key)
+            .max_by_key(|c| c.at);
+        if let Some(claim) = latest.filter(|c| c.yielded) {
             status.announced = false;
             status.reason = Some(Reason::Yielded);
             status.object = None;

@@ -95,6 +95,22 @@ impl<L: Attachments, M: VipMap, A: Announce> AgentCore<L, M, A> {
         }
     }
 
+    /// VIPs this node had yielded and takes back now that its view is
+    /// complete again: each is told as an answer to its last claim, so the
+    /// claims' history (the AddressConflict Events `responder status`
+    /// reads) ends with the node answering again, not with the yield.
+    pub(super) fn tell_taken_back(&self, keys: &[VipKey]) {
+        let names = self.interface_names();
+        for key in keys {
+            if let Some(last) = self.claimants.last_for_key(key) {
+                let report =
+                    ClaimReport::new(*key, last.mac, &names, Defence::TookBack, Instant::now());
+                report.log(None);
+                self.claimants.record(report);
+            }
+        }
+    }
+
     fn interface_names(&self) -> InterfaceNames {
         self.dataplane
             .interfaces()

@@ -427,6 +427,9 @@ fn a_claim_on_an_owned_vip_gets_an_event_that_status_reads_back() {
         reason: Some("AddressConflict".into()),
         message: Some(note.clone()),
         involved_object: service.object_ref(),
+        event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::from_second(1_000).expect("timestamp"),
+        )),
         ..Default::default()
     };
     let claim = crate::cluster::claim_of(&event).expect("status reads it back");

@@ -270,16 +270,22 @@ fn no_live_node_serving_the_family() {
 fn a_yielded_address_names_the_claimant() {
     let mut snapshot = two_nodes();
     snapshot.services = vec![service("web", &["192.0.2.10"])];
-    snapshot.claims = vec![Claim {
+    let claim = |yielded, second| Claim {
         service: ServiceRef::new("default", "web"),
         address: "192.0.2.10".parse().expect("ip"),
         mac: "02:00:00:00:00:99".to_owned(),
-        yielded: true,
-    }];
+        yielded,
+        at: Timestamp::from_second(second).expect("timestamp"),
+    };
+    snapshot.claims = vec![claim(false, NOW - 30), claim(true, NOW - 20)];
     let (reason, row) = reason_of(&snapshot, "web");
     assert_eq!(reason, Some(Reason::Yielded));
     assert!(!row.announced);
     assert!(row.detail.contains("02:00:00:00:00:99"), "{row:?}");
+    snapshot.claims.push(claim(false, NOW - 10));
+    let (reason, row) = reason_of(&snapshot, "web");
+    assert_eq!(reason, None, "taken back since: {row:?}");
+    assert!(row.announced);
 }
 
 #[test]

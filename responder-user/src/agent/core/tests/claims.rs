@@ -62,6 +62,19 @@ fn a_reported_claim_with_a_frozen_view_is_yielded_and_says_so() {
         core.claimants().last_for_key(&key).map(|r| r.defence),
         Some(Defence::StillYielded)
     );
+
+    // The view recovers: the VIP is taken back, and told as such, so the
+    // last word on the claim is no longer the yield.
+    let mut told = core.claimants().subscribe();
+    core.on_ownership(ownership(View::Fresh { epoch: 2 }, &["192.0.2.10"]));
+    assert_eq!(
+        core.dataplane.map().entries[&key].flags,
+        0,
+        "answered again"
+    );
+    let report = told.try_recv().expect("the take-back is told");
+    assert_eq!((report.key, report.defence), (key, Defence::TookBack));
+    assert_eq!(report.mac, last.mac, "naming the last claimant");
 }
 
 #[test]
