@@ -37,11 +37,18 @@ impl Harness {
     /// With MetalLB's kinds served, the pools and advertisements of
     /// `metallb` listed.
     fn build(node: &str, announced: &[&str], metallb: Option<MetallbStores>) -> Self {
-        let with_metallb = metallb.is_some();
+        let served = metallb.is_some();
         let metallb = metallb.unwrap_or_else(|| MetallbStores {
             pools: reflector::store().0,
             advertisements: reflector::store().0,
         });
+        Self::build_served(node, announced, metallb, served)
+    }
+
+    /// With `metallb`'s stores, listed only when MetalLB's kinds are
+    /// `served` at the start.
+    fn build_served(node: &str, announced: &[&str], metallb: MetallbStores, served: bool) -> Self {
+        let with_metallb = served;
         let services = ServiceCache::default();
         let (nodes, mut nodes_writer) = reflector::store();
         services.apply(&watcher::Event::Apply(lb_service(
@@ -457,63 +464,16 @@ fn metallb_kinds_served_after_the_start_are_followed_without_a_restart() {
 
     let (pools, mut pools_writer) = reflector::store();
     let (advertisements, mut advertisements_writer) = reflector::store::<L2Advertisement>();
-    let mut settings = ClusterSettings::new(winner(), "responder");
-    settings.hold_down = Duration::ZERO;
-    let services = ServiceCache::default();
-    services.apply(&watcher::Event::Apply(lb_service(
-        "web",
-        None,
-        "Cluster",
-        &[(Some("192.0.2.1"), None)],
-    )));
-    let (events, _event_queue) = mpsc::unbounded_channel();
-    let (owned_tx, owned) = watch::channel(Ownership::default());
-    let (nodes, mut nodes_writer) = reflector::store();
-    nodes_writer.apply_watcher_event(&watcher::Event::Apply(Node {
-        metadata: ObjectMeta {
-            name: Some(winner().into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    }));
-    let mut assigner = Assigner::new(
-        settings,
-        LabelSelector::default(),
-        Stores {
-            services,
-            nodes,
-            slices: None,
-            metallb: MetallbStores {
-                pools,
-                advertisements,
-            },
-            metallb_served: false,
-        },
-        watch::channel(Attached::default()).1,
-        Outputs {
-            announced_before: BTreeSet::new(),
-            events,
-            owned: owned_tx,
-            members: watch::channel(0).0,
-            epochs: Arc::default(),
-            metrics: Metrics::new(),
-        },
-    );
-    let start = Instant::now();
-    for update in [
-        Update::Services(Ok(Change::Listed)),
-        Update::Nodes(Ok(Change::Listed)),
-        Update::Leases(Ok(Box::new(lease_event(winner(), 1)))),
-        Update::Leases(Ok(Box::new(watcher::Event::InitDone))),
-    ] {
-        assigner.apply(update, start);
-    }
-    assigner.evaluate(start);
+    let stores = MetallbStores {
+        pools,
+        advertisements,
+    };
+    let mut h = Harness::build_served(winner(), &[], stores, false);
     assert!(
-        assigner.broken_view(start).is_none(),
+        h.assigner.broken_view(h.start).is_none(),
         "not waiting for kinds that are not served"
     );
-    assert!(!owned.borrow().vips.is_empty(), "flags only: announced");
+    assert!(h.owns_web(), "flags only: announced");
 
     // The CRDs arrive, then an advertisement of another pool.
     pools_writer.apply_watcher_event(&watcher::Event::Apply(pool(
@@ -525,13 +485,14 @@ fn metallb_kinds_served_after_the_start_are_followed_without_a_restart() {
         "other",
         serde_json::json!({"ipAddressPools": ["other"]}),
     )));
-    let at = start + Duration::from_millis(100);
-    assigner.apply(Update::MetallbServed, at);
-    assigner.apply(Update::Pools(Ok(Change::Listed)), at);
-    assigner.apply(Update::Advertisements(Ok(Change::Listed)), at);
-    assigner.evaluate(at);
+    let at = h.start + Duration::from_millis(100);
+    h.assigner.apply(Update::MetallbServed, at);
+    h.assigner.apply(Update::Pools(Ok(Change::Listed)), at);
+    h.assigner
+        .apply(Update::Advertisements(Ok(Change::Listed)), at);
+    h.assigner.evaluate(at);
     assert!(
-        owned.borrow().vips.is_empty(),
+        !h.owns_web(),
         "the advertisement now decides: web's pool is not advertised"
     );
 }
