@@ -129,27 +129,12 @@ pub(super) async fn follow(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use kube::api::ObjectMeta;
 
     use super::*;
     use crate::cluster::{Families, Reach};
 
     fn node(labels: &[(&str, &str)]) -> Node {
-        Node {
-            metadata: ObjectMeta {
-                name: Some("n1".into()),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect::<BTreeMap<_, _>>(),
-                ),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        crate::k8s::fixtures::node("n1", labels)
     }
 
     fn serving(ipv4: bool) -> Attached {

@@ -95,34 +95,22 @@ pub(crate) fn node_addresses<'a>(
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
-    use kube::api::ObjectMeta;
 
     use super::*;
 
     fn node(labels: &[(&str, &str)], network_unavailable: Option<&str>) -> Node {
-        Node {
-            metadata: ObjectMeta {
-                name: Some("n1".into()),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                ..Default::default()
-            },
-            status: Some(NodeStatus {
-                conditions: network_unavailable.map(|status| {
-                    vec![NodeCondition {
-                        type_: "NetworkUnavailable".into(),
-                        status: status.into(),
-                        ..Default::default()
-                    }]
-                }),
-                ..Default::default()
+        let mut node = crate::k8s::fixtures::node("n1", labels);
+        node.status = Some(NodeStatus {
+            conditions: network_unavailable.map(|status| {
+                vec![NodeCondition {
+                    type_: "NetworkUnavailable".into(),
+                    status: status.into(),
+                    ..Default::default()
+                }]
             }),
             ..Default::default()
-        }
+        });
+        node
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus,
+    LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServiceSpec, ServiceStatus,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use kube::api::ObjectMeta;
@@ -17,6 +17,18 @@ pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect()
+}
+
+/// A Node named `name` with `labels` and nothing else.
+pub(crate) fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(self::labels(labels)),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 pub(crate) fn svc(namespace: &str, name: &str) -> ServiceRef {

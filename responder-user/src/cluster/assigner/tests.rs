@@ -301,19 +301,7 @@ fn a_reserved_anycast_address_in_a_status_is_refused_with_one_event() {
 fn only_what_a_change_can_affect_is_recomputed() {
     let mut h = Harness::new(winner());
     let at = h.start + Duration::from_millis(100);
-    let node = |labels: &[(&str, &str)]| Node {
-        metadata: ObjectMeta {
-            name: Some(loser().into()),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let node = |labels: &[(&str, &str)]| crate::k8s::fixtures::node(loser(), labels);
     let node_update = |node: &Node| {
         Update::Nodes(Ok(Change::One((
             loser().to_owned(),
