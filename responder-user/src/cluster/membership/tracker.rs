@@ -28,6 +28,9 @@ struct Observation {
     session: Option<MicroTime>,
     /// From when the member may own Services again after (re)joining.
     settled_at: Instant,
+    /// After an outage of this agent's view, until the member's next
+    /// renewal is seen: one more Lease duration (see `restart_clocks`).
+    recovering: bool,
 }
 
 /// A live member as ownership sees it.
@@ -126,6 +129,7 @@ impl LeaseTracker {
                     restart_grace: None,
                     session: session.clone(),
                     settled_at,
+                    recovering: false,
                 })
             }
         };
@@ -141,6 +145,7 @@ impl LeaseTracker {
             seen.holder = holder;
             seen.renew_time = renew_time;
             seen.observed_at = now;
+            seen.recovering = false;
         }
         seen.reach = reach_of(lease);
         seen.declared_duration = declared_duration_of(lease);
@@ -156,11 +161,16 @@ impl LeaseTracker {
         self.leases.retain(|name, _| names.contains(name));
     }
 
-    /// Time spent without a working view must not count against anyone: every
-    /// member gets a full lease duration to show a renewal again.
+    /// Time spent without a working view must not count against anyone:
+    /// every member gets two Lease durations to show a renewal again. A
+    /// holder retries a failed renewal at most once per Lease duration
+    /// (`holder`), so after an outage its first renewal may come a whole
+    /// duration after the API server is back, and the usual one duration
+    /// would expire a live member whose retry fell late.
     pub(crate) fn restart_clocks(&mut self, now: Instant) {
         for seen in self.leases.values_mut() {
             seen.observed_at = now;
+            seen.recovering = true;
         }
     }
 
@@ -170,7 +180,7 @@ impl LeaseTracker {
     }
 
     fn expiry(&self, seen: &Observation) -> Instant {
-        let alive_for = self.duration(seen);
+        let alive_for = self.duration(seen) * if seen.recovering { 2 } else { 1 };
         let alive_for = seen
             .restart_grace
             .map_or(alive_for, |grace| grace.max(alive_for));
@@ -329,6 +339,15 @@ mod tests {
         tracker.restart_clocks(after_outage);
         assert_eq!(tracker.live(after_outage), members(&["a"]));
         assert_eq!(tracker.last_change(&lease_name("a")), Some(after_outage));
+        // A holder retries once per Lease duration: its first renewal after
+        // the outage may come a whole duration late.
+        let late = after_outage + SECOND * 3 / 2;
+        assert_eq!(tracker.live(late), members(&["a"]), "two durations after an outage");
+        assert!(tracker.live(after_outage + SECOND * 2).is_empty());
+        // Once a renewal is seen, one duration as usual.
+        tracker.observe(&lease("a", 40), late, false);
+        assert_eq!(tracker.live(late + SECOND * 9 / 10), members(&["a"]));
+        assert!(tracker.live(late + SECOND * 11 / 10).is_empty());
     }
 
     #[test]
