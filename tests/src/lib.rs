@@ -6,6 +6,7 @@ pub mod netns;
 pub mod oracle;
 pub mod packet_socket;
 pub mod prober;
+pub mod stream_prober;
 pub mod testrun;
 pub mod userspace_responder;
 pub mod vlan_offload;

@@ -124,6 +124,47 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// The agent's `/metrics` text (its port from the "serving /metrics"
+    /// log line; the lab binds port 0).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|line| line.contains("serving /metrics"))
+            .unwrap_or_else(|| panic!("{} logged no metrics address", self.node));
+        let after = &line[line.find("127.0.0.1:").expect("metrics on 127.0.0.1") + 10..];
+        let port: u16 = after
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .expect("metrics port");
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to agent metrics");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .expect("send metrics request");
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .expect("read agent metrics");
+        text
+    }
+
+    /// The value of one series (`name{labels}` exactly as exported, or a
+    /// bare name) in the agent's metrics; 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

@@ -1,6 +1,7 @@
 //! A real kube-apiserver (v1.20) + etcd of a test's own on 127.0.0.1, built
 //! once and cached by `tests/k8s/apiserver.sh`, stopped on drop.
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
@@ -111,6 +112,40 @@ impl ApiServer {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("etcd-delete printed {count:?}, not a count"))
+    }
+
+    /// `apiserver_request_total` from the server's `/metrics`, summed over
+    /// response codes, by (verb, resource, subresource). The counters start
+    /// at zero whenever kube-apiserver (re)starts.
+    pub fn request_counts(&self) -> BTreeMap<(String, String, String), u64> {
+        let out = self.kubectl(&["get", "--raw", "/metrics"]);
+        assert!(
+            out.status.success(),
+            "kubectl get --raw /metrics: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut counts = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let value: f64 = value.trim().parse().unwrap_or(0.0);
+            *counts
+                .entry((label("verb"), label("resource"), label("subresource")))
+                .or_default() += value as u64;
+        }
+        counts
     }
 
     pub async fn client(&self) -> Client {

@@ -12,6 +12,7 @@ use super::link::{attach_pass_through, root_mac, set_root_link, sysctl, PassThro
 use crate::{
     netns::{quiet_ipv6, run_ok, veth, NetNs},
     prober::ArpProber,
+    stream_prober::StreamProber,
 };
 
 pub const BRIDGE: &str = "br0";
@@ -166,5 +167,11 @@ impl Segment {
     /// An ARP prober on the client's bridge, for failover measurements.
     pub fn arp_prober(&self) -> ArpProber {
         ArpProber::on(&self.ns, BRIDGE, self.client_v4())
+    }
+
+    /// A prober asking for every one of `targets` from the client, each
+    /// request accounted for (see [`StreamProber`]).
+    pub fn stream_prober(&self, targets: &[std::net::IpAddr]) -> StreamProber {
+        StreamProber::on(&self.ns, BRIDGE, targets)
     }
 }
