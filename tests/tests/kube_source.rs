@@ -54,6 +54,7 @@ fn start_agent(client: &Client, node: &'static str) -> Agent {
             settings,
             interfaces,
             Default::default(),
+            Default::default(),
             owned_tx,
             Metrics::new(),
         )
