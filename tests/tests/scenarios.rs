@@ -327,19 +327,31 @@ fn services_sharing_an_address_are_answered_from_one_node_through_a_failover() {
     const SHARED: &str = "198.51.100.30";
     let _serial = one_cluster_at_a_time();
     let mut cluster = Cluster::start("share");
-    shared_service(&cluster, "shared-a", 80, SHARED);
-    shared_service(&cluster, "shared-b", 443, SHARED);
+    shared_service(&cluster, "shared-1", 80, SHARED);
+    shared_service(&cluster, "shared-2", 443, SHARED);
+    // Rendezvous per Service would put them on different nodes: one answers
+    // for both only because the address is settled on the first.
+    assert_ne!(
+        computed_owner(&NODES, "shared-1"),
+        computed_owner(&NODES, "shared-2"),
+        "the test needs Services whose own owners differ"
+    );
     let owner = cluster.sole_owner(&[SHARED], "one node to hold the shared address");
     assert_eq!(
         owner,
-        computed_owner(&NODES, "shared-a"),
-        "the first Service by name holds the address (shared-b's own owner would be {})",
-        computed_owner(&NODES, "shared-b")
+        computed_owner(&NODES, "shared-1"),
+        "the first Service by name holds the address (shared-2's own owner would be {})",
+        computed_owner(&NODES, "shared-2")
     );
     let owner_mac = cluster.agent(owner).mac().to_owned();
     assert_eq!(cluster.arp_answerers(SHARED, 3), only(&owner_mac));
     let others: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
-    let successor = computed_owner(&others, "shared-a");
+    let successor = computed_owner(&others, "shared-1");
+    assert_ne!(
+        successor,
+        computed_owner(&others, "shared-2"),
+        "the test needs Services whose own owners differ after the failover too"
+    );
     let successor_mac = cluster.agent(successor).mac().to_owned();
 
     let prober = cluster.arp_prober();
@@ -352,7 +364,7 @@ fn services_sharing_an_address_are_answered_from_one_node_through_a_failover() {
         let killed_after = started.elapsed();
         cluster.fail_node(owner);
         let new = cluster.new_owner(&[SHARED], owner, "the shared address to fail over");
-        assert_eq!(new, successor, "the next node by rendezvous of shared-a");
+        assert_eq!(new, successor, "the next node by rendezvous of shared-1");
         // Past the successor's whole announcement burst (3 × 1.1 s).
         thread::sleep(Duration::from_secs(4));
         stop.store(true, Ordering::Relaxed);
@@ -624,9 +636,10 @@ fn churn(
 /// PureLB's failover stress: rounds of SIGKILL of the owner of a probed
 /// address (its agent killed and its link down, a node dying whole: see the
 /// shared-address test for an agent killed alone), then its restart, while
-/// Services are created and deleted all along. At every probe instant at most one MAC answers each address; at the
-/// end every Service is answered by its computed owner alone and no deleted
-/// Service's address is answered.
+/// Services are created and deleted all along. At every probe instant at
+/// most one MAC answers each address; at the end every Service is answered
+/// by its computed owner alone and no deleted Service's address is
+/// answered.
 #[test]
 fn repeated_sigkill_failovers_under_service_churn_strand_nothing() {
     const ROUNDS: usize = 8;
