@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::nodes::node_eligible;
+use super::nodes::exclusion;
 use super::Attached;
 use crate::k8s::LabelSelector;
 use crate::k8s::WatchBackoff;
@@ -32,12 +32,10 @@ pub(super) fn judge(
     let Some(node) = node else {
         return Eligibility::Ineligible("its Node object does not exist".into());
     };
-    if !node_eligible(node, selector) {
-        return Eligibility::Ineligible(
-            "its Node is excluded from load balancers, has no network, or does not match \
-             --node-selector"
-                .into(),
-        );
+    // The particular reason, so the log names the label, condition, taint or
+    // selector to look at.
+    if let Some(why) = exclusion(node, selector) {
+        return Eligibility::Ineligible(format!("its Node is excluded: {why}"));
     }
     let families = attached.reach.families;
     if !families.ipv4 && !families.ipv6 {
@@ -185,6 +183,34 @@ mod tests {
         assert!(own.known().flatten().is_some());
         own.apply(watcher::Event::Delete(node(&[])));
         assert_eq!(own.known(), Some(None));
+    }
+
+    #[test]
+    fn an_excluded_node_is_told_why() {
+        use k8s_openapi::api::core::v1::{NodeSpec, Taint};
+        let any = LabelSelector::default();
+        let mut tainted = node(&[]);
+        tainted.spec = Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: crate::cluster::nodes::OUT_OF_SERVICE_TAINT.into(),
+                value: Some("nodeshutdown".into()),
+                effect: "NoExecute".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let labelled = node(&[(crate::cluster::nodes::EXCLUDE_LB_LABEL, "")]);
+        for (node, named) in [
+            (&tainted, crate::cluster::nodes::OUT_OF_SERVICE_TAINT),
+            (&labelled, crate::cluster::nodes::EXCLUDE_LB_LABEL),
+        ] {
+            match judge(Some(node), &any, &serving(true)) {
+                Eligibility::Ineligible(reason) => {
+                    assert!(reason.contains(named), "{reason:?} does not name {named}")
+                }
+                Eligibility::Eligible => panic!("{named}: eligible"),
+            }
+        }
     }
 
     #[test]

@@ -42,7 +42,15 @@ fn lease(node: &str) -> Value {
             "resourceVersion": "1",
             "labels": { LEASE_LABEL_KEY: LEASE_LABEL_VALUE },
         },
-        "spec": { "holderIdentity": node, "renewTime": "2024-01-01T00:00:00.000000Z" },
+        // Renewed just now and lasting an hour, by this machine's clock: the
+        // agent's own Lease continues its session, as if its agent had just
+        // been updated (a lapsed one makes no member until a renewal is
+        // watched, which this server never delivers).
+        "spec": {
+            "holderIdentity": node,
+            "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now()),
+            "leaseDurationSeconds": 3600,
+        },
     })
 }
 

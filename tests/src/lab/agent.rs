@@ -187,6 +187,11 @@ impl Agent {
         self.set_links("down");
     }
 
+    /// Sends `signal` to the running agent, without waiting for anything.
+    pub(super) fn signal(&self, signal: nix::sys::signal::Signal) {
+        self.child.as_ref().expect("agent running").signal(signal);
+    }
+
     /// Sends `signal` and reaps the agent; its exit code.
     pub(super) fn signal_and_wait(
         &mut self,

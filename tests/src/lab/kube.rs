@@ -31,6 +31,11 @@ use crate::netns::{wait_for, TempPath};
 
 pub const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
+/// The taint of Kubernetes' non-graceful node shutdown, put on a Node known
+/// to be down (with effect NoExecute and, by convention, value
+/// `nodeshutdown`).
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+
 /// Longer than a Lease (1 s): an owner that survives it is not a transient.
 pub const SETTLED: Duration = Duration::from_millis(1500);
 
@@ -394,6 +399,17 @@ impl KubeLab {
             .is_some()
     }
 
+    /// Whether `node`'s membership Lease exists and is held by it (a node
+    /// that leaves releases it: `holderIdentity` cleared).
+    pub fn holds_lease(&self, node: &str) -> bool {
+        let leases = Api::<Lease>::namespaced(self.client(), self.namespace);
+        self.block(leases.get_opt(&format!("responder-{node}")))
+            .ok()
+            .flatten()
+            .and_then(|lease| lease.spec?.holder_identity)
+            .is_some_and(|holder| holder == node)
+    }
+
     /// Waits until agent `i` has attached XDP.
     fn wait_attached(&self, i: usize) {
         let agent = &self.agents[i];
@@ -436,6 +452,46 @@ impl KubeLab {
         let nodes = Api::<Node>::all(self.client());
         self.block(nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)))
             .unwrap_or_else(|e| panic!("label Node {what}: {e}"));
+    }
+
+    /// Sets the Node's condition `kind` (e.g. `NetworkUnavailable`) to
+    /// `status` (`"True"`, `"False"`), as a CNI plugin or the route
+    /// controller would, through the status subresource; other conditions
+    /// are kept (strategic merge by type).
+    pub fn set_node_condition(&self, node: &str, kind: &str, status: &str) {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let patch = json!({ "status": { "conditions": [{
+            "type": kind,
+            "status": status,
+            "reason": "ResponderTest",
+            "message": format!("set by the test to {status}"),
+            "lastTransitionTime": now,
+            "lastHeartbeatTime": now,
+        }] } });
+        let nodes = Api::<Node>::all(self.client());
+        self.block(nodes.patch_status(node, &PatchParams::default(), &Patch::Strategic(&patch)))
+            .unwrap_or_else(|e| panic!("set condition {kind}={status} on Node {node}: {e}"));
+    }
+
+    /// Puts the out-of-service taint on the Node (effect NoExecute, value
+    /// `nodeshutdown`), as an operator does for a node known to be shut
+    /// down; replaces the Node's taints (the lab's Nodes have no others).
+    pub fn taint_out_of_service(&self, node: &str) {
+        let taint =
+            json!({ "key": OUT_OF_SERVICE_TAINT, "value": "nodeshutdown", "effect": "NoExecute" });
+        self.set_taints(node, json!([taint]));
+    }
+
+    /// Removes every taint of the Node.
+    pub fn untaint(&self, node: &str) {
+        self.set_taints(node, json!(null));
+    }
+
+    fn set_taints(&self, node: &str, taints: serde_json::Value) {
+        let patch = json!({ "spec": { "taints": taints } });
+        let nodes = Api::<Node>::all(self.client());
+        self.block(nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)))
+            .unwrap_or_else(|e| panic!("set the taints of Node {node}: {e}"));
     }
 
     /// Writes `addresses` into the Node's `status.addresses` as InternalIPs,
@@ -571,6 +627,18 @@ impl KubeLab {
     pub fn kill_agent(&mut self, node: &str) {
         let i = self.index(node);
         self.agents[i].signal_and_wait(nix::sys::signal::Signal::SIGKILL, self.wait);
+    }
+
+    /// SIGSTOPs the node's agent, as a hung process or a frozen VM: it stops
+    /// renewing its Lease and its heartbeat, while its pinned program keeps
+    /// answering; `thaw_agent` resumes it.
+    pub fn freeze_agent(&self, node: &str) {
+        self.agent(node).signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT: the frozen agent carries on from where it stopped.
+    pub fn thaw_agent(&self, node: &str) {
+        self.agent(node).signal(nix::sys::signal::Signal::SIGCONT);
     }
 
     /// Starts the node's agent again, adopting whatever its predecessor left

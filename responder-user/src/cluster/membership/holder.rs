@@ -171,22 +171,31 @@ async fn current_session(api: &Api<Lease>, name: &str, node: &str) -> Session {
         Ok(None) => return Session::First,
         Err(_) => return Session::New,
     };
-    let Some(spec) = lease.spec.as_ref() else {
-        return Session::New;
-    };
-    let lasts = advert::declared_duration_of(&lease)
-        .unwrap_or(Duration::from_secs(
-            spec.lease_duration_seconds.unwrap_or(0).max(0) as u64,
-        ))
-        .max(advert::restart_grace_of(&lease).unwrap_or_default());
-    let live = spec.renew_time.as_ref().is_some_and(|renewed| {
-        let age = Timestamp::now().duration_since(renewed.0);
-        Duration::try_from(age).is_ok_and(|age| age < lasts)
-    });
-    match spec.holder_identity.as_deref() == Some(node) && live {
+    match session_continues(&lease, node, Timestamp::now()) {
         true => Session::Continued,
         false => Session::New,
     }
+}
+
+/// Whether `node`'s agent may carry on the session of its own Lease at
+/// `now` (the Lease still held by it and renewed within its duration or
+/// restart grace), or must start a new one: a rejoin the others hold down.
+/// Its renewTime was written with this machine's clock, so judging it by
+/// that clock involves no skew.
+pub(crate) fn session_continues(lease: &Lease, node: &str, now: Timestamp) -> bool {
+    let Some(spec) = lease.spec.as_ref() else {
+        return false;
+    };
+    let lasts = advert::declared_duration_of(lease)
+        .unwrap_or(Duration::from_secs(
+            spec.lease_duration_seconds.unwrap_or(0).max(0) as u64,
+        ))
+        .max(advert::restart_grace_of(lease).unwrap_or_default());
+    let live = spec.renew_time.as_ref().is_some_and(|renewed| {
+        let age = now.duration_since(renewed.0);
+        Duration::try_from(age).is_ok_and(|age| age < lasts)
+    });
+    spec.holder_identity.as_deref() == Some(node) && live
 }
 
 /// The Node's owner reference; `None` (retried at the next renewal) while

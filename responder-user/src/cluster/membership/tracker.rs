@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::advert::{declared_duration_of, reach_of, restart_grace_of};
+use super::holder::session_continues;
 use super::lease_name;
 use crate::cluster::Reach;
 
@@ -69,10 +71,12 @@ impl LeaseTracker {
     }
 
     /// This node's holder rejoined (its Lease had lapsed) at `started`.
+    /// Held down at least from then; never less than when this agent saw
+    /// the new session, as the other agents count from when they see it.
     pub(crate) fn own_session_started(&mut self, started: Instant) {
         self.own_session_started = Some(started);
         if let Some(seen) = self.leases.get_mut(&self.own_lease) {
-            seen.settled_at = started + self.hold_down;
+            seen.settled_at = seen.settled_at.max(started + self.hold_down);
         }
     }
 
@@ -101,9 +105,21 @@ impl LeaseTracker {
         let renew_time = spec.and_then(|s| s.renew_time.clone());
         let session = spec.and_then(|s| s.acquire_time.clone());
         let own = name == self.own_lease;
+        // This node's own Lease as its previous agent left it, lapsed: to the
+        // others this node is no member until its holder rejoins, which they
+        // hold down. Counted live (and settled) meanwhile, it would take
+        // Services from their owners until its first renewal, both
+        // answering. Its renewTime is this machine's clock: no skew.
+        if own
+            && listed
+            && !holder.is_empty()
+            && !self.leases.contains_key(&name)
+            && !session_continues(lease, &holder, Timestamp::now())
+        {
+            return;
+        }
         let hold_down_from = |now: Instant| now + self.hold_down;
-        // This node's own rejoin counts from when its holder began it: the
-        // Lease may be listed only after the first renewal.
+        let held_for_what_is_left = |age: Duration| now + self.hold_down.saturating_sub(age);
         let own_rejoin = own.then_some(self.own_session_started).flatten();
         let seen = match self.leases.entry(name) {
             Entry::Occupied(entry) => entry.into_mut(),
@@ -113,12 +129,13 @@ impl LeaseTracker {
                 // other agents saw happen and hold down: the Lease itself
                 // says how long ago, so this agent holds it down for what is
                 // left, as they do (a restarted agent that did not would
-                // move Services they keep).
-                let settled_at = match own_rejoin {
-                    Some(started) => started + self.hold_down,
-                    None if listed => rejoined_for(lease)
-                        .map_or(now, |age| now + self.hold_down.saturating_sub(age)),
-                    None => now,
+                // move Services they keep). This node's own Lease is first
+                // seen in the session its holder keeps or has just begun:
+                // likewise.
+                let settled_at = match rejoined_for(lease) {
+                    Some(age) if listed || own => held_for_what_is_left(age),
+                    _ if own_rejoin.is_some() => hold_down_from(now),
+                    _ => now,
                 };
                 entry.insert(Observation {
                     holder: holder.clone(),
@@ -134,14 +151,30 @@ impl LeaseTracker {
             }
         };
         // A new session (or a holder taking a released Lease back) is the
-        // node rejoining: held down.
+        // node rejoining: held down from when it is seen, by this node for
+        // its own Lease too. Counted from when its holder began the rejoin,
+        // this node would settle before the others, who see it later (the
+        // renewal's write and its delivery, hundreds of milliseconds on a
+        // busy control plane), and take its Services back while their
+        // owners still answer.
         let rejoined = seen.session != session || (seen.holder.is_empty() && !holder.is_empty());
+        let renewed = seen.renew_time != renew_time;
         if rejoined && !listed {
-            seen.settled_at =
-                own_rejoin.map_or_else(|| hold_down_from(now), |t| t + self.hold_down);
+            seen.settled_at = own_rejoin.map_or(hold_down_from(now), |t| {
+                hold_down_from(now).max(t + self.hold_down)
+            });
+        } else if renewed && !listed && seen.settled_at > now {
+            // Each renewal seen as it happens says how long the session has
+            // lasted (both times the holder's clock): a hold-down estimated
+            // from a list, where the renewal shown may be a renew interval
+            // old, ends when the others' ends rather than that much later
+            // (with the Services it must hand over still answered here).
+            if let Some(age) = rejoined_for(lease) {
+                seen.settled_at = seen.settled_at.min(held_for_what_is_left(age));
+            }
         }
         seen.session = session;
-        if seen.holder != holder || seen.renew_time != renew_time {
+        if seen.holder != holder || renewed {
             seen.holder = holder;
             seen.renew_time = renew_time;
             seen.observed_at = now;
@@ -496,11 +529,86 @@ mod tests {
         tracker.own_session_started(start);
         // First seen in a list, after the holder's first renewal: still held
         // down, as the other agents, who saw the new session, hold it down.
-        tracker.observe(&in_session("self", 1, 1), start + SECOND / 2, true);
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let rejoined = created(in_session("self", now, now), now - 3_600);
+        tracker.observe(
+            &with_duration_ms(rejoined, "1000"),
+            start + SECOND / 2,
+            true,
+        );
         assert!(!tracker.live(start + SECOND / 2)["self"].settled);
         assert_eq!(
             tracker.next_change(start + Duration::from_millis(900)),
             Some(start + SECOND / 2 + SECOND)
         );
+    }
+
+    /// This node's own Lease as its previous agent left it, renewed
+    /// `seconds_ago` by this machine's clock (to the second), lasting 5 s,
+    /// in a session begun an hour before that.
+    fn own_left(seconds_ago: i64) -> Lease {
+        let renewed = k8s_openapi::jiff::Timestamp::now().as_second() - seconds_ago;
+        let lease = created(
+            in_session("self", renewed, renewed - 3_600),
+            renewed - 7_200,
+        );
+        with_duration_ms(lease, "5000")
+    }
+
+    #[test]
+    fn a_restarted_agent_holds_its_own_lapsed_lease_down_until_it_rejoins() {
+        let hold_down = Duration::from_secs(10);
+        let start = Instant::now();
+        // Its previous agent died a minute ago: the others hold this node
+        // down once it rejoins, and own its Services meanwhile. Until its
+        // holder's first renewal shows the new session, this agent must
+        // not count itself a settled member and take them.
+        let mut restarted = LeaseTracker::new(SECOND, hold_down, lease_name("self"));
+        restarted.observe(&own_left(60), start, true);
+        assert!(
+            !restarted.live(start).contains_key("self"),
+            "no member, as to the others"
+        );
+        // Its holder's first renewal, in a new session: a member, held down.
+        let back = start + Duration::from_millis(50);
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let rejoined = created(in_session("self", now, now), now - 7_200);
+        restarted.observe(&with_duration_ms(rejoined, "1000"), back, false);
+        assert!(!restarted.live(back)["self"].settled);
+        // Restarted within its Lease (a rolling update): the session goes
+        // on, and so does its ownership.
+        let mut updated = LeaseTracker::new(SECOND, hold_down, lease_name("self"));
+        updated.observe(&own_left(0), start, true);
+        assert!(updated.live(start)["self"].settled);
+    }
+
+    #[test]
+    fn this_node_settles_after_its_rejoin_when_the_others_do() {
+        let hold_down = Duration::from_secs(10);
+        let start = Instant::now();
+        let mut own_view = LeaseTracker::new(SECOND, hold_down, lease_name("self"));
+        let mut peer_view = LeaseTracker::new(SECOND, hold_down, lease_name("peer"));
+        for view in [&mut own_view, &mut peer_view] {
+            view.observe(&in_session("self", 1, 1), start, false);
+        }
+        // The holder begins the rejoin; its write is seen 300 ms later, by
+        // this agent's watch as by the peer's.
+        own_view.own_session_started(start + SECOND);
+        let seen = start + SECOND + Duration::from_millis(300);
+        let mut at = seen;
+        while at <= seen + hold_down + SECOND {
+            let renewal = in_session("self", 2 + (at - start).as_millis() as i64, 2);
+            for view in [&mut own_view, &mut peer_view] {
+                view.observe(&renewal, at, false);
+            }
+            assert_eq!(
+                own_view.live(at)["self"].settled,
+                peer_view.live(at)["self"].settled,
+                "at {:?}: this node settles when the others let it",
+                at - start
+            );
+            at += Duration::from_millis(250);
+        }
+        assert!(own_view.live(at - Duration::from_millis(250))["self"].settled);
     }
 }
