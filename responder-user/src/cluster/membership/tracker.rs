@@ -375,7 +375,11 @@ mod tests {
         // A holder retries once per Lease duration: its first renewal after
         // the outage may come a whole duration late.
         let late = after_outage + SECOND * 3 / 2;
-        assert_eq!(tracker.live(late), members(&["a"]), "two durations after an outage");
+        assert_eq!(
+            tracker.live(late),
+            members(&["a"]),
+            "two durations after an outage"
+        );
         assert!(tracker.live(after_outage + SECOND * 2).is_empty());
         // Once a renewal is seen, one duration as usual.
         tracker.observe(&lease("a", 40), late, false);
