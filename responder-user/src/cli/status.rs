@@ -128,6 +128,7 @@ fn format_report(report: &Report) -> String {
         "INTERFACES",
         "REASON",
         "OBJECT",
+        "CLAIMED BY",
     ]
     .map(String::from)
     .to_vec()];
@@ -147,6 +148,7 @@ fn format_report(report: &Report) -> String {
             dash(row.interfaces.join(",")),
             dash(row.reason.map(|r| r.code().to_owned()).unwrap_or_default()),
             dash(row.object.clone().unwrap_or_default()),
+            dash(row.claimant.clone().unwrap_or_default()),
         ]);
     }
     let mut text = aligned(&addresses, |_| false);

@@ -109,6 +109,9 @@ pub struct AddressStatus {
     /// The object that causes the reason, as `Kind/name`.
     pub object: Option<String>,
     pub detail: String,
+    /// The MAC that last claimed the address, as the owner's Events tell
+    /// it, whatever the owner did about it.
+    pub claimant: Option<String>,
 }
 
 pub fn judge(snapshot: &Snapshot, settings: &Settings, now: Timestamp) -> Report {
@@ -223,6 +226,7 @@ fn statuses_of(
         reason: problem.and_then(Problem::reason),
         object: problem.and_then(|p| p.object.clone()),
         detail: problem.map(|p| p.detail.clone()).unwrap_or_default(),
+        claimant: None,
     };
     if !facts.is_ours(settings.lb_class.as_deref()) {
         let problem = Problem::new(
@@ -290,6 +294,7 @@ fn statuses_of(
             .iter()
             .filter(|c| c.address == *ip && c.service == *key)
             .max_by_key(|c| c.at);
+        status.claimant = latest.map(|c| c.mac.clone());
         if let Some(claim) = latest.filter(|c| c.yielded) {
             status.announced = false;
             status.reason = Some(Reason::Yielded);

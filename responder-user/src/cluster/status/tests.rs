@@ -286,6 +286,11 @@ fn a_yielded_address_names_the_claimant() {
     let (reason, row) = reason_of(&snapshot, "web");
     assert_eq!(reason, None, "taken back since: {row:?}");
     assert!(row.announced);
+    assert_eq!(
+        row.claimant.as_deref(),
+        Some("02:00:00:00:00:99"),
+        "the claimant is named while the owner answers too"
+    );
 }
 
 #[test]
