@@ -11,6 +11,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Mutex, MutexGuard,
     },
+    thread,
     time::{Duration, Instant},
 };
 
@@ -23,11 +24,13 @@ use responder_tests::{
     },
     netns::{wait_for, NetNs, TempPath},
     prober::ArpProber,
+    stream_prober::{ProbeRun, StreamProber},
 };
 use serde_json::json;
 
 mod api_outage;
 mod bad_input;
+mod owner_dies_in_outage;
 mod split_brain;
 mod vip_churn;
 
@@ -49,4 +52,42 @@ fn log_line(log: &str, needles: &[&str]) -> Option<String> {
     log.lines()
         .find(|line| needles.iter().all(|n| line.contains(n)))
         .map(str::to_owned)
+}
+
+// What the API outage tests (api_outage, owner_dies_in_outage) share: the
+// client's probing and the agents' timing.
+
+/// A client request every 10 ms for every VIP, as in the issue.
+const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a request waits for its answers. The data plane answers within
+/// a millisecond; latency is taken from the kernel's receive timestamp, so
+/// only a real loss (or an answer later than this) counts as unanswered.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// The agents' renew interval and Lease duration (the defaults, 3 nodes).
+const RENEW: Duration = Duration::from_millis(250);
+const LEASE: Duration = Duration::from_secs(1);
+/// The longest a failed watch waits before it retries (`WatchBackoff::LAST`,
+/// jitter only shortens it).
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(8);
+
+/// Probes `targets` on a thread of its own until `stop` is set, while
+/// `actions` runs; returns the run and what `actions` returned.
+fn probing<T>(
+    prober: &StreamProber,
+    limit: Duration,
+    actions: impl FnOnce(Instant) -> T,
+) -> (ProbeRun, T) {
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let probes = scope.spawn(|| prober.run(PROBE_INTERVAL, PROBE_TIMEOUT, limit, &stop));
+        // The prober's clock starts within a moment of this one.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| actions(Instant::now())));
+        stop.store(true, Ordering::Relaxed);
+        let run = probes.join().expect("prober thread");
+        match result {
+            Ok(value) => (run, value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
