@@ -3,28 +3,16 @@
 //! Service's VIPs are answered by exactly one node, move when that node dies
 //! or is excluded or loses IPv6, are withdrawn when the Service stops being
 //! ours, and different Services spread over the nodes.
-use std::{
-    collections::BTreeSet,
-    sync::{Mutex, MutexGuard},
-};
+use std::collections::BTreeSet;
 
 use responder_tests::{
     lab::cluster::{Cluster, WAIT},
+    lab::one_cluster_at_a_time,
     netns::wait_for,
 };
 
 const WEB_V4: &str = "198.51.100.10";
 const WEB_V6: &str = "2001:db8:100::10";
-
-/// Each cluster is an API server, etcd and three agents renewing 1 s Leases;
-/// clusters side by side on a small CI machine would starve renewals and make
-/// ownership flap for reasons that have nothing to do with the code under test.
-fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn only(mac: &str) -> BTreeSet<String> {
     BTreeSet::from([mac.to_owned()])

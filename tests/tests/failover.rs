@@ -5,7 +5,6 @@
 //! do not.
 use std::{
     net::Ipv4Addr,
-    sync::{Mutex, MutexGuard},
     thread,
     time::{Duration, Instant},
 };
@@ -15,6 +14,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use responder_tests::{
     lab::cluster::{Cluster, NAMESPACE, WAIT},
     lab::link::format_mac,
+    lab::one_cluster_at_a_time,
     netns::wait_for,
 };
 use serde_json::json;
@@ -24,14 +24,6 @@ const WEB_V6: &str = "2001:db8:100::10";
 /// The MAC of a host that does not exist, claiming VIPs it does not own.
 const FOREIGN_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x99];
 const OWNERSHIP_EVENTS: [&str; 2] = ["AnnouncingStarted", "AnnouncingStopped"];
-
-/// One cluster at a time: see `tests/cluster.rs`.
-fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn ipv4(address: &str) -> Ipv4Addr {
     address.parse().expect("IPv4 address")

@@ -28,3 +28,15 @@ pub mod real_cluster;
 pub mod responder;
 pub mod segment;
 pub mod segments;
+
+/// The clusters of one test binary run one at a time: each is an API
+/// server, etcd and agents renewing 1 s Leases, and two side by side on a
+/// small CI machine would starve renewals and make ownership flap for
+/// reasons that have nothing to do with the code under test. (Each test
+/// binary links its own copy of this lock; binaries run one after another.)
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

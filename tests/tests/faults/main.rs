@@ -7,16 +7,14 @@ use std::{
     net::Ipv4Addr,
     path::Path,
     process::Stdio,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex, MutexGuard,
-    },
+    sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
 use responder_tests::{
     lab::cluster::{Cluster, WAIT},
+    lab::one_cluster_at_a_time,
     lab::{
         pair::{arping, lab_vip_args, ndisc6, Lab, CLIENT_IF, CLIENT_V4, NODE_IF, VIP_V4, VIP_V6},
         responder::{responder_bin, PinCleanup, Responder},
@@ -33,15 +31,6 @@ mod bad_input;
 mod owner_dies_in_outage;
 mod split_brain;
 mod vip_churn;
-
-/// Clusters side by side on a small CI machine would starve Lease renewals
-/// (see tests/cluster.rs); the split-brain segment is light and runs freely.
-fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn v4(address: &str) -> Ipv4Addr {
     address.parse().expect("test IPv4 address")

@@ -11,10 +11,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex, MutexGuard,
-    },
+    sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
 };
@@ -23,6 +20,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use responder::crd::ServiceL2Status;
 use responder_tests::{
+    lab::one_cluster_at_a_time,
     lab::{
         cluster::{Cluster, ClusterOptions, NAMESPACE, NODES, SETTLED, WAIT},
         kube::OUT_OF_SERVICE_TAINT,
@@ -40,15 +38,6 @@ mod shared_address;
 
 const WEB_V4: &str = "198.51.100.10";
 const WEB_V6: &str = "2001:db8:100::10";
-
-/// Clusters side by side on a small machine would starve Lease renewals
-/// (see tests/cluster.rs): one at a time.
-fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn v4(address: &str) -> Ipv4Addr {
     address.parse().expect("test IPv4 address")

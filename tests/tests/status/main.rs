@@ -11,7 +11,6 @@
 //! exercised here; tests/tests/deploy/ checks those rules.
 use std::{
     collections::BTreeSet,
-    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -20,6 +19,7 @@ use kube::api::{Api, ListParams, PostParams};
 use responder::crd::ServiceL2Status;
 use responder_tests::{
     lab::cluster::{Cluster, ClusterOptions, EXCLUDE_LB_LABEL, NAMESPACE, NODES, WAIT},
+    lab::one_cluster_at_a_time,
     netns::wait_for,
 };
 use serde_json::{json, Value};
@@ -28,16 +28,6 @@ mod crashed_owner;
 mod deleted_pool;
 mod late_crds;
 mod reasons;
-
-/// Each cluster is an API server, etcd and three agents renewing 1 s Leases;
-/// clusters side by side on a small CI machine would starve renewals (see
-/// tests/cluster.rs).
-fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn with_crds() -> ClusterOptions {
     ClusterOptions {
