@@ -47,22 +47,7 @@ fn ingress(lab: &Segments, name: &str, count: usize) -> Vec<String> {
 /// The one node holding every one of `addresses`, each only on that node's
 /// interface of `side`, once settled.
 fn sole_holder(lab: &Segments, addresses: &[String], side: Side) -> &'static str {
-    wait_for(WAIT, || {
-        let mut owner = None;
-        for address in addresses {
-            let holders = lab.holders_on(address);
-            let [(node, interfaces)] = holders.as_slice() else {
-                return None;
-            };
-            let expected = BTreeSet::from([lab.interface(node, side).to_owned()]);
-            if *interfaces != expected || owner.is_some_and(|o| o != *node) {
-                return None;
-            }
-            owner = Some(*node);
-        }
-        owner
-    })
-    .unwrap_or_else(|| {
+    wait_for(WAIT, || lab.holder_on(addresses, side)).unwrap_or_else(|| {
         let holders: Vec<_> = addresses.iter().map(|a| (a, lab.holders_on(a))).collect();
         panic!(
             "no single holder of {addresses:?} on the {side:?} side within {WAIT:?}: {holders:?}"

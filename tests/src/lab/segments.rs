@@ -51,6 +51,24 @@ impl Segments {
         Segments(builder.start())
     }
 
+    /// The one node holding every one of `addresses`, each only on that
+    /// node's interface of `side`; `None` while there is no such node.
+    pub fn holder_on(&self, addresses: &[String], side: Side) -> Option<&'static str> {
+        let mut owner = None;
+        for address in addresses {
+            let holders = self.holders_on(address);
+            let [(node, interfaces)] = holders.as_slice() else {
+                return None;
+            };
+            let expected = BTreeSet::from([self.interface(node, side).to_owned()]);
+            if *interfaces != expected || owner.is_some_and(|o| o != *node) {
+                return None;
+            }
+            owner = Some(*node);
+        }
+        owner
+    }
+
     /// `node`'s interface on `side`.
     pub fn interface(&self, node: &str, side: Side) -> &str {
         &self.agent(node).nics[side as usize].name

@@ -2,23 +2,6 @@
 //! the new segment.
 use super::*;
 
-/// The single holder of `addresses`, each only on its interface of `side`.
-fn holder_on_side(lab: &Segments, addresses: &[String], side: Side) -> Option<&'static str> {
-    let mut owner = None;
-    for address in addresses {
-        let holders = lab.holders_on(address);
-        let [(node, interfaces)] = holders.as_slice() else {
-            return None;
-        };
-        let expected = BTreeSet::from([lab.interface(node, side).to_owned()]);
-        if *interfaces != expected || owner.is_some_and(|o| o != *node) {
-            return None;
-        }
-        owner = Some(*node);
-    }
-    owner
-}
-
 fn advertisement(lab: &Segments, side: Side) -> String {
     let interfaces: Vec<String> = lab
         .interfaces(side)
@@ -115,15 +98,13 @@ spec:
         );
     };
 
-    let owner = wait_for(segments::WAIT, || {
-        holder_on_side(&lab, &addresses, Side::Public)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "web not held on the public side: {:?}",
-            lab.holders_on(&web_v4)
-        )
-    });
+    let owner = wait_for(segments::WAIT, || lab.holder_on(&addresses, Side::Public))
+        .unwrap_or_else(|| {
+            panic!(
+                "web not held on the public side: {:?}",
+                lab.holders_on(&web_v4)
+            )
+        });
     let public_mac = lab.mac(owner, Side::Public).to_owned();
     assert_eq!(lab.arp_answerers(Side::Public, &web_v4), only(&public_mac));
     assert_eq!(lab.nd_answerers(Side::Public, &web_v6), only(&public_mac));
@@ -132,15 +113,13 @@ spec:
 
     let changed_at = Instant::now();
     lab.apply(&advertisement(&lab, Side::Internal));
-    let moved = wait_for(segments::WAIT, || {
-        holder_on_side(&lab, &addresses, Side::Internal)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "web not moved to the internal side: {:?}",
-            lab.holders_on(&web_v4)
-        )
-    });
+    let moved = wait_for(segments::WAIT, || lab.holder_on(&addresses, Side::Internal))
+        .unwrap_or_else(|| {
+            panic!(
+                "web not moved to the internal side: {:?}",
+                lab.holders_on(&web_v4)
+            )
+        });
     eprintln!(
         "interfaces changed: web held on the internal NIC of {moved} after {:?}",
         changed_at.elapsed()
