@@ -7,6 +7,7 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use regex::Regex;
 use responder::{
     bpf::{AttachMode, DEFAULT_PIN_PATH},
+    cluster::Announcers,
     duration::parse_duration,
     k8s::{LabelSelector, SelectorError},
     metrics::DEFAULT_METRICS_ADDR,
@@ -110,20 +111,27 @@ pub(crate) struct RunArgs {
     /// Label selector of the Nodes that may answer for Services.
     #[arg(long, value_name = "SELECTOR", value_parser = parse_selector)]
     pub(crate) node_selector: Option<String>,
-    /// How long a node stays a member after its last Lease renewal seen: the
-    /// failover time.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// How long an announcing node stays a member after its last Lease
+    /// renewal seen: the failover time.
+    #[arg(long, value_name = "DURATION", default_value = "800ms", value_parser = parse_duration)]
     pub(crate) lease_duration: Duration,
-    /// How often this node renews its membership Lease while the write
-    /// budget allows it (the fastest cadence).
-    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    /// How often an announcing node renews its membership Lease while the
+    /// write budget allows it (the fastest cadence).
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
     pub(crate) renew_interval: Duration,
-    /// Membership Lease writes per second the whole cluster may spend: with
-    /// more announcing nodes than the budget allows at --renew-interval, each
-    /// renews less often and --lease-duration grows in proportion (see the
-    /// failover table in docs/agents.md).
-    #[arg(long, value_name = "WRITES", default_value_t = 50.0, value_parser = parse_budget)]
+    /// Membership Lease writes per second the whole cluster may spend:
+    /// standbys renew slowly within a fifth of it, announcers at
+    /// --renew-interval with the rest (see docs/agents.md, "Announcers and
+    /// standbys").
+    #[arg(long, value_name = "WRITES", default_value_t = 90.0, value_parser = parse_budget)]
     pub(crate) lease_write_budget: f64,
+    /// How many nodes announce: `auto` as many as the write budget affords
+    /// at --renew-interval, a number for at most that many, `all` for every
+    /// eligible node (failover then grows with the cluster). Every set of
+    /// nodes that may own some Service keeps two announcers whatever this
+    /// says.
+    #[arg(long, value_name = "auto|N|all", default_value = "auto", value_parser = parse_announcers)]
+    pub(crate) announcers: Announcers,
     /// How long a node that (re)joins the membership must stay live before
     /// Services move to it, so a flapping node does not move them back and
     /// forth.
@@ -211,6 +219,17 @@ fn parse_budget(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(budget) if budget.is_finite() && budget > 0.0 => Ok(budget),
         _ => Err("expected a positive number of writes per second".into()),
+    }
+}
+
+fn parse_announcers(text: &str) -> Result<Announcers, String> {
+    match text.trim() {
+        "auto" => Ok(Announcers::Budgeted),
+        "all" => Ok(Announcers::All),
+        number => match number.parse::<usize>() {
+            Ok(most) => Ok(Announcers::AtMost(most)),
+            Err(_) => Err("expected auto, all or a number of nodes".into()),
+        },
     }
 }
 
@@ -377,9 +396,10 @@ mod tests {
         let args = run_args(&["--kube", "--node-name", "n1"]).expect("kube alone");
         assert_eq!(args.node_name.as_deref(), Some("n1"));
         assert!(args.interfaces.is_empty() && args.vip.is_empty());
-        assert_eq!(args.lease_duration, Duration::from_secs(1));
-        assert_eq!(args.renew_interval, Duration::from_millis(250));
-        assert_eq!(args.lease_write_budget, 50.0);
+        assert_eq!(args.lease_duration, Duration::from_millis(800));
+        assert_eq!(args.renew_interval, Duration::from_millis(200));
+        assert_eq!(args.lease_write_budget, 90.0);
+        assert_eq!(args.announcers, Announcers::Budgeted);
         assert_eq!(args.hold_down, Duration::from_secs(10));
     }
 
@@ -401,6 +421,8 @@ mod tests {
             "2s",
             "--renew-interval",
             "500ms",
+            "--announcers",
+            "all",
             "--interface-regex",
             "^eth",
             "--exclude-interface-regex",
@@ -415,6 +437,13 @@ mod tests {
         assert_eq!(args.node_selector.as_deref(), Some("role=edge,!tainted"));
         assert_eq!(args.lease_duration, Duration::from_secs(2));
         assert_eq!(args.renew_interval, Duration::from_millis(500));
+        assert_eq!(args.announcers, Announcers::All);
+        assert_eq!(
+            run_args(&["--kube", "--node-name", "n1", "--announcers", "5"])
+                .expect("a number")
+                .announcers,
+            Announcers::AtMost(5)
+        );
         assert_eq!(
             args.interface_regex.map(|r| r.to_string()).as_deref(),
             Some("^eth")
@@ -432,6 +461,10 @@ mod tests {
             .err()
             .expect("no budget");
         assert!(e.contains("--lease-write-budget"), "{e}");
+        let e = run_args(&["--kube", "--node-name", "n1", "--announcers", "most"])
+            .err()
+            .expect("not a count");
+        assert!(e.contains("--announcers"), "{e}");
         let e = run_args(&["--kube", "--node-name", "n1", "--node-selector", "a in"])
             .err()
             .expect("bad selector");

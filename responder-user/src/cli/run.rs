@@ -25,6 +25,7 @@ async fn cluster_source(args: &RunArgs) -> anyhow::Result<ClusterSourceConfig> {
     settings.lease_duration = args.lease_duration;
     settings.renew_interval = args.renew_interval;
     settings.lease_write_budget = args.lease_write_budget;
+    settings.announcers = args.announcers;
     settings.hold_down = args.hold_down;
     settings.pod_name = args.pod_name.clone().filter(|name| !name.is_empty());
     Ok(ClusterSourceConfig { client, settings })

@@ -19,9 +19,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::advertising::{Advertising, BadObject};
+use super::announcers::{Domains, RoleKeeper};
 use super::events::OwnershipEvent;
 use super::indexes::{node_facts, EndpointIndex, NodeFacts};
-use super::membership::{lease_name, LeaseTracker, Member};
+use super::membership::{lease_name, LeaseTracker, Member, Roster};
 use super::ownership::Assignments;
 use super::reason::Problem;
 use super::service_facts::ServiceCache;
@@ -36,6 +37,7 @@ use crate::metrics::Metrics;
 
 mod reassign;
 mod reports;
+mod roles;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Health {
@@ -128,8 +130,8 @@ pub(super) struct Outputs {
     pub(super) events: mpsc::UnboundedSender<OwnershipEvent>,
     /// This node's VIPs, for the agent.
     pub(super) owned: watch::Sender<Ownership>,
-    /// How many members are live, for the Lease holder's cadence.
-    pub(super) members: watch::Sender<usize>,
+    /// The membership's counts and this node's role, for its Lease holder.
+    pub(super) roster: watch::Sender<Roster>,
     /// Counts the times any view of this agent became complete, so that
     /// each one is new to the agent (see [`View::Fresh`]).
     pub(super) epochs: Arc<AtomicU64>,
@@ -187,6 +189,10 @@ struct Assigner {
     /// problems of its entries: recomputed only for the Services a change
     /// affects.
     raw: Assignments,
+    /// The domain (see `announcers`) each Service counts in.
+    domain_of: BTreeMap<ServiceRef, u64>,
+    domains: Domains,
+    keeper: RoleKeeper,
     problems: BTreeMap<ServiceRef, BTreeSet<Problem>>,
     assignments: Assignments,
     reported_problems: BTreeSet<(ServiceRef, Problem)>,
@@ -198,7 +204,7 @@ struct Assigner {
     /// The addresses this node's data plane answered for when the agent
     /// started (adopted from its predecessor), until the first assignment.
     announced_before: BTreeSet<IpAddr>,
-    members: watch::Sender<usize>,
+    roster: watch::Sender<Roster>,
     epochs: Arc<AtomicU64>,
 }
 
@@ -220,7 +226,7 @@ impl Assigner {
             announced_before,
             events,
             owned,
-            members,
+            roster,
             epochs,
             metrics,
         }: Outputs,
@@ -240,6 +246,7 @@ impl Assigner {
         let endpoints = slices.as_ref().map(|_| EndpointIndex::default());
         Assigner {
             own_lease: lease_name(&settings.node_name),
+            keeper: RoleKeeper::new(settings.announcers, settings.plan(), settings.hold_down),
             tracker: LeaseTracker::new(
                 settings.lease_duration,
                 settings.hold_down,
@@ -265,6 +272,8 @@ impl Assigner {
             node_facts: BTreeMap::new(),
             endpoints,
             raw: BTreeMap::new(),
+            domain_of: BTreeMap::new(),
+            domains: Domains::default(),
             problems: BTreeMap::new(),
             assignments: BTreeMap::new(),
             reported_problems: BTreeSet::new(),
@@ -273,7 +282,7 @@ impl Assigner {
             metrics,
             attached,
             announced_before,
-            members,
+            roster,
             epochs,
         }
     }
@@ -399,7 +408,11 @@ impl Assigner {
             // Recovery arrives as a watch event (our own renewal), not by time.
             return None;
         }
-        [self.own_lease_deadline(), self.tracker.next_change(now)]
+        [
+            self.own_lease_deadline(),
+            self.tracker.next_change(now),
+            self.keeper.next_change(),
+        ]
             .into_iter()
             .flatten()
             .min()
@@ -431,7 +444,6 @@ impl Assigner {
         }
         let live = self.tracker.live(now);
         if live != self.last_members {
-            self.members.send_replace(live.len());
             self.last_members = live;
             self.dirty.all = true;
         }
@@ -447,6 +459,7 @@ impl Assigner {
                 false => self.reassign(dirty),
             }
         }
+        self.decide_role(now);
         self.publish_view();
     }
 

@@ -4,6 +4,7 @@
 //! ARP/NDP for each VIP without any per-Service coordination.
 
 mod advertising;
+mod announcers;
 mod assigner;
 mod eligibility;
 mod events;
@@ -36,8 +37,8 @@ pub use membership::Departure;
 // For the benchmark's membership load generator, which writes what agents write.
 pub use events::claim_of;
 pub use membership::{
-    first_lease, lease_name, lease_selector, membership_cadence, renewal_patch, LEASE_LABEL_KEY,
-    LEASE_LABEL_VALUE,
+    announcer_slots, first_lease, lease_name, lease_selector, membership_cadence, renewal_patch,
+    Announcers, Cadence, Plan, Role, LEASE_LABEL_KEY, LEASE_LABEL_VALUE,
 };
 pub use participation::{depart, run};
 pub use reason::Reason;
@@ -60,10 +61,13 @@ pub struct ClusterSettings {
     /// renewed, at the shortest renew interval: the failover time. Both grow
     /// together, keeping their ratio, when the budget requires it.
     pub lease_duration: Duration,
-    /// Membership writes per second the whole cluster may spend: with more
-    /// announcing members than `budget × renew_interval`, each renews less
-    /// often and its Lease lasts longer.
+    /// Membership writes per second the whole cluster may spend: standbys
+    /// use at most a fifth, renewing slowly; announcers the rest, at
+    /// `renew_interval` while it affords them, less often (their Lease
+    /// lasting longer) when more must announce than it affords.
     pub lease_write_budget: f64,
+    /// How many nodes announce (see `announcers`).
+    pub announcers: Announcers,
     /// How long a member that (re)joins must stay live before Services move
     /// to it, so a flapping node does not pull them back and forth.
     pub hold_down: Duration,
@@ -73,17 +77,28 @@ pub struct ClusterSettings {
 }
 
 impl ClusterSettings {
-    /// 250 ms renewals against a 1 s lease tolerate three lost renewals before a
-    /// node is dropped, keeping failover near 1 s at one small write per node per
-    /// interval.
-    pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_millis(250);
-    pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(1);
-    /// The write rate of kube-node-lease in a 500-node cluster (a Lease per
-    /// node every 10 s), which API servers are sized for: sub-second
-    /// failover up to 12 announcing nodes, 8 s at 100, 24 s at 300.
-    pub const DEFAULT_LEASE_WRITE_BUDGET: f64 = 50.0;
+    /// 200 ms renewals against an 800 ms lease tolerate three lost renewals
+    /// before an announcer is dropped, and put failover (the Lease less the
+    /// time since the last renewal, plus the reaction) under a second.
+    pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_millis(200);
+    pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_millis(800);
+    /// Below the write rate of kube-node-lease in a 1,000-node cluster (a
+    /// Lease per node every 10 s), which API servers are sized for: 14
+    /// announcers at the fastest cadence and a thousand standbys.
+    pub const DEFAULT_LEASE_WRITE_BUDGET: f64 = 90.0;
     /// Ten times the default Lease: a node must prove itself for a while.
     pub const DEFAULT_HOLD_DOWN: Duration = Duration::from_secs(10);
+
+    /// How the write budget is spent (see [`Plan`]).
+    pub fn plan(&self) -> Plan {
+        Plan {
+            budget: self.lease_write_budget,
+            fastest: Cadence {
+                renew: self.renew_interval,
+                lease: self.lease_duration,
+            },
+        }
+    }
 
     pub fn new(node_name: impl Into<String>, namespace: impl Into<String>) -> Self {
         ClusterSettings {
@@ -94,6 +109,7 @@ impl ClusterSettings {
             renew_interval: Self::DEFAULT_RENEW_INTERVAL,
             lease_duration: Self::DEFAULT_LEASE_DURATION,
             lease_write_budget: Self::DEFAULT_LEASE_WRITE_BUDGET,
+            announcers: Announcers::Budgeted,
             hold_down: Self::DEFAULT_HOLD_DOWN,
             pod_name: None,
         }

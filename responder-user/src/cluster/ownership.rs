@@ -137,7 +137,20 @@ fn candidates_by_reach<'m>(
 pub(crate) fn assign_one(
     service: &Arc<ServiceFacts>,
     inputs: &Inputs<'_>,
+    on_problem: impl FnMut(Problem),
+) -> Option<Assignment> {
+    assign_among(service, inputs, on_problem, |_| {})
+}
+
+/// [`assign_one`], telling `on_candidates` the members that may own the
+/// Service whatever their role (sorted by name): its domain, for choosing
+/// announcers (see `announcers`). Announcers among them come first; a
+/// standby owns it only when none of them announces.
+pub(crate) fn assign_among(
+    service: &Arc<ServiceFacts>,
+    inputs: &Inputs<'_>,
     mut on_problem: impl FnMut(Problem),
+    on_candidates: impl FnOnce(&[&str]),
 ) -> Option<Assignment> {
     if !service.is_ours(inputs.lb_class) {
         return None;
@@ -221,7 +234,14 @@ pub(crate) fn assign_one(
             .collect(),
     };
     let eligible = candidates(members.iter().copied(), &ips);
-    let owner = pick_owner(eligible, key).map(str::to_owned);
+    on_candidates(&eligible);
+    let announcing = eligible
+        .iter()
+        .copied()
+        .filter(|node| inputs.members[*node].announces());
+    let owner = pick_owner(announcing, key)
+        .or_else(|| pick_owner(eligible.iter().copied(), key))
+        .map(str::to_owned);
     let Some(owner) = owner else {
         // Why nobody: the first filter that left no member.
         for ip in &ips {

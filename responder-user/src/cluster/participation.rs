@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::eligibility::{self, Eligibility};
-use super::membership::{self, Cadence, Departure, Holding};
+use super::membership::{self, Departure, Holding, Roster};
 use super::uninstall::{self, Removal};
 use super::{assigner, events, l2status, Attached, ClusterError, ClusterSettings, Ownership, View};
 use crate::conflicts::Claimants;
@@ -169,13 +169,13 @@ impl Participant {
         let client = &self.client;
         let settings = &self.settings;
         let (event_sender, event_queue) = events::channel();
-        let (members_tx, members) = watch::channel(0);
+        let (roster_tx, roster) = watch::channel(Roster::EMPTY);
         let (own_session_tx, own_session) = watch::channel(None);
         let outputs = assigner::Outputs {
             announced_before,
             events: event_sender,
             owned: self.owned.clone(),
-            members: members_tx,
+            roster: roster_tx,
             epochs: Arc::clone(&self.epochs),
             metrics: Arc::clone(&self.metrics),
         };
@@ -207,12 +207,8 @@ impl Participant {
             Holding {
                 node: settings.node_name.clone(),
                 attached: self.attached.clone(),
-                fastest: Cadence {
-                    renew: settings.renew_interval,
-                    lease: settings.lease_duration,
-                },
-                budget: settings.lease_write_budget,
-                members,
+                plan: settings.plan(),
+                roster,
                 own_session: own_session_tx,
                 metrics: Arc::clone(&self.metrics),
             },

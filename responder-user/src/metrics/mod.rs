@@ -27,6 +27,7 @@
 //! | `responder_lease_watch_events_total`        | (none)                               |
 //! | `responder_lease_renew_interval_seconds`    | (none)                               |
 //! | `responder_failover_expected_seconds`       | (none)                               |
+//! | `responder_membership_announcer`            | (none)                               |
 //! | `responder_events_written_total`            | (none)                               |
 //! | `responder_events_aggregated_total`         | (none)                               |
 //! | `responder_announcements_total`             | (none)                               |
@@ -102,6 +103,7 @@ pub struct Metrics {
     lease_events: Counter,
     renew_interval: Gauge<f64, AtomicU64>,
     failover_expected: Gauge<f64, AtomicU64>,
+    announcer: Gauge,
     events_written: Counter,
     events_aggregated: Counter,
     announcements: Family<AnnouncementLabels, Counter>,
@@ -128,6 +130,7 @@ impl Metrics {
         let lease_events = Counter::default();
         let renew_interval = Gauge::<f64, AtomicU64>::default();
         let failover_expected = Gauge::<f64, AtomicU64>::default();
+        let announcer = Gauge::default();
         let events_written = Counter::default();
         let events_aggregated = Counter::default();
         let announcements = Family::<AnnouncementLabels, Counter>::default();
@@ -220,6 +223,12 @@ impl Metrics {
         );
         register(
             &mut registry,
+            "responder_membership_announcer",
+            "1 while this node is in the announcer set (renewing fast, owning Services), 0 while it stands by.",
+            announcer.clone(),
+        );
+        register(
+            &mut registry,
             "responder_events_written",
             "Kubernetes Events this agent recorded, one per object or a summary of several.",
             events_written.clone(),
@@ -251,6 +260,7 @@ impl Metrics {
             lease_events,
             renew_interval,
             failover_expected,
+            announcer,
             events_written,
             events_aggregated,
             announcements,
@@ -334,6 +344,11 @@ impl Metrics {
         self.members.set(i64::try_from(members).unwrap_or(i64::MAX));
         self.renew_interval.set(renew.as_secs_f64());
         self.failover_expected.set(lease.as_secs_f64());
+    }
+
+    /// Whether this node announces (see `responder_membership_announcer`).
+    pub fn set_membership_role(&self, announcer: bool) {
+        self.announcer.set(i64::from(announcer));
     }
 
     /// A Kubernetes Event was recorded.

@@ -150,6 +150,7 @@ fn fixed_state() -> (Metrics, FakeVips) {
     metrics.set_family_disabled(2);
     metrics.set_yielded(1);
     metrics.set_membership_cadence(3, Duration::from_millis(250), Duration::from_secs(1));
+    metrics.set_membership_role(false);
     metrics.heartbeat_at(start);
     metrics.set_announced([
         ("2001:db8::1".parse().expect("ip"), None),
@@ -260,6 +261,9 @@ responder_lease_renew_interval_seconds 0.25
 # HELP responder_failover_expected_seconds How long this node's Lease lasts without a renewal: the time to fail over from it.
 # TYPE responder_failover_expected_seconds gauge
 responder_failover_expected_seconds 1.0
+# HELP responder_membership_announcer 1 while this node is in the announcer set (renewing fast, owning Services), 0 while it stands by.
+# TYPE responder_membership_announcer gauge
+responder_membership_announcer 0
 # HELP responder_events_written_total Kubernetes Events this agent recorded, one per object or a summary of several.
 # TYPE responder_events_written_total counter
 responder_events_written_total 0

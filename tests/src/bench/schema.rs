@@ -381,6 +381,9 @@ pub struct MembershipResult {
     /// Real agents (the only eligible nodes) beside the simulated members.
     pub real_agents: usize,
     pub write_budget: f64,
+    /// `now` (roles), `before` (every member announcing, as before roles).
+    #[serde(default)]
+    pub regime: String,
     pub hold_down_ms: f64,
     pub rows: Vec<MembershipRow>,
     pub note: String,
@@ -414,6 +417,9 @@ pub struct MembershipRow {
     #[serde(default)]
     pub failover_rounds: usize,
     pub failover_ms: Percentiles,
+    /// Members announcing (real and simulated); 0 in reports before roles.
+    #[serde(default)]
+    pub announcers: usize,
 }
 
 /// The agent's memory and CPU time at one moment.

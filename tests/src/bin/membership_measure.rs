@@ -11,10 +11,12 @@
 //! link down, until a client probing every 10 ms is answered by another real
 //! node), restarted after each round.
 //!
-//! Usage: membership_measure OUT.json [SERVICES (10000)] [ROUNDS (5)] [WINDOW_S (20)] [N,N,… (10,100,300,1000)] [BUDGET (the default)]
-//! A BUDGET (`--lease-write-budget` of the agents and the generator) too big
-//! to matter shows the membership as it was before the budget: every member
-//! renewing every 250 ms.
+//! Usage: membership_measure OUT.json [SERVICES (10000)] [ROUNDS (5)] [WINDOW_S (20)] [N,N,… (10,100,300,1000)] [REGIME (now)]
+//! REGIME is `now` (the agents' defaults: a bounded announcer set, the
+//! other members standing by), a number (the same with that
+//! `--lease-write-budget`), or `before`: the membership before roles, every
+//! member announcing (`--announcers all --lease-duration 1s
+//! --renew-interval 250ms --lease-write-budget 50`).
 //! The `responder` binary is RESPONDER_BIN, else the one next to this binary.
 use std::{
     io::{Read, Write},
@@ -33,7 +35,8 @@ use kube::{
     Client, Resource,
 };
 use responder::cluster::{
-    first_lease, lease_name, membership_cadence, renewal_patch, ClusterSettings, Families, Reach,
+    announcer_slots, first_lease, lease_name, membership_cadence, renewal_patch, ClusterSettings,
+    Families, Reach, Role,
 };
 use responder_tests::{
     bench::schema::{to_json_text, MembershipResult, MembershipRow, Percentiles},
@@ -84,11 +87,18 @@ fn main() {
             .collect()
     });
     assert!(!sizes.is_empty(), "at least one N");
-    let budget: f64 = args
-        .next()
-        .map_or(ClusterSettings::DEFAULT_LEASE_WRITE_BUDGET, |b| {
-            b.parse().expect("BUDGET is a number")
-        });
+    let (regime_name, regime) = match args.next().as_deref() {
+        None | Some("now") => (
+            "now".to_owned(),
+            Regime::now(ClusterSettings::DEFAULT_LEASE_WRITE_BUDGET),
+        ),
+        Some("before") => ("before".to_owned(), Regime::BEFORE),
+        Some(budget) => (
+            format!("now, budget {budget}"),
+            Regime::now(budget.parse().expect("REGIME is now, before or a budget")),
+        ),
+    };
+    let budget = regime.budget;
     if std::env::var_os("RESPONDER_BIN").is_none() {
         let exe = std::env::current_exe().expect("current exe");
         std::env::set_var("RESPONDER_BIN", exe.with_file_name("responder"));
@@ -99,16 +109,17 @@ fn main() {
             ("SERVICE_NODE_PORT_RANGE", NODE_PORT_RANGE),
         ],
         node_labels: json!({ REAL_LABEL: "true" }),
-        agent_args: vec![
+        agent_args: [
             "--node-selector".to_owned(),
             format!("{REAL_LABEL}=true"),
             "--hold-down".to_owned(),
             HOLD_DOWN.to_owned(),
             "--announce-count".to_owned(),
             "1".to_owned(),
-            "--lease-write-budget".to_owned(),
-            budget.to_string(),
-        ],
+        ]
+        .into_iter()
+        .chain(regime.agent_args())
+        .collect(),
         // The metrics address is logged at info by the run module.
         rust_log: "warn,responder::cli::run=info".to_owned(),
         ..ClusterOptions::default()
@@ -122,7 +133,7 @@ fn main() {
             "membership_measure: {services} Services in {:.1} s",
             setup.elapsed().as_secs_f64()
         );
-        let generator = Generator::new(client, budget);
+        let generator = Generator::new(client, regime);
         generator.grow_to(sizes[0]);
         generator
     });
@@ -142,18 +153,16 @@ fn main() {
     for &simulated in &sizes {
         generator.grow_to(simulated);
         let live = simulated + NODES.len();
-        let (renew, lease) = membership_cadence(
-            live,
-            budget,
-            ClusterSettings::DEFAULT_RENEW_INTERVAL,
-            ClusterSettings::DEFAULT_LEASE_DURATION,
-        );
+        let (renew, lease) = generator.agents_cadence(simulated);
+        let announcers = generator.announcers(simulated);
         // Every member, real or simulated, renews at the new cadence, and
-        // the first renewals after a change have passed.
-        std::thread::sleep(renew * 2 + Duration::from_secs(2));
+        // the first renewals after a change have passed (a standby's renew
+        // interval may be long: its first renewal is phased within it).
+        let (_, slowest, _) = regime.member(simulated.saturating_sub(1), simulated);
+        std::thread::sleep(renew.max(slowest) * 2 + Duration::from_secs(2));
         let window = Duration::from_secs(window_s).max(renew * 3);
         eprintln!(
-            "membership_measure: N={simulated}: renew {renew:?}, lease {lease:?}, window {window:?}"
+            "membership_measure: N={simulated} ({live} live, {announcers} announcing): renew {renew:?}, lease {lease:?}, window {window:?}"
         );
         let row = measure_size(
             &mut cluster,
@@ -164,6 +173,7 @@ fn main() {
             window,
             rounds,
         );
+        let row = MembershipRow { announcers, ..row };
         eprintln!("membership_measure: {row:?}");
         rows.push(row);
     }
@@ -173,9 +183,10 @@ fn main() {
         services,
         real_agents: NODES.len(),
         write_budget: budget,
+        regime: regime_name,
         hold_down_ms: HOLD_DOWN_MS,
         rows,
-        note: format!("{} real agents (driver mode on veths into one bridge, --node-selector {REAL_LABEL}=true so only they are eligible, --hold-down {HOLD_DOWN}, --lease-write-budget {budget}, --renew-interval 250ms, --lease-duration 1s) against a kube-apiserver v1.20 + etcd holding {services} LoadBalancer Services; N simulated members: one Node and one Lease each, renewed by one load generator (tokio, one connection pool) with the library's renewal patch at the library's cadence for N + {} live members, phases spread over the renew interval; writes/s from the API server's apiserver_request_total (resource leases, verbs POST/CREATE/PATCH/PUT/UPDATE) over the window; watch events/s from one real agent's responder_lease_watch_events_total; CPU % = (utime + stime) / window, 100 % = one core; RSS = VmRSS and RssAnon at the window's end; failover = SIGKILL of the probe Service's owner + its link down until the first ARP reply from another node to a client probing every 10 ms, the owner restarted after each round", NODES.len(), NODES.len()),
+        note: format!("{} real agents (driver mode on veths into one bridge, --node-selector {REAL_LABEL}=true so only they are eligible, --hold-down {HOLD_DOWN}, {}) against a kube-apiserver v1.20 + etcd holding {services} LoadBalancer Services; N simulated members: one Node and one Lease each, renewed by one load generator (tokio, one connection pool) with the library's renewal patch at the library's cadence for N + {} live members (with roles: the first simulated members fill the announcer slots the budget affords beyond the real agents and renew as announcers, the rest as standbys, as agents would), phases spread over the renew interval; writes/s from the API server's apiserver_request_total (resource leases, verbs POST/CREATE/PATCH/PUT/UPDATE) over the window; watch events/s from one real agent's responder_lease_watch_events_total; CPU % = (utime + stime) / window, 100 % = one core; RSS = VmRSS and RssAnon at the window's end; failover = SIGKILL of the probe Service's owner + its link down until the first ARP reply from another node to a client probing every 10 ms, the owner restarted after each round", NODES.len(), regime.agent_args().join(" "), NODES.len()),
     };
     let text = to_json_text(&report).expect("serialize report");
     print!("{text}");
@@ -245,6 +256,7 @@ fn measure_size(
         etcd_cpu_percent: percent(2),
         generator_cpu_percent: percent(3),
         failover_rounds: rounds,
+        announcers: 0,
         failover_ms: Percentiles::of(&failover),
     }
 }

@@ -22,15 +22,7 @@ impl Assigner {
             self.rebuild_advertising();
         }
         let nodes = self.nodes.state();
-        let members: BTreeMap<String, Member> = nodes
-            .iter()
-            .filter(|node| nodes::node_eligible(node, &self.selector))
-            .filter_map(|node| node.metadata.name.clone())
-            .filter_map(|name| {
-                let member = self.last_members.get(&name)?.clone();
-                Some((name, member))
-            })
-            .collect();
+        let members = self.eligible_members();
         // The Nodes' addresses are refused by every agent alike; this node's
         // own ones only here (no other agent knows them), which keeps this
         // node from answering for them wherever the Service goes.
@@ -66,6 +58,8 @@ impl Assigner {
             true => {
                 self.raw.clear();
                 self.problems.clear();
+                self.domain_of.clear();
+                self.domains.clear();
                 self.services.state()
             }
             false => dirty
@@ -74,6 +68,9 @@ impl Assigner {
                 .filter_map(|service| {
                     self.raw.remove(service);
                     self.problems.remove(service);
+                    if let Some(domain) = self.domain_of.remove(service) {
+                        self.domains.release(domain);
+                    }
                     self.services.get(service)
                 })
                 .collect(),
@@ -81,9 +78,20 @@ impl Assigner {
         for service in services {
             let key = service.key.clone();
             let mut problems = BTreeSet::new();
-            let assignment = ownership::assign_one(&service, &inputs, |p| {
-                problems.insert(p);
-            });
+            let domains = &mut self.domains;
+            let domain_of = &mut self.domain_of;
+            let assignment = ownership::assign_among(
+                &service,
+                &inputs,
+                |p| {
+                    problems.insert(p);
+                },
+                |candidates| {
+                    if !candidates.is_empty() {
+                        domain_of.insert(key.clone(), domains.hold(candidates));
+                    }
+                },
+            );
             if let Some(assignment) = assignment {
                 self.raw.insert(key.clone(), Arc::new(assignment));
             }
@@ -116,5 +124,19 @@ impl Assigner {
             current.view = view;
             changed
         });
+    }
+
+    /// The live members that are eligible nodes, with what each declares.
+    pub(super) fn eligible_members(&self) -> BTreeMap<String, Member> {
+        self.nodes
+            .state()
+            .iter()
+            .filter(|node| nodes::node_eligible(node, &self.selector))
+            .filter_map(|node| node.metadata.name.clone())
+            .filter_map(|name| {
+                let member = self.last_members.get(&name)?.clone();
+                Some((name, member))
+            })
+            .collect()
     }
 }

@@ -87,7 +87,7 @@ impl Harness {
                 announced_before: announced.iter().map(|ip| ip.parse().expect("ip")).collect(),
                 events,
                 owned: owned_tx,
-                members: watch::channel(0).0,
+                roster: watch::channel(Roster::EMPTY).0,
                 epochs: Arc::default(),
                 metrics: Metrics::new(),
             },

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use k8s_openapi::api::coordination::v1::Lease;
 
+use super::budget::Role;
 use crate::cluster::{Families, Reach};
 
 /// The IP families the holder can answer for right now (`IPv4`, `IPv6`,
@@ -25,6 +26,11 @@ const INTERFACES_ANNOTATION: &str = "responder/interfaces";
 /// follows the number of members and the cluster's write budget, and
 /// `leaseDurationSeconds` cannot say "1.5 s".
 const DURATION_ANNOTATION: &str = "responder/lease-duration-ms";
+
+/// `announcer` or `standby` (see `budget`). A live Lease without it is from
+/// an agent that predates roles and announces wherever it is a candidate:
+/// while one is live, every agent announces, as they all did then.
+const ROLE_ANNOTATION: &str = "responder/role";
 
 /// Set by an agent leaving for a restart (a DaemonSet rolling update): for this
 /// many seconds after the Lease last changed, its holder counts as alive, so a
@@ -86,6 +92,24 @@ pub(super) fn declared_duration_of(lease: &Lease) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
+/// The role the holder declares; `None` from an agent that predates roles,
+/// or a value this agent does not know (a newer one's), which it treats
+/// alike: everyone announces.
+pub(super) fn role_of(lease: &Lease) -> Option<Role> {
+    match annotation(lease, ROLE_ANNOTATION).map(str::trim) {
+        Some("announcer") => Some(Role::Announcer),
+        Some("standby") => Some(Role::Standby),
+        _ => None,
+    }
+}
+
+fn role_annotation(role: Role) -> &'static str {
+    match role {
+        Role::Announcer => "announcer",
+        Role::Standby => "standby",
+    }
+}
+
 /// The restart grace the holder asked for when it left, if any.
 pub(super) fn restart_grace_of(lease: &Lease) -> Option<Duration> {
     annotation(lease, RESTART_GRACE_ANNOTATION)
@@ -110,6 +134,7 @@ pub(super) fn families_annotation(families: Families) -> String {
 pub(super) fn renewal_annotations(
     reach: &Reach,
     lease_duration: Duration,
+    role: Role,
 ) -> BTreeMap<&'static str, Option<String>> {
     let prefixes: Vec<String> = reach
         .prefixes
@@ -130,6 +155,7 @@ pub(super) fn renewal_annotations(
             DURATION_ANNOTATION,
             Some(lease_duration.as_millis().to_string()),
         ),
+        (ROLE_ANNOTATION, Some(role_annotation(role).to_owned())),
         (RESTART_GRACE_ANNOTATION, None),
     ]
     .into()
@@ -216,7 +242,8 @@ pub(super) mod tests {
             prefixes: vec!["198.51.100.7/24".parse().expect("prefix")],
             interfaces: Some(vec!["eth0".into(), "eth1".into()]),
         };
-        let written = renewal_annotations(&reach, Duration::from_millis(1500));
+        let written = renewal_annotations(&reach, Duration::from_millis(1500), Role::Standby);
+        assert_eq!(written[ROLE_ANNOTATION].as_deref(), Some("standby"));
         assert_eq!(written[INTERFACES_ANNOTATION].as_deref(), Some("eth0,eth1"));
         let read = reach_of(&annotated(
             lease("a", 1),
@@ -249,6 +276,21 @@ pub(super) mod tests {
         assert_eq!(declared_duration_of(&zero), None);
         assert_eq!(families_annotation(Families::BOTH), "IPv4,IPv6");
         assert_eq!(families_annotation(Families::default()), "");
+    }
+
+    pub(crate) fn with_role(lease: Lease, role: &str) -> Lease {
+        annotated(lease, &[(ROLE_ANNOTATION, role)])
+    }
+
+    #[test]
+    fn roles_round_trip_and_anything_else_is_an_agent_before_roles() {
+        for role in [Role::Announcer, Role::Standby] {
+            let written = renewal_annotations(&Reach::UNKNOWN, Duration::from_secs(1), role);
+            let value = written[ROLE_ANNOTATION].clone().expect("written");
+            assert_eq!(role_of(&with_role(lease("a", 1), &value)), Some(role));
+        }
+        assert_eq!(role_of(&lease("old", 1)), None);
+        assert_eq!(role_of(&with_role(lease("new", 1), "reflector")), None);
     }
 
     #[test]

@@ -17,49 +17,28 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::advert::{self, families_annotation, renewal_annotations, restart_grace_annotation};
+use super::budget::{Cadence, Plan, Role, Roster};
 use super::{lease_name, LEASE_LABEL_KEY, LEASE_LABEL_VALUE};
 use crate::cluster::{Attached, Reach};
 use crate::metrics::Metrics;
-
-/// How often this node renews its Lease and how long each renewal lasts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Cadence {
-    pub(crate) renew: Duration,
-    pub(crate) lease: Duration,
-}
-
-impl Cadence {
-    /// The cadence that keeps `members` renewals within `budget` writes per
-    /// second: never faster than `fastest`, and the Lease lasting as many
-    /// renewals as `fastest` allows (so as many may be lost).
-    pub(crate) fn for_members(members: usize, budget: f64, fastest: Cadence) -> Cadence {
-        let needed = Duration::from_secs_f64(members.max(1) as f64 / budget.max(f64::MIN_POSITIVE));
-        let renew = needed.max(fastest.renew);
-        let ratio = fastest.lease.as_secs_f64() / fastest.renew.as_secs_f64();
-        Cadence {
-            renew,
-            lease: renew.mul_f64(ratio),
-        }
-    }
-}
 
 /// What holding the Lease needs beyond the API handles.
 pub(crate) struct Holding {
     pub(crate) node: String,
     pub(crate) attached: watch::Receiver<Attached>,
-    /// The fastest cadence, and the cluster's write budget.
-    pub(crate) fastest: Cadence,
-    pub(crate) budget: f64,
-    /// The number of live members, as the assigner sees them.
-    pub(crate) members: watch::Receiver<usize>,
+    /// The fastest cadence and the cluster's write budget.
+    pub(crate) plan: Plan,
+    /// The membership's counts and this node's role, as the assigner sees them.
+    pub(crate) roster: watch::Receiver<Roster>,
     /// Told when this node begins a new session (see the tracker).
     pub(crate) own_session: watch::Sender<Option<Instant>>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Creates the node's Lease if needed and renews it with one merge patch at
-/// the cadence the write budget allows, backing off (up to the lease
-/// duration) while renewals fail. Each renewal also carries what `attached`
+/// the cadence the write budget allows its role, backing off (up to the
+/// lease duration) while renewals fail. A change of role is written at once.
+/// Each renewal also carries the role, what `attached`
 /// can answer for now and how long it lasts, and an owner reference to the
 /// Node once its uid is known, so the Lease of a deleted Node is
 /// garbage-collected. The first renewal starts a new session (`acquireTime`)
@@ -69,36 +48,57 @@ pub(crate) async fn hold_lease(api: Api<Lease>, nodes: Api<Node>, holding: Holdi
     let Holding {
         node,
         attached,
-        fastest,
-        budget,
-        members,
+        plan,
+        mut roster,
         own_session,
         metrics,
     } = holding;
     let name = lease_name(&node);
-    let mut delay = fastest.renew;
+    let mut delay = plan.fastest.renew;
     let mut failing = false;
     let mut advertised = None;
     let mut owner = None;
     let mut session = None;
-    let mut cadence = fastest;
+    let mut cadence = plan.fastest;
+    // Until the assigner decides, the role the Lease had if this agent
+    // carries its session on (a restart moves nothing), else standby: a
+    // joining node takes no announcer's place before it is settled.
+    let mut role = None;
     loop {
         let started = Instant::now();
         if owner.is_none() {
             owner = node_owner_reference(&nodes, &node).await;
         }
-        let next = Cadence::for_members(*members.borrow(), budget, fastest);
+        if session.is_none() {
+            let (found, previous_role) = current_session(&api, &name, &node).await;
+            session = Some(found);
+            role = role.or(previous_role);
+        }
+        let current = *roster.borrow_and_update();
+        let declared = current.role.or(role).unwrap_or(Role::Standby);
+        if role != Some(declared) {
+            info!(lease = %name, role = ?declared, announcers = current.announcers, standbys = current.standbys, "membership role");
+            role = Some(declared);
+        }
+        let next = plan.cadence(declared, &current);
         if next != cadence {
             info!(
                 lease = %name,
+                role = ?declared,
                 renew = ?next.renew,
                 lease_duration = ?next.lease,
-                members = *members.borrow(),
+                announcers = current.announcers,
+                standbys = current.standbys,
                 "membership cadence follows the write budget"
             );
             cadence = next;
         }
-        metrics.set_membership_cadence(*members.borrow(), cadence.renew, cadence.lease);
+        metrics.set_membership_cadence(
+            current.announcers + current.standbys,
+            cadence.renew,
+            cadence.lease,
+        );
+        metrics.set_membership_role(declared == Role::Announcer);
         let reach = attached.borrow().reach.clone();
         if advertised.as_ref() != Some(&reach) {
             info!(
@@ -109,15 +109,13 @@ pub(crate) async fn hold_lease(api: Api<Lease>, nodes: Api<Node>, holding: Holdi
             );
             advertised = Some(reach.clone());
         }
-        if session.is_none() {
-            session = Some(current_session(&api, &name, &node).await);
-        }
         let new_session = matches!(session, Some(Session::New | Session::First));
         let rejoin = session == Some(Session::New);
         let renewal = Renewal {
             reach: &reach,
             owner: owner.as_ref(),
             lease_duration: cadence.lease,
+            role: declared,
             new_session,
         };
         let renewed = renew(&api, &name, &node, renewal).await;
@@ -147,7 +145,24 @@ pub(crate) async fn hold_lease(api: Api<Lease>, nodes: Api<Node>, holding: Holdi
                 delay = (delay * 2).min(cadence.lease.max(cadence.renew));
             }
         }
-        tokio::time::sleep_until(started + delay).await;
+        // A new role is written at once: an announcer must be seen renewing
+        // fast before it owns anything, and a standby's Services move as soon
+        // as it says so.
+        let deadline = started + delay;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                changed = roster.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(deadline).await;
+                        break;
+                    }
+                    if roster.borrow().role.is_some_and(|next| Some(next) != role) {
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -164,16 +179,17 @@ enum Session {
 }
 
 /// Whether this node's Lease still carries a live session of its own, by
-/// its own clock (the holder wrote renewTime); unknown counts as new.
-async fn current_session(api: &Api<Lease>, name: &str, node: &str) -> Session {
+/// its own clock (the holder wrote renewTime), and then the role it
+/// declared; unknown counts as new.
+async fn current_session(api: &Api<Lease>, name: &str, node: &str) -> (Session, Option<Role>) {
     let lease = match api.get_opt(name).await {
         Ok(Some(lease)) => lease,
-        Ok(None) => return Session::First,
-        Err(_) => return Session::New,
+        Ok(None) => return (Session::First, None),
+        Err(_) => return (Session::New, None),
     };
     match session_continues(&lease, node, Timestamp::now()) {
-        true => Session::Continued,
-        false => Session::New,
+        true => (Session::Continued, advert::role_of(&lease)),
+        false => (Session::New, None),
     }
 }
 
@@ -227,6 +243,7 @@ struct Renewal<'a> {
     reach: &'a Reach,
     owner: Option<&'a OwnerReference>,
     lease_duration: Duration,
+    role: Role,
     /// Stamp `acquireTime`: the node (re)joins.
     new_session: bool,
 }
@@ -241,16 +258,17 @@ async fn renew(
         reach,
         owner,
         lease_duration,
+        role,
         new_session,
     } = renewal;
-    let patch = renewal_patch(node, reach, owner, lease_duration, new_session);
+    let patch = renewal_patch(node, reach, owner, lease_duration, role, new_session);
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => {
-            let lease = first_lease(node, reach, owner, lease_duration);
+            let lease = first_lease(node, reach, owner, lease_duration, role);
             match api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(()),
                 // Lost a race with our own previous attempt; the next tick patches it.
@@ -262,22 +280,44 @@ async fn renew(
     }
 }
 
-/// The renew interval and Lease duration of an agent that sees `members`
-/// live members, with the cluster's write `budget` and the fastest cadence
-/// (`--renew-interval`, `--lease-duration`). Public for the membership
-/// load generator of the benchmark, which must renew as the agents do.
+/// The cadence of a member with `role` when `announcers` and `standbys`
+/// are live, with the cluster's write `budget` and the fastest cadence
+/// (`--renew-interval`, `--lease-duration`), and how many announcers the
+/// budget affords `members` (see [`Plan`]). Public for the membership load
+/// generator of the benchmark, which must renew as the agents do.
 pub fn membership_cadence(
-    members: usize,
+    role: Role,
+    (announcers, standbys): (usize, usize),
     budget: f64,
-    fastest_renew: Duration,
-    fastest_lease: Duration,
+    (fastest_renew, fastest_lease): (Duration, Duration),
 ) -> (Duration, Duration) {
-    let fastest = Cadence {
-        renew: fastest_renew,
-        lease: fastest_lease,
+    let plan = Plan {
+        budget,
+        fastest: Cadence {
+            renew: fastest_renew,
+            lease: fastest_lease,
+        },
     };
-    let cadence = Cadence::for_members(members, budget, fastest);
+    let roster = Roster {
+        announcers,
+        standbys,
+        role: Some(role),
+    };
+    let cadence = plan.cadence(role, &roster);
     (cadence.renew, cadence.lease)
+}
+
+/// How many of `members` announce at the fastest cadence within `budget`
+/// (see [`Plan::slots`]). Public for the membership load generator.
+pub fn announcer_slots(members: usize, budget: f64, fastest: (Duration, Duration)) -> usize {
+    let plan = Plan {
+        budget,
+        fastest: Cadence {
+            renew: fastest.0,
+            lease: fastest.1,
+        },
+    };
+    plan.slots(members)
 }
 
 /// The merge patch one renewal of `node`'s Lease (named by
@@ -288,9 +328,10 @@ pub fn renewal_patch(
     reach: &Reach,
     owner: Option<&OwnerReference>,
     lease_duration: Duration,
+    role: Role,
     new_session: bool,
 ) -> serde_json::Value {
-    let annotations = renewal_annotations(reach, lease_duration);
+    let annotations = renewal_annotations(reach, lease_duration, role);
     let now = MicroTime(Timestamp::now());
     let mut metadata = json!({
         "labels": { LEASE_LABEL_KEY: LEASE_LABEL_VALUE },
@@ -317,6 +358,7 @@ pub fn first_lease(
     reach: &Reach,
     owner: Option<&OwnerReference>,
     lease_duration: Duration,
+    role: Role,
 ) -> Lease {
     let now = MicroTime(Timestamp::now());
     Lease {
@@ -324,7 +366,7 @@ pub fn first_lease(
             name: Some(lease_name(node)),
             labels: Some([(LEASE_LABEL_KEY.to_owned(), LEASE_LABEL_VALUE.to_owned())].into()),
             annotations: Some(
-                renewal_annotations(reach, lease_duration)
+                renewal_annotations(reach, lease_duration, role)
                     .into_iter()
                     .filter_map(|(key, value)| Some((key.to_owned(), value?)))
                     .collect(),
@@ -381,40 +423,5 @@ pub(crate) async fn depart(api: &Api<Lease>, node: &str, departure: Departure) {
         Err(error) => {
             warn!(lease = %name, %error, ?departure, "could not write the departure into the Lease; it expires instead")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FASTEST: Cadence = Cadence {
-        renew: Duration::from_millis(250),
-        lease: Duration::from_secs(1),
-    };
-
-    #[test]
-    fn the_cadence_follows_the_members_within_the_write_budget() {
-        assert_eq!(Cadence::for_members(3, 50.0, FASTEST), FASTEST);
-        assert_eq!(Cadence::for_members(12, 50.0, FASTEST), FASTEST);
-        let hundred = Cadence::for_members(100, 50.0, FASTEST);
-        assert_eq!(hundred.renew, Duration::from_secs(2));
-        assert_eq!(
-            hundred.lease,
-            Duration::from_secs(8),
-            "four renewals, as at 250 ms"
-        );
-        let thousand = Cadence::for_members(1000, 50.0, FASTEST);
-        assert_eq!(thousand.renew, Duration::from_secs(20));
-        assert_eq!(
-            Cadence::for_members(0, 50.0, FASTEST),
-            FASTEST,
-            "alone, or before the first list"
-        );
-        assert_eq!(
-            Cadence::for_members(100, 400.0, FASTEST),
-            FASTEST,
-            "a bigger budget keeps sub-second failover"
-        );
     }
 }

@@ -4,12 +4,15 @@
 //! (`tracker`), so clock skew between nodes cannot expire or prolong a member.
 
 mod advert;
+mod budget;
 mod holder;
 mod tracker;
 mod wall_clock;
 
-pub(crate) use holder::{depart, hold_lease, Cadence, Holding};
-pub use holder::{first_lease, membership_cadence, renewal_patch, Departure};
+pub use budget::{Announcers, Cadence, Plan, Role};
+pub(crate) use budget::{Roster, PER_DOMAIN};
+pub(crate) use holder::{depart, hold_lease, Holding};
+pub use holder::{announcer_slots, first_lease, membership_cadence, renewal_patch, Departure};
 pub(crate) use tracker::{LeaseTracker, Member};
 pub(crate) use wall_clock::member_at;
 

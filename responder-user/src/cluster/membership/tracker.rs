@@ -10,7 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::advert::{declared_duration_of, reach_of, restart_grace_of};
+use super::advert::{declared_duration_of, reach_of, restart_grace_of, role_of};
+use super::budget::Role;
 use super::holder::session_continues;
 use super::lease_name;
 use crate::cluster::Reach;
@@ -25,6 +26,7 @@ struct Observation {
     declared_duration: Option<Duration>,
     /// How long a departing holder asked to be considered alive.
     restart_grace: Option<Duration>,
+    role: Option<Role>,
     /// The holder's session: `acquireTime`, which it sets when it (re)joins
     /// after its Lease had expired.
     session: Option<MicroTime>,
@@ -42,6 +44,15 @@ pub(crate) struct Member {
     /// Live for at least the hold-down since it (re)joined: a flapping node
     /// does not pull Services back and forth.
     pub(crate) settled: bool,
+    /// What it declares; `None` from an agent that predates roles.
+    pub(crate) role: Option<Role>,
+}
+
+impl Member {
+    /// Whether it announces: standbys own a Service only when no announcer can.
+    pub(crate) fn announces(&self) -> bool {
+        self.role != Some(Role::Standby)
+    }
 }
 
 #[derive(Debug)]
@@ -144,6 +155,7 @@ impl LeaseTracker {
                     reach: Reach::default(),
                     declared_duration: None,
                     restart_grace: None,
+                    role: None,
                     session: session.clone(),
                     settled_at,
                     recovering: false,
@@ -183,6 +195,7 @@ impl LeaseTracker {
         seen.reach = reach_of(lease);
         seen.declared_duration = declared_duration_of(lease);
         seen.restart_grace = restart_grace_of(lease);
+        seen.role = role_of(lease);
     }
 
     pub(crate) fn forget(&mut self, name: &str) {
@@ -230,6 +243,7 @@ impl LeaseTracker {
                 let member = Member {
                     reach: seen.reach.clone(),
                     settled: seen.settled_at <= now,
+                    role: seen.role,
                 };
                 (seen.holder.clone(), member)
             })
@@ -292,6 +306,7 @@ mod tests {
                 let member = Member {
                     reach: Reach::UNKNOWN,
                     settled: true,
+                    role: None,
                 };
                 (n.to_string(), member)
             })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 
-use super::advert::{declared_duration_of, reach_of, restart_grace_of};
+use super::advert::{declared_duration_of, reach_of, restart_grace_of, role_of};
 use super::tracker::Member;
 
 /// How far this machine's clock may be behind the holder's and a live
@@ -52,6 +52,7 @@ pub(crate) fn member_at(
     Ok(Member {
         reach: reach_of(lease),
         settled: session.is_none_or(|session| session >= hold_down),
+        role: role_of(lease),
     })
 }
 

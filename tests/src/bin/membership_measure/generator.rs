@@ -3,12 +3,86 @@
 
 use super::*;
 
+/// How the members renew: as the agents of `Regime::Before` did (every
+/// member announcing at 250 ms / 1 s within 50 writes/s), or with roles:
+/// as many announcers as the budget affords, the rest standing by.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Regime {
+    pub(super) all_announce: bool,
+    pub(super) budget: f64,
+    pub(super) fastest: (Duration, Duration),
+}
+
+impl Regime {
+    /// The membership before roles: `--announcers all --lease-duration 1s
+    /// --renew-interval 250ms --lease-write-budget 50`.
+    pub(super) const BEFORE: Regime = Regime {
+        all_announce: true,
+        budget: 50.0,
+        fastest: (Duration::from_millis(250), Duration::from_secs(1)),
+    };
+
+    pub(super) fn now(budget: f64) -> Regime {
+        Regime {
+            all_announce: false,
+            budget,
+            fastest: (
+                ClusterSettings::DEFAULT_RENEW_INTERVAL,
+                ClusterSettings::DEFAULT_LEASE_DURATION,
+            ),
+        }
+    }
+
+    /// The agents' flags for this regime.
+    pub(super) fn agent_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--lease-write-budget".to_owned(),
+            self.budget.to_string(),
+            "--renew-interval".to_owned(),
+            format!("{}ms", self.fastest.0.as_millis()),
+            "--lease-duration".to_owned(),
+            format!("{}ms", self.fastest.1.as_millis()),
+        ];
+        if self.all_announce {
+            args.extend(["--announcers".to_owned(), "all".to_owned()]);
+        }
+        args
+    }
+
+    /// How many of `live` members announce: all, or the budget's slots (the
+    /// real agents always among them: they are the only eligible nodes, and
+    /// two of them are the coverage of their one domain).
+    pub(super) fn announcers(&self, live: usize) -> usize {
+        match self.all_announce {
+            true => live,
+            false => announcer_slots(live, self.budget, self.fastest)
+                .max(NODES.len())
+                .min(live),
+        }
+    }
+
+    /// The role and cadence (renew, lease) of simulated member `index` when
+    /// `simulated` of them are live beside the real agents: the first ones
+    /// fill the announcer slots the real agents leave.
+    pub(super) fn member(&self, index: usize, simulated: usize) -> (Role, Duration, Duration) {
+        let live = simulated + NODES.len();
+        let announcers = self.announcers(live);
+        let role = match index < announcers - NODES.len() {
+            true => Role::Announcer,
+            false => Role::Standby,
+        };
+        let (renew, lease) =
+            membership_cadence(role, (announcers, live - announcers), self.budget, self.fastest);
+        (role, renew, lease)
+    }
+}
+
 /// The generator's simulated members: `sim-NNNN`, one Node and one Lease
 /// each, renewed by one task per member at the agents' cadence.
 pub(super) struct Generator {
     runtime: tokio::runtime::Runtime,
     client: Client,
-    budget: f64,
+    regime: Regime,
     members: Arc<AtomicUsize>,
     started: AtomicUsize,
     stopping: Arc<AtomicBool>,
@@ -16,19 +90,10 @@ pub(super) struct Generator {
     pub(super) failures: Arc<AtomicU64>,
 }
 
-/// The cadence every member uses with `simulated` members and the real agents live.
-pub(super) fn live_cadence(simulated: usize, budget: f64) -> (Duration, Duration) {
-    membership_cadence(
-        simulated + NODES.len(),
-        budget,
-        ClusterSettings::DEFAULT_RENEW_INTERVAL,
-        ClusterSettings::DEFAULT_LEASE_DURATION,
-    )
-}
-
 pub(super) struct Member {
     api: Api<Lease>,
-    budget: f64,
+    index: usize,
+    regime: Regime,
     members: Arc<AtomicUsize>,
     stopping: Arc<AtomicBool>,
     writes: Arc<AtomicU64>,
@@ -77,7 +142,7 @@ pub(super) async fn create_services(client: Client, count: usize) {
 }
 
 impl Generator {
-    pub(super) fn new(client: Client, budget: f64) -> Self {
+    pub(super) fn new(client: Client, regime: Regime) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -86,7 +151,7 @@ impl Generator {
         Generator {
             runtime,
             client,
-            budget,
+            regime,
             members: Arc::new(AtomicUsize::new(0)),
             started: AtomicUsize::new(0),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -106,12 +171,14 @@ impl Generator {
             self.runtime
                 .block_on(create_nodes(self.client.clone(), from, count));
         self.members.store(count, Ordering::Relaxed);
-        let (renew, _) = self.cadence();
         for (offset, node) in nodes.into_iter().enumerate() {
+            let index = from + offset;
+            let (_, renew, _) = self.regime.member(index, count);
             let phase = renew.mul_f64(offset as f64 / (count - from) as f64);
             let member = Member {
                 api: Api::namespaced(self.client.clone(), NAMESPACE),
-                budget: self.budget,
+                index,
+                regime: self.regime,
                 members: Arc::clone(&self.members),
                 stopping: Arc::clone(&self.stopping),
                 writes: Arc::clone(&self.writes),
@@ -122,8 +189,21 @@ impl Generator {
         self.started.store(count, Ordering::Relaxed);
     }
 
-    pub(super) fn cadence(&self) -> (Duration, Duration) {
-        live_cadence(self.members.load(Ordering::Relaxed), self.budget)
+    /// The real agents' cadence with `count` simulated members live.
+    pub(super) fn agents_cadence(&self, count: usize) -> (Duration, Duration) {
+        let live = count + NODES.len();
+        let announcers = self.regime.announcers(live);
+        membership_cadence(
+            Role::Announcer,
+            (announcers, live - announcers),
+            self.regime.budget,
+            self.regime.fastest,
+        )
+    }
+
+    /// How many members announce with `count` simulated members live.
+    pub(super) fn announcers(&self, count: usize) -> usize {
+        self.regime.announcers(count + NODES.len())
     }
 
     pub(super) fn stop(&self) {
@@ -155,8 +235,9 @@ impl Member {
         let mut new_session = true;
         while !self.stopping.load(Ordering::Relaxed) {
             let started = tokio::time::Instant::now();
-            let (renew, lease) = live_cadence(self.members.load(Ordering::Relaxed), self.budget);
-            let patch = renewal_patch(&name, &reach, owner.as_ref(), lease, new_session);
+            let simulated = self.members.load(Ordering::Relaxed);
+            let (role, renew, lease) = self.regime.member(self.index, simulated);
+            let patch = renewal_patch(&name, &reach, owner.as_ref(), lease, role, new_session);
             let written = match self
                 .api
                 .patch(&lease_name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -164,7 +245,7 @@ impl Member {
             {
                 Ok(_) => true,
                 Err(kube::Error::Api(status)) if status.is_not_found() => {
-                    let object = first_lease(&name, &reach, owner.as_ref(), lease);
+                    let object = first_lease(&name, &reach, owner.as_ref(), lease, role);
                     self.api
                         .create(&PostParams::default(), &object)
                         .await

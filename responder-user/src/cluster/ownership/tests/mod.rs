@@ -17,6 +17,7 @@ mod advertised;
 mod candidates;
 mod endpoints;
 mod rendezvous;
+mod roles;
 
 fn facts(service: Service) -> Arc<ServiceFacts> {
     Arc::new(ServiceFacts::of(&service))
@@ -73,6 +74,7 @@ fn settled(reach: Reach) -> Member {
     Member {
         reach,
         settled: true,
+        role: None,
     }
 }
 
