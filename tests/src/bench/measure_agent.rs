@@ -68,3 +68,10 @@ fn run_measure<T: DeserializeOwned>(name: &str, args: &[&str]) -> Measured<T> {
         Err(e) => not_measured(format!("it did not start: {e}")),
     }
 }
+
+/// Section 4's false failovers: `false_failover` with DURATION_S per case.
+pub(super) fn false_failover(
+    quick: bool,
+) -> Measured<super::schema_false_failover::FalseFailoverResult> {
+    run_measure("false_failover", &[if quick { "10" } else { "60" }])
+}

@@ -27,6 +27,7 @@ mod measure_frames;
 mod peers;
 mod report;
 pub mod schema;
+pub mod schema_false_failover;
 mod syslog_sink;
 pub(crate) mod threads;
 mod tiny_xdp;
@@ -123,6 +124,8 @@ pub fn measure(settings: &Settings) -> Report {
             Some(measure_agent::membership_unbudgeted())
         }
     };
+    eprintln!("bench: false failovers");
+    let false_failover = Some(measure_agent::false_failover(settings.quick));
     Report {
         quick: settings.quick,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -134,6 +137,7 @@ pub fn measure(settings: &Settings) -> Report {
         membership,
         membership_unbudgeted,
         remeasured: Vec::new(),
+        false_failover,
     }
 }
 

@@ -7,6 +7,7 @@ use super::schema::{
 };
 
 mod agent_figures;
+mod false_failover;
 
 use agent_figures::{agent, membership, membership_unbudgeted};
 
@@ -79,6 +80,9 @@ pub(super) fn markdown(report: &Report, chart: &str) -> String {
     }
     if let Some(result) = &report.membership_unbudgeted {
         membership_unbudgeted(&mut page, result);
+    }
+    if let Some(result) = &report.false_failover {
+        false_failover::section(&mut page, result);
     }
     page.0
 }

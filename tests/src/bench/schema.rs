@@ -28,6 +28,10 @@ pub struct Report {
     /// a full run leaves it empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remeasured: Vec<String>,
+    /// Section 4's false failovers (`false_failover`); absent from reports
+    /// made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub false_failover: Option<Measured<super::schema_false_failover::FalseFailoverResult>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
