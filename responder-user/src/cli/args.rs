@@ -167,8 +167,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub(crate) stale_after: Duration,
     /// Heartbeat age after which another MAC announcing a VIP makes this
-    /// node yield it at once; shorter than --stale-after.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// node yield it at once; shorter than --stale-after. Above the 1 s
+    /// heartbeat, and short enough that a successor's second announcement
+    /// (one --announce-interval after its first, which comes a Lease after
+    /// the agent died) always finds it passed: two MACs answer for at most
+    /// one announcement interval after an agent alone dies.
+    #[arg(long, value_name = "DURATION", default_value = "1500ms", value_parser = parse_duration)]
     pub(crate) yield_after: Duration,
     /// Listen address of /metrics (port 0 picks a free port); `off`
     /// disables it.
@@ -325,7 +329,7 @@ mod tests {
         assert_eq!(args.pin_path, PathBuf::from(DEFAULT_PIN_PATH));
         assert!(!args.kube);
         assert_eq!(args.stale_after, Duration::from_secs(15));
-        assert_eq!(args.yield_after, Duration::from_secs(2));
+        assert_eq!(args.yield_after, Duration::from_millis(1500));
         assert_eq!(
             args.metrics_addr,
             ListenAddr::Listen(DEFAULT_METRICS_ADDR.parse().expect("default address"))
@@ -344,7 +348,7 @@ mod tests {
     fn cli_checks_the_stale_gate_and_metrics_address() {
         let base = ["-i", "eth0", "--vip", "192.0.2.10"];
         let with = |extra: &[&str]| run_args(&[&base[..], extra].concat());
-        let e = with(&["--stale-after", "2s"])
+        let e = with(&["--stale-after", "1s"])
             .err()
             .expect("yield not below stale");
         assert!(e.contains("shorter than --stale-after"), "{e}");

@@ -174,9 +174,13 @@ fn format_report(report: &Report) -> String {
     for node in &report.nodes {
         nodes.push(vec![
             node.node.clone(),
-            node.excluded
-                .as_ref()
-                .map_or_else(|| "yes".to_owned(), |why| format!("no: {why}")),
+            match (&node.excluded, node.role.as_deref()) {
+                (Some(why), _) => format!("no: {why}"),
+                (None, Some("standby")) => {
+                    "standby (owns an address only where no announcer may)".to_owned()
+                }
+                (None, _) => "yes".to_owned(),
+            },
         ]);
     }
     text.push('\n');

@@ -413,9 +413,9 @@ impl Assigner {
             self.tracker.next_change(now),
             self.keeper.next_change(),
         ]
-            .into_iter()
-            .flatten()
-            .min()
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn evaluate(&mut self, now: Instant) {
@@ -447,7 +447,8 @@ impl Assigner {
             self.last_members = live;
             self.dirty.all = true;
         }
-        if !self.dirty.is_clean() {
+        let changed = !self.dirty.is_clean();
+        if changed {
             let dirty = std::mem::take(&mut self.dirty);
             match dirty.all {
                 true => cpu_bound(|| {
@@ -459,7 +460,7 @@ impl Assigner {
                 false => self.reassign(dirty),
             }
         }
-        self.decide_role(now);
+        self.decide_role(now, changed);
         self.publish_view();
     }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::advertising::Advertising;
 use super::indexes::slice_nodes;
-use super::membership::{lease_name, member_at, Member};
+use super::membership::{lease_name, member_at, Member, Role};
 use super::nodes::{exclusion, node_addresses};
 use super::ownership::{self, Assignments, Inputs};
 use super::reason::{Problem, ProblemKind, Reason};
@@ -88,6 +88,10 @@ pub struct NodeStatus {
     pub node: String,
     /// `None` when it may announce (live and eligible).
     pub excluded: Option<String>,
+    /// `announcer` or `standby` as its Lease declares it (see
+    /// docs/agents.md, "Announcers and standbys"); `None` when excluded or
+    /// from an agent before roles.
+    pub role: Option<String>,
 }
 
 /// One address of one Service (or one ingress entry that is no address).
@@ -131,16 +135,21 @@ pub fn judge(snapshot: &Snapshot, settings: &Settings, now: Timestamp) -> Report
                 Some(lease) => member_at(lease, now, settings.lease_duration, settings.hold_down),
             },
         };
-        let excluded = match verdict {
+        let (excluded, role) = match verdict {
             Ok(member) => {
+                let role = member.role.map(|role| match role {
+                    Role::Announcer => "announcer".to_owned(),
+                    Role::Standby => "standby".to_owned(),
+                });
                 members.insert(name.clone(), member);
-                None
+                (None, role)
             }
-            Err(why) => Some(why),
+            Err(why) => (Some(why), None),
         };
         nodes.push(NodeStatus {
             node: name,
             excluded,
+            role,
         });
     }
     let forbidden = node_addresses(&snapshot.nodes);

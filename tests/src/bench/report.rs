@@ -8,6 +8,7 @@ use super::schema::{
 
 mod agent_figures;
 mod false_failover;
+mod membership_compare;
 
 use agent_figures::{agent, membership, membership_unbudgeted};
 
@@ -77,6 +78,9 @@ pub(super) fn markdown(report: &Report, chart: &str) -> String {
     agent(&mut page, &report.cluster, &report.sync);
     if let Some(result) = &report.membership {
         membership(&mut page, result);
+    }
+    if let (Some(before), Some(now)) = (&report.membership_before, &report.membership) {
+        membership_compare::section(&mut page, before, now);
     }
     if let Some(result) = &report.membership_unbudgeted {
         membership_unbudgeted(&mut page, result);
@@ -413,15 +417,19 @@ pub(super) fn membership_markdown(
 /// The membership table, in Markdown (also what MEMBERSHIP-RESULTS.md shows).
 pub(super) fn membership_table(r: &MembershipResult) -> Vec<String> {
     let mut lines = vec![
-        "| simulated members | live members | renew ms | lease ms | API Lease writes/s | of which generator | watch events/s at one agent | agent CPU % | agent RSS MiB | agent RssAnon MiB | kube-apiserver CPU % | etcd CPU % | generator CPU % | failovers taken over / tried | failover p50 ms | failover p99 ms |".to_owned(),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
+        "| simulated members | live members | announcing | renew ms | lease ms | API Lease writes/s | of which generator | watch events/s at one agent | agent CPU % | agent RSS MiB | agent RssAnon MiB | kube-apiserver CPU % | etcd CPU % | generator CPU % | failovers taken over / tried | failover p50 ms | failover p99 ms |".to_owned(),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned(),
     ];
     let ms = |value: Option<f64>| value.map_or("–".to_owned(), |v| format!("{v:.0}"));
     for row in &r.rows {
         lines.push(format!(
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} / {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} / {} | {} | {} |",
             row.simulated,
             row.simulated + r.real_agents,
+            match row.announcers {
+                0 => "all".to_owned(),
+                n => n.to_string(),
+            },
             row.renew_ms,
             row.lease_ms,
             row.api_lease_writes_per_s,

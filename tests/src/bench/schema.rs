@@ -23,6 +23,10 @@ pub struct Report {
     /// The same without a write budget (every member at 250 ms), as before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership_unbudgeted: Option<Measured<MembershipResult>>,
+    /// The same before roles (every member announcing: `membership_measure
+    /// … before`), measured in the same run as `membership`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_before: Option<Measured<MembershipResult>>,
     /// Sections measured again on their own after the run (their measuring
     /// program run by hand, its report put in place of the run's), and why;
     /// a full run leaves it empty.

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use responder::cluster::ClusterSettings;
 use responder_tests::{
     bench::schema::{to_json_text, ClusterResult, Percentiles},
     lab::cluster::{Cluster, WAIT},
@@ -46,7 +47,7 @@ fn main() {
 
     let report = ClusterResult {
         failover_ms: Percentiles::of(&failover),
-        failover_note: "SIGKILL of the owner's agent + its link down, until the first ARP reply from another node to a client probing every 10 ms (gratuitous announcements not counted); the kills spread evenly over the phases of the owner's 250 ms renewals".to_owned(),
+        failover_note: "SIGKILL of the owner's agent + its link down, until the first ARP reply from another node to a client probing every 10 ms (gratuitous announcements not counted); the kills spread evenly over the phases of the owner's renewals (the agents' default renew interval)".to_owned(),
         patch_to_map_ms: Percentiles::of(&reaction),
         patch_to_map_note: "Service status merge patch (new ingress IP) sent, until the owner's pinned VIP map holds the IP".to_owned(),
     };
@@ -68,7 +69,7 @@ fn measure_failover(cluster: &mut Cluster, trials: usize) -> Vec<Duration> {
                 scope.spawn(|| prober.first_reply_not_from(target, &old_mac, PROBE_INTERVAL, WAIT));
             // Probing already runs, so the first answer after the failure is seen at once.
             std::thread::sleep(Duration::from_millis(50));
-            // Then an extra 0..250 ms (one renew interval), spread evenly
+            // Then an extra 0..one renew interval, spread evenly
             // over the trials: the kills fall at every phase of the owner's
             // renewals alike.
             // Without it the phase follows from when the VIP came back (a
@@ -128,14 +129,14 @@ fn measure_patch_to_map(cluster: &Cluster, updates: usize) -> Vec<Duration> {
     samples
 }
 
-/// Extra delay before the kill of trial `index`, in 0..250 ms (one renew
-/// interval): the golden-ratio (Weyl) sequence. Unlike pseudo-random delays,
+/// Extra delay before the kill of trial `index`, within one renew interval
+/// (the agents' default): the golden-ratio (Weyl) sequence. Unlike pseudo-random delays,
 /// it spreads any run of consecutive trials evenly over the interval whatever
 /// phase the kill would otherwise fall at; 20 pseudo-random draws added to a
 /// fixed phase left two versions' means ~25 ms apart by chance alone.
 fn phase_delay(index: u64) -> Duration {
     let fraction = (index as f64 * 0.618_033_988_749_894_9).fract();
-    Duration::from_micros((fraction * 250_000.0) as u64)
+    ClusterSettings::DEFAULT_RENEW_INTERVAL.mul_f64(fraction)
 }
 
 fn ms(d: Duration) -> f64 {

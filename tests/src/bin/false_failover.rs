@@ -1,5 +1,5 @@
 //! Counts false failovers (issue #23): three real agents (`responder run
-//! --kube --lease-duration 750ms --renew-interval 187ms`) on one segment
+//! --kube` with the default 800 ms Lease and 200 ms renewals) on one segment
 //! against a real kube-apiserver, a client probing one VIP by ARP every
 //! 10 ms, while the VIP's owner is hurt without being dead: starved of CPU,
 //! losing 1 % of its frames and API packets, or losing its frames to one
@@ -18,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use responder::cluster::ClusterSettings;
 use responder_tests::{
     bench::schema::to_json_text,
     bench::schema_false_failover::{FalseFailoverCase, FalseFailoverResult},
@@ -32,8 +33,6 @@ mod observe;
 use faults::{ApiLoss, OneWay, SegmentLoss, Starved};
 use observe::{count, holders, probe, ALTERNATION, PROBE_INTERVAL};
 
-const LEASE_DURATION: &str = "750ms";
-const RENEW_INTERVAL: &str = "187ms";
 /// The probed VIP and the other Services' addresses (documentation ranges).
 const PROBE_VIP: &str = "198.51.100.10";
 const SERVICES: [(&str, &[&str]); 4] = [
@@ -82,14 +81,6 @@ fn main() {
         );
     }
     let options = ClusterOptions {
-        agent_args: [
-            "--lease-duration",
-            LEASE_DURATION,
-            "--renew-interval",
-            RENEW_INTERVAL,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
         ..ClusterOptions::default()
     };
     let started = Instant::now();
@@ -108,11 +99,11 @@ fn main() {
         one_way(&cluster, &prober, duration),
     ];
     let report = FalseFailoverResult {
-        lease_duration_ms: 750.0,
-        renew_interval_ms: 187.0,
+        lease_duration_ms: ClusterSettings::DEFAULT_LEASE_DURATION.as_secs_f64() * 1000.0,
+        renew_interval_ms: ClusterSettings::DEFAULT_RENEW_INTERVAL.as_secs_f64() * 1000.0,
         probe_interval_ms: PROBE_INTERVAL.as_secs_f64() * 1000.0,
         cases,
-        note: format!("{} real agents (driver mode on veths into one bridge, --lease-duration {LEASE_DURATION} --renew-interval {RENEW_INTERVAL}, other flags default) against a kube-apiserver v1.20 + etcd on 127.0.0.1, {} LoadBalancer Services; a client on the bridge sends an ARP request for {PROBE_VIP} every 10 ms and takes the MACs answering within 10 ms as that request's answers (a later answer counts the request unanswered); ownership = the agents' pinned VIP maps, sampled every 50 ms; the owner at each case's start is the node holding the VIP alone for 1.5 s; a mac change = an answered request whose set of answering MACs differs from the previous answered one; a two-MAC interval = consecutive requests answered by two MACs at once or by a MAC answering again within {} ms of being replaced; this whole process and its children (API server, etcd, agents) run at nice -20", NODES.len(), SERVICES.len(), ALTERNATION.as_millis()),
+        note: format!("{} real agents (driver mode on veths into one bridge, default flags: {:?} Lease, {:?} renewals) against a kube-apiserver v1.20 + etcd on 127.0.0.1, {} LoadBalancer Services; a client on the bridge sends an ARP request for {PROBE_VIP} every 10 ms and takes the MACs answering within 10 ms as that request's answers (a later answer counts the request unanswered); ownership = the agents' pinned VIP maps, sampled every 50 ms; the owner at each case's start is the node holding the VIP alone for 1.5 s; a mac change = an answered request whose set of answering MACs differs from the previous answered one; a two-MAC interval = consecutive requests answered by two MACs at once or by a MAC answering again within {} ms of being replaced; this whole process and its children (API server, etcd, agents) run at nice -20", NODES.len(), ClusterSettings::DEFAULT_LEASE_DURATION, ClusterSettings::DEFAULT_RENEW_INTERVAL, SERVICES.len(), ALTERNATION.as_millis()),
     };
     let text = to_json_text(&report).expect("serialize report");
     print!("{text}");

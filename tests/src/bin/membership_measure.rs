@@ -120,8 +120,8 @@ fn main() {
         .into_iter()
         .chain(regime.agent_args())
         .collect(),
-        // The metrics address is logged at info by the run module.
-        rust_log: "warn,responder::cli::run=info".to_owned(),
+        // The metrics address is logged at info by the cli (cli/shared.rs).
+        rust_log: "warn,responder::cli=info".to_owned(),
         ..ClusterOptions::default()
     };
     let started = Instant::now();

@@ -401,7 +401,7 @@ fn api_server_down_five_minutes_loses_no_reply_and_moves_nothing() {
         delta(events, 0) + delta(events, 1)
     );
     // The API server, since it restarted. Lease writes are renewals only:
-    // each of the 3 agents renews at most once per renew interval (250 ms),
+    // each of the 3 agents renews at most once per renew interval (RENEW),
     // counted from the restart (the server counts from its start, after
     // that), plus one for a renewal in flight at each end.
     let written = writes(&marks.since_restart);

@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use responder::cluster::ClusterSettings;
 use responder_tests::{
     lab::cluster::{Cluster, WAIT},
     lab::one_cluster_at_a_time,
@@ -52,9 +53,10 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// a millisecond; latency is taken from the kernel's receive timestamp, so
 /// only a real loss (or an answer later than this) counts as unanswered.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
-/// The agents' renew interval and Lease duration (the defaults, 3 nodes).
-const RENEW: Duration = Duration::from_millis(250);
-const LEASE: Duration = Duration::from_secs(1);
+/// The agents' renew interval and Lease duration (the defaults: with 3
+/// nodes every one announces at the fastest cadence).
+const RENEW: Duration = ClusterSettings::DEFAULT_RENEW_INTERVAL;
+const LEASE: Duration = ClusterSettings::DEFAULT_LEASE_DURATION;
 /// The longest a failed watch waits before it retries (`WatchBackoff::LAST`,
 /// jitter only shortens it).
 const WATCH_RETRY_MAX: Duration = Duration::from_secs(8);

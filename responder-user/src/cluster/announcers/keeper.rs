@@ -99,7 +99,12 @@ impl RoleKeeper {
                 .is_some_and(|member| !member.announces())
         });
         loop {
-            let chosen = wanted(facts.domains.iter(), facts.eligible, slots, &self.passed_over);
+            let chosen = wanted(
+                facts.domains.iter(),
+                facts.eligible,
+                slots,
+                &self.passed_over,
+            );
             let waiting: BTreeSet<&String> = chosen
                 .iter()
                 .filter(|node| node.as_str() != facts.own && !facts.eligible[*node].announces())

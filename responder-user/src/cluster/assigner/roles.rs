@@ -10,9 +10,16 @@ use super::{Assigner, Health};
 impl Assigner {
     /// Decides this node's role from the current view and publishes the
     /// roster when it changed. Nothing is decided while the view is
-    /// incomplete or frozen: the Lease holder keeps the last role.
-    pub(super) fn decide_role(&mut self, now: Instant) {
+    /// incomplete or frozen: the Lease holder keeps the last role. Only
+    /// after a recomputation (`changed`: members, Services or Nodes) or
+    /// when a grace or delay of the keeper runs out: renewals alone change
+    /// nothing here, and a thousand members send ninety a second.
+    pub(super) fn decide_role(&mut self, now: Instant, changed: bool) {
         if self.health != Health::Healthy {
+            return;
+        }
+        let due = self.keeper.next_change().is_some_and(|at| at <= now);
+        if !changed && !due && self.roster.borrow().role.is_some() {
             return;
         }
         let eligible = self.eligible_members();

@@ -212,10 +212,15 @@ mod tests {
             let announcer = plan.announcer(&roster);
             assert_eq!(announcer, FASTEST, "{members}: announcers stay fastest");
             let writes = announcer.writes_per_second(slots)
-                + plan.standby(members - slots).writes_per_second(members - slots);
+                + plan
+                    .standby(members - slots)
+                    .writes_per_second(members - slots);
             assert!(writes <= 90.0 + 1e-6, "{members}: {writes} writes/s");
             assert!(slots >= 12, "{members}: {slots} slots");
         }
+        // The figures docs/agents.md gives ("Announcers and standbys").
+        let slots: Vec<usize> = [18, 19, 100, 300, 1000].map(|n| plan.slots(n)).to_vec();
+        assert_eq!(slots, [18, 17, 16, 14, 14]);
         let thousand = plan.standby(986);
         assert!(
             thousand.renew > Duration::from_secs(50) && thousand.lease == thousand.renew * 4,

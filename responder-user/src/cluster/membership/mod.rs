@@ -11,8 +11,8 @@ mod wall_clock;
 
 pub use budget::{Announcers, Cadence, Plan, Role};
 pub(crate) use budget::{Roster, PER_DOMAIN};
-pub(crate) use holder::{depart, hold_lease, Holding};
 pub use holder::{announcer_slots, first_lease, membership_cadence, renewal_patch, Departure};
+pub(crate) use holder::{depart, hold_lease, Holding};
 pub(crate) use tracker::{LeaseTracker, Member};
 pub(crate) use wall_clock::member_at;
 

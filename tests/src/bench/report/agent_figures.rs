@@ -37,7 +37,7 @@ pub(super) fn agent(
                 ));
             }
             line("");
-            line("**What limits it.** Failover is the Lease duration (1 s) counted from when the survivors last *saw* the owner's renewal: with the kills spread over the phases of the 250 ms renewals, that is spread evenly between 750 ms and 1 s (p50 875 ms, p99 ≈ 1 s), plus the reassignment, map insert and the client's next probe (10 ms apart). With 20 trials, p50 and p99 carry tens of ms of sampling noise: compare runs of two versions side by side (same phases, same machine load), not against an old table. Patch → map is the API server's watch fan-out plus one reassignment and one map insert.");
+            line("**What limits it.** Failover is the announcer's Lease (800 ms) counted from when the survivors last *saw* the owner's renewal: with the kills spread over the phases of the 200 ms renewals, that is spread evenly between 600 and 800 ms (p50 700 ms, p99 ≈ 800 ms), plus the reassignment, map insert and the client's next probe (10 ms apart). With 20 trials, p50 and p99 carry tens of ms of sampling noise: compare runs of two versions side by side (same phases, same machine load), not against an old table. Patch → map is the API server's watch fan-out plus one reassignment and one map insert.");
         }
         Measured::NotMeasured { reason } => {
             line("**Not measured in this run**: `cluster_measure` did not produce a report:");
@@ -99,7 +99,11 @@ pub(super) fn membership(page: &mut Page, result: &Measured<MembershipResult>) {
                 line(&row);
             }
             line("");
-            line(&format!("**What limits it.** The write budget ({:.0} writes/s for the whole cluster) caps the Lease writes, and with them the watch events every agent receives, once more than {:.0} members are live: beyond that, more members cost no more API writes or watch events (the agent's CPU and memory grow only with the Leases and Nodes it caches), but each renews less often and its Lease lasts longer, so failover grows in proportion to the members (detection is up to one Lease duration after the owner's last renewal seen). With 100 % = one core of a two-core machine shared by the API server, etcd, three agents and the generator, figures are from a loaded machine and vary between runs.", r.write_budget, r.write_budget * 0.25));
+            let limits = match r.regime.as_str() {
+                "before" | "" => format!("**What limits it.** The write budget ({:.0} writes/s for the whole cluster) caps the Lease writes, and with them the watch events every agent receives, once more than {:.0} members are live: beyond that, more members cost no more API writes or watch events (the agent's CPU and memory grow only with the Leases and Nodes it caches), but each renews less often and its Lease lasts longer, so failover grows in proportion to the members (detection is up to one Lease duration after the owner's last renewal seen).", r.write_budget, r.write_budget * 0.25),
+                _ => format!("**What limits it.** The write budget ({:.0} writes/s for the whole cluster) is split: standbys renew within a fifth of it, never faster than every 10 s, and the rest keeps a bounded set of announcers (\"announcing\") at 200 ms / 800 ms. Failover is the announcer's 800 ms Lease counted from its last renewal seen, plus the reaction, whatever the number of members; more members only lengthen the standbys' Leases. The writes stay at the budget, and with them the watch events every agent receives.", r.write_budget),
+            };
+            line(&format!("{limits} With 100 % = one core of a two-core machine shared by the API server, etcd, three agents and the generator, figures are from a loaded machine and vary between runs."));
         }
         Measured::NotMeasured { reason } => {
             line("**Not measured in this run**: `membership_measure` did not produce a report:");

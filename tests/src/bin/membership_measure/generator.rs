@@ -71,8 +71,12 @@ impl Regime {
             true => Role::Announcer,
             false => Role::Standby,
         };
-        let (renew, lease) =
-            membership_cadence(role, (announcers, live - announcers), self.budget, self.fastest);
+        let (renew, lease) = membership_cadence(
+            role,
+            (announcers, live - announcers),
+            self.budget,
+            self.fastest,
+        );
         (role, renew, lease)
     }
 }

@@ -33,7 +33,12 @@ fn keeper(mode: Announcers) -> RoleKeeper {
     RoleKeeper::new(mode, PLAN, DEMOTE_AFTER)
 }
 
-fn decide(keeper: &mut RoleKeeper, own: &str, live: &BTreeMap<String, Member>, now: Instant) -> Roster {
+fn decide(
+    keeper: &mut RoleKeeper,
+    own: &str,
+    live: &BTreeMap<String, Member>,
+    now: Instant,
+) -> Roster {
     let domains = Domains::default();
     let facts = Facts {
         own,
@@ -56,10 +61,21 @@ fn chosen(live: &BTreeMap<String, Member>, mode: Announcers, now: Instant) -> Ve
 fn an_agent_before_roles_makes_everyone_announce() {
     let now = Instant::now();
     let mut live = members(30, Some(Role::Standby));
-    live.insert("old".into(), Member { reach: Reach::UNKNOWN, settled: true, role: None });
+    live.insert(
+        "old".into(),
+        Member {
+            reach: Reach::UNKNOWN,
+            settled: true,
+            role: None,
+        },
+    );
     assert_eq!(chosen(&live, Announcers::AtMost(2), now).len(), 31);
     let roster = decide(&mut keeper(Announcers::AtMost(2)), "node-00", &live, now);
-    assert_eq!((roster.announcers, roster.standbys), (1, 30), "the old agent counts as announcing");
+    assert_eq!(
+        (roster.announcers, roster.standbys),
+        (1, 30),
+        "the old agent counts as announcing"
+    );
 }
 
 #[test]
@@ -78,8 +94,16 @@ fn a_bounded_set_is_chosen_and_the_others_stand_by() {
     assert_eq!(chosen(&live, Announcers::Budgeted, now).len(), affordable);
     let ineligible = BTreeMap::new();
     let domains = Domains::default();
-    let facts = Facts { own: "node-00", live: &live, eligible: &ineligible, domains: &domains };
-    assert_eq!(keeper(Announcers::AtMost(3)).decide(&facts, now).role, Some(Role::Standby));
+    let facts = Facts {
+        own: "node-00",
+        live: &live,
+        eligible: &ineligible,
+        domains: &domains,
+    };
+    assert_eq!(
+        keeper(Announcers::AtMost(3)).decide(&facts, now).role,
+        Some(Role::Standby)
+    );
 }
 
 #[test]
@@ -87,28 +111,45 @@ fn an_announcer_no_longer_wanted_stands_down_only_after_the_delay() {
     let start = Instant::now();
     let mut live = members(10, Some(Role::Standby));
     let wanted = chosen(&live, Announcers::AtMost(2), start);
-    let extra = live.keys().find(|n| !wanted.contains(n)).expect("one").clone();
+    let extra = live
+        .keys()
+        .find(|n| !wanted.contains(n))
+        .expect("one")
+        .clone();
     for node in wanted.iter().chain([&extra]) {
         live.get_mut(node).expect("member").role = Some(Role::Announcer);
     }
     let mut keeper = keeper(Announcers::AtMost(2));
-    assert_eq!(decide(&mut keeper, &extra, &live, start).role, Some(Role::Announcer));
+    assert_eq!(
+        decide(&mut keeper, &extra, &live, start).role,
+        Some(Role::Announcer)
+    );
     assert_eq!(keeper.next_change(), Some(start + DEMOTE_AFTER));
     let almost = start + DEMOTE_AFTER - Duration::from_millis(1);
-    assert_eq!(decide(&mut keeper, &extra, &live, almost).role, Some(Role::Announcer));
-    assert_eq!(decide(&mut keeper, &extra, &live, start + DEMOTE_AFTER).role, Some(Role::Standby));
+    assert_eq!(
+        decide(&mut keeper, &extra, &live, almost).role,
+        Some(Role::Announcer)
+    );
+    assert_eq!(
+        decide(&mut keeper, &extra, &live, start + DEMOTE_AFTER).role,
+        Some(Role::Standby)
+    );
 }
 
 #[test]
 fn a_chosen_node_that_does_not_promote_is_passed_over_after_the_grace() {
     let start = Instant::now();
     let live = members(10, Some(Role::Standby));
-    let first: std::collections::BTreeSet<String> =
-        chosen(&live, Announcers::AtMost(2), start).into_iter().collect();
+    let first: std::collections::BTreeSet<String> = chosen(&live, Announcers::AtMost(2), start)
+        .into_iter()
+        .collect();
     let successors = super::super::wanted(std::iter::empty(), &live, 2, &first);
     let successor = successors.iter().next().expect("one");
     let mut keeper = keeper(Announcers::AtMost(2));
-    assert_eq!(decide(&mut keeper, successor, &live, start).role, Some(Role::Standby));
+    assert_eq!(
+        decide(&mut keeper, successor, &live, start).role,
+        Some(Role::Standby)
+    );
     let grace = keeper.next_change().expect("waiting for the chosen") - start;
     assert!(grace >= Duration::from_secs(2), "{grace:?}");
     // Neither chosen node ever declares itself: both are passed over, and

@@ -31,9 +31,14 @@ fn owners_and_domains(
         .iter()
         .map(|service| {
             let mut domain = Vec::new();
-            let assignment = assign_among(service, &inputs, |_| {}, |candidates| {
-                domain = candidates.iter().map(|c| (*c).to_owned()).collect();
-            })
+            let assignment = assign_among(
+                service,
+                &inputs,
+                |_| {},
+                |candidates| {
+                    domain = candidates.iter().map(|c| (*c).to_owned()).collect();
+                },
+            )
             .expect("ours");
             (assignment.owner, domain)
         })
@@ -44,7 +49,12 @@ fn services_with(count: usize, policy: &str) -> Vec<Arc<ServiceFacts>> {
     (0..count)
         .map(|i| {
             let ip = format!("198.51.100.{}", i + 1);
-            facts(lb_service(&format!("web-{i}"), None, policy, &[(Some(&ip), None)]))
+            facts(lb_service(
+                &format!("web-{i}"),
+                None,
+                policy,
+                &[(Some(&ip), None)],
+            ))
         })
         .collect()
 }
