@@ -281,7 +281,6 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
     let killed = Instant::now();
     kill_container(&cluster, &owner, &container);
     let takeover = prober.first_reply_not_from(v4, &owner_mac, PROBE_EVERY, WAIT);
-    cluster.freeze_kubelet(&owner, false);
     let (answered, by) = takeover.expect("another node answers after the owner's agent is killed");
     let took = answered - killed;
     assert!(
@@ -297,6 +296,23 @@ fn deploy_as_shipped_on_real_kubelet_nodes() {
     assert!(
         took <= Duration::from_secs(lease_seconds) + Duration::from_secs(3),
         "taken over within the Lease duration ({lease_seconds} s): {took:?}"
+    );
+    // The dead agent's program is still attached (its node lives on), and
+    // would answer until --stale-after (75 s in the DaemonSet): it yields to
+    // the successor's announcements once its heartbeat is --yield-after
+    // (1.5 s) old, which the successor's second announcement, one
+    // --announce-interval (1.1 s) after its first, always finds. So after
+    // that, only the successor answers. (Here each node has its own network
+    // namespace: the successor's MAC is not one of the dead node's own, as
+    // in the simulated labs.)
+    let yielded_by = answered + Duration::from_millis(1100 + 300);
+    thread::sleep(yielded_by.saturating_duration_since(Instant::now()));
+    let after = prober.tally(v4, PROBE_EVERY, Duration::from_secs(2));
+    cluster.freeze_kubelet(&owner, false);
+    eprintln!("after the successor's second announcement: {after:?}");
+    assert!(
+        !after.replies.contains_key(&owner_mac) && after.replies.contains_key(&by),
+        "the dead agent's program yielded to the successor within one announcement interval: {after:?}"
     );
     agents_ready(&cluster);
 
