@@ -65,15 +65,21 @@ fn all_held_once(cluster: &Cluster, never: Option<&str>) -> bool {
     })
 }
 
-#[test]
-fn two_announce_one_stands_by_and_promotes_when_an_announcer_dies() {
-    let _serial = one_cluster_at_a_time();
-    let options = ClusterOptions {
+/// One announcer slot (the domain of three nodes still keeps two) and a
+/// short hold-down, so demotions come within the test's waits.
+fn one_slot() -> ClusterOptions {
+    ClusterOptions {
         agent_args: ["--announcers", "1", "--hold-down", "2s"]
             .map(str::to_owned)
             .to_vec(),
         ..ClusterOptions::default()
-    };
+    }
+}
+
+#[test]
+fn two_announce_one_stands_by_and_promotes_when_an_announcer_dies() {
+    let _serial = one_cluster_at_a_time();
+    let options = one_slot();
     let (mut cluster, ()) = Cluster::start_with("annc", &[], &options, |_| ());
     for (i, address) in addresses().iter().enumerate() {
         cluster.create_lb_service(&format!("web-{i}"), &[address]);
@@ -142,12 +148,7 @@ fn two_announce_one_stands_by_and_promotes_when_an_announcer_dies() {
 #[test]
 fn an_agent_before_roles_makes_everyone_announce_until_it_is_gone() {
     let _serial = one_cluster_at_a_time();
-    let options = ClusterOptions {
-        agent_args: ["--announcers", "1", "--hold-down", "2s"]
-            .map(str::to_owned)
-            .to_vec(),
-        ..ClusterOptions::default()
-    };
+    let options = one_slot();
     let (cluster, ()) = Cluster::start_with("anmx", &[], &options, |_| ());
     cluster.create_lb_service("web-0", &[&addresses()[0]]);
     let two = wait_for(WAIT, || {

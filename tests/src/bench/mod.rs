@@ -30,7 +30,7 @@ pub mod schema;
 pub mod schema_false_failover;
 mod syslog_sink;
 pub(crate) mod threads;
-mod tiny_xdp;
+pub mod tiny_xdp;
 
 use std::{
     io,

@@ -1,10 +1,11 @@
-//! XDP programs of a few instructions, assembled here, loaded with
+//! BPF programs of a few instructions, assembled here, loaded with
 //! BPF_PROG_LOAD and attached with BPF_LINK_CREATE: the generator's
 //! replay program, the XDP_DROP that counts replies on the client (in the
 //! driver's own statistics, spending next to nothing on them) or gives the
 //! node's receive floor, and an XDP_PASS for the client while a reply is
-//! read from its stack. Nothing else needs a program of its own, so
-//! no object file is built for them.
+//! read from its stack; and `false_failover`'s random-drop cls_bpf filter,
+//! pinned for `tc`. Nothing else needs a program of its own, so no object
+//! file is built for them.
 use std::{
     io,
     mem::size_of,
@@ -13,9 +14,14 @@ use std::{
 
 /// `enum bpf_cmd`.
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_LINK_CREATE: libc::c_long = 28;
 /// `enum bpf_prog_type`.
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_PROG_TYPE_XDP: u32 = 6;
+/// `TC_ACT_*` from linux/pkt_cls.h.
+const TC_ACT_OK: i32 = 0;
+const TC_ACT_SHOT: i32 = 2;
 /// `enum bpf_attach_type`: what libbpf declares `SEC("xdp")` programs as.
 const BPF_XDP: u32 = 37;
 /// `XDP_FLAGS_DRV_MODE` from linux/if_link.h.
@@ -38,7 +44,11 @@ const ALU64_ADD_K: u8 = 0x07;
 const ALU64_MOV_K: u8 = 0xb7;
 const ALU64_MOV_X: u8 = 0xbf;
 const JMP_JGT_X: u8 = 0x2d;
+const JMP_JLT_K: u8 = 0xa5;
+const JMP_CALL: u8 = 0x85;
 const JMP_EXIT: u8 = 0x95;
+/// `BPF_FUNC_get_prandom_u32`.
+const GET_PRANDOM_U32: i32 = 7;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     let mut insn = [0u8; 8];
@@ -53,6 +63,18 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 fn constant(action: u32) -> Vec<Insn> {
     vec![
         insn(ALU64_MOV_K, 0, 0, 0, action as i32),
+        insn(JMP_EXIT, 0, 0, 0, 0),
+    ]
+}
+
+/// `if bpf_get_prandom_u32() < threshold { TC_ACT_SHOT } else { TC_ACT_OK }`.
+fn random_drop(threshold: u32) -> Vec<Insn> {
+    vec![
+        insn(JMP_CALL, 0, 0, 0, GET_PRANDOM_U32),
+        insn(JMP_JLT_K, 0, 0, 2, threshold as i32),
+        insn(ALU64_MOV_K, 0, 0, 0, TC_ACT_OK),
+        insn(JMP_EXIT, 0, 0, 0, 0),
+        insn(ALU64_MOV_K, 0, 0, 0, TC_ACT_SHOT),
         insn(JMP_EXIT, 0, 0, 0, 0),
     ]
 }
@@ -108,6 +130,15 @@ struct ProgLoadAttr {
     expected_attach_type: u32,
 }
 
+/// The `BPF_OBJ_PIN` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct ObjPinAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
 /// The `BPF_LINK_CREATE` member of `union bpf_attr` for an XDP link.
 #[repr(C)]
 #[derive(Default)]
@@ -118,15 +149,54 @@ struct LinkCreateAttr {
     flags: u32,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a valid `union bpf_attr` prefix of the size given;
     // every pointer in it refers to memory that outlives the call.
     let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: on success both commands return a new file descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+    Ok(ret)
+}
+
+/// A `bpf` command that returns a new file descriptor (load, link).
+fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+    let fd = bpf(cmd, attr)?;
+    // SAFETY: on success these commands return a new file descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn load(prog_type: u32, attach_type: u32, insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+    let license = b"GPL\0";
+    let mut prog_name = [0u8; 16];
+    prog_name[..name.len()].copy_from_slice(name.as_bytes());
+    let mut attr = ProgLoadAttr {
+        prog_type,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        prog_name,
+        expected_attach_type: attach_type,
+        ..ProgLoadAttr::default()
+    };
+    bpf_fd(BPF_PROG_LOAD, &mut attr)
+}
+
+/// Loads a cls_bpf program dropping each frame with `probability` and pins
+/// it at `path` (bpffs), for `tc … bpf da object-pinned`; the pin keeps it
+/// loaded until removed.
+pub fn pin_random_drop(probability: f64, path: &str) -> io::Result<()> {
+    let program = random_drop((probability * f64::from(u32::MAX)) as u32);
+    let fd = load(BPF_PROG_TYPE_SCHED_CLS, 0, &program, "bench_drop")?;
+    let path = std::ffi::CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the pin path"))?;
+    let mut pin = ObjPinAttr {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    bpf(BPF_OBJ_PIN, &mut pin)?;
+    Ok(())
 }
 
 /// A loaded XDP program.
@@ -146,20 +216,8 @@ impl TinyXdp {
     }
 
     fn load(insns: &[Insn], name: &str) -> io::Result<TinyXdp> {
-        let license = b"GPL\0";
-        let mut prog_name = [0u8; 16];
-        prog_name[..name.len()].copy_from_slice(name.as_bytes());
-        let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_XDP,
-            insn_cnt: insns.len() as u32,
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
-            prog_name,
-            expected_attach_type: BPF_XDP,
-            ..ProgLoadAttr::default()
-        };
         Ok(TinyXdp {
-            fd: bpf(BPF_PROG_LOAD, &mut attr)?,
+            fd: load(BPF_PROG_TYPE_XDP, BPF_XDP, insns, name)?,
         })
     }
 
@@ -177,7 +235,7 @@ impl TinyXdp {
             attach_type: BPF_XDP,
             flags: XDP_FLAGS_DRV_MODE,
         };
-        bpf(BPF_LINK_CREATE, &mut attr)
+        bpf_fd(BPF_LINK_CREATE, &mut attr)
     }
 }
 

@@ -4,13 +4,12 @@
 //! owner's API connections, an ebtables rule for one-way loss.
 use std::{
     io,
-    mem::size_of,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
+use responder_tests::bench::tiny_xdp::pin_random_drop;
 use responder_tests::netns::{ChildGuard, NetNs};
 
 /// Runs a command, returning whether it succeeded (stderr echoed if not).
@@ -154,92 +153,6 @@ pub fn hog(cpu: usize, seconds: u64) {
 }
 
 // ------------------------------------------------------------ segment loss
-
-/// `enum bpf_cmd`, `enum bpf_prog_type`, `TC_ACT_*`.
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
-const TC_ACT_OK: i32 = 0;
-const TC_ACT_SHOT: i32 = 2;
-
-fn insn(code: u8, dst: u8, off: i16, imm: i32) -> [u8; 8] {
-    let mut insn = [0u8; 8];
-    insn[0] = code;
-    insn[1] = dst;
-    insn[2..4].copy_from_slice(&off.to_le_bytes());
-    insn[4..].copy_from_slice(&imm.to_le_bytes());
-    insn
-}
-
-/// `if bpf_get_prandom_u32() < threshold { TC_ACT_SHOT } else { TC_ACT_OK }`.
-fn random_drop(threshold: u32) -> Vec<[u8; 8]> {
-    const CALL: u8 = 0x85;
-    const JLT_K: u8 = 0xa5;
-    const MOV64_K: u8 = 0xb7;
-    const EXIT: u8 = 0x95;
-    const GET_PRANDOM_U32: i32 = 7;
-    vec![
-        insn(CALL, 0, 0, GET_PRANDOM_U32),
-        insn(JLT_K, 0, 2, threshold as i32),
-        insn(MOV64_K, 0, 0, TC_ACT_OK),
-        insn(EXIT, 0, 0, 0),
-        insn(MOV64_K, 0, 0, TC_ACT_SHOT),
-        insn(EXIT, 0, 0, 0),
-    ]
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct ObjPinAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a valid `union bpf_attr` prefix of the size given;
-    // its pointers refer to memory that outlives the call.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ret)
-}
-
-/// A random-drop cls_bpf program, pinned so that `tc` can attach it.
-fn pin_random_drop(probability: f64, path: &str) -> io::Result<()> {
-    let program = random_drop((probability * f64::from(u32::MAX)) as u32);
-    let license = b"GPL\0";
-    let mut load = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_SCHED_CLS,
-        insn_cnt: program.len() as u32,
-        insns: program.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        ..ProgLoadAttr::default()
-    };
-    // SAFETY: BPF_PROG_LOAD returns a new descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(bpf(BPF_PROG_LOAD, &mut load)? as RawFd) };
-    let cpath = std::ffi::CString::new(path).expect("no NUL in the pin path");
-    let mut pin = ObjPinAttr {
-        pathname: cpath.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        file_flags: 0,
-    };
-    bpf(BPF_OBJ_PIN, &mut pin)?;
-    Ok(())
-}
 
 /// Random frame loss where frames leave the segment's bridge: tc egress of
 /// the ports to the nodes, tc ingress of the bridge itself (frames to the
