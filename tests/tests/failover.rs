@@ -25,6 +25,22 @@ const WEB_V6: &str = "2001:db8:100::10";
 const FOREIGN_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x99];
 const OWNERSHIP_EVENTS: [&str; 2] = ["AnnouncingStarted", "AnnouncingStopped"];
 
+/// When an agent's log last says its VIP map changed by one of `counts`
+/// (`added`, `updated`, `removed`).
+fn last_reconcile(log: &str, counts: &[&str]) -> Option<k8s_openapi::jiff::Timestamp> {
+    log.lines()
+        .filter(|line| line.contains("VIPs reconciled"))
+        .filter(|line| {
+            counts.iter().any(|count| {
+                line.split_whitespace()
+                    .filter_map(|field| field.strip_prefix(count)?.strip_prefix('='))
+                    .any(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
+            })
+        })
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .next_back()
+}
+
 fn ipv4(address: &str) -> Ipv4Addr {
     address.parse().expect("IPv4 address")
 }
@@ -147,6 +163,20 @@ fn a_returning_owner_takes_its_neighbours_back() {
         back.is_some(),
         "rendezvous never gave web back to {owner}: {:?}",
         cluster.holders(WEB_V4)
+    );
+    // Break before make: the successor, still live, withdrew before the
+    // owner began to answer (the owner waits --handover-pause, 100 ms). Both
+    // logs are stamped by this machine's one clock.
+    let withdrawn = last_reconcile(&cluster.agent(successor).log(), &["removed"])
+        .unwrap_or_else(|| panic!("{successor} never withdrew web"));
+    let answering = last_reconcile(&cluster.agent(owner).log(), &["added", "updated"])
+        .unwrap_or_else(|| panic!("{owner} never installed web"));
+    let gap_ms = answering.duration_since(withdrawn).as_secs_f64() * 1e3;
+    eprintln!("{owner} answered for web {gap_ms:.3} ms after {successor} withdrew it");
+    assert!(
+        withdrawn < answering,
+        "{owner} answered for web {:.3} ms before {successor} withdrew",
+        -gap_ms
     );
     // No client traffic from here on: only the owner's announcements can
     // move the entries, and the first of them goes out as it takes web back.

@@ -137,6 +137,13 @@ pub(crate) struct RunArgs {
     /// forth.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub(crate) hold_down: Duration,
+    /// How long a node taking an address over from a node that still
+    /// answers for it (a planned move: a node back after its hold-down, a
+    /// change of announcers or of L2Advertisements) waits before answering,
+    /// so the two never answer together; `0s` answers at once. A failover,
+    /// the holder dead or unable to answer, never waits.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    pub(crate) handover_pause: Duration,
     /// bpffs directory for the program, map and link pins. A container sets
     /// it once in its environment, so `kubectl exec … responder vips` finds
     /// the pins where the agent's volume mounts them.
@@ -242,9 +249,19 @@ fn parse_selector(text: &str) -> Result<String, SelectorError> {
     Ok(text.to_owned())
 }
 
+/// Linux retries an unanswered ARP request after a second.
+const MAX_HANDOVER_PAUSE: Duration = Duration::from_secs(1);
+
 impl RunArgs {
     /// What clap cannot express: the requirements that depend on --kube.
     fn check(&self) -> Result<(), String> {
+        if self.handover_pause > MAX_HANDOVER_PAUSE {
+            return Err(format!(
+                "--handover-pause ({:?}) must be at most {MAX_HANDOVER_PAUSE:?}: a moved address \
+                 goes unanswered that long, past an ARP or ND client's first retry",
+                self.handover_pause
+            ));
+        }
         if self.yield_after.is_zero() || self.yield_after >= self.stale_after {
             return Err(format!(
                 "--yield-after ({:?}) must be non-zero and shorter than --stale-after ({:?})",
@@ -405,6 +422,27 @@ mod tests {
         assert_eq!(args.lease_write_budget, 90.0);
         assert_eq!(args.announcers, Announcers::Budgeted);
         assert_eq!(args.hold_down, Duration::from_secs(10));
+        assert_eq!(args.handover_pause, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_handover_pause_is_at_most_a_second() {
+        let base = ["--kube", "--node-name", "n1", "--handover-pause"];
+        let with = |pause: &str| {
+            let mut argv = base.to_vec();
+            argv.push(pause);
+            run_args(&argv)
+        };
+        assert_eq!(with("0s").expect("zero").handover_pause, Duration::ZERO);
+        assert_eq!(
+            with("1s").expect("a second").handover_pause,
+            Duration::from_secs(1)
+        );
+        let e = with("1500ms").err().expect("too long");
+        assert!(
+            e.contains("--handover-pause") && e.contains("at most 1s"),
+            "{e}"
+        );
     }
 
     #[test]

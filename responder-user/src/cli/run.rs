@@ -27,6 +27,7 @@ async fn cluster_source(args: &RunArgs) -> anyhow::Result<ClusterSourceConfig> {
     settings.lease_write_budget = args.lease_write_budget;
     settings.announcers = args.announcers;
     settings.hold_down = args.hold_down;
+    settings.handover_pause = args.handover_pause;
     settings.pod_name = args.pod_name.clone().filter(|name| !name.is_empty());
     Ok(ClusterSourceConfig { client, settings })
 }

@@ -21,9 +21,10 @@ use tracing::{debug, info, warn};
 use super::advertising::{Advertising, BadObject};
 use super::announcers::{Domains, RoleKeeper};
 use super::events::OwnershipEvent;
+use super::handover::Handovers;
 use super::indexes::{node_facts, EndpointIndex, NodeFacts};
 use super::membership::{lease_name, LeaseTracker, Member, Roster};
-use super::ownership::Assignments;
+use super::ownership::{self, Assignments};
 use super::reason::Problem;
 use super::service_facts::ServiceCache;
 use super::watches::{self, Change, MetallbStores, Source, Stores, Update};
@@ -193,6 +194,9 @@ struct Assigner {
     domain_of: BTreeMap<ServiceRef, u64>,
     domains: Domains,
     keeper: RoleKeeper,
+    /// Addresses gained from a holder that could keep them, not answered
+    /// for yet (see `handover`).
+    handovers: Handovers,
     problems: BTreeMap<ServiceRef, BTreeSet<Problem>>,
     assignments: Assignments,
     reported_problems: BTreeSet<(ServiceRef, Problem)>,
@@ -247,6 +251,7 @@ impl Assigner {
         Assigner {
             own_lease: lease_name(&settings.node_name),
             keeper: RoleKeeper::new(settings.announcers, settings.plan(), settings.hold_down),
+            handovers: Handovers::new(settings.handover_pause),
             tracker: LeaseTracker::new(
                 settings.lease_duration,
                 settings.hold_down,
@@ -412,6 +417,7 @@ impl Assigner {
             self.own_lease_deadline(),
             self.tracker.next_change(now),
             self.keeper.next_change(),
+            self.handovers.next_change(),
         ]
         .into_iter()
         .flatten()
@@ -452,13 +458,16 @@ impl Assigner {
             let dirty = std::mem::take(&mut self.dirty);
             match dirty.all {
                 true => cpu_bound(|| {
-                    self.reassign(dirty);
+                    self.reassign(dirty, now);
                     // What the relists and the full pass freed, with ten
                     // thousand Services tens of megabytes, goes back now.
                     memory::release_after_burst();
                 }),
-                false => self.reassign(dirty),
+                false => self.reassign(dirty, now),
             }
+        } else if self.handovers.release_due(now) {
+            let owned = ownership::owned_by(&self.assignments, &self.settings.node_name);
+            self.publish_owned(&owned);
         }
         self.decide_role(now, changed);
         self.publish_view();

@@ -101,6 +101,7 @@ pub struct Metrics {
     yielded: Gauge,
     members: Gauge,
     lease_events: Counter,
+    handover_pauses: Counter,
     renew_interval: Gauge<f64, AtomicU64>,
     failover_expected: Gauge<f64, AtomicU64>,
     announcer: Gauge,
@@ -128,6 +129,7 @@ impl Metrics {
         let yielded = Gauge::default();
         let members = Gauge::default();
         let lease_events = Counter::default();
+        let handover_pauses = Counter::default();
         let renew_interval = Gauge::<f64, AtomicU64>::default();
         let failover_expected = Gauge::<f64, AtomicU64>::default();
         let announcer = Gauge::default();
@@ -211,6 +213,12 @@ impl Metrics {
         );
         register(
             &mut registry,
+            "responder_handover_pauses",
+            "Addresses this node took over from a node that could still answer for them (a planned move), each answered only after --handover-pause.",
+            handover_pauses.clone(),
+        );
+        register(
+            &mut registry,
             "responder_lease_renew_interval_seconds",
             "How often this node renews its membership Lease, following the cluster's write budget.",
             renew_interval.clone(),
@@ -258,6 +266,7 @@ impl Metrics {
             yielded,
             members,
             lease_events,
+            handover_pauses,
             renew_interval,
             failover_expected,
             announcer,
@@ -336,6 +345,12 @@ impl Metrics {
     /// A membership Lease change arrived on the watch.
     pub fn lease_event(&self) {
         self.lease_events.inc();
+    }
+
+    /// `addresses` taken over from a live holder wait before being answered.
+    pub fn handover_paused(&self, addresses: usize) {
+        self.handover_pauses
+            .inc_by(u64::try_from(addresses).unwrap_or(u64::MAX));
     }
 
     /// The membership as this node's Lease holder sees it: how many members,

@@ -255,6 +255,9 @@ responder_membership_members 3
 # HELP responder_lease_watch_events_total Membership Lease changes this agent received: every member's renewals, the load each agent's Lease watch puts on the API server.
 # TYPE responder_lease_watch_events_total counter
 responder_lease_watch_events_total 0
+# HELP responder_handover_pauses_total Addresses this node took over from a node that could still answer for them (a planned move), each answered only after --handover-pause.
+# TYPE responder_handover_pauses_total counter
+responder_handover_pauses_total 0
 # HELP responder_lease_renew_interval_seconds How often this node renews its membership Lease, following the cluster's write budget.
 # TYPE responder_lease_renew_interval_seconds gauge
 responder_lease_renew_interval_seconds 0.25

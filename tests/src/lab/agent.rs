@@ -3,7 +3,8 @@
 //! root-namespace veth per segment the node is on.
 use std::{
     collections::BTreeSet,
-    fs::File,
+    fs::OpenOptions,
+    io::Write,
     net::IpAddr,
     path::PathBuf,
     process::{Command, Stdio},
@@ -28,7 +29,11 @@ pub struct Agent {
     /// One per segment, in the lab's segment order.
     pub nics: Vec<Nic>,
     pub pin_path: PathBuf,
+    /// Every run of the agent in this lab, one after another: a failure
+    /// shows what each restart did.
     pub(super) log_path: PathBuf,
+    /// Where the current run's log begins.
+    pub(super) log_start: u64,
     pub(super) kubeconfig: PathBuf,
     pub(super) namespace: &'static str,
     /// Appended to `responder run`.
@@ -39,7 +44,13 @@ pub struct Agent {
 
 impl Agent {
     pub(super) fn spawn(&mut self) {
-        let log = File::create(&self.log_path).expect("create agent log");
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open agent log");
+        writeln!(log, "=== agent {} started ===", self.node).expect("write agent log");
+        self.log_start = log.metadata().map_or(0, |m| m.len());
         let mut cmd = Command::new(responder_bin());
         cmd.arg("run")
             .arg("--kube")
@@ -165,8 +176,11 @@ impl Agent {
             .unwrap_or(0.0)
     }
 
+    /// The current run's log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        let all = std::fs::read(&self.log_path).unwrap_or_default();
+        let start = usize::try_from(self.log_start).map_or(all.len(), |s| s.min(all.len()));
+        String::from_utf8_lossy(&all[start..]).into_owned()
     }
 
     pub(super) fn xdp_attached(&self) -> bool {
@@ -218,7 +232,7 @@ impl Drop for Agent {
                 "--- agent {} log ({}) ---\n{}",
                 self.node,
                 self.log_path.display(),
-                self.log()
+                std::fs::read_to_string(&self.log_path).unwrap_or_default()
             );
         }
         let _ = std::fs::remove_file(&self.log_path);

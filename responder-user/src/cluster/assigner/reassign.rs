@@ -2,7 +2,11 @@
 //! addresses settled, problems reported, and this node's VIPs published.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::debug;
 
 use super::super::indexes::EndpointIndex;
 use super::super::membership::Member;
@@ -17,7 +21,7 @@ use crate::k8s::ServiceRef;
 impl Assigner {
     /// Recomputes the owners of the Services `dirty` names (all of them
     /// when it says so), settles shared addresses, and publishes.
-    pub(super) fn reassign(&mut self, dirty: Dirty) {
+    pub(super) fn reassign(&mut self, dirty: Dirty, now: Instant) {
         if std::mem::take(&mut self.advertising_stale) {
             self.rebuild_advertising();
         }
@@ -75,11 +79,29 @@ impl Assigner {
                 })
                 .collect(),
         };
+        let me = self.settings.node_name.clone();
+        let me = me.as_str();
+        // For the hand-over pause: the recomputed Services' addresses other
+        // nodes held, and of the nodes this one may take them from (their
+        // owner so far, and those still waited for) the ones that could
+        // keep them. A Service not recomputed kept its owner.
+        let waited_for = self.handovers.holders();
+        let mut held_elsewhere: BTreeMap<IpAddr, String> = BTreeMap::new();
+        let mut may_keep: BTreeMap<ServiceRef, Vec<String>> = BTreeMap::new();
         for service in services {
             let key = service.key.clone();
             let mut problems = BTreeSet::new();
             let domains = &mut self.domains;
             let domain_of = &mut self.domain_of;
+            let before = self.assignments.get(&key);
+            let owner_so_far = before
+                .and_then(|a| a.owner.as_deref())
+                .filter(|owner| *owner != me);
+            if let (Some(owner), Some(before)) = (owner_so_far, before) {
+                for ip in &before.ips {
+                    held_elsewhere.insert(*ip, owner.to_owned());
+                }
+            }
             let assignment = ownership::assign_among(
                 &service,
                 &inputs,
@@ -90,6 +112,13 @@ impl Assigner {
                     if !candidates.is_empty() {
                         domain_of.insert(key.clone(), domains.hold(candidates));
                     }
+                    let keepers: Vec<String> = owner_so_far
+                        .into_iter()
+                        .chain(waited_for.iter().map(String::as_str))
+                        .filter(|node| candidates.binary_search(node).is_ok())
+                        .map(str::to_owned)
+                        .collect();
+                    may_keep.insert(key.clone(), keepers);
                 },
             );
             if let Some(assignment) = assignment {
@@ -113,13 +142,37 @@ impl Assigner {
         self.announced_before.clear();
         self.assignments = assignments;
         let owned = ownership::owned_by(&self.assignments, &self.settings.node_name);
-        let interfaces =
+        let may_hold = |service: &ServiceRef, node: &str| {
+            may_keep
+                .get(service)
+                .map(|keepers| keepers.iter().any(|k| k == node))
+        };
+        let paused = self
+            .handovers
+            .after_pass(now, &owned, &held_elsewhere, may_hold);
+        if paused > 0 {
+            self.metrics.handover_paused(paused);
+            debug!(
+                addresses = paused,
+                pause = ?self.settings.handover_pause,
+                "taking over addresses from nodes that still answer for them after a pause"
+            );
+        }
+        self.publish_owned(&owned);
+    }
+
+    /// Publishes this node's addresses (`owned`, from the assignments),
+    /// less those whose hand-over it still waits for.
+    pub(super) fn publish_owned(&self, owned: &BTreeMap<IpAddr, ServiceRef>) {
+        let vips = self.handovers.answered(owned);
+        let mut interfaces =
             ownership::interfaces_owned_by(&self.assignments, &self.settings.node_name);
+        interfaces.retain(|ip, _| vips.contains_key(ip));
         let view = self.view();
         self.owned.send_if_modified(|current| {
             let changed =
-                current.vips != owned || current.interfaces != interfaces || current.view != view;
-            current.vips = owned;
+                current.vips != vips || current.interfaces != interfaces || current.view != view;
+            current.vips = vips;
             current.interfaces = interfaces;
             current.view = view;
             changed

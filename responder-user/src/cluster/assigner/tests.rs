@@ -177,6 +177,72 @@ fn takes_over_when_the_owner_stops_renewing() {
     }
 }
 
+/// A planned move: the owner stays a member that could keep the address
+/// (here it stands by), so the node taking it waits for the owner to
+/// withdraw; had the owner died, it would take it at once (above).
+#[test]
+fn an_address_taken_from_an_owner_that_could_keep_it_is_answered_after_the_pause() {
+    use super::super::membership::tests::with_role;
+    let pause = ClusterSettings::DEFAULT_HANDOVER_PAUSE.as_millis() as u64;
+    let mut h = Harness::new(loser());
+    assert!(!h.owns_web());
+    let standby = |h: &mut Harness, renewal: i64, at_ms: u64| {
+        let at = h.start + Duration::from_millis(at_ms);
+        let lease = with_role(lease(winner(), renewal), "standby");
+        h.assigner.apply(
+            Update::Leases(Ok(Box::new(watcher::Event::Apply(lease)))),
+            at,
+        );
+        h.assigner.evaluate(at);
+    };
+    h.renew(loser(), 2, 200);
+    standby(&mut h, 2, 300);
+    assert_eq!(
+        h.assigner.assignments[&svc("default", "web")]
+            .owner
+            .as_deref(),
+        Some(loser()),
+        "an announcer goes before a standby"
+    );
+    assert!(!h.owns_web(), "the standby may still answer: not yet");
+    assert_eq!(
+        h.assigner.next_wake(h.start + Duration::from_millis(300)),
+        Some(h.start + Duration::from_millis(300 + pause)),
+        "woken when the pause ends"
+    );
+    h.evaluate(300 + pause - 1);
+    assert!(!h.owns_web());
+    h.evaluate(300 + pause);
+    assert!(h.owns_web(), "answered once the pause is over");
+}
+
+#[test]
+fn the_owner_dying_during_the_pause_ends_it() {
+    use super::super::membership::tests::with_role;
+    let mut h = Harness::new(loser());
+    // A pause longer than the owner's Lease, to see its expiry end it.
+    h.assigner.handovers = Handovers::new(Duration::from_secs(5));
+    h.renew(loser(), 2, 200);
+    let at = h.start + Duration::from_millis(300);
+    let lease = with_role(lease(winner(), 2), "standby");
+    h.assigner.apply(
+        Update::Leases(Ok(Box::new(watcher::Event::Apply(lease)))),
+        at,
+    );
+    h.assigner.evaluate(at);
+    for (renewal, at_ms) in [(3, 600), (4, 900), (5, 1_200)] {
+        h.renew(loser(), renewal, at_ms);
+        assert!(!h.owns_web(), "pausing at {at_ms} ms");
+    }
+    h.evaluate(1_299);
+    assert!(!h.owns_web());
+    h.evaluate(1_300);
+    assert!(
+        h.owns_web(),
+        "the standby's Lease expired (seen at 300 ms, one second long): a failover"
+    );
+}
+
 #[test]
 fn a_broken_view_freezes_ownership_until_it_recovers() {
     let mut h = Harness::new(loser());

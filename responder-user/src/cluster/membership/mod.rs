@@ -50,6 +50,7 @@ pub(crate) mod tests {
     use kube::core::ObjectMeta;
 
     use super::*;
+    pub(crate) use advert::tests::with_role;
 
     pub(crate) fn lease(node: &str, renewed_at_second: i64) -> Lease {
         Lease {

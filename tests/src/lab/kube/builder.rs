@@ -131,7 +131,8 @@ impl KubeLabBuilder {
                 node,
                 nics,
                 pin_path: PathBuf::from(format!("/sys/fs/bpf/{tag}n{i}")),
-                log_path: std::env::temp_dir().join(format!("{tag}n{i}-{node}.log")),
+                log_path: fresh_log(std::env::temp_dir().join(format!("{tag}n{i}-{node}.log"))),
+                log_start: 0,
                 kubeconfig: server.kubeconfig(),
                 namespace: self.namespace,
                 extra_args: self.agent_args.clone(),
@@ -176,4 +177,11 @@ impl KubeLabBuilder {
         }
         (lab, before)
     }
+}
+
+/// An agent's log appends each run: one left by an earlier lab of the same
+/// name (a reused process ID) goes first.
+fn fresh_log(path: PathBuf) -> PathBuf {
+    let _ = std::fs::remove_file(&path);
+    path
 }
