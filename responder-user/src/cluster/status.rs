@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::advertising::Advertising;
 use super::indexes::slice_nodes;
-use super::membership::{lease_name, member_at, Member, Role};
+use super::membership::{before_roles, lease_name, member_at, roles_in_force, Member, Role};
 use super::nodes::{exclusion, node_addresses};
 use super::ownership::{self, Assignments, Inputs};
 use super::reason::{Problem, ProblemKind, Reason};
@@ -152,6 +152,8 @@ pub fn judge(snapshot: &Snapshot, settings: &Settings, now: Timestamp) -> Report
             role,
         });
     }
+    let legacy = before_roles(members.values());
+    let members = roles_in_force(members, legacy);
     let forbidden = node_addresses(&snapshot.nodes);
     let node_labels: BTreeMap<String, BTreeMap<String, String>> = snapshot
         .nodes

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{wanted, Domains};
-use crate::cluster::membership::{Announcers, Member, Plan, Role, Roster};
+use crate::cluster::membership::{before_roles, Announcers, Member, Plan, Role, Roster};
 
 /// What deciding needs, all of it read from the current view.
 pub(crate) struct Facts<'a> {
@@ -60,10 +60,9 @@ impl RoleKeeper {
         };
         // An agent that predates roles announces wherever it is a
         // candidate and counts everyone as one: so must everyone.
-        let before_roles = facts.live.values().any(|member| member.role.is_none());
         let slots = match self.mode {
             Announcers::All => return roster(Role::Announcer),
-            _ if before_roles => return roster(Role::Announcer),
+            _ if before_roles(facts.live.values()) => return roster(Role::Announcer),
             Announcers::Budgeted => self.plan.slots(facts.live.len()),
             Announcers::AtMost(most) => most,
         };

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::super::indexes::EndpointIndex;
-use super::super::membership::Member;
+use super::super::membership::{before_roles, roles_in_force, Member};
 use super::super::nodes;
 use super::super::nodes::OwnAddress;
 use super::super::ownership::{self, Inputs};
@@ -26,7 +26,10 @@ impl Assigner {
             self.rebuild_advertising();
         }
         let nodes = self.nodes.state();
-        let members = self.eligible_members();
+        let members = roles_in_force(
+            self.eligible_members(),
+            before_roles(self.last_members.values()),
+        );
         // The Nodes' addresses are refused by every agent alike; this node's
         // own ones only here (no other agent knows them), which keeps this
         // node from answering for them wherever the Service goes.

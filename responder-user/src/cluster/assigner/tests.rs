@@ -122,6 +122,19 @@ impl Harness {
         self.assigner.evaluate(at);
     }
 
+    /// `node` renews declaring `role` (`renew` declares none: an agent
+    /// from before roles).
+    fn declare(&mut self, node: &str, role: &str, renewal: i64, at_ms: u64) {
+        use super::super::membership::tests::with_role;
+        let at = self.start + Duration::from_millis(at_ms);
+        let lease = with_role(lease(node, renewal), role);
+        self.assigner.apply(
+            Update::Leases(Ok(Box::new(watcher::Event::Apply(lease)))),
+            at,
+        );
+        self.assigner.evaluate(at);
+    }
+
     fn evaluate(&mut self, at_ms: u64) {
         self.assigner
             .evaluate(self.start + Duration::from_millis(at_ms));
@@ -182,21 +195,11 @@ fn takes_over_when_the_owner_stops_renewing() {
 /// withdraw; had the owner died, it would take it at once (above).
 #[test]
 fn an_address_taken_from_an_owner_that_could_keep_it_is_answered_after_the_pause() {
-    use super::super::membership::tests::with_role;
     let pause = ClusterSettings::DEFAULT_HANDOVER_PAUSE.as_millis() as u64;
     let mut h = Harness::new(loser());
     assert!(!h.owns_web());
-    let standby = |h: &mut Harness, renewal: i64, at_ms: u64| {
-        let at = h.start + Duration::from_millis(at_ms);
-        let lease = with_role(lease(winner(), renewal), "standby");
-        h.assigner.apply(
-            Update::Leases(Ok(Box::new(watcher::Event::Apply(lease)))),
-            at,
-        );
-        h.assigner.evaluate(at);
-    };
-    h.renew(loser(), 2, 200);
-    standby(&mut h, 2, 300);
+    h.declare(loser(), "announcer", 2, 200);
+    h.declare(winner(), "standby", 2, 300);
     assert_eq!(
         h.assigner.assignments[&svc("default", "web")]
             .owner
@@ -216,22 +219,37 @@ fn an_address_taken_from_an_owner_that_could_keep_it_is_answered_after_the_pause
     assert!(h.owns_web(), "answered once the pause is over");
 }
 
+/// While an agent from before roles is live it counts everyone as an
+/// announcer, and ownership here must agree with it: roles decide only once
+/// every live member declares one (a downgrade, or the start of an upgrade).
+#[test]
+fn roles_decide_no_owner_while_an_agent_from_before_roles_is_live() {
+    let mut h = Harness::new(winner());
+    assert!(h.owns_web());
+    h.declare(winner(), "standby", 2, 200);
+    assert!(
+        h.owns_web(),
+        "{} predates roles and sees {} announce: so does {}",
+        loser(),
+        winner(),
+        winner()
+    );
+    h.declare(loser(), "announcer", 2, 300);
+    assert!(
+        !h.owns_web(),
+        "every member declares a role: the announcer goes before the standby"
+    );
+}
+
 #[test]
 fn the_owner_dying_during_the_pause_ends_it() {
-    use super::super::membership::tests::with_role;
     let mut h = Harness::new(loser());
     // A pause longer than the owner's Lease, to see its expiry end it.
     h.assigner.handovers = Handovers::new(Duration::from_secs(5));
-    h.renew(loser(), 2, 200);
-    let at = h.start + Duration::from_millis(300);
-    let lease = with_role(lease(winner(), 2), "standby");
-    h.assigner.apply(
-        Update::Leases(Ok(Box::new(watcher::Event::Apply(lease)))),
-        at,
-    );
-    h.assigner.evaluate(at);
+    h.declare(loser(), "announcer", 2, 200);
+    h.declare(winner(), "standby", 2, 300);
     for (renewal, at_ms) in [(3, 600), (4, 900), (5, 1_200)] {
-        h.renew(loser(), renewal, at_ms);
+        h.declare(loser(), "announcer", renewal, at_ms);
         assert!(!h.owns_web(), "pausing at {at_ms} ms");
     }
     h.evaluate(1_299);

@@ -13,7 +13,7 @@ pub use budget::{Announcers, Cadence, Plan, Role};
 pub(crate) use budget::{Roster, PER_DOMAIN};
 pub use holder::{announcer_slots, first_lease, membership_cadence, renewal_patch, Departure};
 pub(crate) use holder::{depart, hold_lease, Holding};
-pub(crate) use tracker::{LeaseTracker, Member};
+pub(crate) use tracker::{before_roles, roles_in_force, LeaseTracker, Member};
 pub(crate) use wall_clock::member_at;
 
 pub const LEASE_LABEL_KEY: &str = "app.kubernetes.io/component";

@@ -55,6 +55,28 @@ impl Member {
     }
 }
 
+/// Whether a live member runs an agent from before roles: it counts every
+/// member as an announcer, and so must everyone.
+pub(crate) fn before_roles<'m>(mut live: impl Iterator<Item = &'m Member>) -> bool {
+    live.any(|member| member.role.is_none())
+}
+
+/// `members` as ownership must see them while an agent from before roles
+/// is live (`before_roles`): every one announcing. The standbys write
+/// "announcer" within moments, but until each write is seen the old agent
+/// and the new ones would pick different owners, both answering.
+pub(crate) fn roles_in_force(
+    mut members: BTreeMap<String, Member>,
+    before_roles: bool,
+) -> BTreeMap<String, Member> {
+    if before_roles {
+        for member in members.values_mut() {
+            member.role = None;
+        }
+    }
+    members
+}
+
 #[derive(Debug)]
 pub(crate) struct LeaseTracker {
     lease_duration: Duration,

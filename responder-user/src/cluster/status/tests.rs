@@ -105,6 +105,42 @@ fn an_announced_address_names_its_node_and_the_interfaces_it_reports() {
     assert_eq!(row.reported_by, [owner]);
 }
 
+/// Judged as the agents judge it: declared roles count only once no live
+/// agent predates them.
+#[test]
+fn roles_count_only_once_every_live_agent_declares_one() {
+    let mut snapshot = two_nodes();
+    snapshot.services = vec![service("web", &["192.0.2.10"])];
+    let owner = only_row(&judged(&snapshot), "web").node.expect("an owner");
+    let other = if owner == "a" { "b" } else { "a" };
+    let declare = |snapshot: &mut Snapshot, node: &str, role: &str| {
+        let lease = snapshot
+            .leases
+            .iter_mut()
+            .find(|l| l.metadata.name.as_deref() == Some(&format!("responder-{node}")))
+            .expect("the node's Lease");
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("responder/role".to_owned(), role.to_owned());
+    };
+    declare(&mut snapshot, &owner, "standby");
+    let row = only_row(&judged(&snapshot), "web");
+    assert_eq!(
+        row.node.as_deref(),
+        Some(owner.as_str()),
+        "{other} predates roles"
+    );
+    declare(&mut snapshot, other, "announcer");
+    let row = only_row(&judged(&snapshot), "web");
+    assert_eq!(
+        row.node.as_deref(),
+        Some(other),
+        "the announcer before the standby"
+    );
+}
+
 #[test]
 fn other_class_and_no_address_are_told_per_service() {
     let mut snapshot = two_nodes();
