@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::k8s::ServiceRef;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct Waiting {
     /// The node this one takes the address from.
     from: String,
